@@ -1,0 +1,59 @@
+"""adjoint: backpropagation as the stationarity conditions of a Lagrangian.
+
+Declare constraints ``z_i = f_i(z_alpha(i))``; the package builds the Lagrangian
+``L = z_n - sum_i lambda_i (z_i - f_i)``, derives ``grad L = 0`` and solves it:
+forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
+``lambda_j = d z_n / d z_j`` and the inputs' multipliers are the gradient.
+
+>>> import sympy as sp, adjoint
+>>> g = adjoint.Graph()
+>>> x = g.input("x")
+>>> z = g.define("z", sp.sin(x) * x)
+>>> g.stationarity().gradient
+[Eq(lambda_x, lambda_z*(x*cos(x) + sin(x)))]
+"""
+
+from .checks import NodeCheck, VerifyReport, verify
+from .errors import (
+    AdjointError,
+    BadValueError,
+    CycleError,
+    DuplicateNameError,
+    ExpressionError,
+    MissingValueError,
+    ParseError,
+    ShapeError,
+    UnknownSymbolError,
+)
+from .graph import Graph, Node
+from .lagrangian import Condition, Stationarity, Term
+from .parsing import parse
+from .solve import NodeMap, Solution, grad
+from .symbols import Multiplier
+
+__all__ = [
+    "AdjointError",
+    "BadValueError",
+    "Condition",
+    "CycleError",
+    "DuplicateNameError",
+    "ExpressionError",
+    "Graph",
+    "MissingValueError",
+    "Multiplier",
+    "Node",
+    "NodeCheck",
+    "NodeMap",
+    "ParseError",
+    "ShapeError",
+    "Solution",
+    "Stationarity",
+    "Term",
+    "UnknownSymbolError",
+    "VerifyReport",
+    "grad",
+    "parse",
+    "verify",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,118 @@
+"""The ``adjoint`` command: the lecture's derivation for an expression, in a terminal.
+
+    adjoint demo                                   # the lecture's examples, end to end
+    adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2
+    adjoint explain "sin(x*y) + x**2" --format json
+
+Text is parsed without running it as code; a mistake prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import sympy as sp
+
+from .errors import AdjointError, BadValueError
+from .graph import Graph
+from .parsing import parse
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="adjoint",
+        description="Backpropagation as the stationarity conditions of a Lagrangian.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="run the lecture's examples end to end")
+    explain = commands.add_parser("explain", help="derive and solve grad L = 0 for EXPR")
+    explain.add_argument("expr", help='an expression, such as "sin(x*y) + x**2"')
+    explain.add_argument("--at", help="a point, such as x=1.5,y=-2 (else symbolic)")
+    explain.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            print(demo())
+        else:
+            print(explain_expr(args.expr, args.at, args.format))
+    except AdjointError as exc:
+        print(f"adjoint: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def demo() -> str:
+    """The lecture's examples: each graph, its Lagrangian, grad L = 0 and the solution."""
+    from .examples import EXAMPLES
+
+    parts = []
+    for name, build in EXAMPLES.items():
+        g, point = build()
+        summary = build.__doc__.splitlines()[0].replace("``", "")
+        parts.append(_derivation(f"Example: {name}. {summary}", g, point))
+    return "\n\n".join(parts)
+
+
+def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
+    expr = parse(text)
+    g = Graph.from_expr(expr)
+    point = _read_point(at, g) if at else None
+    if fmt == "json":
+        return json.dumps(_as_json(g, point), indent=2)
+    return _derivation(f"f = {expr}", g, point)
+
+
+def _derivation(title: str, g: Graph, point) -> str:
+    kkt = g.stationarity()
+    lines = [title, "=" * len(title), str(g), "", "Lagrangian (equation 6):",
+             f"  L = {g.lagrangian()}", "", repr(kkt)]
+    if point is not None:
+        sol = g.solve(point)
+        lines += ["", "Solution:", repr(sol)]
+        report = g.verify(at=point)
+    else:
+        lines += ["", "Solution (symbolic):", repr(g.solve())]
+        report = g.verify()
+    lines += ["", repr(report)]
+    return "\n".join(lines)
+
+
+def _read_point(text: str, g: Graph) -> dict:
+    point = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise BadValueError(f"--at expects name=value pairs such as x=1.5,y=-2, got {item!r}")
+        number = parse(value.strip(), symbols=[])
+        if not number.is_number:
+            raise BadValueError(f"the value of {name.strip()} is not a number: {value!r}")
+        point[name.strip()] = float(number) if number.is_real else number
+    return point
+
+
+def _as_json(g: Graph, point) -> dict:
+    kkt = g.stationarity()
+    sol = g.solve(point)
+    as_value = float if point is not None else str
+    return {
+        "inputs": [str(x) for x in g.inputs],
+        "output": str(g.output),
+        "constraints": {str(z): str(g.expr(z)) for z in g.defined},
+        "lagrangian": str(g.lagrangian()),
+        "stationarity": {
+            role: [{"unknown": str(c.unknown), "rhs": str(c.rhs)} for c in kkt.conditions(role)]
+            for role in ("forward", "adjoint", "gradient")
+        },
+        "values": {str(z): as_value(v) for z, v in sol.values.items()},
+        "adjoints": {str(z): as_value(v) for z, v in sol.adjoints.items()},
+        "gradient": {str(z): as_value(v) for z, v in sol.gradient.items()},
+        "output_value": as_value(sol.output),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

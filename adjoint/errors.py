@@ -1,0 +1,64 @@
+"""The errors `adjoint` raises on bad input.
+
+Every error is an :class:`AdjointError`, which is a :class:`ValueError`, so
+``except ValueError`` keeps working. Each names the node it is about (``.node``,
+``None`` when the problem is not tied to one node) and says how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdjointError",
+    "BadValueError",
+    "CycleError",
+    "DuplicateNameError",
+    "ExpressionError",
+    "MissingValueError",
+    "ParseError",
+    "ShapeError",
+    "UnknownSymbolError",
+]
+
+
+class AdjointError(ValueError):
+    """Base class of every error the package raises on bad input."""
+
+    def __init__(self, message: str, node=None):
+        super().__init__(message)
+        self.node = node
+
+
+class CycleError(AdjointError):
+    """The constraints read each other in a cycle: they do not form a DAG."""
+
+    def __init__(self, message: str, cycle=(), node=None):
+        super().__init__(message, node=node)
+        self.cycle = tuple(cycle)
+
+
+class UnknownSymbolError(AdjointError):
+    """A symbol is not a node (input, constant or defined node) of the graph."""
+
+
+class DuplicateNameError(AdjointError):
+    """A name is declared twice."""
+
+
+class ShapeError(AdjointError):
+    """A shape does not match: a matrix node, or an array given for it."""
+
+
+class MissingValueError(AdjointError):
+    """A value needed for solving (an input or a constant) was not given."""
+
+
+class BadValueError(AdjointError):
+    """A value given for a node is not a real number (or array of them)."""
+
+
+class ExpressionError(AdjointError):
+    """Something given as an expression is not a sympy expression."""
+
+
+class ParseError(ExpressionError):
+    """Text given as an expression cannot be parsed safely."""

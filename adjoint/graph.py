@@ -1,0 +1,484 @@
+"""The constraint system ``z_i = f_i(z_alpha(i))`` and its computation graph.
+
+A :class:`Graph` holds inputs, constants (data: a value at solve time, but no
+variable of the problem) and defined nodes, each with its right-hand side ``f_i``.
+Nodes can only read nodes declared before them, so declaration order is a
+topological order and no sort is ever needed. The Lagrangian, the stationarity
+conditions and the solution are derived from it by the modules above this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import sympy as sp
+
+from .errors import (
+    AdjointError,
+    CycleError,
+    DuplicateNameError,
+    ExpressionError,
+    UnknownSymbolError,
+)
+from .parsing import parse
+from .symbols import Multiplier, multiplier_of, node_symbol
+
+__all__ = ["Graph", "Node"]
+
+INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the graph: its symbol, its role and, if defined, its constraint."""
+
+    symbol: sp.Symbol
+    kind: str  # "input", "constant" or "defined"
+    index: int  # position in declaration order
+    expr: sp.Expr | None = None  # f_i, for defined nodes
+    reads: tuple[sp.Symbol, ...] = ()  # every node f_i reads, constants too, in order
+    parents: tuple[sp.Symbol, ...] = ()  # alpha(i): the variables among `reads`
+
+
+class Graph:
+    """A system of constraints ``z_i = f_i(z_alpha(i))`` forming a DAG.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> g = Graph()
+    >>> x, y = g.input("x"), g.input("y")
+    >>> z1 = g.define("z1", x * y)
+    >>> z2 = g.define("z2", sp.sin(z1) + x)
+    >>> g.parents(z2), g.children(x)
+    ((x, z1), (z1, z2))
+    >>> sol = g.solve({x: 1.5, y: -2.0})
+    >>> round(sol.gradient[x], 6)  # 1 + y cos(x y)
+    2.979985
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[sp.Symbol, Node] = {}
+        self._by_name: dict[str, sp.Symbol] = {}
+        self._children: dict[sp.Symbol, list[sp.Symbol]] = {}
+        self._explicit_output: sp.Symbol | None = None
+        self._last_defined: sp.Symbol | None = None
+        self._cache: dict = {}
+
+    # -- declaring ---------------------------------------------------------
+
+    def input(self, name, shape=None) -> sp.Symbol:
+        """Declare an input ``z_1 .. z_d``: a variable with no constraint of its own."""
+        return self._declare(name, INPUT, shape)
+
+    def constant(self, name, shape=None) -> sp.Symbol:
+        """Declare data: a value given at solve time, with no multiplier and no gradient."""
+        return self._declare(name, CONSTANT, shape)
+
+    def define(self, name, expr) -> sp.Symbol:
+        """Add the constraint ``name = expr`` and return the new node's symbol.
+
+        ``expr`` is a sympy expression (or text, parsed without running it) in the
+        nodes and constants declared so far; the nodes it reads are its parents.
+        """
+        symbol = self._new_symbol(name, "node")
+        expr = self._as_expr(expr, symbol)
+        expr, reads = self._resolve_reads(expr, symbol)
+        parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
+        node = Node(symbol, DEFINED, len(self._nodes), expr, reads, parents)
+        self._add(node)
+        for parent in parents:
+            self._children[parent].append(symbol)
+        self._last_defined = symbol
+        return symbol
+
+    def set_output(self, node) -> None:
+        """Make ``node`` the output ``z_n`` (by default, the last defined node)."""
+        symbol = self._lookup(node)
+        if self._nodes[symbol].kind != DEFINED:
+            raise AdjointError(
+                f"{symbol} is an {self._nodes[symbol].kind}, and the output must be a defined "
+                f"node; define one, as in g.define('f', {symbol})",
+                node=symbol,
+            )
+        self._explicit_output = symbol
+        self._changed()
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[sp.Symbol, ...]:
+        """The variables of the problem, inputs first, then defined nodes, topologically."""
+        return self.inputs + self.defined
+
+    @property
+    def inputs(self) -> tuple[sp.Symbol, ...]:
+        """The inputs, in declaration order."""
+        return self._of_kind(INPUT)
+
+    @property
+    def constants(self) -> tuple[sp.Symbol, ...]:
+        """The constants (data), in declaration order."""
+        return self._of_kind(CONSTANT)
+
+    @property
+    def defined(self) -> tuple[sp.Symbol, ...]:
+        """The nodes with a constraint ``z_i = f_i``, in topological order."""
+        return self._of_kind(DEFINED)
+
+    @property
+    def output(self) -> sp.Symbol:
+        """The output node ``z_n``."""
+        if self._explicit_output is not None:
+            return self._explicit_output
+        if self._last_defined is None:
+            raise AdjointError(
+                "the graph has no defined node, so no output: add a constraint with "
+                "g.define(name, expr)"
+            )
+        return self._last_defined
+
+    def node(self, symbol) -> Node:
+        """The :class:`Node` record of a symbol (or name)."""
+        return self._nodes[self._lookup(symbol)]
+
+    def expr(self, node) -> sp.Expr:
+        """``f_i``, the right-hand side of a defined node's constraint."""
+        record = self.node(node)
+        if record.kind != DEFINED:
+            raise AdjointError(f"{record.symbol} is an {record.kind}: it has no constraint")
+        return record.expr
+
+    def parents(self, node) -> tuple[sp.Symbol, ...]:
+        """alpha(i): the variables that ``f_i`` reads (constants are data, not parents)."""
+        return self.node(node).parents
+
+    def children(self, node) -> tuple[sp.Symbol, ...]:
+        """beta(j): the nodes whose constraint reads ``z_j``."""
+        return tuple(self._children.get(self._lookup(node), ()))
+
+    def multiplier(self, node) -> Multiplier:
+        """The Lagrange multiplier ``lambda_j`` of a node (inputs have one too: the gradient)."""
+        record = self.node(node)
+        if record.kind == CONSTANT:
+            raise AdjointError(
+                f"{record.symbol} is a constant: it is data, not a variable, so it has no "
+                "multiplier; declare it with g.input to differentiate with respect to it",
+                node=record.symbol,
+            )
+        return multiplier_of(record.symbol)
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a (frozen) ``networkx.DiGraph``: an edge j -> i when f_i reads z_j."""
+        if "nx" not in self._cache:
+            digraph = nx.DiGraph()
+            for symbol in self.nodes:
+                record = self._nodes[symbol]
+                digraph.add_node(symbol, kind=record.kind, expr=record.expr)
+            for symbol in self.defined:
+                digraph.add_edges_from((p, symbol) for p in self._nodes[symbol].parents)
+            self._cache["nx"] = nx.freeze(digraph)
+        return self._cache["nx"]
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, item) -> bool:
+        try:
+            self._lookup(item)
+        except AdjointError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        counts = [(len(self.inputs), "input"), (len(self.constants), "constant"),
+                  (len(self.defined), "constraint")]
+        lines = ["Graph: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
+                                       for n, what in counts if n or what != "constant")]
+        lines += [f"  {s} = {self._nodes[s].expr}" for s in self.defined]
+        if self._last_defined is not None:
+            lines.append(f"  output: {self.output}")
+        return "\n".join(lines)
+
+    # -- derived views (built by the modules above, cached until the graph changes) --
+
+    def lagrangian(self) -> sp.Expr:
+        """Equation 6: ``L = z_n - sum_i lambda_i (z_i - f_i(z_alpha(i)))``."""
+        from .lagrangian import lagrangian
+
+        return self._cached("lagrangian", lagrangian)
+
+    def stationarity(self):
+        """The conditions ``grad L = 0``, grouped: forward, adjoint and gradient."""
+        from .lagrangian import stationarity
+
+        return self._cached("stationarity", stationarity)
+
+    def solve(self, values: Mapping | None = None):
+        """Solve ``grad L = 0``: Step 1 forward for ``z``, Step 2 in reverse for ``lambda``.
+
+        With ``values`` (a number for every input and constant, keyed by symbol or
+        name) the solution is numeric; without, it holds sympy expressions.
+        """
+        from .solve import solve
+
+        return solve(self, values)
+
+    def verify(self, at: Mapping | None = None, **options):
+        """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""
+        from .checks import verify
+
+        return verify(self, at, **options)
+
+    def _cached(self, key, build):
+        if key not in self._cache:
+            self._cache[key] = build(self)
+        return self._cache[key]
+
+    # -- alternative constructors -----------------------------------------
+
+    @classmethod
+    def from_equations(
+        cls,
+        equations: Iterable,
+        inputs: Iterable,
+        constants: Iterable = (),
+        output=None,
+    ) -> Graph:
+        """Build a graph from constraints given in any order.
+
+        Each constraint is ``sympy.Eq(z, f)``, a pair ``(z, f)`` or text ``"z = f"``.
+        They are ordered with networkx; a cycle is an error naming its nodes. The
+        output is ``output``, or else the one node no other constraint reads.
+
+        Examples
+        --------
+        >>> import sympy as sp
+        >>> x, y, z1, z2 = sp.symbols("x y z1 z2", real=True)
+        >>> g = Graph.from_equations([sp.Eq(z2, sp.sin(z1)), sp.Eq(z1, x * y)], [x, y])
+        >>> g.defined
+        (z1, z2)
+        """
+        g = cls()
+        for symbol in inputs:
+            g.input(symbol)
+        for symbol in constants:
+            g.constant(symbol)
+        pairs = [g._as_constraint(item) for item in equations]
+        position: dict[str, int] = {}
+        for k, (lhs, _) in enumerate(pairs):
+            name = lhs.name if isinstance(lhs, sp.Symbol) else lhs
+            if name in position or name in g._by_name:
+                raise DuplicateNameError(
+                    f"{name} is given two constraints (or is also an input or constant); "
+                    "each node has exactly one",
+                    node=lhs,
+                )
+            position[name] = k
+        dependencies = nx.DiGraph()
+        dependencies.add_nodes_from(position)
+        rhs = []
+        for lhs, expr in pairs:
+            expr = expr if isinstance(expr, sp.Basic) else g._as_expr(expr, lhs, position)
+            rhs.append(expr)
+            target = lhs.name if isinstance(lhs, sp.Symbol) else lhs
+            for s in _free_symbols(expr):
+                if s.name in position:
+                    dependencies.add_edge(s.name, target)
+        if not nx.is_directed_acyclic_graph(dependencies):
+            cycle = [u for u, _ in nx.find_cycle(dependencies)]
+            raise CycleError(
+                "the constraints form a cycle, "
+                + " -> ".join(cycle + cycle[:1])
+                + ": each z_i may read only nodes that do not depend on it",
+                cycle=cycle,
+                node=cycle[0],
+            )
+        for name in nx.lexicographical_topological_sort(dependencies, key=position.get):
+            lhs, _ = pairs[position[name]]
+            g.define(lhs, rhs[position[name]])
+        if output is not None:
+            g.set_output(output)
+        else:
+            sinks = [s for s in g.defined if not g._children[s]]
+            if len(sinks) > 1:
+                raise AdjointError(
+                    "several constraints are read by no other one ("
+                    + ", ".join(map(str, sinks))
+                    + "): say which is the output with output=...",
+                )
+            if sinks:
+                g.set_output(sinks[0])
+        return g
+
+    @classmethod
+    def from_expr(cls, expr, inputs: Iterable | None = None, constants: Iterable = ()) -> Graph:
+        """Split an expression into elementary constraints, one node per operation.
+
+        A subexpression that occurs several times becomes one node with several
+        children. The expression is walked as a DAG, each distinct subexpression
+        once, so heavily shared expressions split in linear time. With
+        ``inputs=None`` every free symbol (that is not a constant) is an input,
+        sorted by name.
+
+        Examples
+        --------
+        >>> import sympy as sp
+        >>> x, y = sp.symbols("x y", real=True)
+        >>> g = Graph.from_expr(sp.sin(x * y) + x * y, inputs=[x, y])
+        >>> [(z, g.expr(z)) for z in g.defined]
+        [(z1, x*y), (z2, sin(z1)), (z3, z1 + z2)]
+        """
+        from .split import split
+
+        return split(cls, expr, inputs, constants)
+
+    # -- internals ---------------------------------------------------------
+
+    def _of_kind(self, kind: str) -> tuple[sp.Symbol, ...]:
+        key = ("kind", kind)
+        if key not in self._cache:
+            self._cache[key] = tuple(s for s, n in self._nodes.items() if n.kind == kind)
+        return self._cache[key]
+
+    def _declare(self, name, kind: str, shape) -> sp.Symbol:
+        if shape is not None:
+            raise AdjointError(
+                f"matrix {kind}s (shape={shape!r}) are not supported yet; declare scalar "
+                "nodes",
+                node=name,
+            )
+        symbol = self._new_symbol(name, kind)
+        self._add(Node(symbol, kind, len(self._nodes)))
+        return symbol
+
+    def _new_symbol(self, name, what: str) -> sp.Symbol:
+        symbol = node_symbol(name, what)
+        if symbol.name in self._by_name:
+            existing = self._nodes[self._by_name[symbol.name]]
+            raise DuplicateNameError(
+                f"{symbol.name} is already declared (as an {existing.kind}); "
+                "each node needs its own name",
+                node=symbol,
+            )
+        return symbol
+
+    def _add(self, node: Node) -> None:
+        self._nodes[node.symbol] = node
+        self._by_name[node.symbol.name] = node.symbol
+        self._children[node.symbol] = []
+        self._changed()
+
+    def _changed(self) -> None:
+        self._cache.clear()
+
+    def _lookup(self, node) -> sp.Symbol:
+        """The graph's symbol for a symbol or a name; an error naming it if unknown."""
+        if isinstance(node, Multiplier):
+            node = node.node_name
+        if isinstance(node, sp.Symbol):
+            if node in self._nodes:
+                return node
+            node = node.name
+        if isinstance(node, str) and node in self._by_name:
+            return self._by_name[node]
+        known = ", ".join(s.name for s in self._nodes) or "none yet"
+        raise UnknownSymbolError(
+            f"{node} is not a node of this graph (its nodes: {known})", node=node
+        )
+
+    def _as_expr(self, expr, node, extra_names: Mapping | None = None) -> sp.Expr:
+        """``expr`` as a sympy expression: text is parsed, Python numbers converted."""
+        if isinstance(expr, str):
+            known = list(self._nodes)
+            if extra_names:
+                known += [sp.Symbol(name, real=True) for name in extra_names]
+            try:
+                return parse(expr, symbols=known)
+            except ExpressionError as exc:
+                raise type(exc)(f"in the constraint for {node}: {exc}", node=node) from None
+        if isinstance(expr, bool) or not isinstance(expr, (sp.Basic, int, float)):
+            raise ExpressionError(
+                f"the constraint for {node} must be a sympy expression or text, got "
+                f"{type(expr).__name__} {expr!r}",
+                node=node,
+            )
+        expr = sp.sympify(expr)  # only numbers and Basic reach here: nothing is parsed
+        if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixBase):
+            raise ExpressionError(
+                f"the constraint for {node} must be a scalar expression, got "
+                f"{type(expr).__name__} {expr}",
+                node=node,
+            )
+        if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan):
+            raise ExpressionError(
+                f"the constraint for {node} is not real-valued ({expr}): nodes are real",
+                node=node,
+            )
+        return expr
+
+    def _resolve_reads(self, expr: sp.Expr, node: sp.Symbol):
+        """The nodes ``expr`` reads, in declaration order; unknown symbols are errors.
+
+        A symbol that matches a node by name but differs in assumptions (the user's
+        own ``Symbol('x')`` for the graph's real ``x``) is taken to mean that node.
+        """
+        renames = {}
+        reads = []
+        for s in _free_symbols(expr):
+            if s in self._nodes:
+                reads.append(s)
+            elif s.name in self._by_name:
+                renames[s] = self._by_name[s.name]
+                reads.append(renames[s])
+            elif s.name == node.name:
+                raise CycleError(
+                    f"the constraint for {node} reads {node} itself; a node can only read "
+                    "nodes declared before it",
+                    cycle=[node],
+                    node=node,
+                )
+            else:
+                raise UnknownSymbolError(
+                    f"the constraint {node} = {expr} reads {s}, which is not a node of the "
+                    f"graph; declare it first with g.input({s.name!r}) or "
+                    f"g.constant({s.name!r})",
+                    node=node,
+                )
+        if renames:
+            expr = expr.xreplace(renames)
+        reads.sort(key=lambda s: self._nodes[s].index)
+        return expr, tuple(dict.fromkeys(reads))
+
+    def _as_constraint(self, item):
+        """``(lhs symbol or name, rhs)`` from an Eq, a pair or the text ``'z = f'``."""
+        if isinstance(item, str):
+            lhs, sep, rhs = item.partition("=")
+            if not sep or rhs.startswith("="):
+                raise ExpressionError(f"expected a constraint 'z = f(...)', got {item!r}")
+            return node_symbol(lhs.strip()), rhs
+        if isinstance(item, sp.Eq):
+            lhs, rhs = item.lhs, item.rhs
+        elif isinstance(item, tuple) and len(item) == 2:
+            lhs, rhs = item
+        else:
+            raise ExpressionError(
+                f"expected a constraint sympy.Eq(z, f), a pair (z, f) or text 'z = f', "
+                f"got {item!r}"
+            )
+        if isinstance(lhs, str):
+            lhs = node_symbol(lhs)
+        if not isinstance(lhs, sp.Symbol):
+            raise ExpressionError(
+                f"the left side of a constraint must be the node's symbol, got {lhs} in "
+                f"{lhs} = {rhs}"
+            )
+        return lhs, rhs
+
+
+def _free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
+    # Sorted by name so that error messages and orderings do not depend on hashing.
+    return sorted(expr.free_symbols, key=lambda s: s.name)

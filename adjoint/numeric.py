@@ -1,0 +1,87 @@
+"""Numeric evaluation of sympy expressions: a NumPy printer and function builder.
+
+Expressions are printed with a subclass of sympy's ``NumPyPrinter`` (extended for
+the cases it lacks) and compiled once into a Python function. What NumPy cannot
+do (polygamma, LambertW, Bessel functions, ...) falls back to mpmath.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+__all__ = ["NumericPrinter", "numeric_function", "to_real"]
+
+
+class NumericPrinter(NumPyPrinter):
+    """``NumPyPrinter`` with the cases a gradient program needs.
+
+    ``DiracDelta`` (the derivative of ``sign`` and ``Heaviside``) is 0 away from
+    the origin and has no finite value at it: it prints as ``nan`` there.
+    """
+
+    def _print_DiracDelta(self, expr):
+        x = self._print(expr.args[0])
+        return f"numpy.where(({x}) == 0, numpy.nan, 0.0)"
+
+    def _print_Multiplier(self, expr):
+        return self._print_Symbol(expr)
+
+
+class NoNumericRule(Exception):
+    """Raised inside the package when an expression has no numeric implementation."""
+
+
+def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
+    """``expr`` as a fast Python function of ``args`` (NumPy first, else mpmath).
+
+    Raises :class:`NoNumericRule` when neither can evaluate ``expr`` (an undefined
+    function, an unevaluated ``Derivative``).
+    """
+    if expr.has(sp.Derivative, sp.Subs) or any(
+        isinstance(f, sp.core.function.AppliedUndef) for f in expr.atoms(sp.Function)
+    ):
+        raise NoNumericRule(expr)
+    printer = NumericPrinter({"fully_qualified_modules": True, "strict": True})
+    names = [f"a{k}" for k in range(len(args))]
+    try:
+        body = printer.doprint(expr.xreplace(dict(zip(args, map(sp.Symbol, names)))))
+    except Exception:  # noqa: BLE001 - sympy raises several kinds for unprintable input
+        return _mpmath_function(args, expr)
+    namespace = {"numpy": np, "math": math, "functools": functools}
+    for module in printer.module_imports:
+        if module.split(".")[0] not in namespace:
+            return _mpmath_function(args, expr)
+    return eval(f"lambda {', '.join(names)}: {body}", namespace)  # noqa: S307 - our own code
+
+
+def _mpmath_function(args, expr):
+    try:
+        f = sp.lambdify(args, expr, modules="mpmath")
+    except Exception as exc:  # noqa: BLE001
+        raise NoNumericRule(expr) from exc
+
+    def evaluate(*values):
+        values = [np.asarray(v, dtype=float) for v in values]
+        if all(v.ndim == 0 for v in values):
+            return to_real(f(*map(float, values)))
+        shape = np.broadcast_shapes(*(v.shape for v in values))
+        cols = [np.broadcast_to(v, shape).ravel() for v in values]
+        out = [to_real(f(*map(float, point))) for point in zip(*cols)]
+        return np.array(out, dtype=float).reshape(shape)
+
+    return evaluate
+
+
+def to_real(value) -> float:
+    """A float from a numeric result; a complex result (outside the domain) is nan."""
+    try:
+        return float(value)
+    except TypeError:
+        z = complex(value)
+        return z.real if z.imag == 0 else math.nan

@@ -1,0 +1,127 @@
+"""Splitting one expression into elementary constraints (``Graph.from_expr``).
+
+The expression is walked as a DAG: every distinct subexpression is visited once,
+children before parents, with an explicit stack (no recursion limit). Each
+operation that depends on a symbol becomes one node; numbers and subexpressions
+free of symbols stay inline, as data of the operation that reads them.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.function import Application
+
+from .errors import DuplicateNameError, UnknownSymbolError
+from .parsing import parse
+from .symbols import node_symbol
+
+__all__ = ["split"]
+
+
+def _splittable(e: sp.Basic) -> bool:
+    """Whether ``e`` is one elementary operation whose arguments become nodes.
+
+    Piecewise is kept whole (its conditions are not expressions to split), and so
+    is anything that binds variables (Derivative, Integral, Sum, ...).
+    """
+    if isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
+        return True
+    return isinstance(e, Application) and not isinstance(e, sp.Piecewise)
+
+
+def postorder(expr: sp.Basic) -> list[sp.Basic]:
+    """The distinct subexpressions of ``expr``, each after its arguments.
+
+    Only elementary operations are entered; anything else is a leaf.
+    """
+    order, seen = [], set()
+    stack = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if expanded:
+            order.append(e)
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.append((e, True))
+        if _splittable(e):
+            stack.extend((a, False) for a in reversed(e.args) if a not in seen)
+    return order
+
+
+def split(cls, expr, inputs, constants):
+    constants = [node_symbol(c, "constant") for c in constants]
+    if inputs is not None:
+        inputs = [node_symbol(s, "input") for s in inputs]
+    if isinstance(expr, str):
+        expr = parse(expr, symbols=None if inputs is None else inputs + constants)
+    probe = cls()  # validates expr the way define does, before anything is built
+    expr = probe._as_expr(expr, "the expression")
+
+    order = postorder(expr)
+    leaves = {}  # every symbol the expression reads, by name
+    for e in order:
+        symbols = [e] if isinstance(e, sp.Symbol) else (
+            [] if _splittable(e) else sorted(e.free_symbols, key=lambda s: s.name)
+        )
+        for s in symbols:
+            leaves.setdefault(s.name, s)
+
+    constant_names = {c.name for c in constants}
+    if inputs is None:
+        inputs = sorted((s for n, s in leaves.items() if n not in constant_names),
+                        key=lambda s: s.name)
+    declared = {s.name for s in inputs} | constant_names
+    unknown = sorted(set(leaves) - declared)
+    if unknown:
+        raise UnknownSymbolError(
+            f"the expression reads {', '.join(unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not among the inputs "
+            f"({', '.join(sorted(s.name for s in inputs)) or 'none'}) or constants; "
+            "add them to inputs=[...] or constants=[...]",
+            node=unknown[0],
+        )
+    if len(declared) < len(inputs) + len(constants):
+        raise DuplicateNameError("a name appears twice among the inputs and constants")
+
+    g = cls()
+    for s in inputs:
+        g.input(s)
+    for c in constants:
+        g.constant(c)
+
+    used = set(declared)
+    counter = 0
+
+    def fresh() -> str:
+        nonlocal counter
+        while True:
+            counter += 1
+            name = f"z{counter}"
+            if name not in used:
+                used.add(name)
+                return name
+
+    # repl maps a subexpression to what stands for it: a node symbol, or itself
+    # when it reads no symbol (a number, pi, sqrt(2), ...).
+    repl: dict[sp.Basic, sp.Basic] = {}
+    for e in order:
+        if isinstance(e, sp.Symbol):
+            repl[e] = g._by_name[e.name]
+        elif _splittable(e):
+            args = [repl[a] for a in e.args]
+            if any(a is not b for a, b in zip(args, e.args)) or any(
+                isinstance(a, sp.Symbol) for a in args
+            ):
+                repl[e] = g.define(fresh(), e.func(*args))
+            else:
+                repl[e] = e
+        elif e.free_symbols:
+            repl[e] = g.define(fresh(), e)
+        else:
+            repl[e] = e
+    if not isinstance(repl[expr], sp.Symbol) or repl[expr] not in g.defined:
+        repl[expr] = g.define(fresh(), repl[expr])
+    g.set_output(repl[expr])
+    return g
