@@ -85,8 +85,11 @@ def verify(
     True
     """
     rng = np.random.default_rng(seed)
-    real = {s: sp.Symbol(s.name, real=True) for s in graph.inputs + graph.constants
-            + graph.defined if not s.is_real}
+    real = {
+        s: sp.Symbol(s.name, real=True)
+        for s in graph.inputs + graph.constants + graph.defined
+        if not s.is_real
+    }
     if at is not None:
         at_points = [{s: float(v) for s, v in read_values(graph, at).items()}]
     else:
@@ -143,8 +146,9 @@ def _composed_output(graph, z, real):
         parents = graph.parents(i)
         if any(p in composed for p in parents):
             f = graph.expr(i).xreplace(real)
-            composed[i] = f.xreplace({real.get(p, p): composed[p] for p in parents
-                                      if p in composed})
+            composed[i] = f.xreplace(
+                {real.get(p, p): composed[p] for p in parents if p in composed}
+            )
             size[i] = sp.count_ops(f) + 1 + sum(size[p] for p in parents if p in composed)
     out = graph.output
     if out not in composed:
@@ -158,7 +162,7 @@ def _symbolically_equal(a, b) -> bool:
         return True
     try:
         return sp.simplify(difference) == 0
-    except Exception:  # noqa: BLE001 - simplification failing is just "undecided"
+    except Exception:
         return False
 
 

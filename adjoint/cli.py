@@ -13,8 +13,6 @@ import argparse
 import json
 import sys
 
-import sympy as sp
-
 from .errors import AdjointError, BadValueError
 from .graph import Graph
 from .parsing import parse
@@ -68,8 +66,16 @@ def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
 
 def _derivation(title: str, g: Graph, point) -> str:
     kkt = g.stationarity()
-    lines = [title, "=" * len(title), str(g), "", "Lagrangian (equation 6):",
-             f"  L = {g.lagrangian()}", "", repr(kkt)]
+    lines = [
+        title,
+        "=" * len(title),
+        str(g),
+        "",
+        "Lagrangian (equation 6):",
+        f"  L = {g.lagrangian()}",
+        "",
+        repr(kkt),
+    ]
     if point is not None:
         sol = g.solve(point)
         lines += ["", "Solution:", repr(sol)]

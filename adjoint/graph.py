@@ -22,6 +22,7 @@ from .errors import (
     ExpressionError,
     UnknownSymbolError,
 )
+from .expressions import free_symbols, has_any
 from .parsing import parse
 from .symbols import Multiplier, multiplier_of, node_symbol
 
@@ -194,10 +195,19 @@ class Graph:
         return True
 
     def __repr__(self) -> str:
-        counts = [(len(self.inputs), "input"), (len(self.constants), "constant"),
-                  (len(self.defined), "constraint")]
-        lines = ["Graph: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
-                                       for n, what in counts if n or what != "constant")]
+        counts = [
+            (len(self.inputs), "input"),
+            (len(self.constants), "constant"),
+            (len(self.defined), "constraint"),
+        ]
+        lines = [
+            "Graph: "
+            + ", ".join(
+                f"{n} {what}{'' if n == 1 else 's'}"
+                for n, what in counts
+                if n or what != "constant"
+            )
+        ]
         lines += [f"  {s} = {self._nodes[s].expr}" for s in self.defined]
         if self._last_defined is not None:
             lines.append(f"  output: {self.output}")
@@ -285,7 +295,7 @@ class Graph:
             expr = expr if isinstance(expr, sp.Basic) else g._as_expr(expr, lhs, position)
             rhs.append(expr)
             target = lhs.name if isinstance(lhs, sp.Symbol) else lhs
-            for s in _free_symbols(expr):
+            for s in free_symbols(expr):
                 if s.name in position:
                     dependencies.add_edge(s.name, target)
         if not nx.is_directed_acyclic_graph(dependencies):
@@ -347,8 +357,8 @@ class Graph:
     def _declare(self, name, kind: str, shape) -> sp.Symbol:
         if shape is not None:
             raise AdjointError(
-                f"matrix {kind}s (shape={shape!r}) are not supported yet; declare scalar "
-                "nodes",
+                f"cannot declare {name} with shape={shape!r}: matrix {kind}s are not "
+                "supported yet; declare scalar nodes",
                 node=name,
             )
         symbol = self._new_symbol(name, kind)
@@ -413,7 +423,7 @@ class Graph:
                 f"{type(expr).__name__} {expr}",
                 node=node,
             )
-        if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan):
+        if has_any(expr, (sp.I, sp.zoo, sp.nan)):
             raise ExpressionError(
                 f"the constraint for {node} is not real-valued ({expr}): nodes are real",
                 node=node,
@@ -428,7 +438,7 @@ class Graph:
         """
         renames = {}
         reads = []
-        for s in _free_symbols(expr):
+        for s in free_symbols(expr):
             if s in self._nodes:
                 reads.append(s)
             elif s.name in self._by_name:
@@ -466,8 +476,7 @@ class Graph:
             lhs, rhs = item
         else:
             raise ExpressionError(
-                f"expected a constraint sympy.Eq(z, f), a pair (z, f) or text 'z = f', "
-                f"got {item!r}"
+                f"expected a constraint sympy.Eq(z, f), a pair (z, f) or text 'z = f', got {item!r}"
             )
         if isinstance(lhs, str):
             lhs = node_symbol(lhs)
@@ -477,8 +486,3 @@ class Graph:
                 f"{lhs} = {rhs}"
             )
         return lhs, rhs
-
-
-def _free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
-    # Sorted by name so that error messages and orderings do not depend on hashing.
-    return sorted(expr.free_symbols, key=lambda s: s.name)

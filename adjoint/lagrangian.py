@@ -111,7 +111,12 @@ class Condition:
         to sympy expressions.
         """
         if symbolic:
-            return self.rhs.xreplace(env)
+            try:
+                return self.rhs.xreplace(env)
+            except ValueError:  # Derivative(f(z), z) with z replaced by an expression
+                return self.rhs.subs(
+                    {s: env[s] for s in self.rhs.free_symbols if s in env}, simultaneous=True
+                )
         total = self.seed
         for term in self.terms:
             total = total + term.evaluate(env)

@@ -51,19 +51,19 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
     names = [f"a{k}" for k in range(len(args))]
     try:
         body = printer.doprint(expr.xreplace(dict(zip(args, map(sp.Symbol, names)))))
-    except Exception:  # noqa: BLE001 - sympy raises several kinds for unprintable input
+    except Exception:
         return _mpmath_function(args, expr)
     namespace = {"numpy": np, "math": math, "functools": functools}
     for module in printer.module_imports:
         if module.split(".")[0] not in namespace:
             return _mpmath_function(args, expr)
-    return eval(f"lambda {', '.join(names)}: {body}", namespace)  # noqa: S307 - our own code
+    return eval(f"lambda {', '.join(names)}: {body}", namespace)
 
 
 def _mpmath_function(args, expr):
     try:
         f = sp.lambdify(args, expr, modules="mpmath")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise NoNumericRule(expr) from exc
 
     def evaluate(*values):

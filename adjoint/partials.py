@@ -41,7 +41,7 @@ class Operation:
     shared by every node that applies the same operation.
     """
 
-    __slots__ = ("template", "args", "_partials", "_kinks", "_value_fn", "_partial_fns")
+    __slots__ = ("_kinks", "_partial_fns", "_partials", "_value_fn", "args", "template")
 
     def __init__(self, template: sp.Expr, arity: int):
         self.template = template

@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import BadValueError, MissingValueError, UnknownSymbolError
+from .expressions import free_symbols
 from .graph import Graph
 from .lagrangian import ADJOINT, FORWARD, GRADIENT
 from .numeric import NoNumericRule, to_real
@@ -57,7 +58,7 @@ class Solution:
     holds sympy expressions of the inputs. A solution never changes once made.
     """
 
-    __slots__ = ("values", "adjoints", "gradient", "output", "output_node", "symbolic", "_formulas")
+    __slots__ = ("_formulas", "adjoints", "gradient", "output", "output_node", "symbolic", "values")
 
     def __init__(self, graph: Graph, values: dict, adjoints: dict, symbolic: bool):
         object.__setattr__(self, "values", NodeMap(values))
@@ -86,8 +87,9 @@ class Solution:
             for z, f, v, lam in self.rows()
         ]
         widths = [max(len(r[c]) for r in [header, *body]) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
-                 for r in [header, *body]]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *body]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
 
@@ -153,9 +155,7 @@ def read_values(graph: Graph, values: Mapping) -> dict:
     if missing:
         raise MissingValueError(
             f"no value is given for {', '.join(map(str, missing))}; every input and "
-            "constant needs one, as in g.solve({"
-            + ", ".join(f"{s}: 1.0" for s in missing)
-            + "})",
+            "constant needs one, as in g.solve({" + ", ".join(f"{s}: 1.0" for s in missing) + "})",
             node=missing[0],
         )
     return given
@@ -172,13 +172,11 @@ def _as_number(symbol, value) -> np.float64:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise BadValueError(
-            f"the value of {symbol} must be a real number, got {type(value).__name__} "
-            f"{value!r}",
+            f"the value of {symbol} must be a real number, got {type(value).__name__} {value!r}",
             node=symbol,
         )
     if not math.isfinite(value):
-        raise BadValueError(f"the value of {symbol} is {value}, not a finite number",
-                            node=symbol)
+        raise BadValueError(f"the value of {symbol} is {value}, not a finite number", node=symbol)
     return np.float64(value)
 
 
@@ -218,9 +216,7 @@ def grad(expr, wrt, at: Mapping | None = None):
         expr = parse(expr)
     names = {w.name if isinstance(w, sp.Symbol) else w for w in wrt_list}
     constants = (
-        sorted((s for s in expr.free_symbols if s.name not in names), key=lambda s: s.name)
-        if isinstance(expr, sp.Basic)
-        else []
+        [s for s in free_symbols(expr) if s.name not in names] if isinstance(expr, sp.Basic) else []
     )
     g = Graph.from_expr(expr, inputs=wrt_list, constants=constants)
     sol = g.solve(at)

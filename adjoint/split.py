@@ -12,6 +12,7 @@ import sympy as sp
 from sympy.core.function import Application
 
 from .errors import DuplicateNameError, UnknownSymbolError
+from .expressions import postorder
 from .parsing import parse
 from .symbols import node_symbol
 
@@ -29,27 +30,6 @@ def _splittable(e: sp.Basic) -> bool:
     return isinstance(e, Application) and not isinstance(e, sp.Piecewise)
 
 
-def postorder(expr: sp.Basic) -> list[sp.Basic]:
-    """The distinct subexpressions of ``expr``, each after its arguments.
-
-    Only elementary operations are entered; anything else is a leaf.
-    """
-    order, seen = [], set()
-    stack = [(expr, False)]
-    while stack:
-        e, expanded = stack.pop()
-        if expanded:
-            order.append(e)
-            continue
-        if e in seen:
-            continue
-        seen.add(e)
-        stack.append((e, True))
-        if _splittable(e):
-            stack.extend((a, False) for a in reversed(e.args) if a not in seen)
-    return order
-
-
 def split(cls, expr, inputs, constants):
     constants = [node_symbol(c, "constant") for c in constants]
     if inputs is not None:
@@ -59,19 +39,22 @@ def split(cls, expr, inputs, constants):
     probe = cls()  # validates expr the way define does, before anything is built
     expr = probe._as_expr(expr, "the expression")
 
-    order = postorder(expr)
+    order = postorder(expr, enter=_splittable)
     leaves = {}  # every symbol the expression reads, by name
     for e in order:
-        symbols = [e] if isinstance(e, sp.Symbol) else (
-            [] if _splittable(e) else sorted(e.free_symbols, key=lambda s: s.name)
+        symbols = (
+            [e]
+            if isinstance(e, sp.Symbol)
+            else ([] if _splittable(e) else sorted(e.free_symbols, key=lambda s: s.name))
         )
         for s in symbols:
             leaves.setdefault(s.name, s)
 
     constant_names = {c.name for c in constants}
     if inputs is None:
-        inputs = sorted((s for n, s in leaves.items() if n not in constant_names),
-                        key=lambda s: s.name)
+        inputs = sorted(
+            (s for n, s in leaves.items() if n not in constant_names), key=lambda s: s.name
+        )
     declared = {s.name for s in inputs} | constant_names
     unknown = sorted(set(leaves) - declared)
     if unknown:

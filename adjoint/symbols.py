@@ -25,7 +25,7 @@ class Multiplier(sp.Symbol):
         return self.name[len(self.PREFIX) :]
 
     def _latex(self, printer) -> str:
-        return r"\lambda_{%s}" % printer._print(sp.Symbol(self.node_name))
+        return r"\lambda_{" + printer._print(sp.Symbol(self.node_name)) + "}"
 
 
 def multiplier_of(node: sp.Symbol) -> Multiplier:
@@ -43,8 +43,7 @@ def node_symbol(name, what: str = "node") -> sp.Symbol:
         return name
     if not isinstance(name, str):
         raise AdjointError(
-            f"a {what} name must be a string or a sympy Symbol, got {type(name).__name__} "
-            f"{name!r}"
+            f"a {what} name must be a string or a sympy Symbol, got {type(name).__name__} {name!r}"
         )
     if not name.isidentifier() or keyword.iskeyword(name):
         raise AdjointError(

@@ -1,0 +1,58 @@
+"""Walking sympy expressions as DAGs.
+
+sympy's own ``free_symbols``, ``has`` and ``atoms`` walk an expression as a tree,
+so a subexpression shared in many places is walked each time: exponential in the
+depth for heavily shared expressions. These walks visit each distinct
+subexpression once, with an explicit stack (no recursion limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+
+__all__ = ["free_symbols", "postorder"]
+
+
+def postorder(expr: sp.Basic, enter: Callable[[sp.Basic], bool] | None = None) -> list:
+    """The distinct subexpressions of ``expr``, each after its arguments.
+
+    Only subexpressions for which ``enter`` is true are entered (all, by default);
+    the others are leaves.
+    """
+    order, seen = [], set()
+    stack = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if expanded:
+            order.append(e)
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.append((e, True))
+        if enter is None or enter(e):
+            stack.extend((a, False) for a in reversed(e.args) if a not in seen)
+    return order
+
+
+def _binds(e: sp.Basic) -> bool:
+    return bool(getattr(e, "bound_symbols", None))
+
+
+def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
+    """The free symbols of ``expr``, sorted by name, found in one DAG walk."""
+    found = set()
+    for e in postorder(expr, enter=lambda e: not _binds(e)):
+        if isinstance(e, sp.Symbol):
+            found.add(e)
+        elif _binds(e):
+            found |= e.free_symbols
+    return sorted(found, key=lambda s: s.name)
+
+
+def has_any(expr: sp.Basic, atoms) -> bool:
+    """Whether any of ``atoms`` occurs in ``expr``, in one DAG walk."""
+    atoms = set(atoms)
+    return any(e in atoms for e in postorder(expr))

@@ -1,0 +1,60 @@
+"""The adjoint command: the derivation in a terminal, one clear line on a mistake."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from adjoint.cli import main
+
+
+def test_demo_runs_the_lecture_examples(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Lagrangian" in out and "Step 2" in out
+    assert out.count("Theorem 16.1") == 3 and "FAIL" not in out
+
+
+def test_explain_at_a_point(capsys):
+    assert main(["explain", "sin(x*y) + x**2", "--at", "x=1.5,y=-2"]) == 0
+    out = capsys.readouterr().out
+    assert "lambda_x = 2*lambda_z1*x + lambda_z2*y" in out
+    assert "4.97998" in out  # 2x + y cos(xy) at (1.5, -2)
+
+
+def test_explain_json(capsys):
+    assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["gradient"] == {"x": 1.0, "y": 2.0}
+    assert data["stationarity"]["adjoint"][0]["rhs"] == "1"
+    assert not math.isnan(data["output_value"])
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["explain", "__import__('os').system('echo hacked')"], "__import__"),
+        (["explain", "x*y", "--at", "x=1"], "y"),
+        (["explain", "x*y", "--at", "x=1,y"], "name=value"),
+        (["explain", "x*y", "--at", "x=1,y=abc"], "abc"),
+    ],
+)
+def test_mistakes_print_one_line_and_exit_2(capsys, argv, word):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adjoint: error:") and err.count("\n") == 1
+    assert word in err
+    assert "Traceback" not in err
+
+
+def test_python_dash_m_runs_without_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "adjoint", "explain", "x +* y"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "syntax" in proc.stderr

@@ -1,0 +1,56 @@
+"""g.verify(): Theorem 16.1 checked node by node by the chain-rule route."""
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from strategies import dags
+
+import adjoint
+from adjoint import partials
+from adjoint.examples import EXAMPLES
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_lecture_examples_verify_symbolically(name):
+    g, point = EXAMPLES[name]()
+    report = g.verify()
+    assert report.ok
+    assert [c.node for c in report.checks] == list(g.nodes)
+    assert {c.method for c in report.checks} == {"symbolic"}
+    assert g.verify(at=point).ok
+
+
+@given(dags(max_nodes=5))
+def test_random_graphs_verify(g):
+    assert g.verify(points=1).ok
+
+
+def test_a_wrong_local_partial_is_caught_at_the_node_that_reads_it(monkeypatch):
+    # Break the solver, not the check: every derivative of tanh comes out doubled.
+    g = adjoint.Graph()
+    x = g.input("x")
+    a = g.define("a", sp.tanh(x))
+    b = g.define("b", a * x)
+    g.define("c", sp.sin(b))
+    original = partials.Operation.partial
+
+    def doubled(op, k):
+        d = original(op, k)
+        return 2 * d if op.template.has(sp.tanh) else d
+
+    monkeypatch.setattr(partials, "_OPERATIONS", {})
+    monkeypatch.setattr(partials.Operation, "partial", doubled)
+    for report in (g.verify(), g.verify(at={x: 0.4})):
+        assert not report.ok
+        assert [c.node for c in report.failed] == [x]
+        assert "FAIL" in repr(report)
+
+
+def test_large_composed_expressions_are_checked_by_differences(monkeypatch):
+    from adjoint import checks
+
+    monkeypatch.setattr(checks, "SYMBOLIC_LIMIT", 3)
+    g, point = EXAMPLES["dag"]()
+    report = g.verify(at=point)
+    assert report.ok
+    assert "differences" in {c.method for c in report.checks}
