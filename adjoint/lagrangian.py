@@ -53,14 +53,21 @@ class Term:
     reads: tuple[sp.Symbol, ...]  # f_i's arguments
     k: int | None  # df_i/d(reads[k]); None for f_i itself
     multiplier: sp.Symbol | None  # lambda_i; None in a forward condition
-    expr: sp.Expr  # the term as a sympy expression
+    f: sp.Expr | None = None  # f_i as the user wrote it, in a forward term
 
-    @property
+    @cached_property
     def partial(self) -> sp.Expr:
         """``df_i/dz_j`` in the node's own symbols (``f_i`` for a forward term)."""
         if self.k is None:
-            return self.expr
+            return self.f
         return self.op.instantiate(self.op.partial(self.k), self.reads)
+
+    @cached_property
+    def expr(self) -> sp.Expr:
+        """The term as a sympy expression (built on first use: the solver needs none)."""
+        if self.multiplier is None:
+            return self.partial
+        return self.multiplier * self.partial
 
     def evaluate(self, env):
         """The term's number, given numbers for ``f_i``'s arguments and ``lambda_i``."""
@@ -205,8 +212,8 @@ def stationarity(graph) -> Stationarity:
         # Each edge j -> i contributes lambda_i df_i/dz_j to the condition of z_j.
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
-                partial = op.instantiate(op.partial(k), node.reads)
-                incoming[j].append(Term(z, op, node.reads, k, lam, lam * partial))
+                op.partial(k)  # derived here, once per operation; instantiated on use
+                incoming[j].append(Term(z, op, node.reads, k, lam))
     output = graph.output
     adjoint = tuple(
         Condition(ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output))

@@ -1,0 +1,106 @@
+"""Cost of deriving and solving grad L = 0 on random DAGs, against writing them down.
+
+For each size N, builds a random DAG of N nodes through the public API and prints,
+side by side in one run:
+
+* rhs: building the N sympy right-hand sides f_i (the user's own work);
+* define, stationarity, solve: the package's work, and their total;
+* the ratio total / rhs, microseconds per node, and the scaling exponent of the
+  total between consecutive sizes (1 is linear).
+
+Run: python benchmarks/scaling.py [--sizes 1000 10000 100000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+
+import sympy as sp
+
+import adjoint
+
+UNARY = [sp.sin, sp.cos, sp.tanh, sp.exp, lambda a: a**2, lambda a: 1 / (1 + a**2)]
+BINARY = [lambda a, b: a * b, lambda a, b: a + b, lambda a, b: a - b, lambda a, b: sp.sin(a) * b]
+
+
+def random_rhs(n: int, n_inputs: int, seed: int):
+    """The symbols and right-hand sides of a random DAG: (inputs, [(z_k, f_k)])."""
+    rng = random.Random(seed)
+    inputs = [sp.Symbol(f"x{k}", real=True) for k in range(n_inputs)]
+    nodes = list(inputs)
+    rhs = []
+    for k in range(n):
+        z = sp.Symbol(f"z{k}", real=True)
+
+        # parents mostly recent (depth), sometimes anywhere (fan-out and long edges)
+        def parent():
+            if rng.random() < 0.8:
+                return nodes[max(0, len(nodes) - 1 - rng.randrange(8))]
+            return rng.choice(nodes)
+
+        if rng.random() < 0.5:
+            f = rng.choice(UNARY)(parent())
+        else:
+            f = rng.choice(BINARY)(parent(), parent())
+        rhs.append((z, f))
+        nodes.append(z)
+    return inputs, rhs
+
+
+def measure(n: int, seed: int) -> dict:
+    t0 = time.perf_counter()
+    inputs, rhs = random_rhs(n, 4, seed)
+    t1 = time.perf_counter()
+    g = adjoint.Graph()
+    for x in inputs:
+        g.input(x)
+    for z, f in rhs:
+        g.define(z, f)
+    t2 = time.perf_counter()
+    g.stationarity()
+    t3 = time.perf_counter()
+    sol = g.solve({x: 0.1 * (k + 1) for k, x in enumerate(inputs)})
+    t4 = time.perf_counter()
+    assert all(math.isfinite(v) or math.isnan(v) for v in sol.gradient.values())
+    return {
+        "n": n,
+        "rhs": t1 - t0,
+        "define": t2 - t1,
+        "stationarity": t3 - t2,
+        "solve": t4 - t3,
+        "total": t4 - t1,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    measure(200, args.seed)  # warm the caches of operations and sympy
+    header = (
+        f"{'N':>7} {'rhs s':>8} {'define':>8} {'station.':>8} {'solve':>8} "
+        f"{'total':>8} {'total/rhs':>9} {'us/node':>8} {'exponent':>8}"
+    )
+    print(header)
+    previous = None
+    for n in args.sizes:
+        r = measure(n, args.seed)
+        exponent = ""
+        if previous is not None:
+            exponent = (
+                f"{math.log(r['total'] / previous['total']) / math.log(n / previous['n']):.2f}"
+            )
+        print(
+            f"{n:>7} {r['rhs']:>8.2f} {r['define']:>8.2f} {r['stationarity']:>8.2f} "
+            f"{r['solve']:>8.2f} {r['total']:>8.2f} {r['total'] / r['rhs']:>9.2f} "
+            f"{1e6 * r['total'] / n:>8.0f} {exponent:>8}"
+        )
+        previous = r
+
+
+if __name__ == "__main__":
+    main()
