@@ -42,10 +42,14 @@ def _binds(e: sp.Basic) -> bool:
 
 
 def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
-    """The free symbols of ``expr``, sorted by name, found in one DAG walk."""
+    """The free symbols of ``expr`` (MatrixSymbols too), sorted by name, in one DAG walk.
+
+    The symbols in a matrix dimension (``n`` in ``Identity(n)``) are among them.
+    """
     found = set()
-    for e in postorder(expr, enter=lambda e: not _binds(e)):
-        if isinstance(e, sp.Symbol):
+    leaf = (sp.MatrixSymbol, sp.Symbol)
+    for e in postorder(expr, enter=lambda e: not (_binds(e) or isinstance(e, leaf))):
+        if isinstance(e, leaf):
             found.add(e)
         elif _binds(e):
             found |= e.free_symbols

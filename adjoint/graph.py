@@ -20,11 +20,12 @@ from .errors import (
     CycleError,
     DuplicateNameError,
     ExpressionError,
+    ShapeError,
     UnknownSymbolError,
 )
 from .expressions import free_symbols, has_any
 from .parsing import parse
-from .symbols import Multiplier, multiplier_of, node_symbol
+from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
 __all__ = ["Graph", "Node"]
 
@@ -41,6 +42,7 @@ class Node:
     expr: sp.Expr | None = None  # f_i, for defined nodes
     reads: tuple[sp.Symbol, ...] = ()  # every node f_i reads, constants too, in order
     parents: tuple[sp.Symbol, ...] = ()  # alpha(i): the variables among `reads`
+    shape: tuple | None = None  # (rows, cols) of a matrix node; None for a scalar
 
 
 class Graph:
@@ -64,6 +66,7 @@ class Graph:
         self._nodes: dict[sp.Symbol, Node] = {}
         self._by_name: dict[str, sp.Symbol] = {}
         self._children: dict[sp.Symbol, list[sp.Symbol]] = {}
+        self._dims: dict[str, sp.Symbol] = {}  # symbolic matrix dimensions, by name
         self._explicit_output: sp.Symbol | None = None
         self._last_defined: sp.Symbol | None = None
         self._cache: dict = {}
@@ -71,7 +74,11 @@ class Graph:
     # -- declaring ---------------------------------------------------------
 
     def input(self, name, shape=None) -> sp.Symbol:
-        """Declare an input ``z_1 .. z_d``: a variable with no constraint of its own."""
+        """Declare an input ``z_1 .. z_d``: a variable with no constraint of its own.
+
+        With ``shape=(rows, cols)`` (integers or sympy symbols) it is a matrix and
+        the call returns a ``MatrixSymbol``.
+        """
         return self._declare(name, INPUT, shape)
 
     def constant(self, name, shape=None) -> sp.Symbol:
@@ -86,9 +93,18 @@ class Graph:
         """
         symbol = self._new_symbol(name, "node")
         expr = self._as_expr(expr, symbol)
+        shape = tuple(expr.shape) if isinstance(expr, sp.MatrixExpr) else None
+        if shape is not None:
+            symbol = node_symbol(symbol, "node", shape)
+        elif isinstance(symbol, sp.MatrixSymbol):
+            raise ShapeError(
+                f"{symbol} is a {symbol.shape[0]} x {symbol.shape[1]} matrix, but its "
+                f"constraint {expr} is a scalar",
+                node=symbol,
+            )
         expr, reads = self._resolve_reads(expr, symbol)
         parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
-        node = Node(symbol, DEFINED, len(self._nodes), expr, reads, parents)
+        node = Node(symbol, DEFINED, len(self._nodes), expr, reads, parents, shape)
         self._add(node)
         for parent in parents:
             self._children[parent].append(symbol)
@@ -178,7 +194,7 @@ class Graph:
             digraph = nx.DiGraph()
             for symbol in self.nodes:
                 record = self._nodes[symbol]
-                digraph.add_node(symbol, kind=record.kind, expr=record.expr)
+                digraph.add_node(symbol, kind=record.kind, expr=record.expr, shape=record.shape)
             for symbol in self.defined:
                 digraph.add_edges_from((p, symbol) for p in self._nodes[symbol].parents)
             self._cache["nx"] = nx.freeze(digraph)
@@ -355,23 +371,30 @@ class Graph:
         return self._cache[key]
 
     def _declare(self, name, kind: str, shape) -> sp.Symbol:
-        if shape is not None:
-            raise AdjointError(
-                f"cannot declare {name} with shape={shape!r}: matrix {kind}s are not "
-                "supported yet; declare scalar nodes",
-                node=name,
-            )
-        symbol = self._new_symbol(name, kind)
-        self._add(Node(symbol, kind, len(self._nodes)))
+        symbol = self._new_symbol(name, kind, shape)
+        dims = [d for d in getattr(symbol, "shape", ()) if isinstance(d, sp.Symbol)]
+        for d in dims:
+            if d.name in self._by_name:
+                raise DuplicateNameError(
+                    f"the dimension {d} of {symbol} has the name of a node; rename one",
+                    node=symbol,
+                )
+        self._add(Node(symbol, kind, len(self._nodes), shape=getattr(symbol, "shape", None)))
+        self._dims.update((d.name, d) for d in dims)
         return symbol
 
-    def _new_symbol(self, name, what: str) -> sp.Symbol:
-        symbol = node_symbol(name, what)
+    def _new_symbol(self, name, what: str, shape=None):
+        symbol = node_symbol(name, what, shape)
         if symbol.name in self._by_name:
             existing = self._nodes[self._by_name[symbol.name]]
             raise DuplicateNameError(
                 f"{symbol.name} is already declared (as an {existing.kind}); "
                 "each node needs its own name",
+                node=symbol,
+            )
+        if symbol.name in self._dims:
+            raise DuplicateNameError(
+                f"{symbol.name} is already a matrix dimension; give the node another name",
                 node=symbol,
             )
         return symbol
@@ -387,9 +410,9 @@ class Graph:
 
     def _lookup(self, node) -> sp.Symbol:
         """The graph's symbol for a symbol or a name; an error naming it if unknown."""
-        if isinstance(node, Multiplier):
+        if isinstance(node, (Multiplier, MatrixMultiplier)):
             node = node.node_name
-        if isinstance(node, sp.Symbol):
+        if isinstance(node, (sp.Symbol, sp.MatrixSymbol)):
             if node in self._nodes:
                 return node
             node = node.name
@@ -410,6 +433,12 @@ class Graph:
                 return parse(expr, symbols=known)
             except ExpressionError as exc:
                 raise type(exc)(f"in the constraint for {node}: {exc}", node=node) from None
+        if isinstance(expr, sp.MatrixBase):
+            raise ExpressionError(
+                f"the constraint for {node} is an explicit matrix; write matrix nodes with "
+                "symbols, as in g.define('H', X * W) with X, W from g.input(..., shape=...)",
+                node=node,
+            )
         if isinstance(expr, bool) or not isinstance(expr, (sp.Basic, int, float)):
             raise ExpressionError(
                 f"the constraint for {node} must be a sympy expression or text, got "
@@ -417,9 +446,9 @@ class Graph:
                 node=node,
             )
         expr = sp.sympify(expr)  # only numbers and Basic reach here: nothing is parsed
-        if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixBase):
+        if not isinstance(expr, sp.Expr):
             raise ExpressionError(
-                f"the constraint for {node} must be a scalar expression, got "
+                f"the constraint for {node} must be an expression, got "
                 f"{type(expr).__name__} {expr}",
                 node=node,
             )
@@ -441,6 +470,14 @@ class Graph:
         for s in free_symbols(expr):
             if s in self._nodes:
                 reads.append(s)
+            elif s.name in self._dims and not isinstance(s, sp.MatrixSymbol):
+                continue  # a matrix dimension, as in Identity(n): not a node
+            elif s.name in self._by_name and isinstance(s, sp.MatrixSymbol):
+                raise ShapeError(
+                    f"the constraint for {node} reads {s} as a {s.shape} matrix, but the "
+                    f"node {s} is {getattr(self._by_name[s.name], 'shape', 'a scalar')}",
+                    node=node,
+                )
             elif s.name in self._by_name:
                 renames[s] = self._by_name[s.name]
                 reads.append(renames[s])

@@ -23,8 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import sympy as sp
 
+from .errors import ShapeError
+from .matrices import MatrixOperation
 from .partials import Operation, operation
 
 __all__ = ["Condition", "Stationarity", "Term", "lagrangian", "stationarity"]
@@ -33,11 +36,32 @@ FORWARD, ADJOINT, GRADIENT = "forward", "adjoint", "gradient"
 
 
 def lagrangian(graph) -> sp.Expr:
-    """Equation 6 for ``graph``: ``z_n - sum_i lambda_i (z_i - f_i)``."""
-    terms = [graph.output]
+    """Equation 6 for ``graph``: ``z_n - sum_i lambda_i (z_i - f_i)``.
+
+    A matrix node enters through the Frobenius product
+    ``<Lambda_i, Z_i - F_i> = Trace(Lambda_i^T (Z_i - F_i))``.
+    """
+    terms = [scalar_output(graph)]
     for z in graph.defined:
-        terms.append(-graph.multiplier(z) * (z - graph.expr(z)))
+        lam, residual = graph.multiplier(z), z - graph.expr(z)
+        if isinstance(z, sp.MatrixSymbol):
+            terms.append(-sp.Trace(lam.T * residual))
+        else:
+            terms.append(-lam * residual)
     return sp.Add(*terms)
+
+
+def scalar_output(graph):
+    """The output ``z_n``, which must be a scalar: problem 5 minimises it."""
+    out = graph.output
+    if isinstance(out, sp.MatrixSymbol):
+        raise ShapeError(
+            f"the output {out} is a {out.shape[0]} x {out.shape[1]} matrix, but it must be "
+            f"a scalar (problem 5 minimises it): reduce it, for example "
+            f"g.define('f', sp.Trace({out}.T * {out}))",
+            node=out,
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +81,11 @@ class Term:
 
     @cached_property
     def partial(self) -> sp.Expr:
-        """``df_i/dz_j`` in the node's own symbols (``f_i`` for a forward term)."""
+        """``df_i/dz_j`` in the node's own symbols (``f_i`` for a forward term).
+
+        Scalar nodes only: a matrix node's contribution is a pullback of its
+        multiplier (``expr``), not a product with a partial.
+        """
         if self.k is None:
             return self.f
         return self.op.instantiate(self.op.partial(self.k), self.reads)
@@ -65,16 +93,16 @@ class Term:
     @cached_property
     def expr(self) -> sp.Expr:
         """The term as a sympy expression (built on first use: the solver needs none)."""
-        if self.multiplier is None:
-            return self.partial
-        return self.multiplier * self.partial
+        if self.k is None:
+            return self.f
+        return self.op.term(self.k, self.reads, self.multiplier)
 
     def evaluate(self, env):
-        """The term's number, given numbers for ``f_i``'s arguments and ``lambda_i``."""
+        """The term's value, given values for ``f_i``'s arguments and ``lambda_i``."""
         args = [env[r] for r in self.reads]
         if self.k is None:
-            return self.op.value_fn()(*args)
-        return env[self.multiplier] * self.op.partial_fn(self.k)(*args)
+            return self.op.value(args, env)
+        return self.op.term_value(self.k, args, env[self.multiplier], env)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +121,10 @@ class Condition:
     @cached_property
     def rhs(self) -> sp.Expr:
         """The right-hand side once the condition is solved for its unknown."""
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            if not self.terms:
+                return sp.ZeroMatrix(*self.unknown.shape)
+            return sp.MatAdd(*(t.expr for t in self.terms)).doit()
         return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.terms))
 
     @property
@@ -104,6 +136,8 @@ class Condition:
         """
         if self.role == GRADIENT:
             return self.rhs
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            return sp.MatAdd(self.rhs, -self.unknown)
         return self.rhs - self.unknown
 
     @cached_property
@@ -127,6 +161,8 @@ class Condition:
         total = self.seed
         for term in self.terms:
             total = total + term.evaluate(env)
+        if isinstance(self.unknown, sp.MatrixSymbol) and not self.terms:
+            return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
         return total
 
 
@@ -200,11 +236,15 @@ class Stationarity:
 
 def stationarity(graph) -> Stationarity:
     """Derive ``grad L = 0`` for ``graph`` from the local partials of each ``f_i``."""
+    output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Term]] = {z: [] for z in graph.nodes}
     forward = []
     for z in graph.defined:
         node = graph.node(z)
-        op = operation(node.expr, node.reads)
+        if node.shape is None and all(graph.node(r).shape is None for r in node.reads):
+            op = operation(node.expr, node.reads)
+        else:
+            op = MatrixOperation(node.expr, node.reads, graph.multiplier(z))
         lam = graph.multiplier(z)
         forward.append(
             Condition(FORWARD, lam, z, (Term(z, op, node.reads, None, None, node.expr),))
@@ -212,9 +252,8 @@ def stationarity(graph) -> Stationarity:
         # Each edge j -> i contributes lambda_i df_i/dz_j to the condition of z_j.
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
-                op.partial(k)  # derived here, once per operation; instantiated on use
+                op.derive(k)  # derived here (once per kind of operation); built on use
                 incoming[j].append(Term(z, op, node.reads, k, lam))
-    output = graph.output
     adjoint = tuple(
         Condition(ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output))
         for z in reversed(graph.defined)

@@ -32,6 +32,36 @@ class NumericPrinter(NumPyPrinter):
     def _print_Multiplier(self, expr):
         return self._print_Symbol(expr)
 
+    # -- matrices: products print as @, and the cases NumPyPrinter lacks --
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        product = " @ ".join(self.parenthesize(m, 60) for m in mats)
+        if coeff == 1:
+            return f"({product})"
+        return f"({self._print(coeff)} * ({product}))"
+
+    def _print_Trace(self, expr):
+        return f"numpy.trace({self._print(expr.arg)})"
+
+    def _print_Identity(self, expr):
+        return f"numpy.eye({self._print(expr.rows)})"
+
+    def _print_ZeroMatrix(self, expr):
+        return f"numpy.zeros(({self._print(expr.rows)}, {self._print(expr.cols)}))"
+
+    def _print_OneMatrix(self, expr):
+        return f"numpy.ones(({self._print(expr.rows)}, {self._print(expr.cols)}))"
+
+    def _print_HadamardPower(self, expr):
+        return f"numpy.power({self._print(expr.base)}, {self._print(expr.exp)})"
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        # The function's body is written for one entry; NumPy applies it to all.
+        var, body = expr.function.variables[0], expr.function.expr
+        arg = sp.Symbol("_entry")
+        return f"(lambda _entry: {self._print(body.xreplace({var: arg}))})({self._print(expr.expr)})"
+
 
 class NoNumericRule(Exception):
     """Raised inside the package when an expression has no numeric implementation."""
@@ -49,8 +79,12 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
         raise NoNumericRule(expr)
     printer = NumericPrinter({"fully_qualified_modules": True, "strict": True})
     names = [f"a{k}" for k in range(len(args))]
+    placeholders = {
+        a: sp.MatrixSymbol(n, *a.shape) if isinstance(a, sp.MatrixSymbol) else sp.Symbol(n)
+        for a, n in zip(args, names)
+    }
     try:
-        body = printer.doprint(expr.xreplace(dict(zip(args, map(sp.Symbol, names)))))
+        body = printer.doprint(expr.xreplace(placeholders))
     except Exception:
         return _mpmath_function(args, expr)
     namespace = {"numpy": np, "math": math, "functools": functools}

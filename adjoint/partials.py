@@ -92,6 +92,21 @@ class Operation:
         """``expr`` (the template or one of its partials) in a node's own arguments."""
         return expr.xreplace(dict(zip(self.args, reads)))
 
+    # The interface a Term uses; matrix operations (adjoint.matrices) share it.
+
+    def derive(self, k: int) -> None:
+        self.partial(k)
+
+    def term(self, k: int, reads, multiplier) -> sp.Expr:
+        """``lambda_i * df_i/dz_j`` for ``z_j = reads[k]``."""
+        return multiplier * self.instantiate(self.partial(k), reads)
+
+    def value(self, args, env):
+        return self.value_fn()(*args)
+
+    def term_value(self, k: int, args, lam, env):
+        return lam * self.partial_fn(k)(*args)
+
 
 _OPERATIONS: dict[sp.Expr, Operation] = {}
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import sympy as sp
 
-from .errors import BadValueError, MissingValueError, UnknownSymbolError
+from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .expressions import free_symbols
 from .graph import Graph
 from .lagrangian import ADJOINT, FORWARD, GRADIENT
@@ -95,6 +95,8 @@ class Solution:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array {value.shape[0]}x{value.shape[1]}, |.|={np.linalg.norm(value):.4g}"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -104,6 +106,7 @@ def solve(graph: Graph, values: Mapping | None = None) -> Solution:
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in graph.inputs + graph.constants}
+        env.update((d, d) for d in graph._dims.values())
     else:
         env = read_values(graph, values)
     try:
@@ -120,14 +123,26 @@ def solve(graph: Graph, values: Mapping | None = None) -> Solution:
             "function a numeric implementation",
         ) from None
     if not symbolic:
-        env = {k: to_real(v) for k, v in env.items()}
+        env = {k: _finish(v) for k, v in env.items()}
     node_values = {z: env[z] for z in graph.inputs + graph.constants + graph.defined}
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     return Solution(graph, node_values, adjoints, symbolic)
 
 
+def _finish(value):
+    """A float, or a read-only float array for a matrix node."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        out = np.array(value, dtype=float)
+        out.setflags(write=False)
+        return out
+    return to_real(value)
+
+
 def read_values(graph: Graph, values: Mapping) -> dict:
-    """Check and convert the values given for the inputs and constants."""
+    """Check and convert the values given for the inputs and constants.
+
+    The result also binds each symbolic matrix dimension (``n``) to its size.
+    """
     if not isinstance(values, Mapping):
         raise BadValueError(
             f"values must be a dict from inputs to numbers, such as {{x: 1.5}}, got "
@@ -150,7 +165,7 @@ def read_values(graph: Graph, values: Mapping) -> dict:
                 "computed by its constraint; give values only for inputs and constants",
                 node=symbol,
             )
-        given[symbol] = _as_number(symbol, value)
+        given[symbol] = value
     missing = [s for s in graph.inputs + graph.constants if s not in given]
     if missing:
         raise MissingValueError(
@@ -158,7 +173,51 @@ def read_values(graph: Graph, values: Mapping) -> dict:
             "constant needs one, as in g.solve({" + ", ".join(f"{s}: 1.0" for s in missing) + "})",
             node=missing[0],
         )
-    return given
+    env: dict = {}
+    dims: dict = {}
+    for symbol in graph.inputs + graph.constants:  # declaration order binds dimensions
+        shape = graph.node(symbol).shape
+        if shape is None:
+            env[symbol] = _as_number(symbol, given[symbol])
+        else:
+            env[symbol] = _as_array(symbol, given[symbol], shape, dims)
+    env.update(dims)
+    return env
+
+
+def _as_array(symbol, value, shape, dims: dict) -> np.ndarray:
+    """A float array of the declared shape; symbolic dimensions are bound in ``dims``."""
+    expected = " x ".join(str(d) for d in shape)
+    try:
+        if np.iscomplexobj(value):
+            raise TypeError("complex")
+        array = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        raise BadValueError(
+            f"the value of {symbol} must be a real {expected} array, got "
+            f"{type(value).__name__}",
+            node=symbol,
+        ) from None
+    if array.ndim != 2:
+        raise ShapeError(
+            f"{symbol} is a {expected} matrix, but the array given for it has shape "
+            f"{array.shape}" + (" (reshape it to a column, (n, 1))" if array.ndim == 1 else ""),
+            node=symbol,
+        )
+    for declared, size in zip(shape, array.shape):
+        if isinstance(declared, sp.Symbol):
+            declared = dims.setdefault(declared, size)
+        if int(declared) != size:
+            bound = " x ".join(str(dims.get(d, d)) for d in shape)
+            raise ShapeError(
+                f"{symbol} must be {expected} (here {bound}), but the array given for it "
+                f"has shape {array.shape[0]} x {array.shape[1]}",
+                node=symbol,
+            )
+    if not np.all(np.isfinite(array)):
+        raise BadValueError(f"the array given for {symbol} has entries that are not finite",
+                            node=symbol)
+    return array
 
 
 def _as_number(symbol, value) -> np.float64:

@@ -1,0 +1,190 @@
+"""Adjoint rules for matrix-valued nodes: one explicit table, one rule per class.
+
+For a node ``Z_i = F_i(...)`` the Lagrangian holds ``<Lambda_i, Z_i - F_i>``, the
+Frobenius product ``Trace(Lambda_i^T (Z_i - F_i))``. Its derivative with respect
+to a node ``Z_j`` that ``F_i`` reads is a vector-Jacobian product: ``Lambda_i``
+pulled back through ``F_i``. The rules below do that one sympy class at a time;
+:func:`pullback` walks ``F_i``'s own (small) expression tree with them. For a
+matrix product ``C = A B`` this gives Claim 16.2, ``Lambda_A = Lambda_C B^T`` and
+``Lambda_B = A^T Lambda_C``.
+
+Scalar subexpressions (``c * A`` with a scalar node ``c``, ``Trace(...) / n``)
+take their partials from sympy's ``diff``, as scalar nodes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from .errors import AdjointError
+from .expressions import free_symbols
+from .numeric import numeric_function
+
+__all__ = ["RULES", "MatrixOperation", "pullback", "rule"]
+
+#: ``RULES[cls](expr, cotangent)`` gives ``[(argument, its cotangent), ...]``.
+RULES: dict[type, Callable] = {}
+
+
+def rule(cls: type):
+    """Register the adjoint rule of a sympy matrix class."""
+
+    def register(fn):
+        RULES[cls] = fn
+        return fn
+
+    return register
+
+
+@rule(sp.MatAdd)
+def _matadd(expr, cot):
+    # Every summand receives the whole cotangent.
+    return [(arg, cot) for arg in expr.args]
+
+
+@rule(sp.MatMul)
+def _matmul(expr, cot):
+    # C = c A_1 ... A_k: Lambda_{A_m} = c (A_1..A_{m-1})^T Lambda (A_{m+1}..A_k)^T.
+    coeff, mats = expr.as_coeff_matrices()
+    pulled = []
+    for m, factor in enumerate(mats):
+        left = [sp.MatMul(*mats[:m]).T] if m else []
+        right = [sp.MatMul(*mats[m + 1 :]).T] if m + 1 < len(mats) else []
+        pulled.append((factor, sp.MatMul(coeff, *left, cot, *right)))
+    if coeff.free_symbols:  # a scalar node in the coefficient: <Lambda, A_1 ... A_k>
+        pulled.append((coeff, sp.Trace(cot.T * sp.MatMul(*mats))))
+    return pulled
+
+
+@rule(sp.Transpose)
+def _transpose(expr, cot):
+    return [(expr.arg, cot.T)]
+
+
+@rule(sp.HadamardProduct)
+def _hadamard(expr, cot):
+    args = expr.args
+    return [
+        (arg, sp.HadamardProduct(cot, *args[:m], *args[m + 1 :])) for m, arg in enumerate(args)
+    ]
+
+
+@rule(sp.HadamardPower)
+def _hadamard_power(expr, cot):
+    base, exp = expr.args
+    if exp.free_symbols:
+        raise AdjointError(f"{expr}: an element-wise power with a variable exponent")
+    return [(base, sp.HadamardProduct(cot, exp * sp.HadamardPower(base, exp - 1)))]
+
+
+@rule(ElementwiseApplyFunction)
+def _elementwise(expr, cot):
+    # Lambda_A = Lambda o f'(A), f' applied entry by entry (real entries).
+    d = sp.Dummy("d", real=True)
+    derivative = sp.Lambda(d, sp.diff(expr.function(d), d))
+    return [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(derivative, expr.expr)))]
+
+
+@rule(sp.Trace)
+def _trace(expr, cot):
+    # d tr(A) = tr(I^T dA): the cotangent of A is lambda I.
+    return [(expr.arg, cot * sp.Identity(expr.arg.rows))]
+
+
+@rule(sp.Inverse)
+def _inverse(expr, cot):
+    # d(A^-1) = -A^-1 dA A^-1, so Lambda_A = -A^-T Lambda A^-T.
+    inv = expr
+    return [(expr.arg, -inv.T * cot * inv.T)]
+
+
+def _scalar(expr, cot):
+    """A scalar operation (Add, Mul, sin, ...): partials from sympy's ``diff``."""
+    pulled = []
+    for arg in expr.args:
+        if not arg.free_symbols or not isinstance(arg, sp.Expr):
+            continue
+        d = sp.Dummy("d", real=True)
+        partial = sp.diff(expr.xreplace({arg: d}), d).xreplace({d: arg})
+        pulled.append((arg, cot * partial))
+    return pulled
+
+
+_LEAVES = (sp.MatrixSymbol, sp.Symbol, sp.Identity, sp.ZeroMatrix, sp.OneMatrix)
+
+
+def pullback(expr: sp.Expr, cot: sp.Expr, target: sp.Basic) -> sp.Expr:
+    """The cotangent that ``target`` receives when ``expr`` receives ``cot``.
+
+    ``target`` is a node symbol (a Symbol or a MatrixSymbol) that ``expr`` reads.
+    Sums over every place ``target`` occurs in ``expr``.
+    """
+    found = []
+    stack = [(expr, cot)]
+    while stack:
+        e, c = stack.pop()
+        if e == target:
+            found.append(c)
+            continue
+        if isinstance(e, _LEAVES) or not e.has(target):
+            continue
+        fn = RULES.get(type(e))
+        if fn is None:
+            if isinstance(e, sp.MatrixExpr):
+                raise AdjointError(
+                    f"no adjoint rule for {type(e).__name__} (in {expr}); the matrix "
+                    f"operations with rules are: {', '.join(c.__name__ for c in RULES)}. "
+                    "Add one with @adjoint.matrices.rule"
+                )
+            fn = _scalar
+        stack.extend(fn(e, c))
+    if not found:
+        return sp.ZeroMatrix(*target.shape) if isinstance(target, sp.MatrixExpr) else sp.S.Zero
+    total = sp.MatAdd(*found) if isinstance(target, sp.MatrixExpr) else sp.Add(*found)
+    return total.doit() if isinstance(total, sp.MatrixExpr) else total
+
+
+class MatrixOperation:
+    """A constraint that reads or gives a matrix, with the pullbacks of its multiplier.
+
+    Unlike scalar operations, which are shared between nodes through placeholder
+    templates, each matrix constraint is its own operation: graphs of matrix nodes
+    are small, and their shapes differ from node to node.
+    """
+
+    def __init__(self, expr: sp.Expr, reads, multiplier):
+        self.expr = expr
+        self.reads = tuple(reads)
+        self.multiplier = multiplier
+        dims = set()
+        for s in (*self.reads, multiplier):
+            dims.update(d for d in getattr(s, "shape", ()) if isinstance(d, sp.Symbol))
+        dims.update(s for s in free_symbols(expr) if isinstance(s, sp.Symbol)
+                    and s not in self.reads)
+        self.dims = tuple(sorted(dims, key=lambda s: s.name))
+        self._terms: dict[int, sp.Expr] = {}
+        self._fns: dict = {}
+
+    def derive(self, k: int) -> None:
+        self.term(k, self.reads, self.multiplier)
+
+    def term(self, k: int, reads, multiplier) -> sp.Expr:
+        """The pullback of ``multiplier`` through this constraint to ``reads[k]``."""
+        if k not in self._terms:
+            self._terms[k] = pullback(self.expr, self.multiplier, self.reads[k])
+        return self._terms[k]
+
+    def value(self, args, env):
+        if "value" not in self._fns:
+            self._fns["value"] = numeric_function(self.reads + self.dims, self.expr)
+        return self._fns["value"](*args, *[env[d] for d in self.dims])
+
+    def term_value(self, k: int, args, lam, env):
+        if k not in self._fns:
+            self._fns[k] = numeric_function(
+                (*self.reads, self.multiplier, *self.dims), self.term(k, self.reads, None)
+            )
+        return self._fns[k](*args, lam, *[env[d] for d in self.dims])
