@@ -27,6 +27,7 @@ from .errors import (
 )
 from .graph import Graph, Node
 from .lagrangian import Condition, Stationarity, Term
+from .matrices import frobenius2, sum_entries
 from .parsing import parse
 from .solve import NodeMap, Solution, grad
 from .symbols import Multiplier
@@ -51,8 +52,10 @@ __all__ = [
     "Term",
     "UnknownSymbolError",
     "VerifyReport",
+    "frobenius2",
     "grad",
     "parse",
+    "sum_entries",
     "verify",
 ]
 

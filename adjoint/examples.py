@@ -5,11 +5,13 @@ Each function returns a fresh :class:`~adjoint.Graph` and a point to solve it at
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 from .graph import Graph
+from .matrices import frobenius2
 
-__all__ = ["EXAMPLES", "fan_out", "lecture_dag", "warm_up"]
+__all__ = ["EXAMPLES", "fan_out", "lecture_dag", "two_layer_net", "warm_up"]
 
 
 def warm_up() -> tuple[Graph, dict]:
@@ -47,4 +49,38 @@ def fan_out() -> tuple[Graph, dict]:
     return g, {x: 0.75}
 
 
-EXAMPLES = {"warm-up": warm_up, "dag": lecture_dag, "fan-out": fan_out}
+def two_layer_net(n: int = 8, d: int = 3, seed: int = 0) -> tuple[Graph, dict]:
+    """Section 16.4: the two-layer network ``f(W1, W2) = ||sigma(X W1) W2 - y||^2``.
+
+    Shapes are symbolic (``X`` is n x d, ``W1`` d x d, ``W2`` and ``y`` have one
+    column), sigma is tanh, and ``X``, ``y`` are data (constants). The point holds
+    ``n`` random rows, labels from a planted network, and small random weights.
+    """
+    g = Graph()
+    n_, d_ = sp.symbols("n d", integer=True, positive=True)
+    X = g.constant("X", shape=(n_, d_))
+    y = g.constant("y", shape=(n_, 1))
+    W1 = g.input("W1", shape=(d_, d_))
+    W2 = g.input("W2", shape=(d_, 1))
+    H = g.define("H", X * W1)
+    A = g.define("A", H.applyfunc(sp.tanh))
+    R = g.define("R", A * W2 - y)
+    g.define("f", frobenius2(R))
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((n, d))
+    labels = np.tanh(data @ rng.standard_normal((d, d))) @ rng.standard_normal((d, 1))
+    point = {
+        X: data,
+        y: labels,
+        W1: 0.5 * rng.standard_normal((d, d)),
+        W2: 0.5 * rng.standard_normal((d, 1)),
+    }
+    return g, point
+
+
+EXAMPLES = {
+    "warm-up": warm_up,
+    "dag": lecture_dag,
+    "fan-out": fan_out,
+    "two-layer": two_layer_net,
+}

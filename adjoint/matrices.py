@@ -23,7 +23,18 @@ from .errors import AdjointError
 from .expressions import free_symbols
 from .numeric import numeric_function
 
-__all__ = ["RULES", "MatrixOperation", "pullback", "rule"]
+__all__ = ["RULES", "MatrixOperation", "frobenius2", "pullback", "rule", "sum_entries"]
+
+
+def sum_entries(A: sp.MatrixExpr) -> sp.Expr:
+    """The sum of the entries of ``A``, as ``Trace(1 A)`` with ``1`` a matrix of ones."""
+    return sp.Trace(sp.OneMatrix(A.cols, A.rows) * A)
+
+
+def frobenius2(A: sp.MatrixExpr) -> sp.Expr:
+    """The squared Frobenius norm ``||A||^2 = Trace(A^T A)``."""
+    return sp.Trace(A.T * A)
+
 
 #: ``RULES[cls](expr, cotangent)`` gives ``[(argument, its cotangent), ...]``.
 RULES: dict[type, Callable] = {}
@@ -67,9 +78,7 @@ def _transpose(expr, cot):
 @rule(sp.HadamardProduct)
 def _hadamard(expr, cot):
     args = expr.args
-    return [
-        (arg, sp.HadamardProduct(cot, *args[:m], *args[m + 1 :])) for m, arg in enumerate(args)
-    ]
+    return [(arg, sp.HadamardProduct(cot, *args[:m], *args[m + 1 :])) for m, arg in enumerate(args)]
 
 
 @rule(sp.HadamardPower)
@@ -94,6 +103,23 @@ def _trace(expr, cot):
     return [(expr.arg, cot * sp.Identity(expr.arg.rows))]
 
 
+@rule(sp.MatPow)
+def _matpow(expr, cot):
+    # A^k = A A ... A: the product rule, summed over the k places A stands in.
+    base, k = expr.args
+    if not (k.is_Integer and k > 0):
+        raise AdjointError(f"{expr}: only positive integer powers of a matrix have a rule")
+    k = int(k)
+    power = lambda m: sp.MatPow(base, m).doit() if m else sp.Identity(base.rows)  # noqa: E731
+    return [(base, sp.MatMul(power(m).T, cot, power(k - 1 - m).T)) for m in range(k)]
+
+
+@rule(sp.Determinant)
+def _determinant(expr, cot):
+    # d det(A) = det(A) tr(A^-1 dA), so Lambda_A = lambda det(A) A^-T.
+    return [(expr.arg, cot * expr * sp.Inverse(expr.arg).T)]
+
+
 @rule(sp.Inverse)
 def _inverse(expr, cot):
     # d(A^-1) = -A^-1 dA A^-1, so Lambda_A = -A^-T Lambda A^-T.
@@ -104,6 +130,12 @@ def _inverse(expr, cot):
 def _scalar(expr, cot):
     """A scalar operation (Add, Mul, sin, ...): partials from sympy's ``diff``."""
     pulled = []
+    if any(isinstance(arg, sp.MatrixExpr) for arg in expr.args):
+        raise AdjointError(
+            f"no adjoint rule for {type(expr).__name__}, which reads a matrix (in {expr}); "
+            f"the matrix operations with rules are: {', '.join(c.__name__ for c in RULES)}. "
+            "Add one with @adjoint.matrices.rule"
+        )
     for arg in expr.args:
         if not arg.free_symbols or not isinstance(arg, sp.Expr):
             continue
@@ -162,8 +194,9 @@ class MatrixOperation:
         dims = set()
         for s in (*self.reads, multiplier):
             dims.update(d for d in getattr(s, "shape", ()) if isinstance(d, sp.Symbol))
-        dims.update(s for s in free_symbols(expr) if isinstance(s, sp.Symbol)
-                    and s not in self.reads)
+        dims.update(
+            s for s in free_symbols(expr) if isinstance(s, sp.Symbol) and s not in self.reads
+        )
         self.dims = tuple(sorted(dims, key=lambda s: s.name))
         self._terms: dict[int, sp.Expr] = {}
         self._fns: dict = {}

@@ -60,7 +60,9 @@ class NumericPrinter(NumPyPrinter):
         # The function's body is written for one entry; NumPy applies it to all.
         var, body = expr.function.variables[0], expr.function.expr
         arg = sp.Symbol("_entry")
-        return f"(lambda _entry: {self._print(body.xreplace({var: arg}))})({self._print(expr.expr)})"
+        return (
+            f"(lambda _entry: {self._print(body.xreplace({var: arg}))})({self._print(expr.expr)})"
+        )
 
 
 class NoNumericRule(Exception):

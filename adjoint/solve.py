@@ -194,8 +194,7 @@ def _as_array(symbol, value, shape, dims: dict) -> np.ndarray:
         array = np.array(value, dtype=float)
     except (TypeError, ValueError):
         raise BadValueError(
-            f"the value of {symbol} must be a real {expected} array, got "
-            f"{type(value).__name__}",
+            f"the value of {symbol} must be a real {expected} array, got {type(value).__name__}",
             node=symbol,
         ) from None
     if array.ndim != 2:
@@ -215,8 +214,9 @@ def _as_array(symbol, value, shape, dims: dict) -> np.ndarray:
                 node=symbol,
             )
     if not np.all(np.isfinite(array)):
-        raise BadValueError(f"the array given for {symbol} has entries that are not finite",
-                            node=symbol)
+        raise BadValueError(
+            f"the array given for {symbol} has entries that are not finite", node=symbol
+        )
     return array
 
 

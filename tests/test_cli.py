@@ -8,13 +8,15 @@ import sys
 import pytest
 
 from adjoint.cli import main
+from adjoint.examples import EXAMPLES
 
 
 def test_demo_runs_the_lecture_examples(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "Lagrangian" in out and "Step 2" in out
-    assert out.count("Theorem 16.1") == 3 and "FAIL" not in out
+    assert out.count("Theorem 16.1") == len(EXAMPLES) and "FAIL" not in out
+    assert "Lambda_W1 = X.T*Lambda_H" in out  # Claim 16.2, in the two-layer net
 
 
 def test_explain_at_a_point(capsys):

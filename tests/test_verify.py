@@ -11,13 +11,31 @@ from adjoint.examples import EXAMPLES
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
-def test_lecture_examples_verify_symbolically(name):
+def test_lecture_examples_verify(name):
     g, point = EXAMPLES[name]()
     report = g.verify()
     assert report.ok
     assert [c.node for c in report.checks] == list(g.nodes)
-    assert {c.method for c in report.checks} == {"symbolic"}
+    # scalar graphs symbolically; matrix graphs by differences along random directions
+    expected = "differences" if name == "two-layer" else "symbolic"
+    assert {c.method for c in report.checks} == {expected}
     assert g.verify(at=point).ok
+
+
+def test_a_wrong_matrix_adjoint_is_caught(monkeypatch):
+    from adjoint import matrices
+
+    # Claim 16.2 with a sign error on the left factor: -Lambda B^T.
+    def wrong(expr, cot):
+        coeff, (a, b) = expr.as_coeff_matrices()
+        return [(a, -coeff * cot * b.T), (b, coeff * a.T * cot)]
+
+    g, point = EXAMPLES["two-layer"]()
+    monkeypatch.setitem(matrices.RULES, sp.MatMul, wrong)
+    report = g.verify(at=point)
+    assert not report.ok
+    # the wrong rule is met first in f = Trace(R^T R): every node before f is wrong
+    assert {c.node.name for c in report.failed} == {"W1", "W2", "H", "A", "R"}
 
 
 @given(dags(max_nodes=5))

@@ -1,0 +1,243 @@
+"""Matrix nodes: the adjoint rule table, Claim 16.2 and the two-layer network."""
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+import adjoint
+from adjoint.examples import two_layer_net
+from adjoint.matrices import RULES, pullback
+
+A = sp.MatrixSymbol("A", 2, 3)
+B = sp.MatrixSymbol("B", 3, 2)
+C = sp.MatrixSymbol("C", 2, 3)
+S = sp.MatrixSymbol("S", 3, 3)
+s = sp.Symbol("s", real=True)
+
+# For each rule, expressions F and the node to pull back to. Every class in the rule
+# table must appear here: a rule without an example fails the coverage test below.
+RULE_EXAMPLES = {
+    sp.MatAdd: [(A + C, A), (A + 2 * C, C)],
+    sp.MatMul: [(A * B, A), (A * B, B), (2 * A * B * A, A), (s * A * B, s), (A * S * S, S)],
+    sp.Transpose: [(A.T, A), (A.T * C, C)],
+    sp.HadamardProduct: [(sp.HadamardProduct(A, C), A), (sp.HadamardProduct(A, C, A), A)],
+    sp.HadamardPower: [(sp.HadamardPower(A, 3), A)],
+    sp.matrices.expressions.applyfunc.ElementwiseApplyFunction: [
+        (A.applyfunc(sp.tanh), A),
+        ((A * B).applyfunc(lambda t: 1 / (1 + sp.exp(-t))), B),
+    ],
+    sp.Trace: [(sp.Trace(S), S), (sp.Trace(A.T * A), A), (sp.Trace(S) ** 2 + s, S)],
+    sp.Inverse: [(sp.Inverse(S), S)],
+    sp.MatPow: [(S**3, S), (A * S * S, S)],
+    sp.Determinant: [(sp.Determinant(S), S), (sp.Determinant(A * B) * s, B)],
+}
+
+
+def _explicit(expr):
+    mats = {m: m.as_explicit() for m in expr.atoms(sp.MatrixSymbol)}
+    return expr.xreplace(mats).doit()
+
+
+def _entries(m):
+    return [m[i, j] for i in range(m.rows) for j in range(m.cols)]
+
+
+def _point(rng, *exprs):
+    """Random values in [0.5, 1.5] for every matrix entry and scalar symbol."""
+    atoms = set()
+    for e in exprs:
+        atoms |= e.atoms(sp.matrices.expressions.matexpr.MatrixElement)
+        atoms |= {a for a in e.atoms(sp.Symbol)}
+    return {a: sp.Float(rng.uniform(0.5, 1.5)) for a in atoms}
+
+
+def test_every_rule_has_an_example():
+    assert set(RULES) <= set(RULE_EXAMPLES)
+
+
+@pytest.mark.parametrize(
+    "cls, F, Z",
+    [(cls, F, Z) for cls, cases in RULE_EXAMPLES.items() for F, Z in cases],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_rule_matches_the_element_wise_expansion(cls, F, Z):
+    # The lecture's proof of Claim 16.2, for every rule: with phi = sum_ij Lambda_ij F_ij
+    # written entry by entry, the pullback to Z is d phi / d Z_pq.
+    assert any(isinstance(e, cls) for e in sp.preorder_traversal(F))
+    if isinstance(F, sp.MatrixExpr):
+        lam = sp.MatrixSymbol("Lambda", *F.shape)
+        phi = sum(a * b for a, b in zip(_entries(lam.as_explicit()), _entries(_explicit(F))))
+    else:
+        lam = sp.Symbol("lam", real=True)
+        phi = lam * _explicit(F)
+    pulled = pullback(F, lam, Z)
+    point = _point(np.random.default_rng(1), phi, _explicit(pulled))
+    if isinstance(Z, sp.MatrixSymbol):
+        expected = [sp.diff(phi, e) for e in _entries(Z.as_explicit())]
+        got = _entries(_explicit(pulled)) if isinstance(pulled, sp.MatrixExpr) else None
+        assert got is not None and len(got) == len(expected)
+    else:
+        expected, got = [sp.diff(phi, Z)], [_explicit(pulled)]
+    for e, g in zip(expected, got):
+        assert float(e.xreplace(point)) == pytest.approx(float(g.xreplace(point)), rel=1e-10)
+
+
+def test_a_class_without_a_rule_is_named():
+    K = sp.kronecker_product(S, S)
+    with pytest.raises(adjoint.AdjointError, match="KroneckerProduct"):
+        pullback(K, sp.MatrixSymbol("L", *K.shape), S)
+
+
+def test_claim_16_2_derived_by_the_package():
+    # C = A B with symbolic shapes: Lambda_A = Lambda_C B^T and Lambda_B = A^T Lambda_C.
+    m, n, d = sp.symbols("m n d", integer=True, positive=True)
+    g = adjoint.Graph()
+    A_ = g.input("A", shape=(m, n))
+    B_ = g.input("B", shape=(n, d))
+    C_ = g.define("C", A_ * B_)
+    g.define("f", adjoint.frobenius2(C_))
+    lam_C = g.multiplier(C_)
+    assert lam_C.shape == (m, d)
+    gradient = {c.wrt: c.rhs for c in g.stationarity().conditions("gradient")}
+    assert gradient[A_] == lam_C * B_.T
+    assert gradient[B_] == A_.T * lam_C
+    assert sp.latex(lam_C) == r"\Lambda_{C}"
+
+
+def test_sympy_agrees_where_its_matrix_calculus_is_right():
+    L = sp.MatrixSymbol("L", 2, 2)
+    for F, Z in [(A * B, A), (A * B, B), (A.T * C, C), (A + C, A)]:
+        lam = sp.MatrixSymbol("L", *F.shape)
+        ours = pullback(F, lam, Z)
+        theirs = sp.diff(sp.Trace(lam.T * F), Z)
+        assert sp.simplify(_explicit(ours) - _explicit(theirs)) == sp.zeros(*Z.shape)
+    del L
+
+
+def _loss(X, y, W1, W2):
+    return float(np.sum((np.tanh(X @ W1) @ W2 - y) ** 2))
+
+
+def _fd(fn, W, h=1e-6):
+    G = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        E = np.zeros_like(W)
+        E[idx] = h
+        G[idx] = (fn(W + E) - fn(W - E)) / (2 * h)
+    return G
+
+
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 2**16))
+def test_two_layer_gradient_matches_central_differences(n, d, seed):
+    g, point = two_layer_net(n=n, d=d, seed=seed)
+    X, y, W1, W2 = (point[g.node(name).symbol] for name in ("X", "y", "W1", "W2"))
+    sol = g.solve(point)
+    assert sol.output == pytest.approx(_loss(X, y, W1, W2), rel=1e-12)
+    G1 = _fd(lambda w: _loss(X, y, w, W2), W1)
+    G2 = _fd(lambda w: _loss(X, y, W1, w), W2)
+    scale = max(1.0, np.max(np.abs(G1)), np.max(np.abs(G2)))
+    assert np.max(np.abs(sol.gradient["W1"] - G1)) / scale < 1e-6
+    assert np.max(np.abs(sol.gradient["W2"] - G2)) / scale < 1e-6
+    assert sol.gradient["W1"].shape == (d, d)
+
+
+def test_stationarity_is_the_literal_derivative_of_the_frobenius_lagrangian():
+    # At tiny concrete shapes, L is expanded entry by entry and differentiated by
+    # each entry of each node; that must be the matrix-form residual, entry by entry.
+    g, _ = two_layer_net()
+    sizes = {d: 2 for d in g._dims.values()}
+    L = g.lagrangian().xreplace(sizes)
+    L = _explicit(L.xreplace({m: m.xreplace(sizes) for m in L.atoms(sp.MatrixSymbol)}))
+    rng = np.random.default_rng(0)
+    for c in g.stationarity().conditions():
+        residual = c.residual.xreplace(sizes)
+        residual = residual.xreplace(
+            {m: m.xreplace(sizes) for m in residual.atoms(sp.MatrixSymbol)}
+        )
+        wrt = c.wrt.xreplace(sizes) if isinstance(c.wrt, sp.MatrixSymbol) else c.wrt
+        if isinstance(wrt, sp.MatrixSymbol):
+            pairs = zip(_entries(wrt.as_explicit()), _entries(_explicit(residual)))
+        else:
+            pairs = [(wrt, _explicit(residual))]
+        for entry, res in pairs:
+            lhs = sp.diff(L, entry)
+            point = _point(rng, lhs, res)
+            assert float(lhs.xreplace(point)) == pytest.approx(float(res.xreplace(point)))
+
+
+def test_symbolic_solve_gives_matrix_expressions():
+    g, _ = two_layer_net()
+    sym = g.solve()
+    X, W1, W2 = (g.node(n).symbol for n in ("X", "W1", "W2"))
+    assert isinstance(sym.gradient[W1], sp.MatrixExpr)
+    assert sym.gradient[W1].shape == W1.shape
+    assert sym.gradient[W2].shape == W2.shape
+    assert sym.gradient[W1].has(X.T)
+
+
+def test_gradient_descent_on_the_two_layer_net_lowers_the_loss_tenfold():
+    g, point = two_layer_net(n=300, d=4, seed=3)
+    W1, W2 = g.inputs
+    values = dict(point)
+    first = g.solve(values).output
+    for _ in range(400):
+        sol = g.solve(values)
+        values[W1] = values[W1] - 0.5 / 300 * sol.gradient[W1]
+        values[W2] = values[W2] - 0.5 / 300 * sol.gradient[W2]
+    assert g.solve(values).output < first / 10
+
+
+def test_scalar_and_matrix_nodes_mixed():
+    g = adjoint.Graph()
+    t = g.input("t")
+    M = g.input("M", shape=(2, 2))
+    P = g.define("P", t * M)
+    q = g.define("q", adjoint.sum_entries(P) + sp.sin(t))
+    g.define("f", q**2 + sp.Trace(P.T * M))
+    t0, M0 = 0.7, np.array([[1.0, 2.0], [-0.5, 0.25]])
+
+    def f(t, M):
+        q = np.sum(t * M) + np.sin(t)
+        return q**2 + np.trace((t * M).T @ M)
+
+    sol = g.solve({t: t0, M: M0})
+    h = 1e-6
+    assert sol.gradient[t] == pytest.approx((f(t0 + h, M0) - f(t0 - h, M0)) / (2 * h), rel=1e-7)
+    np.testing.assert_allclose(sol.gradient[M], _fd(lambda m: f(t0, m), M0), rtol=1e-6)
+    assert g.verify().ok
+
+
+@pytest.mark.parametrize(
+    "values, error, words",
+    [
+        ({"X": np.ones((4, 3)), "y": np.ones((5, 1))}, adjoint.ShapeError, ["y", "n x 1", "4"]),
+        ({"X": np.ones((4, 3)), "y": np.ones(4)}, adjoint.ShapeError, ["y", "(4,)", "column"]),
+        ({"X": np.ones((4, 3, 1)), "y": np.ones((4, 1))}, adjoint.ShapeError, ["X"]),
+        ({"X": 1.0, "y": np.ones((4, 1))}, adjoint.ShapeError, ["X"]),
+        ({"X": [["a"]], "y": np.ones((4, 1))}, adjoint.BadValueError, ["X"]),
+        ({"X": np.full((4, 3), np.inf), "y": np.ones((4, 1))}, adjoint.BadValueError, ["X"]),
+    ],
+)
+def test_shape_errors_name_the_node_and_both_shapes(values, error, words):
+    g, point = two_layer_net()
+    W1, W2 = g.inputs
+    with pytest.raises(error) as info:
+        g.solve({**values, "W1": point[W1], "W2": point[W2]})
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_matrix_output_and_explicit_matrices_are_errors():
+    g = adjoint.Graph()
+    M = g.input("M", shape=(2, 2))
+    g.define("N", M * M)
+    with pytest.raises(adjoint.ShapeError, match="scalar"):
+        g.stationarity()
+    with pytest.raises(adjoint.ExpressionError, match="explicit"):
+        g.define("E", sp.Matrix([[1, 2]]))
+    with pytest.raises(adjoint.ShapeError):
+        g.define(sp.MatrixSymbol("Q", 3, 3), M * M)
+    with pytest.raises(adjoint.ShapeError):
+        g.define("q", sp.Trace(sp.MatrixSymbol("M", 3, 3)))
