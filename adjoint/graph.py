@@ -296,7 +296,7 @@ class Graph:
         pairs = [g._as_constraint(item) for item in equations]
         position: dict[str, int] = {}
         for k, (lhs, _) in enumerate(pairs):
-            name = lhs.name if isinstance(lhs, sp.Symbol) else lhs
+            name = lhs.name
             if name in position or name in g._by_name:
                 raise DuplicateNameError(
                     f"{name} is given two constraints (or is also an input or constant); "
@@ -310,7 +310,7 @@ class Graph:
         for lhs, expr in pairs:
             expr = expr if isinstance(expr, sp.Basic) else g._as_expr(expr, lhs, position)
             rhs.append(expr)
-            target = lhs.name if isinstance(lhs, sp.Symbol) else lhs
+            target = lhs.name
             for s in free_symbols(expr):
                 if s.name in position:
                     dependencies.add_edge(s.name, target)
@@ -517,7 +517,7 @@ class Graph:
             )
         if isinstance(lhs, str):
             lhs = node_symbol(lhs)
-        if not isinstance(lhs, sp.Symbol):
+        if not isinstance(lhs, (sp.Symbol, sp.MatrixSymbol)):
             raise ExpressionError(
                 f"the left side of a constraint must be the node's symbol, got {lhs} in "
                 f"{lhs} = {rhs}"

@@ -33,7 +33,8 @@ def sum_entries(A: sp.MatrixExpr) -> sp.Expr:
 
 def frobenius2(A: sp.MatrixExpr) -> sp.Expr:
     """The squared Frobenius norm ``||A||^2 = Trace(A^T A)``."""
-    return sp.Trace(A.T * A)
+    # Not A.T * A: the operator distributes the transpose over sums, losing the sharing.
+    return sp.Trace(sp.MatMul(sp.Transpose(A), A))
 
 
 #: ``RULES[cls](expr, cotangent)`` gives ``[(argument, its cotangent), ...]``.
@@ -89,12 +90,40 @@ def _hadamard_power(expr, cot):
     return [(base, sp.HadamardProduct(cot, exp * sp.HadamardPower(base, exp - 1)))]
 
 
+class undefined_at_zero(sp.Function):
+    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``, where it is nan.
+
+    Marks the derivative of a kink (``Abs``, ``Max``, ``Heaviside``) applied entry by
+    entry, so the numbers say "not differentiable" there instead of picking a
+    one-sided value. It prints as ``value`` alone.
+    """
+
+    nargs = 2
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        value, u = (printer._print(a) for a in self.args)
+        return f"numpy.where(({u}) == 0, numpy.nan, {value})"
+
+
+_KINKS = (sp.sign, sp.Heaviside, sp.DiracDelta)
+
+
 @rule(ElementwiseApplyFunction)
 def _elementwise(expr, cot):
     # Lambda_A = Lambda o f'(A), f' applied entry by entry (real entries).
     d = sp.Dummy("d", real=True)
-    derivative = sp.Lambda(d, sp.diff(expr.function(d), d))
-    return [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(derivative, expr.expr)))]
+    body = expr.function(d)
+    derivative = sp.diff(body, d)
+    for kink in sorted(derivative.atoms(*_KINKS) - body.atoms(*_KINKS), key=sp.default_sort_key):
+        derivative = undefined_at_zero(derivative, kink.args[0])
+    fprime = sp.Lambda(d, derivative)
+    return [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(fprime, expr.expr)))]
 
 
 @rule(sp.Trace)

@@ -13,6 +13,7 @@ from sympy.core.function import Application
 
 from .errors import DuplicateNameError, UnknownSymbolError
 from .expressions import postorder
+from .matrices import RULES
 from .parsing import parse
 from .symbols import node_symbol
 
@@ -23,11 +24,16 @@ def _splittable(e: sp.Basic) -> bool:
     """Whether ``e`` is one elementary operation whose arguments become nodes.
 
     Piecewise is kept whole (its conditions are not expressions to split), and so
-    is anything that binds variables (Derivative, Integral, Sum, ...).
+    is anything that binds variables (Derivative, Integral, Sum, ...). Matrix
+    operations split where the rule table (:mod:`adjoint.matrices`) has a rule.
     """
-    if isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
+    if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) or type(e) in RULES:
         return True
     return isinstance(e, Application) and not isinstance(e, sp.Piecewise)
+
+
+def _is_symbol(e) -> bool:
+    return isinstance(e, (sp.Symbol, sp.MatrixSymbol))
 
 
 def split(cls, expr, inputs, constants):
@@ -42,13 +48,18 @@ def split(cls, expr, inputs, constants):
     order = postorder(expr, enter=_splittable)
     leaves = {}  # every symbol the expression reads, by name
     for e in order:
-        symbols = (
-            [e]
-            if isinstance(e, sp.Symbol)
-            else ([] if _splittable(e) else sorted(e.free_symbols, key=lambda s: s.name))
-        )
+        if _is_symbol(e):
+            symbols = [e]
+        elif _splittable(e):
+            symbols = []
+        else:
+            symbols = sorted(e.free_symbols, key=lambda s: s.name)
         for s in symbols:
             leaves.setdefault(s.name, s)
+    # The symbols in matrix shapes (n in an n x d matrix) are dimensions, not inputs.
+    shaped = [*leaves.values(), *(inputs or []), *constants]
+    dims = {d.name for s in shaped for d in getattr(s, "shape", ()) if isinstance(d, sp.Symbol)}
+    leaves = {name: s for name, s in leaves.items() if name not in dims}
 
     constant_names = {c.name for c in constants}
     if inputs is None:
@@ -74,7 +85,7 @@ def split(cls, expr, inputs, constants):
     for c in constants:
         g.constant(c)
 
-    used = set(declared)
+    used = set(declared) | dims
     counter = 0
 
     def fresh() -> str:
@@ -87,24 +98,22 @@ def split(cls, expr, inputs, constants):
                 return name
 
     # repl maps a subexpression to what stands for it: a node symbol, or itself
-    # when it reads no symbol (a number, pi, sqrt(2), ...).
+    # when it reads no node (a number, pi, sqrt(2), Identity(n), ...).
     repl: dict[sp.Basic, sp.Basic] = {}
     for e in order:
-        if isinstance(e, sp.Symbol):
-            repl[e] = g._by_name[e.name]
+        if _is_symbol(e):
+            repl[e] = g._by_name[e.name] if e.name in declared else e
         elif _splittable(e):
             args = [repl[a] for a in e.args]
-            if any(a is not b for a, b in zip(args, e.args)) or any(
-                isinstance(a, sp.Symbol) for a in args
-            ):
-                repl[e] = g.define(fresh(), e.func(*args))
-            else:
-                repl[e] = e
-        elif e.free_symbols:
+            reads_node = any(a is not b for a, b in zip(args, e.args)) or any(
+                _is_symbol(a) and a.name in declared for a in args
+            )
+            repl[e] = g.define(fresh(), e.func(*args)) if reads_node else e
+        elif any(s.name in declared for s in e.free_symbols):
             repl[e] = g.define(fresh(), e)
         else:
             repl[e] = e
-    if not isinstance(repl[expr], sp.Symbol) or repl[expr] not in g.defined:
+    if not _is_symbol(repl[expr]) or repl[expr] not in g.defined:
         repl[expr] = g.define(fresh(), repl[expr])
     g.set_output(repl[expr])
     return g

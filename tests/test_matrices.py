@@ -241,3 +241,63 @@ def test_matrix_output_and_explicit_matrices_are_errors():
         g.define(sp.MatrixSymbol("Q", 3, 3), M * M)
     with pytest.raises(adjoint.ShapeError):
         g.define("q", sp.Trace(sp.MatrixSymbol("M", 3, 3)))
+
+
+@pytest.mark.parametrize(
+    "fn, numpy_fn, numpy_derivative",
+    [
+        (sp.exp, np.exp, np.exp),
+        (
+            lambda t: 1 / (1 + sp.exp(-t)),
+            lambda v: 1 / (1 + np.exp(-v)),
+            lambda v: np.exp(-v) / (1 + np.exp(-v)) ** 2,
+        ),
+        (lambda t: sp.Max(t, 0), lambda v: np.maximum(v, 0), lambda v: (v > 0) * 1.0),
+        (lambda t: sp.log(1 + t**2), lambda v: np.log(1 + v**2), lambda v: 2 * v / (1 + v**2)),
+    ],
+    ids=["exp", "sigmoid", "relu", "log1p-square"],
+)
+def test_element_wise_functions(fn, numpy_fn, numpy_derivative):
+    g = adjoint.Graph()
+    M = g.input("M", shape=(2, 3))
+    F = g.define("F", M.applyfunc(fn))
+    g.define("f", adjoint.sum_entries(F))
+    M0 = np.array([[0.5, -1.0, 2.0], [-0.25, 1.5, -2.0]])
+    sol = g.solve({M: M0})
+    assert sol.output == pytest.approx(np.sum(numpy_fn(M0)))
+    np.testing.assert_allclose(sol.gradient[M], numpy_derivative(M0), rtol=1e-12)
+
+
+def test_relu_at_an_exact_zero_is_nan_not_a_one_sided_value():
+    g = adjoint.Graph()
+    M = g.input("M", shape=(1, 2))
+    F = g.define("F", M.applyfunc(lambda t: sp.Max(t, 0)))
+    g.define("f", adjoint.sum_entries(F))
+    grad = g.solve({M: np.array([[0.0, 3.0]])}).gradient[M]
+    assert np.isnan(grad[0, 0]) and grad[0, 1] == 1.0
+    assert "nan" not in str(g.stationarity())  # the marker does not clutter the display
+
+
+def test_from_expr_splits_the_two_layer_loss_and_shares_the_residual():
+    g0, point = two_layer_net()
+    X, y, W1, W2 = (g0.node(name).symbol for name in ("X", "y", "W1", "W2"))
+    R = (X * W1).applyfunc(sp.tanh) * W2 - y
+    g = adjoint.Graph.from_expr(adjoint.frobenius2(R), inputs=[W1, W2], constants=[X, y])
+    (residual,) = [z for z in g.defined if len(g.children(z)) == 2]  # R read by R^T and R^T R
+    assert residual.shape == (y.shape[0], 1)
+    a, b = g.solve(point), g0.solve(point)
+    for w in (W1, W2):
+        np.testing.assert_allclose(a.gradient[w], b.gradient[w], rtol=1e-12)
+
+
+def test_from_equations_with_matrix_nodes_in_any_order():
+    n, d = sp.symbols("n d", integer=True, positive=True)
+    X, W, H = sp.MatrixSymbol("X", n, d), sp.MatrixSymbol("W", d, d), sp.MatrixSymbol("H", n, d)
+    f = sp.Symbol("f", real=True)
+    g = adjoint.Graph.from_equations(
+        [sp.Eq(f, adjoint.frobenius2(H)), sp.Eq(H, X * W)], inputs=[W], constants=[X]
+    )
+    assert g.defined == (H, f)
+    assert {c.wrt: c.rhs for c in g.stationarity().conditions("gradient")}[W] == (
+        X.T * g.multiplier(H)
+    )
