@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from .display import text
 from .errors import AdjointError, BadValueError
 from .graph import Graph
 from .parsing import parse
@@ -72,7 +73,7 @@ def _derivation(title: str, g: Graph, point) -> str:
         str(g),
         "",
         "Lagrangian (equation 6):",
-        f"  L = {g.lagrangian()}",
+        f"  L = {text(g.lagrangian())}",
         "",
         repr(kkt),
     ]

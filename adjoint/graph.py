@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import networkx as nx
 import sympy as sp
 
+from .display import text
 from .errors import (
     AdjointError,
     CycleError,
@@ -224,7 +225,7 @@ class Graph:
                 if n or what != "constant"
             )
         ]
-        lines += [f"  {s} = {self._nodes[s].expr}" for s in self.defined]
+        lines += [f"  {s} = {text(self._nodes[s].expr)}" for s in self.defined]
         if self._last_defined is not None:
             lines.append(f"  output: {self.output}")
         return "\n".join(lines)
@@ -258,6 +259,24 @@ class Graph:
         from .checks import verify
 
         return verify(self, at, **options)
+
+    def compile(self, *, wrt=None, gradient: bool = True, dtype: str = "float64"):
+        """The solved system as a fast NumPy function; see :func:`adjoint.codegen.compile_graph`.
+
+        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``
+        """
+        from .codegen import compile_graph
+
+        key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype)
+        return self._cached(
+            key, lambda g: compile_graph(g, wrt=wrt, gradient=gradient, dtype=dtype)
+        )
+
+    def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
+        """The generated program (both sweeps, one statement per node) as Python source."""
+        from .codegen import source
+
+        return source(self, wrt=wrt, gradient=gradient, backend=backend)
 
     def _cached(self, key, build):
         if key not in self._cache:

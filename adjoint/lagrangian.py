@@ -26,6 +26,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
+from .display import text
 from .errors import ShapeError
 from .matrices import MatrixOperation
 from .partials import Operation, operation
@@ -215,7 +216,7 @@ class Stationarity:
         lines = []
         for role, title in titles.items():
             lines.append(f"{title}:")
-            lines += [f"  {c.unknown} = {c.rhs}" for c in self._conditions[role]]
+            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in self._conditions[role]]
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:

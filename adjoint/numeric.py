@@ -59,10 +59,11 @@ class NumericPrinter(NumPyPrinter):
     def _print_ElementwiseApplyFunction(self, expr):
         # The function's body is written for one entry; NumPy applies it to all.
         var, body = expr.function.variables[0], expr.function.expr
-        arg = sp.Symbol("_entry")
-        return (
-            f"(lambda _entry: {self._print(body.xreplace({var: arg}))})({self._print(expr.expr)})"
-        )
+        arg = self._print(expr.expr)
+        if arg.isidentifier():  # tanh.(H) prints as numpy.tanh(H)
+            return self._print(body.xreplace({var: sp.Symbol(arg)}))
+        entry = sp.Symbol("_entry")
+        return f"(lambda _entry: {self._print(body.xreplace({var: entry}))})({arg})"
 
 
 class NoNumericRule(Exception):

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import sympy as sp
 
+from .display import text
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .expressions import free_symbols
 from .graph import Graph
@@ -83,7 +84,12 @@ class Solution:
     def __repr__(self) -> str:
         header = ("node", "f_i", "z", "lambda")
         body = [
-            (str(z), str(f), _fmt(v), "" if lam is None else _fmt(lam))
+            (
+                str(z),
+                text(f) if isinstance(f, sp.Basic) else f,
+                _fmt(v),
+                "" if lam is None else _fmt(lam),
+            )
             for z, f, v, lam in self.rows()
         ]
         widths = [max(len(r[c]) for r in [header, *body]) for c in range(4)]
@@ -97,7 +103,7 @@ class Solution:
 def _fmt(value) -> str:
     if isinstance(value, np.ndarray):
         return f"array {value.shape[0]}x{value.shape[1]}, |.|={np.linalg.norm(value):.4g}"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{value:.6g}" if isinstance(value, float) else text(value)
 
 
 def solve(graph: Graph, values: Mapping | None = None) -> Solution:

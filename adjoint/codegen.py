@@ -1,0 +1,437 @@
+"""Code generation: the solved system ``grad L = 0`` as one straight-line program.
+
+The program has one statement per forward condition, in topological order
+(``z1 = ...``, Step 1), then one per multiplier in reverse order (``lam_z1 = ...``,
+Step 2), then the gradient, each printed from the stationarity conditions with a
+sympy printer. Where a local partial can be written with the node's own value
+(``tanh' = 1 - tanh**2``, ``exp' = exp``), the backward statement reads the stored
+value instead of computing the function again.
+
+    >>> import sympy as sp
+    >>> from adjoint import Graph
+    >>> g = Graph()
+    >>> x = g.input("x")
+    >>> t = g.define("t", sp.tanh(x))
+    >>> f = g.define("f", t * x)
+    >>> print(g.source())  # doctest: +NORMALIZE_WHITESPACE
+    def f_and_gradient(x):
+        # Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))
+        t = numpy.tanh(x)  # t = tanh(x)
+        f = t*x  # f = t*x
+        # Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j
+        lam_f = 1.0  # lambda_f = 1: the output
+        lam_t = lam_f*x  # read by f
+        # gradient: lambda_x = dL/dx
+        lam_x = lam_t*(1 - t**2) + lam_f*t  # read by t, f
+        return f, (lam_x,)
+    <BLANKLINE>
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+
+import numpy as np
+import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from .display import text
+from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
+from .numeric import NumericPrinter
+from .partials import Operation, placeholders
+
+__all__ = ["CompiledFunction", "compile_graph", "source"]
+
+BACKENDS = {"numpy": "numpy", "jax": "jax.numpy", "torch": "torch"}
+
+
+class CodePrinter(NumericPrinter):
+    """Prints statements of the program: nodes and multipliers by their variable names."""
+
+    def __init__(self, names: dict, module: str = "numpy"):
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+        self.names = names
+        self.module = module
+        if module != "numpy":  # the same names exist in jax.numpy and, mostly, torch
+            self._module = module
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr) or super()._print_Symbol(expr)
+
+    _print_Multiplier = _print_Symbol
+
+    def _print_MatrixSymbol(self, expr):
+        return self.names.get(expr) or expr.name
+
+    _print_MatrixMultiplier = _print_MatrixSymbol
+
+    def _module_format(self, fqn, register=True):
+        if self.module != "numpy" and fqn.startswith("numpy."):
+            fqn = self.module + fqn[len("numpy") :]
+        return super()._module_format(fqn, register)
+
+    # math.erf and friends take one number; arrays of points need them vectorised.
+    def _print_vectorised(self, name, expr):
+        args = ", ".join(self._print(a) for a in expr.args)
+        return f"_vectorize(math.{name})({args})"
+
+    def _print_erf(self, expr):
+        return self._print_vectorised("erf", expr)
+
+    def _print_erfc(self, expr):
+        return self._print_vectorised("erfc", expr)
+
+    def _print_gamma(self, expr):
+        return self._print_vectorised("gamma", expr)
+
+    def _print_loggamma(self, expr):
+        return self._print_vectorised("lgamma", expr)
+
+
+def _vectorize(fn):
+    return np.vectorize(fn, otypes=[float])
+
+
+class Program:
+    """The statements of a generated program and what it takes and returns."""
+
+    def __init__(self, graph, *, wrt=None, gradient=True, backend="numpy", name=None):
+        if backend not in BACKENDS:
+            raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        self.graph = graph
+        self.gradient = gradient
+        self.backend = backend
+        self.wrt = tuple(graph.inputs if wrt is None else (graph._lookup(w) for w in wrt))
+        for w in self.wrt:
+            if graph.node(w).kind != "input":
+                raise AdjointError(
+                    f"cannot differentiate with respect to {w}: it is a "
+                    f"{graph.node(w).kind}, not an input",
+                    node=w,
+                )
+        self.params = graph.inputs + graph.constants
+        self.names = _variable_names(graph)
+        self.name = name or ("f_and_gradient" if gradient else "f")
+        self.printer = CodePrinter(self.names, BACKENDS[backend])
+        self.lines = self._statements()
+
+    def _statements(self) -> list[str]:
+        g, kkt = self.graph, self.graph.stationarity()
+        output = g.output
+        ancestors = _closure([output], g.parents)
+        lines = []
+        conditions = [c for c in kkt.conditions("forward") if c.unknown in ancestors]
+        lines.append("# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")
+        for c in conditions:
+            f = c.terms[0].f
+            code = self.printer.doprint(f)
+            lines.append(f"{self.names[c.unknown]} = {code}  # {c.unknown} = {text(f)}")
+        if self.gradient:
+            # lambda_j is needed where j lies on a path from a chosen input to z_n.
+            needed = _closure(self.wrt, g.children) & (ancestors | set(self.wrt))
+            lines.append("# Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j")
+            for c in kkt.conditions("adjoint"):
+                if c.wrt in needed:
+                    lines.append(self._backward(c, needed))
+            lines.append("# gradient: lambda_x = dL/dx")
+            for c in kkt.conditions("gradient"):
+                if c.wrt in self.wrt:
+                    lines.append(self._backward(c, needed))
+            lam = ", ".join(self.names[g.multiplier(x)] for x in self.wrt)
+            lines.append(f"return {self.names[output]}, ({lam}{',' if len(self.wrt) == 1 else ''})")
+        else:
+            lines.append(f"return {self.names[output]}")
+        dims = self._dimensions("\n".join(lines))
+        return dims + lines
+
+    def _backward(self, c, needed) -> str:
+        target = self.names[c.unknown]
+        pieces = ["1.0"] if c.seed else []
+        readers = []
+        for term in c.terms:
+            if term.node not in needed:
+                continue  # lambda_i = 0: z_i does not reach the output
+            pieces.append(self.printer.doprint(_reusing_output(term)))
+            readers.append(str(term.node))
+        if not pieces:
+            shape = getattr(c.unknown, "shape", None)
+            pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
+        if c.seed:
+            why = f"lambda_{c.wrt} = 1: the output"
+        elif readers:
+            why = "read by " + ", ".join(readers)
+        else:
+            why = "read by no node that reaches the output"
+        return f"{target} = {' + '.join(pieces)}  # {why}"
+
+    def _dimensions(self, body: str) -> list[str]:
+        """``n = X.shape[0]`` for each symbolic dimension the program uses."""
+        lines = []
+        for name, dim in self.graph._dims.items():
+            for p in self.params:
+                shape = getattr(p, "shape", ())
+                if dim in shape and _mentions(body, self.printer.doprint(dim)):
+                    lines.append(
+                        f"{self.printer.doprint(dim)} = {self.names[p]}.shape"
+                        f"[{list(shape).index(dim)}]"
+                    )
+                    break
+        return lines
+
+    @property
+    def arguments(self) -> list[str]:
+        return [self.names[p] for p in self.params]
+
+    def source(self) -> str:
+        signature = f"def {self.name}({', '.join(self.arguments)}):"
+        return "\n".join([signature, *("    " + line for line in self.lines)]) + "\n"
+
+
+def _mentions(text: str, name: str) -> bool:
+    import re
+
+    return re.search(rf"\b{re.escape(name)}\b", text) is not None
+
+
+def _closure(start, step) -> set:
+    seen, stack = set(start), list(start)
+    while stack:
+        for nxt in step(stack.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _reusing_output(term) -> sp.Expr:
+    """``lambda_i * df_i/dz_j`` with ``f_i`` itself replaced by the stored ``z_i``.
+
+    Exact once Step 1 holds (z_i = f_i), and it saves computing tanh, exp, sqrt, ...
+    a second time. Where the partial has a kink, it is nan there (as in solving).
+    """
+    op = term.op
+    if isinstance(op, Operation):
+        args = placeholders(len(op.args) + 1)  # f's arguments, then f's own value
+        partial = _partial_of_output(op, term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
+        for kink in op.kinks(term.k):
+            partial = _NanAtZero(partial, op.instantiate(kink, term.reads))
+        return term.multiplier * partial
+    return _matrix_reusing_output(term.expr, op.expr, term.node)
+
+
+def _matrix_reusing_output(expr, F, Z):
+    """A matrix term with ``F`` replaced by its node ``Z``; for an element-wise ``F = f.(X)``,
+    ``f'.(X)`` becomes ``g.(Z)`` where ``f' = g(f)`` (``1 - Z**2`` for tanh, ``Z`` for exp)."""
+    replacements = {F: Z}
+    if isinstance(F, ElementwiseApplyFunction):
+        v, t = sp.Dummy("v", real=True), sp.Dummy("t", real=True)
+        for e in expr.atoms(ElementwiseApplyFunction):
+            if e == F or e.expr != F.expr:
+                continue
+            g = e.function(v).subs(F.function(v), t)
+            if v not in g.free_symbols:
+                replacements[e] = Z if g == t else ElementwiseApplyFunction(sp.Lambda(t, g), Z)
+    return expr.xreplace(replacements)
+
+
+def _partial_of_output(op: Operation, k: int) -> sp.Expr:
+    """``df/da_k`` written with ``f``'s own value (one more placeholder) where shorter."""
+    key = ("reusing", k)
+    store = _REUSE.setdefault(id(op), {})
+    if key not in store:
+        partial = op.partial(k)
+        out = sp.Dummy("out", real=True)
+        reused = partial
+        if not op.template.is_Atom and partial.has(*op.template.atoms(sp.Function, sp.Pow)):
+            candidate = partial.subs(op.template, out)
+            if sp.count_ops(candidate) < sp.count_ops(partial):
+                reused = candidate
+        store[key] = reused.xreplace({out: _output_placeholder(len(op.args))})
+    return store[key]
+
+
+_REUSE: dict = {}
+
+
+def _output_placeholder(n: int):
+    return placeholders(n + 1)[n]
+
+
+class _NanAtZero(sp.Function):
+    """``_NanAtZero(value, u)``: value, but nan where u == 0 (a kink)."""
+
+    nargs = 2
+
+    def _numpycode(self, printer):
+        value, u = (printer._print(a) for a in self.args)
+        return (
+            f"{printer._module_format('numpy.where')}(({u}) == 0, "
+            f"{printer._module_format('numpy.nan')}, {value})"
+        )
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+
+def _variable_names(graph) -> dict:
+    """A Python identifier for every node and multiplier: its name where it is one."""
+    names, used = {}, {"numpy", "math", "functools", "_vectorize", "jax", "torch"}
+
+    def claim(symbol, wanted):
+        name = wanted if wanted.isidentifier() and not keyword.iskeyword(wanted) else "v"
+        base, k = name, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names[symbol] = name
+
+    for s in graph.inputs + graph.constants + graph.defined:
+        claim(s, s.name)
+    for d in graph._dims.values():
+        claim(d, d.name)
+    for s in graph.inputs + graph.defined:
+        claim(graph.multiplier(s), "lam_" + names[s])
+    return names
+
+
+def source(graph, **options) -> str:
+    """The generated program as Python source; see :func:`compile_graph` for options."""
+    return Program(graph, **options).source()
+
+
+def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> CompiledFunction:
+    """Compile ``graph`` into a NumPy function of its inputs and constants.
+
+    Parameters
+    ----------
+    wrt : sequence of inputs, optional
+        Differentiate with respect to these only; multipliers nobody needs are not
+        computed.
+    gradient : bool
+        False for the value alone (Step 1 only).
+    dtype : "float64" or "float32"
+    """
+    if dtype not in ("float64", "float32"):
+        raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    program = Program(graph, wrt=wrt, gradient=gradient)
+    return CompiledFunction(graph, program, np.dtype(dtype))
+
+
+class CompiledFunction:
+    """A generated program with argument checking.
+
+    Call it with values by position (the inputs, then the constants, in
+    declaration order) or by name. It returns ``(value, gradient)`` with the
+    gradient a tuple in input order (or the value alone with ``gradient=False``).
+    Scalar inputs may be arrays of points: they broadcast.
+    """
+
+    def __init__(self, graph, program: Program, dtype: np.dtype):
+        self.source = program.source()
+        self.params = program.params
+        self.wrt = program.wrt
+        self.gradient = program.gradient
+        self.dtype = dtype
+        self._shapes = {p: graph.node(p).shape for p in self.params}
+        self._names = {p.name: p for p in self.params}
+        namespace = {"numpy": np, "math": math, "_vectorize": _vectorize}
+        import functools
+
+        namespace["functools"] = functools
+        exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), namespace)
+        self._fn = namespace[program.name]
+
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs)
+        with np.errstate(all="ignore"):
+            result = self._fn(*values)
+        if not self.gradient:
+            return result
+        value, grad = result
+        points = (
+            np.broadcast_shapes(
+                *(np.shape(v) for p, v in zip(self.params, values) if self._shapes[p] is None)
+            )
+            if any(self._shapes[p] is None for p in self.params)
+            else ()
+        )
+        grad = tuple(
+            np.broadcast_to(g, points).astype(self.dtype, copy=True)
+            if self._shapes[w] is None
+            else g
+            for w, g in zip(self.wrt, grad)
+        )
+        return value, grad
+
+    def _bind(self, args, kwargs) -> list:
+        if len(args) > len(self.params):
+            raise BadValueError(
+                f"too many values: the function takes {len(self.params)} "
+                f"({', '.join(p.name for p in self.params)})"
+            )
+        given = dict(zip(self.params, args))
+        for name, value in kwargs.items():
+            if name not in self._names:
+                raise MissingValueError(
+                    f"{name} is not an input or constant of this function; it takes "
+                    f"{', '.join(self._names)}",
+                    node=name,
+                )
+            if self._names[name] in given:
+                raise BadValueError(f"{name} is given twice", node=name)
+            given[self._names[name]] = value
+        missing = [p.name for p in self.params if p not in given]
+        if missing:
+            raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
+        dims: dict = {}
+        out = []
+        for p in self.params:
+            out.append(self._convert(p, given[p], dims))
+        scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
+        try:
+            np.broadcast_shapes(*scalars)
+        except ValueError:
+            raise ShapeError(
+                "the arrays given for the scalar inputs do not broadcast together: "
+                + ", ".join(
+                    f"{p.name} {np.shape(v)}"
+                    for p, v in zip(self.params, out)
+                    if self._shapes[p] is None
+                )
+            ) from None
+        return out
+
+    def _convert(self, p, value, dims):
+        shape = self._shapes[p]
+        try:
+            if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
+                raise TypeError
+            array = np.asarray(value, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise BadValueError(
+                f"the value of {p.name} must be real numbers, got {type(value).__name__}",
+                node=p,
+            ) from None
+        if shape is None:
+            return array
+        if array.ndim != 2:
+            raise ShapeError(
+                f"{p.name} is a {shape[0]} x {shape[1]} matrix, but the array given for it "
+                f"has shape {array.shape}",
+                node=p,
+            )
+        for declared, size in zip(shape, array.shape):
+            if isinstance(declared, sp.Symbol):
+                declared = dims.setdefault(declared, size)
+            if int(declared) != size:
+                raise ShapeError(
+                    f"{p.name} must be {shape[0]} x {shape[1]}, but the array given for it "
+                    f"has shape {array.shape[0]} x {array.shape[1]}",
+                    node=p,
+                )
+        return array
+
+    def __repr__(self) -> str:
+        return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"
