@@ -32,13 +32,16 @@ from __future__ import annotations
 import keyword
 import math
 
+import mpmath
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
-from .numeric import NumericPrinter
+from .numeric import NumericPrinter, to_real
 from .partials import Operation, placeholders
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
@@ -87,6 +90,27 @@ class CodePrinter(NumericPrinter):
 
     def _print_loggamma(self, expr):
         return self._print_vectorised("lgamma", expr)
+
+    def _print_Function(self, expr):
+        try:
+            return super()._print_Function(expr)
+        except PrintMethodNotImplementedError:
+            if isinstance(expr, AppliedUndef):
+                raise AdjointError(
+                    f"cannot compile {expr}: {expr.func} is an undefined function with no "
+                    "numeric implementation"
+                ) from None
+        # What NumPy lacks (polygamma, LambertW, Bessel functions) runs through mpmath,
+        # one point at a time.
+        name = _MPMATH_NAMES.get(expr.func.__name__, expr.func.__name__)
+        if not hasattr(mpmath, name):
+            raise AdjointError(f"cannot compile {expr}: no numeric implementation of {name}")
+        names = ", ".join(f"_a{k}" for k in range(len(expr.args)))
+        args = ", ".join(self._print(a) for a in expr.args)
+        return f"_vectorize(lambda {names}: _real(mpmath.{name}({names})))({args})"
+
+
+_MPMATH_NAMES = {"LambertW": "lambertw", "loggamma": "loggamma"}
 
 
 def _vectorize(fn):
@@ -168,7 +192,7 @@ class Program:
     def _dimensions(self, body: str) -> list[str]:
         """``n = X.shape[0]`` for each symbolic dimension the program uses."""
         lines = []
-        for name, dim in self.graph._dims.items():
+        for dim in self.graph._dims.values():
             for p in self.params:
                 shape = getattr(p, "shape", ())
                 if dim in shape and _mentions(body, self.printer.doprint(dim)):
@@ -276,7 +300,7 @@ class _NanAtZero(sp.Function):
 
 def _variable_names(graph) -> dict:
     """A Python identifier for every node and multiplier: its name where it is one."""
-    names, used = {}, {"numpy", "math", "functools", "_vectorize", "jax", "torch"}
+    names, used = {}, {"numpy", "math", "mpmath", "functools", "jax", "torch"}
 
     def claim(symbol, wanted):
         name = wanted if wanted.isidentifier() and not keyword.iskeyword(wanted) else "v"
@@ -336,7 +360,8 @@ class CompiledFunction:
         self.dtype = dtype
         self._shapes = {p: graph.node(p).shape for p in self.params}
         self._names = {p.name: p for p in self.params}
-        namespace = {"numpy": np, "math": math, "_vectorize": _vectorize}
+        namespace = {"numpy": np, "math": math, "mpmath": mpmath, "_vectorize": _vectorize,
+                     "_real": to_real}
         import functools
 
         namespace["functools"] = functools

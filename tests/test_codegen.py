@@ -1,0 +1,184 @@
+"""The generated program: the same numbers as solving, one readable statement per node."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import central_difference, composed
+from strategies import dags, points
+
+import adjoint
+from adjoint.examples import fan_out, lecture_dag, two_layer_net
+
+
+@given(st.data())
+def test_compiled_program_equals_solving_the_conditions(data):
+    g = data.draw(dags())
+    point = data.draw(points(g))
+    sol = g.solve(point)
+    value, gradient = g.compile()(*[point[x] for x in g.inputs])
+    assert value == pytest.approx(sol.output, rel=1e-12, abs=1e-12)
+    for x, lam in zip(g.inputs, gradient):
+        assert lam == pytest.approx(sol.gradient[x], rel=1e-10, abs=1e-12)
+
+
+@given(st.data())
+def test_compiled_program_broadcasts_over_points(data):
+    g = data.draw(dags(max_nodes=6))
+    n = data.draw(st.integers(1, 5))
+    xs = {x: np.array([data.draw(st.floats(-1.5, 1.5)) for _ in range(n)]) for x in g.inputs}
+    value, gradient = g.compile()(**{x.name: v for x, v in xs.items()})
+    assert np.shape(value) == (n,)
+    fn = sp.lambdify(g.inputs, composed(g)[g.output], "numpy")
+    for k in range(n):
+        x0 = np.array([xs[x][k] for x in g.inputs])
+        fd = central_difference(lambda v: fn(*v), x0)
+        for j in range(len(g.inputs)):
+            assert gradient[j].shape == (n,)
+            assert gradient[j][k] == pytest.approx(fd[j], rel=1e-6, abs=1e-6)
+
+
+def test_source_has_one_statement_per_node_in_the_lectures_names():
+    g, _ = lecture_dag()
+    src = g.source()
+    body = [line.strip() for line in src.splitlines()[1:] if not line.strip().startswith("#")]
+    assert body[:2] == ["z1 = x*y  # z1 = x*y", "z2 = x + numpy.sin(z1)  # z2 = x + sin(z1)"]
+    assert body[2].startswith("lam_z2 = 1.0") and body[3].startswith("lam_z1 = lam_z2*")
+    assert body[-1] == "return z2, (lam_x, lam_y)"
+    assert len(body) == len(g.defined) * 2 + len(g.inputs) + 1
+
+
+def test_backward_reads_the_stored_value_instead_of_recomputing():
+    g = adjoint.Graph()
+    x = g.input("x")
+    t = g.define("t", sp.tanh(x))
+    e = g.define("e", sp.exp(t))
+    g.define("f", e + t)
+    backward = g.source().split("# Step 2")[1]
+    assert "tanh" not in backward and "exp" not in backward
+    assert "1 - t**2" in backward
+    value, (grad,) = g.compile()(0.3)
+    assert grad == pytest.approx((math.exp(math.tanh(0.3)) + 1) * (1 - math.tanh(0.3) ** 2))
+
+
+def test_two_layer_net_compiles_to_matrix_products():
+    g, point = two_layer_net()
+    src = g.source()
+    assert "lam_W1 = (X.T @ lam_H)" in src and "lam_W2 = (A.T @ lam_R)" in src
+    assert "numpy.tanh(H)" in src and "1 - A**2" in src
+    sol = g.solve(point)
+    value, (g1, g2) = g.compile()(**{s.name: v for s, v in point.items()})
+    assert value == pytest.approx(sol.output)
+    np.testing.assert_allclose(g1, sol.gradient["W1"], rtol=1e-12)
+    np.testing.assert_allclose(g2, sol.gradient["W2"], rtol=1e-12)
+
+
+def test_value_only_and_chosen_inputs():
+    g, point = lecture_dag()
+    x, y = g.inputs
+    assert g.compile(gradient=False)(1.5, -2.0) == pytest.approx(g.solve(point).output)
+    assert "lam_" not in g.source(gradient=False)
+    value, (gx,) = g.compile(wrt=[x])(1.5, -2.0)
+    assert gx == pytest.approx(g.solve(point).gradient[x])
+    assert "lam_y" not in g.source(wrt=[x])
+
+
+def test_multipliers_nobody_needs_are_not_computed():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    a = g.define("a", sp.sin(x))
+    b = g.define("b", sp.cos(y))  # only on y's path
+    g.define("f", a * b)
+    src = g.source(wrt=[x])
+    assert "lam_a" in src and "lam_b" not in src and "lam_y" not in src
+
+
+def test_float32():
+    g, _ = lecture_dag()
+    value, gradient = g.compile(dtype="float32")(np.float32(1.5), np.float32(-2.0))
+    assert np.asarray(value).dtype == np.float32
+    assert all(np.asarray(v).dtype == np.float32 for v in gradient)
+    assert float(gradient[0]) == pytest.approx(g.solve({"x": 1.5, "y": -2.0}).gradient["x"],
+                                               rel=1e-6)
+
+
+def test_kinks_are_nan_in_compiled_code_too():
+    g = adjoint.Graph.from_expr(sp.Abs(sp.Symbol("x", real=True)) + sp.Symbol("x", real=True))
+    _, (grad,) = g.compile()(np.array([-1.0, 0.0, 2.0]))
+    assert grad[0] == 0.0 and np.isnan(grad[1]) and grad[2] == 2.0
+
+
+def test_special_functions_vectorise():
+    x = sp.Symbol("x", real=True)
+    g = adjoint.Graph.from_expr(sp.erf(x) * sp.loggamma(1 + x**2))
+    xs = np.linspace(0.1, 2.0, 5)
+    value, (grad,) = g.compile()(xs)
+    for k, v in enumerate(xs):
+        sol = g.solve({x: float(v)})
+        assert value[k] == pytest.approx(sol.output) and grad[k] == pytest.approx(sol.gradient[x])
+
+
+@pytest.mark.parametrize(
+    "call, error, word",
+    [
+        (lambda f: f(1.5), adjoint.MissingValueError, "y"),
+        (lambda f: f(1.5, y="abc"), adjoint.BadValueError, "y"),
+        (lambda f: f(1.5, -2.0, 3.0), adjoint.BadValueError, "too many"),
+        (lambda f: f(x=1.0, y=2.0, q=1.0), adjoint.AdjointError, "q"),
+        (lambda f: f(1.0, x=2.0), adjoint.BadValueError, "twice"),
+        (lambda f: f(np.ones(3), np.ones(2)), adjoint.ShapeError, "broadcast"),
+        (lambda f: f(1.0, 1j), adjoint.BadValueError, "y"),
+    ],
+)
+def test_calling_mistakes_get_the_packages_errors(call, error, word):
+    g, _ = lecture_dag()
+    with pytest.raises(error, match=word):
+        call(g.compile())
+
+
+def test_matrix_shape_mistakes():
+    g, point = two_layer_net(n=5, d=3)
+    f = g.compile()
+    args = {s.name: v for s, v in point.items()}
+    with pytest.raises(adjoint.ShapeError, match="y"):
+        f(**{**args, "y": np.ones((4, 1))})
+    with pytest.raises(adjoint.ShapeError, match="W1"):
+        f(**{**args, "W1": np.ones(3)})
+
+
+def test_fan_out_program():
+    g, _ = fan_out()
+    _, (grad,) = g.compile()(0.75)
+    assert grad == pytest.approx(6.0)
+
+
+def test_a_deep_chain_compiles_and_runs():
+    g = adjoint.Graph()
+    z = g.input("x")
+    for k in range(3000):
+        z = g.define(f"z{k}", sp.sin(z) + 0.5 * z)
+    value, (grad,) = g.compile()(0.3)
+    assert math.isfinite(value) and grad == pytest.approx(g.solve({"x": 0.3}).gradient["x"])
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_export_to_other_backends(backend):
+    lib = pytest.importorskip(backend)
+    g, point = lecture_dag()
+    src = g.source(backend=backend)
+    assert "numpy" not in src
+    namespace = {}
+    if backend == "jax":
+        namespace["jax"] = lib
+        args = (1.5, -2.0)
+    else:
+        namespace["torch"] = lib
+        args = (lib.tensor(1.5, dtype=lib.float64), lib.tensor(-2.0, dtype=lib.float64))
+    exec(src, namespace)
+    value, gradient = namespace["f_and_gradient"](*args)
+    sol = g.solve(point)
+    assert float(value) == pytest.approx(sol.output)
+    assert float(gradient[0]) == pytest.approx(sol.gradient["x"])
