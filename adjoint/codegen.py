@@ -144,40 +144,65 @@ class Program:
         g, kkt = self.graph, self.graph.stationarity()
         output = g.output
         ancestors = _closure([output], g.parents)
-        lines = []
-        conditions = [c for c in kkt.conditions("forward") if c.unknown in ancestors]
-        lines.append("# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")
-        for c in conditions:
-            f = c.terms[0].f
-            code = self.printer.doprint(f)
-            lines.append(f"{self.names[c.unknown]} = {code}  # {c.unknown} = {text(f)}")
+        # (symbols read, line) for each line of the program
+        program = [(set(), "# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")]
+        for c in kkt.conditions("forward"):
+            if c.unknown in ancestors:
+                f = c.terms[0].f
+                code = f"{self.names[c.unknown]} = {self.printer.doprint(f)}"
+                program.append((set(g.node(c.unknown).reads), f"{code}  # {c.unknown} = {text(f)}"))
+        returned = {output}
         if self.gradient:
             # lambda_j is needed where j lies on a path from a chosen input to z_n.
             needed = _closure(self.wrt, g.children) & (ancestors | set(self.wrt))
-            lines.append("# Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j")
+            step2 = "# Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j"
+            program.append((set(), step2))
             for c in kkt.conditions("adjoint"):
                 if c.wrt in needed:
-                    lines.append(self._backward(c, needed))
-            lines.append("# gradient: lambda_x = dL/dx")
+                    program.append(self._backward(c, needed))
+            program.append((set(), "# gradient: lambda_x = dL/dx"))
             for c in kkt.conditions("gradient"):
                 if c.wrt in self.wrt:
-                    lines.append(self._backward(c, needed))
-            lam = ", ".join(self.names[g.multiplier(x)] for x in self.wrt)
-            lines.append(f"return {self.names[output]}, ({lam}{',' if len(self.wrt) == 1 else ''})")
+                    program.append(self._backward(c, needed))
+            lams = [g.multiplier(x) for x in self.wrt]
+            returned |= set(lams)
+            names = ", ".join(self.names[lam] for lam in lams) + ("," if len(lams) == 1 else "")
+            program.append((set(), f"return {self.names[output]}, ({names})"))
         else:
-            lines.append(f"return {self.names[output]}")
-        dims = self._dimensions("\n".join(lines))
-        return dims + lines
+            program.append((set(), f"return {self.names[output]}"))
+        lines = self._with_frees(program, returned)
+        return self._dimensions("\n".join(lines)) + lines
+
+    def _with_frees(self, program, returned) -> list[str]:
+        """The lines, each value deleted after its last use, so that large arrays do not
+        all stay alive: the program keeps only what the rest of it reads."""
+        last = {}
+        for k, (reads, _) in enumerate(program):
+            for r in reads:
+                last[r] = k
+        keep = set(self.params) | returned | set(self.graph._dims.values())
+        dies = {}
+        for r, k in last.items():
+            if r not in keep and r in self.names and k < len(program) - 2:
+                dies.setdefault(k, []).append(self.names[r])  # not just before the return
+        lines = []
+        for k, (_, line) in enumerate(program):
+            lines.append(line)
+            if k in dies:
+                lines.append(f"del {', '.join(sorted(dies[k]))}")
+        return lines
 
     def _backward(self, c, needed) -> str:
         target = self.names[c.unknown]
         pieces = ["1.0"] if c.seed else []
-        readers = []
+        readers, reads = [], set()
         for term in c.terms:
             if term.node not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
-            pieces.append(self.printer.doprint(_reusing_output(term)))
+            expr = _reusing_output(term)
+            pieces.append(self.printer.doprint(expr))
             readers.append(str(term.node))
+            reads |= expr.free_symbols
         if not pieces:
             shape = getattr(c.unknown, "shape", None)
             pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
@@ -187,7 +212,7 @@ class Program:
             why = "read by " + ", ".join(readers)
         else:
             why = "read by no node that reaches the output"
-        return f"{target} = {' + '.join(pieces)}  # {why}"
+        return reads, f"{target} = {' + '.join(pieces)}  # {why}"
 
     def _dimensions(self, body: str) -> list[str]:
         """``n = X.shape[0]`` for each symbolic dimension the program uses."""
@@ -360,8 +385,13 @@ class CompiledFunction:
         self.dtype = dtype
         self._shapes = {p: graph.node(p).shape for p in self.params}
         self._names = {p.name: p for p in self.params}
-        namespace = {"numpy": np, "math": math, "mpmath": mpmath, "_vectorize": _vectorize,
-                     "_real": to_real}
+        namespace = {
+            "numpy": np,
+            "math": math,
+            "mpmath": mpmath,
+            "_vectorize": _vectorize,
+            "_real": to_real,
+        }
         import functools
 
         namespace["functools"] = functools

@@ -11,7 +11,15 @@ import sympy as sp
 from .graph import Graph
 from .matrices import frobenius2
 
-__all__ = ["EXAMPLES", "fan_out", "lecture_dag", "two_layer_net", "warm_up"]
+__all__ = [
+    "EXAMPLES",
+    "fan_out",
+    "lecture_dag",
+    "random_constraints",
+    "random_dag",
+    "two_layer_net",
+    "warm_up",
+]
 
 
 def warm_up() -> tuple[Graph, dict]:
@@ -76,6 +84,50 @@ def two_layer_net(n: int = 8, d: int = 3, seed: int = 0) -> tuple[Graph, dict]:
         W2: 0.5 * rng.standard_normal((d, 1)),
     }
     return g, point
+
+
+_UNARY = [sp.sin, sp.cos, sp.tanh, sp.exp, lambda a: a**2, lambda a: 1 / (1 + a**2)]
+_BINARY = [lambda a, b: a * b, lambda a, b: a + b, lambda a, b: a - b, lambda a, b: sp.sin(a) * b]
+
+
+def random_constraints(n: int, n_inputs: int = 4, seed: int = 0):
+    """The symbols and right-hand sides of a random DAG of ``n`` nodes.
+
+    Returns ``(inputs, [(z_k, f_k), ...])``. Parents are mostly recent nodes (depth)
+    and sometimes any earlier node (fan-out and long edges). For benchmarks.
+    """
+    import random
+
+    rng = random.Random(seed)
+    inputs = [sp.Symbol(f"x{k}", real=True) for k in range(n_inputs)]
+    nodes = list(inputs)
+
+    def parent():
+        if rng.random() < 0.8:
+            return nodes[max(0, len(nodes) - 1 - rng.randrange(8))]
+        return rng.choice(nodes)
+
+    constraints = []
+    for k in range(n):
+        if rng.random() < 0.5:
+            f = rng.choice(_UNARY)(parent())
+        else:
+            f = rng.choice(_BINARY)(parent(), parent())
+        z = sp.Symbol(f"z{k}", real=True)
+        constraints.append((z, f))
+        nodes.append(z)
+    return inputs, constraints
+
+
+def random_dag(n: int, n_inputs: int = 4, seed: int = 0) -> tuple[Graph, dict]:
+    """A random graph of ``n`` elementary constraints (see :func:`random_constraints`)."""
+    inputs, constraints = random_constraints(n, n_inputs, seed)
+    g = Graph()
+    for x in inputs:
+        g.input(x)
+    for z, f in constraints:
+        g.define(z, f)
+    return g, {x: 0.1 * (k + 1) for k, x in enumerate(inputs)}
 
 
 EXAMPLES = {

@@ -108,7 +108,8 @@ class undefined_at_zero(sp.Function):
 
     def _numpycode(self, printer):
         value, u = (printer._print(a) for a in self.args)
-        return f"numpy.where(({u}) == 0, numpy.nan, {value})"
+        where, nan = printer._module_format("numpy.where"), printer._module_format("numpy.nan")
+        return f"{where}(({u}) == 0, {nan}, {value})"
 
 
 _KINKS = (sp.sign, sp.Heaviside, sp.DiracDelta)

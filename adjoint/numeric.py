@@ -27,7 +27,8 @@ class NumericPrinter(NumPyPrinter):
 
     def _print_DiracDelta(self, expr):
         x = self._print(expr.args[0])
-        return f"numpy.where(({x}) == 0, numpy.nan, 0.0)"
+        where, nan = self._module_format("numpy.where"), self._module_format("numpy.nan")
+        return f"{where}(({x}) == 0, {nan}, 0.0)"
 
     def _print_Multiplier(self, expr):
         return self._print_Symbol(expr)
@@ -42,19 +43,21 @@ class NumericPrinter(NumPyPrinter):
         return f"({self._print(coeff)} * ({product}))"
 
     def _print_Trace(self, expr):
-        return f"numpy.trace({self._print(expr.arg)})"
+        return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"
 
     def _print_Identity(self, expr):
-        return f"numpy.eye({self._print(expr.rows)})"
+        return f"{self._module_format('numpy.eye')}({self._print(expr.rows)})"
 
     def _print_ZeroMatrix(self, expr):
-        return f"numpy.zeros(({self._print(expr.rows)}, {self._print(expr.cols)}))"
+        zeros = self._module_format("numpy.zeros")
+        return f"{zeros}(({self._print(expr.rows)}, {self._print(expr.cols)}))"
 
     def _print_OneMatrix(self, expr):
-        return f"numpy.ones(({self._print(expr.rows)}, {self._print(expr.cols)}))"
+        ones = self._module_format("numpy.ones")
+        return f"{ones}(({self._print(expr.rows)}, {self._print(expr.cols)}))"
 
     def _print_HadamardPower(self, expr):
-        return f"numpy.power({self._print(expr.base)}, {self._print(expr.exp)})"
+        return f"({self._print(expr.base)})**({self._print(expr.exp)})"
 
     def _print_ElementwiseApplyFunction(self, expr):
         # The function's body is written for one entry; NumPy applies it to all.

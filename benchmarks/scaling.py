@@ -15,44 +15,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
 
-import sympy as sp
-
 import adjoint
-
-UNARY = [sp.sin, sp.cos, sp.tanh, sp.exp, lambda a: a**2, lambda a: 1 / (1 + a**2)]
-BINARY = [lambda a, b: a * b, lambda a, b: a + b, lambda a, b: a - b, lambda a, b: sp.sin(a) * b]
-
-
-def random_rhs(n: int, n_inputs: int, seed: int):
-    """The symbols and right-hand sides of a random DAG: (inputs, [(z_k, f_k)])."""
-    rng = random.Random(seed)
-    inputs = [sp.Symbol(f"x{k}", real=True) for k in range(n_inputs)]
-    nodes = list(inputs)
-    rhs = []
-    for k in range(n):
-        z = sp.Symbol(f"z{k}", real=True)
-
-        # parents mostly recent (depth), sometimes anywhere (fan-out and long edges)
-        def parent():
-            if rng.random() < 0.8:
-                return nodes[max(0, len(nodes) - 1 - rng.randrange(8))]
-            return rng.choice(nodes)
-
-        if rng.random() < 0.5:
-            f = rng.choice(UNARY)(parent())
-        else:
-            f = rng.choice(BINARY)(parent(), parent())
-        rhs.append((z, f))
-        nodes.append(z)
-    return inputs, rhs
+from adjoint.examples import random_constraints
 
 
 def measure(n: int, seed: int) -> dict:
     t0 = time.perf_counter()
-    inputs, rhs = random_rhs(n, 4, seed)
+    inputs, rhs = random_constraints(n, 4, seed)
     t1 = time.perf_counter()
     g = adjoint.Graph()
     for x in inputs:
