@@ -13,7 +13,17 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 [Eq(lambda_x, lambda_z*(x*cos(x) + sin(x)))]
 """
 
-from .checks import NodeCheck, VerifyReport, verify
+from .checks import (
+    GradientCheck,
+    NodeCheck,
+    TaylorTest,
+    VerifyReport,
+    check_gradient,
+    dot_product_test,
+    taylor_test,
+    verify,
+)
+from .custom import elementary
 from .errors import (
     AdjointError,
     BadValueError,
@@ -25,6 +35,7 @@ from .errors import (
     ShapeError,
     UnknownSymbolError,
 )
+from .grading import AdjointGrade, Grading, check_adjoints
 from .graph import Graph, Node
 from .lagrangian import Condition, Stationarity, Term
 from .matrices import frobenius2, sum_entries
@@ -34,11 +45,14 @@ from .symbols import Multiplier
 
 __all__ = [
     "AdjointError",
+    "AdjointGrade",
     "BadValueError",
     "Condition",
     "CycleError",
     "DuplicateNameError",
     "ExpressionError",
+    "GradientCheck",
+    "Grading",
     "Graph",
     "MissingValueError",
     "Multiplier",
@@ -49,13 +63,19 @@ __all__ = [
     "ShapeError",
     "Solution",
     "Stationarity",
+    "TaylorTest",
     "Term",
     "UnknownSymbolError",
     "VerifyReport",
+    "check_adjoints",
+    "check_gradient",
+    "dot_product_test",
+    "elementary",
     "frobenius2",
     "grad",
     "parse",
     "sum_entries",
+    "taylor_test",
     "verify",
 ]
 

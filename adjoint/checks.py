@@ -1,9 +1,16 @@
-"""Checks of the solution against independent routes.
+"""Checks of the solution against independent routes, for users and graders.
 
-:func:`verify` checks Theorem 16.1, ``lambda_j = d z_n / d z_j``, node by node: the
-right-hand side comes from the chain-rule route, differentiating the composed
-expression of ``z_n`` as a function of ``z_j`` (symbolically where it is small,
-by central differences where it is not), never from the adjoint conditions.
+* :func:`verify` checks Theorem 16.1, ``lambda_j = d z_n / d z_j``, node by node:
+  the right-hand side comes from the chain-rule route, differentiating the
+  composed expression of ``z_n`` as a function of ``z_j`` (symbolically where it
+  is small, by central differences where it is not), never from the adjoint
+  conditions.
+* :func:`check_gradient` compares the reverse sweep with central differences of
+  the function along random directions.
+* :func:`taylor_test` watches the remainder ``|f(x + h v) - f(x) - h <g, v>|``
+  shrink like ``h**2`` (rate 2) when the gradient is right, like ``h`` when not.
+* :func:`dot_product_test` checks each matrix node's pullback against its Jacobian:
+  ``<V, J U>`` by differences against ``<J^T V, U>``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ import sympy as sp
 from .numeric import NoNumericRule, numeric_function, to_real
 from .solve import read_values
 
-__all__ = ["NodeCheck", "VerifyReport", "verify"]
+__all__ = [
+    "GradientCheck",
+    "NodeCheck",
+    "TaylorTest",
+    "VerifyReport",
+    "check_gradient",
+    "dot_product_test",
+    "taylor_test",
+    "verify",
+]
 
 #: Composed expressions larger than this (in tree nodes) are checked numerically.
 SYMBOLIC_LIMIT = 400
@@ -224,3 +240,185 @@ def _relative_error(a, b) -> float:
     if not (math.isfinite(a) and math.isfinite(b)):
         return 0.0 if a == b else math.inf
     return abs(a - b) / max(1.0, abs(b))
+
+
+# -- checks of the gradient against the function itself ------------------------
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """Central differences along random directions against ``<gradient, v>``."""
+
+    errors: tuple[float, ...]  # relative error along each direction
+    rtol: float
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(self.errors, default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= self.rtol
+
+    def __repr__(self) -> str:
+        verdict = "agrees with" if self.ok else "DISAGREES with"
+        return (
+            f"the gradient {verdict} central differences along {len(self.errors)} random "
+            f"directions: worst relative error {self.max_rel_error:.2g} (tolerance {self.rtol:g})"
+        )
+
+
+def _function_and_gradient(graph, at):
+    """``f`` as a function of the inputs (the compiled forward pass), the point, and the
+    gradient there from solving ``grad L = 0``."""
+    env = read_values(graph, at)
+    x0 = {x: env[x] for x in graph.inputs}
+    data = {c: env[c] for c in graph.constants}
+    value = graph.compile(gradient=False)
+
+    def f(x):
+        return float(value(**{s.name: v for s, v in {**x, **data}.items()}))
+
+    return f, x0, graph.solve(at).gradient
+
+
+def _step(x0, rng):
+    return {x: rng.standard_normal(np.shape(v)) for x, v in x0.items()}
+
+
+def _moved(x0, v, h):
+    return {x: x0[x] + h * v[x] for x in x0}
+
+
+def _inner(gradient, v) -> float:
+    return float(sum(np.sum(np.asarray(gradient[x]) * v[x]) for x in v))
+
+
+def check_gradient(
+    graph, at: Mapping, *, directions: int = 5, rtol: float = 1e-6, seed: int = 0
+) -> GradientCheck:
+    """The reverse sweep against central differences, in random directions.
+
+    Along each random direction ``v`` (drawn for every input at once), compares
+    ``<gradient, v>`` with ``(f(x + h v) - f(x - h v)) / 2h``, by relative error.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adjoint import Graph, check_gradient
+    >>> g = Graph.from_expr("sin(x*y) + x^2")
+    >>> check_gradient(g, at={"x": 1.5, "y": -2.0}).ok
+    True
+    """
+    rng = np.random.default_rng(seed)
+    f, x0, gradient = _function_and_gradient(graph, at)
+    scale = max([1.0] + [float(np.max(np.abs(v))) for v in x0.values()])
+    h = 1e-6 * scale
+    errors = []
+    for _ in range(directions):
+        v = _step(x0, rng)
+        differences = (f(_moved(x0, v, h)) - f(_moved(x0, v, -h))) / (2 * h)
+        exact = _inner(gradient, v)
+        errors.append(abs(differences - exact) / max(abs(differences), abs(exact), 1e-8))
+    return GradientCheck(tuple(errors), rtol)
+
+
+@dataclass(frozen=True)
+class TaylorTest:
+    """Remainders ``|f(x + h v) - f(x) - h <g, v>|`` for shrinking ``h``."""
+
+    steps: tuple[float, ...]
+    remainders: tuple[float, ...]
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        """log(r_k / r_{k+1}) / log(h_k / h_{k+1}): 2 when the gradient is right."""
+        out = []
+        for (h0, r0), (h1, r1) in zip(
+            zip(self.steps, self.remainders), zip(self.steps[1:], self.remainders[1:])
+        ):
+            out.append(math.log(r0 / r1) / math.log(h0 / h1) if r0 > 0 and r1 > 0 else math.nan)
+        return tuple(out)
+
+    @property
+    def ok(self) -> bool:
+        if max(self.remainders) <= 1e-12:  # f is linear along v: exact to rounding
+            return True
+        rates = [r for r in self.rates if math.isfinite(r)]
+        return bool(rates) and float(np.median(rates)) > 1.8
+
+    def __repr__(self) -> str:
+        rows = [f"  h = {h:.3g}: remainder {r:.3g}" for h, r in zip(self.steps, self.remainders)]
+        rates = ", ".join(f"{r:.2f}" for r in self.rates)
+        return "\n".join(
+            [f"Taylor test: rates {rates} (2 when the gradient is right, 1 when not)", *rows]
+        )
+
+
+def taylor_test(
+    graph, at: Mapping, *, steps: int = 6, h0: float = 0.1, seed: int = 0
+) -> TaylorTest:
+    """Remainders of the first-order Taylor expansion along a random direction.
+
+    With the right gradient, ``|f(x + h v) - f(x) - h <g, v>|`` is O(h**2): halving h
+    divides it by 4 and the rates approach 2. A wrong gradient leaves an O(h) term:
+    rates near 1.
+
+    Examples
+    --------
+    >>> from adjoint import Graph, taylor_test
+    >>> report = taylor_test(Graph.from_expr("exp(x) * y"), at={"x": 0.3, "y": 2.0})
+    >>> report.ok, round(report.rates[-1])
+    (True, 2)
+    """
+    rng = np.random.default_rng(seed)
+    f, x0, gradient = _function_and_gradient(graph, at)
+    v = _step(x0, rng)
+    f0, slope = f(x0), _inner(gradient, v)
+    hs = tuple(h0 / 2**k for k in range(steps))
+    remainders = tuple(abs(f(_moved(x0, v, h)) - f0 - h * slope) for h in hs)
+    return TaylorTest(hs, remainders)
+
+
+def dot_product_test(graph, at: Mapping, *, rtol: float = 1e-6, seed: int = 0) -> dict:
+    """For each matrix node ``Z_i = F_i(..)`` and each node ``W`` it reads: the pullback
+    ``J^T V`` (from the rule table) against ``J U`` (by differences of ``F_i``), as
+    ``<V, J U>`` versus ``<J^T V, U>`` for random ``U`` and ``V``.
+
+    Returns ``{(Z_i, W): relative error}``; raises nothing, so a grader can print it.
+    """
+    from .matrices import MatrixOperation
+
+    rng = np.random.default_rng(seed)
+    forward = graph.stationarity().conditions("forward")
+    env = read_values(graph, at)
+    with np.errstate(all="ignore"):
+        for c in forward:  # Step 1 only: the pullbacks under test play no part here
+            env[c.unknown] = c.solve(env)
+    errors = {}
+    for c in forward:
+        op = c.terms[0].op
+        if not isinstance(op, MatrixOperation):
+            continue
+        args = [env[r] for r in op.reads]
+        V = rng.standard_normal(np.shape(env[c.unknown]))
+        for k, w in enumerate(op.reads):
+            if graph.node(w).kind == "constant":
+                continue  # data: no pullback
+            U = rng.standard_normal(np.shape(env[w]))
+            h = 1e-6 * max(1.0, float(np.max(np.abs(env[w]))))
+            plus, minus = list(args), list(args)
+            plus[k], minus[k] = args[k] + h * U, args[k] - h * U
+            with np.errstate(all="ignore"):
+                JU = (np.asarray(op.value(plus, env)) - np.asarray(op.value(minus, env))) / (2 * h)
+                try:
+                    JtV = np.asarray(op.term_value(k, args, V, env))
+                except ValueError:  # the pullback does not even have the right shape
+                    errors[(c.unknown, w)] = math.inf
+                    continue
+            if JtV.shape != np.shape(U):
+                errors[(c.unknown, w)] = math.inf
+                continue
+            lhs, rhs = float(np.sum(V * JU)), float(np.sum(JtV * U))
+            errors[(c.unknown, w)] = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-8)
+    return errors

@@ -41,7 +41,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
-from .numeric import NumericPrinter, to_real
+from .numeric import CUSTOM, NumericPrinter, to_real
 from .partials import Operation, placeholders
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
@@ -391,6 +391,7 @@ class CompiledFunction:
             "mpmath": mpmath,
             "_vectorize": _vectorize,
             "_real": to_real,
+            "_custom": CUSTOM,
         }
         import functools
 

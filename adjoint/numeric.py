@@ -15,7 +15,11 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-__all__ = ["NumericPrinter", "numeric_function", "to_real"]
+__all__ = ["CUSTOM", "NumericPrinter", "numeric_function", "to_real"]
+
+#: Numeric implementations of user-defined elementary operations, by name
+#: (see :func:`adjoint.elementary`); generated code calls them as ``_custom[name]``.
+CUSTOM: dict = {}
 
 
 class NumericPrinter(NumPyPrinter):
@@ -93,7 +97,7 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
         body = printer.doprint(expr.xreplace(placeholders))
     except Exception:
         return _mpmath_function(args, expr)
-    namespace = {"numpy": np, "math": math, "functools": functools}
+    namespace = {"numpy": np, "math": math, "functools": functools, "_custom": CUSTOM}
     for module in printer.module_imports:
         if module.split(".")[0] not in namespace:
             return _mpmath_function(args, expr)

@@ -60,6 +60,7 @@ _BINARY = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b,
+    ast.MatMult: lambda a, b: a * b,  # A @ B: sympy's product of matrix symbols
 }
 
 
@@ -70,7 +71,8 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
     ----------
     text : str
         An arithmetic expression: numbers, names, ``+ - * / **`` (``^`` is a power
-        too), parentheses and calls of the functions in :data:`FUNCTIONS`.
+        too), parentheses and calls of the functions in :data:`FUNCTIONS`; for
+        matrix symbols also ``@`` and the transpose ``.T``.
     symbols : iterable of Symbol, optional
         The symbols the text may name. A name that is not among them is an error.
         With ``None``, every unknown name becomes a new real symbol.
@@ -176,6 +178,8 @@ class _Reader:
         if isinstance(node, ast.Call):
             self.check_call(node)
             return list(node.args)
+        if isinstance(node, ast.Attribute) and node.attr == "T":  # A.T, a transpose
+            return [node.value]
         raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
 
     def build(self, node: ast.AST, args: list):
@@ -185,6 +189,10 @@ class _Reader:
             return self.name(node)
         if isinstance(node, ast.UnaryOp):
             return -args[0] if isinstance(node.op, ast.USub) else args[0]
+        if isinstance(node, ast.Attribute):
+            if not isinstance(args[0], sp.MatrixExpr):
+                raise self.fail(node, f"{args[0]} is not a matrix, so it has no transpose .T")
+            return args[0].T
         if isinstance(node, ast.BinOp):
             left, right = args
             if isinstance(node.op, ast.Pow):

@@ -98,3 +98,14 @@ def test_text_is_accepted_wherever_an_expression_is():
     h = adjoint.Graph.from_expr("sin(x*y) + x^2")
     assert [s.name for s in h.inputs] == ["x", "y"]
     assert adjoint.grad("x*y", ["x", "y"], at={"x": 2.0, "y": 3.0}) == {x: 3.0, y: 2.0}
+
+
+def test_matrix_text_transposes_and_products():
+    A, B = sp.MatrixSymbol("A", 2, 3), sp.MatrixSymbol("B", 2, 3)
+    assert parse("A.T @ B", symbols=[A, B]) == A.T * B
+    with pytest.raises(ParseError, match="not a matrix"):
+        parse("x.T", symbols=[x])
+    with pytest.raises(ParseError, match="attribute"):
+        parse("A.real", symbols=[A])
+    with pytest.raises(ParseError):
+        parse("A @ B", symbols=[A, B])  # 2x3 @ 2x3: the shapes do not fit
