@@ -2,7 +2,9 @@
 
     adjoint demo                                   # the lecture's examples, end to end
     adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2
-    adjoint explain "sin(x*y) + x**2" --format json
+    adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex
+    adjoint dot "sin(x*y) + x**2" --at x=1.5,y=-2      # Graphviz DOT
+    adjoint compile "sin(x*y) + x**2"                  # the generated program
 
 Text is parsed without running it as code; a mistake prints one line and exits 2.
 """
@@ -13,7 +15,6 @@ import argparse
 import json
 import sys
 
-from .display import text
 from .errors import AdjointError, BadValueError
 from .graph import Graph
 from .parsing import parse
@@ -31,13 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     explain = commands.add_parser("explain", help="derive and solve grad L = 0 for EXPR")
     explain.add_argument("expr", help='an expression, such as "sin(x*y) + x**2"')
     explain.add_argument("--at", help="a point, such as x=1.5,y=-2 (else symbolic)")
-    explain.add_argument("--format", choices=["text", "json"], default="text")
+    explain.add_argument("--format", choices=["text", "markdown", "latex", "json"], default="text")
+    dot = commands.add_parser("dot", help="the computation graph of EXPR as Graphviz DOT")
+    dot.add_argument("expr")
+    dot.add_argument("--at", help="a point, to show values and multipliers on the nodes")
+    code = commands.add_parser("compile", help="the generated NumPy program for EXPR")
+    code.add_argument("expr")
+    code.add_argument("--backend", choices=["numpy", "jax", "torch"], default="numpy")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             print(demo())
-        else:
+        elif args.command == "explain":
             print(explain_expr(args.expr, args.at, args.format))
+        elif args.command == "dot":
+            g = Graph.from_expr(parse(args.expr))
+            print(g.to_dot(g.solve(_read_point(args.at, g)) if args.at else None))
+        else:
+            print(Graph.from_expr(parse(args.expr)).source(backend=args.backend), end="")
     except AdjointError as exc:
         print(f"adjoint: error: {exc}", file=sys.stderr)
         return 2
@@ -52,40 +64,23 @@ def demo() -> str:
     for name, build in EXAMPLES.items():
         g, point = build()
         summary = build.__doc__.splitlines()[0].replace("``", "")
-        parts.append(_derivation(f"Example: {name}. {summary}", g, point))
+        parts.append(f"Example: {name}. {summary}\n\n{g.explain(point)}")
     return "\n\n".join(parts)
 
 
 def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
-    expr = parse(text)
-    g = Graph.from_expr(expr)
+    g = Graph.from_expr(parse(text))
     point = _read_point(at, g) if at else None
+    explanation = g.explain(point)
     if fmt == "json":
-        return json.dumps(_as_json(g, point), indent=2)
-    return _derivation(f"f = {expr}", g, point)
-
-
-def _derivation(title: str, g: Graph, point) -> str:
-    kkt = g.stationarity()
-    lines = [
-        title,
-        "=" * len(title),
-        str(g),
-        "",
-        "Lagrangian (equation 6):",
-        f"  L = {text(g.lagrangian())}",
-        "",
-        repr(kkt),
-    ]
-    if point is not None:
-        sol = g.solve(point)
-        lines += ["", "Solution:", repr(sol)]
-        report = g.verify(at=point)
-    else:
-        lines += ["", "Solution (symbolic):", repr(g.solve())]
-        report = g.verify()
-    lines += ["", repr(report)]
-    return "\n".join(lines)
+        data = explanation.to_dict()
+        data["result"] = _as_json(g, point)
+        return json.dumps(data, indent=2)
+    if fmt == "markdown":
+        return explanation.to_markdown()
+    if fmt == "latex":
+        return explanation.to_latex()
+    return str(explanation)
 
 
 def _read_point(text: str, g: Graph) -> dict:

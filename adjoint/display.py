@@ -1,13 +1,17 @@
-"""How expressions read as text: sympy's printer, with element-wise functions
-written the way people write them, ``tanh.(H)`` rather than ``Lambda(_d, tanh(_d)).(H)``.
+"""How things read: text and LaTeX for expressions, graphs, conditions and solutions.
+
+Element-wise functions are written the way people write them: ``tanh.(H)`` in text
+and ``\\tanh_{\\circ}(H)`` in LaTeX, rather than sympy's ``Lambda(_d, tanh(_d)).(H)``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-__all__ = ["text"]
+__all__ = ["latex", "number", "text"]
 
 
 class TextPrinter(StrPrinter):
@@ -25,9 +29,68 @@ class TextPrinter(StrPrinter):
         return expr.name
 
 
-_PRINTER = TextPrinter()
+class MathPrinter(LatexPrinter):
+    def _print_ElementwiseApplyFunction(self, expr):
+        var, body = expr.function.variables[0], expr.function.expr
+        arg = self._print(expr.expr)
+        if isinstance(body, sp.Function) and body.args == (var,):
+            name = self._print(body.func(sp.Symbol("x")))
+            name = name.split(r"{\left(")[0] if r"{\left(" in name else name.split(r"\left(")[0]
+            return rf"{name}_{{\circ}}\left({arg}\right)"
+        function = rf"\left({self._print(var)} \mapsto {self._print(body)}\right)"
+        return rf"{function}_{{\circ}}\left({arg}\right)"
+
+    def _print_Dummy(self, expr):
+        return expr.name
+
+
+_TEXT, _MATH = TextPrinter(), MathPrinter()
 
 
 def text(expr) -> str:
     """``expr`` as one line of text."""
-    return _PRINTER.doprint(expr)
+    return _TEXT.doprint(expr)
+
+
+def latex(expr) -> str:
+    """``expr`` in LaTeX."""
+    return _MATH.doprint(expr)
+
+
+def number(value, digits: int = 6) -> str:
+    """A value for a table: a float to ``digits`` significant digits; an array by shape."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return f"{value.shape[0]}x{value.shape[1]} array, |.| = {np.linalg.norm(value):.4g}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return text(value)
+
+
+def number_latex(value) -> str:
+    if isinstance(value, np.ndarray) and value.ndim:
+        size = rf"\text{{{value.shape[0]}$\times${value.shape[1]}}}"
+        return rf"{size},\ \|\cdot\| = {np.linalg.norm(value):.4g}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return latex(value)
+
+
+def aligned(rows: list[tuple[str, str]]) -> str:
+    """``$\\displaystyle \\begin{aligned} lhs &= rhs \\\\ ... \\end{aligned}$``."""
+    body = r" \\ ".join(f"{lhs} &= {rhs}" if lhs is not None else f"&{rhs}" for lhs, rhs in rows)
+    return rf"$\displaystyle \begin{{aligned}} {body} \end{{aligned}}$"
+
+
+def graph_latex(graph) -> str:
+    rows = [(latex(z), latex(graph.expr(z))) for z in graph.defined]
+    return aligned(rows) if rows else r"$\text{(no constraints)}$"
+
+
+def solution_latex(solution) -> str:
+    head = r"\text{node} & f_i & z & \lambda \\ \hline "
+    rows = []
+    for z, formula, value, lam in solution.rows():
+        f = latex(formula) if isinstance(formula, sp.Basic) else rf"\text{{{formula}}}"
+        lam_ = "" if lam is None else number_latex(lam)
+        rows.append(f"{latex(z)} & {f} & {number_latex(value)} & {lam_}")
+    return r"$\begin{array}{llll}" + head + r" \\ ".join(rows) + r"\end{array}$"

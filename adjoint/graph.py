@@ -201,6 +201,11 @@ class Graph:
             self._cache["nx"] = nx.freeze(digraph)
         return self._cache["nx"]
 
+    def _repr_latex_(self) -> str:
+        from .display import graph_latex
+
+        return graph_latex(self)
+
     def __len__(self) -> int:
         return len(self._nodes)
 
@@ -277,6 +282,43 @@ class Graph:
         from .codegen import source
 
         return source(self, wrt=wrt, gradient=gradient, backend=backend)
+
+    def explain(self, at: Mapping | None = None):
+        """The derivation step by step, as the lecture gives it (Markdown+LaTeX in
+        Jupyter, plain text from ``str()``); see :func:`adjoint.explain.explain`."""
+        from .explain import explain
+
+        return explain(self, at)
+
+    def trace(self, at: Mapping):
+        """Both sweeps edge by edge, each partial with its value."""
+        from .explain import trace
+
+        return trace(self, at)
+
+    def adjoint_system(self, at: Mapping | None = None):
+        """Step 2 as the triangular system ``(I - J^T) lambda = e_n``."""
+        from .explain import adjoint_system
+
+        return adjoint_system(self, at)
+
+    def shadow_prices(self, at: Mapping, eps: float = 1e-6) -> dict:
+        """``{node: ((change of z_n) / eps, lambda)}`` for ``z_i = f_i + eps``."""
+        from .explain import shadow_prices
+
+        return shadow_prices(self, at, eps)
+
+    def draw(self, solution=None, ax=None, **options):
+        """The computation graph (the lecture's Figure 1) with matplotlib; returns the Axes."""
+        from .drawing import draw
+
+        return draw(self, solution, ax=ax, **options)
+
+    def to_dot(self, solution=None) -> str:
+        """The computation graph as Graphviz DOT text."""
+        from .drawing import to_dot
+
+        return to_dot(self, solution)
 
     def _cached(self, key, build):
         if key not in self._cache:

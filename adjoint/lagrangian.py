@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .display import text
+from .display import aligned, latex, text
 from .errors import ShapeError
 from .matrices import MatrixOperation
 from .partials import Operation, operation
@@ -227,12 +227,9 @@ class Stationarity:
         }
         rows = []
         for role, title in titles.items():
-            rows.append(r"&" + title + r"\\")
-            rows += [
-                f"{sp.latex(c.unknown)} &= {sp.latex(c.rhs)}" + r"\\"
-                for c in self._conditions[role]
-            ]
-        return r"$\displaystyle \begin{aligned}" + "\n".join(rows) + r"\end{aligned}$"
+            rows.append((None, title))
+            rows += [(latex(c.unknown), latex(c.rhs)) for c in self._conditions[role]]
+        return aligned(rows)
 
 
 def stationarity(graph) -> Stationarity:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import sympy as sp
 
-from .display import text
+from .display import number, text
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .expressions import free_symbols
 from .graph import Graph
@@ -81,14 +81,19 @@ class Solution:
             rows.append((z, formula, value, self.adjoints.get(z)))
         return rows
 
+    def _repr_latex_(self) -> str:
+        from .display import solution_latex
+
+        return solution_latex(self)
+
     def __repr__(self) -> str:
         header = ("node", "f_i", "z", "lambda")
         body = [
             (
                 str(z),
                 text(f) if isinstance(f, sp.Basic) else f,
-                _fmt(v),
-                "" if lam is None else _fmt(lam),
+                number(v),
+                "" if lam is None else number(lam),
             )
             for z, f, v, lam in self.rows()
         ]
@@ -98,12 +103,6 @@ class Solution:
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array {value.shape[0]}x{value.shape[1]}, |.|={np.linalg.norm(value):.4g}"
-    return f"{value:.6g}" if isinstance(value, float) else text(value)
 
 
 def solve(graph: Graph, values: Mapping | None = None) -> Solution:

@@ -22,16 +22,32 @@ def test_demo_runs_the_lecture_examples(capsys):
 def test_explain_at_a_point(capsys):
     assert main(["explain", "sin(x*y) + x**2", "--at", "x=1.5,y=-2"]) == 0
     out = capsys.readouterr().out
-    assert "lambda_x = 2*lambda_z1*x + lambda_z2*y" in out
+    assert "lambda_x = lambda_z1 * d(x**2)/dx + lambda_z2 * d(x*y)/dx = 2*lambda_z1*x" in out
     assert "4.97998" in out  # 2x + y cos(xy) at (1.5, -2)
 
 
 def test_explain_json(capsys):
     assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["gradient"] == {"x": 1.0, "y": 2.0}
-    assert data["stationarity"]["adjoint"][0]["rhs"] == "1"
-    assert not math.isnan(data["output_value"])
+    assert data["result"]["gradient"] == {"x": 1.0, "y": 2.0}
+    assert data["result"]["stationarity"]["adjoint"][0]["rhs"] == "1"
+    assert not math.isnan(data["result"]["output_value"])
+    assert [s["title"] for s in data["sections"]][:2] == ["The problem (5)", "The Lagrangian (6)"]
+
+
+@pytest.mark.parametrize("fmt, marker", [("markdown", "$$"), ("latex", r"\paragraph")])
+def test_explain_formats(capsys, fmt, marker):
+    assert main(["explain", "x*exp(y)", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert marker in out and r"\lambda_{x}" in out
+
+
+def test_dot_and_compile(capsys):
+    assert main(["dot", "x*exp(y)", "--at", "x=2,y=0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digraph") and "rankdir=LR" in out and '"x" -> "z2"' in out
+    assert main(["compile", "x*exp(y)"]) == 0
+    assert "def f_and_gradient(x, y):" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
