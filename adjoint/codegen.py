@@ -53,7 +53,8 @@ class CodePrinter(NumericPrinter):
     """Prints statements of the program: nodes and multipliers by their variable names."""
 
     def __init__(self, names: dict, module: str = "numpy"):
-        super().__init__({"fully_qualified_modules": True, "strict": True})
+        # order="none": sorting the terms of every sum costs more than printing them
+        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
         self.names = names
         self.module = module
         if module != "numpy":  # the same names exist in jax.numpy and, mostly, torch
@@ -200,9 +201,13 @@ class Program:
             if term.node not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
             expr = _reusing_output(term)
-            pieces.append(self.printer.doprint(expr))
+            if isinstance(term.op, Operation):  # lambda_i first, as in the lecture
+                pieces.append(self._times(term.multiplier, expr))
+                reads |= expr.free_symbols | {term.multiplier}
+            else:
+                pieces.append(self.printer.doprint(expr))
+                reads |= expr.free_symbols
             readers.append(str(term.node))
-            reads |= expr.free_symbols
         if not pieces:
             shape = getattr(c.unknown, "shape", None)
             pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
@@ -213,6 +218,18 @@ class Program:
         else:
             why = "read by no node that reaches the output"
         return reads, f"{target} = {' + '.join(pieces)}  # {why}"
+
+    def _times(self, lam, partial) -> str:
+        """``lam*partial``, printed in that order."""
+        name = self.names[lam]
+        if partial == 1:
+            return name
+        if partial == -1:
+            return f"-{name}"
+        code = self.printer.doprint(partial)
+        if isinstance(partial, sp.Add) or code.startswith("-"):
+            code = f"({code})"
+        return f"{name}*{code}"
 
     def _dimensions(self, body: str) -> list[str]:
         """``n = X.shape[0]`` for each symbolic dimension the program uses."""
@@ -254,7 +271,8 @@ def _closure(start, step) -> set:
 
 
 def _reusing_output(term) -> sp.Expr:
-    """``lambda_i * df_i/dz_j`` with ``f_i`` itself replaced by the stored ``z_i``.
+    """``df_i/dz_j`` (scalar terms, without lambda_i) or the whole pullback (matrix
+    terms), with ``f_i`` itself replaced by the stored ``z_i``.
 
     Exact once Step 1 holds (z_i = f_i), and it saves computing tanh, exp, sqrt, ...
     a second time. Where the partial has a kink, it is nan there (as in solving).
@@ -265,7 +283,7 @@ def _reusing_output(term) -> sp.Expr:
         partial = _partial_of_output(op, term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
         for kink in op.kinks(term.k):
             partial = _NanAtZero(partial, op.instantiate(kink, term.reads))
-        return term.multiplier * partial
+        return partial
     return _matrix_reusing_output(term.expr, op.expr, term.node)
 
 

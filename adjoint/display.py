@@ -14,7 +14,17 @@ from sympy.printing.str import StrPrinter
 __all__ = ["latex", "number", "text"]
 
 
+#: Sums with more terms than this print in stored order: sorting them for display
+#: (a Lagrangian of 10^5 terms) would cost far more than printing them.
+SORT_LIMIT = 200
+
+
 class TextPrinter(StrPrinter):
+    def _print_Add(self, expr, order=None):
+        if len(expr.args) > SORT_LIMIT:
+            order = "none"
+        return super()._print_Add(expr, order=order)
+
     def _print_ElementwiseApplyFunction(self, expr):
         var, body = expr.function.variables[0], expr.function.expr
         arg = self._print(expr.expr)
@@ -30,6 +40,11 @@ class TextPrinter(StrPrinter):
 
 
 class MathPrinter(LatexPrinter):
+    def _print_Add(self, expr, order=None):
+        if len(expr.args) > SORT_LIMIT:
+            order = "none"
+        return super()._print_Add(expr, order=order)
+
     def _print_ElementwiseApplyFunction(self, expr):
         var, body = expr.function.variables[0], expr.function.expr
         arg = self._print(expr.expr)
