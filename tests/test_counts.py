@@ -52,3 +52,22 @@ def test_derivations_do_not_grow_with_the_graph(monkeypatch):
     g.stationarity()
     assert len(partials._OPERATIONS) == 3
     assert sum(len(op._partials) for op in partials._OPERATIONS.values()) == 1 + 2 + 2
+
+
+def test_a_chain_deeper_than_the_recursion_limit_goes_through_every_step():
+    import sys
+
+    depth = 3 * sys.getrecursionlimit()
+    g = adjoint.Graph()
+    z = g.input("x")
+    for k in range(depth):
+        z = g.define(f"z{k}", sp.tanh(z) + 0.1 if k % 2 else sp.sin(z) * z)
+    kkt = g.stationarity()
+    assert len(kkt.adjoint) == depth
+    sol = g.solve({"x": 0.3})
+    value, (grad,) = g.compile()(0.3)
+    assert value == sol.output and grad == sol.gradient["x"]
+    assert len(repr(kkt).splitlines()) == 2 * depth + 4
+    assert g.source().count("\n") > 2 * depth
+    assert len(g._repr_latex_()) > depth
+    assert str(g.explain()).count("lambda_") > depth
