@@ -68,6 +68,7 @@ class Graph:
         self._by_name: dict[str, sp.Symbol] = {}
         self._children: dict[sp.Symbol, list[sp.Symbol]] = {}
         self._dims: dict[str, sp.Symbol] = {}  # symbolic matrix dimensions, by name
+        self._multipliers: dict = {}
         self._explicit_output: sp.Symbol | None = None
         self._last_defined: sp.Symbol | None = None
         self._cache: dict = {}
@@ -186,7 +187,12 @@ class Graph:
                 "multiplier; declare it with g.input to differentiate with respect to it",
                 node=record.symbol,
             )
-        return multiplier_of(record.symbol)
+        # Kept, not remade: creating a sympy Symbol with assumptions is not cheap,
+        # and nodes are never renamed or removed.
+        lam = self._multipliers.get(record.symbol)
+        if lam is None:
+            lam = self._multipliers[record.symbol] = multiplier_of(record.symbol)
+        return lam
 
     @property
     def nx(self) -> nx.DiGraph:
