@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
-__all__ = ["free_symbols", "postorder"]
+__all__ = ["free_symbols", "postorder", "scan"]
 
 
 def postorder(expr: sp.Basic, enter: Callable[[sp.Basic], bool] | None = None) -> list:
@@ -41,22 +41,27 @@ def _binds(e: sp.Basic) -> bool:
     return bool(getattr(e, "bound_symbols", None))
 
 
-def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
-    """The free symbols of ``expr`` (MatrixSymbols too), sorted by name, in one DAG walk.
+_NOT_REAL = (sp.I, sp.zoo, sp.nan)
+
+
+def scan(expr: sp.Basic) -> tuple[list, bool]:
+    """The free symbols of ``expr`` (MatrixSymbols too) sorted by name, and whether it
+    holds ``I``, ``zoo`` or ``nan``: both from one DAG walk.
 
     The symbols in a matrix dimension (``n`` in ``Identity(n)``) are among them.
     """
-    found = set()
+    found, not_real = set(), False
     leaf = (sp.MatrixSymbol, sp.Symbol)
     for e in postorder(expr, enter=lambda e: not (_binds(e) or isinstance(e, leaf))):
         if isinstance(e, leaf):
             found.add(e)
         elif _binds(e):
             found |= e.free_symbols
-    return sorted(found, key=lambda s: s.name)
+        elif e.is_Atom and e in _NOT_REAL:
+            not_real = True
+    return sorted(found, key=lambda s: s.name), not_real
 
 
-def has_any(expr: sp.Basic, atoms) -> bool:
-    """Whether any of ``atoms`` occurs in ``expr``, in one DAG walk."""
-    atoms = set(atoms)
-    return any(e in atoms for e in postorder(expr))
+def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
+    """The free symbols of ``expr`` (MatrixSymbols too), sorted by name, in one DAG walk."""
+    return scan(expr)[0]

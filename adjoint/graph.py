@@ -24,7 +24,7 @@ from .errors import (
     ShapeError,
     UnknownSymbolError,
 )
-from .expressions import free_symbols, has_any
+from .expressions import free_symbols, scan
 from .parsing import parse
 from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
@@ -519,11 +519,6 @@ class Graph:
                 f"{type(expr).__name__} {expr}",
                 node=node,
             )
-        if has_any(expr, (sp.I, sp.zoo, sp.nan)):
-            raise ExpressionError(
-                f"the constraint for {node} is not real-valued ({expr}): nodes are real",
-                node=node,
-            )
         return expr
 
     def _resolve_reads(self, expr: sp.Expr, node: sp.Symbol):
@@ -534,7 +529,13 @@ class Graph:
         """
         renames = {}
         reads = []
-        for s in free_symbols(expr):
+        symbols, not_real = scan(expr)
+        if not_real:
+            raise ExpressionError(
+                f"the constraint for {node} is not real-valued ({expr}): nodes are real",
+                node=node,
+            )
+        for s in symbols:
             if s in self._nodes:
                 reads.append(s)
             elif s.name in self._dims and not isinstance(s, sp.MatrixSymbol):
