@@ -17,11 +17,15 @@ import argparse
 import math
 import time
 
+from sympy.core.cache import clear_cache
+
 import adjoint
 from adjoint.examples import random_constraints
 
 
 def measure(n: int, seed: int) -> dict:
+    # sympy caches what it built before; a rerun would find its right-hand sides there
+    clear_cache()
     t0 = time.perf_counter()
     inputs, rhs = random_constraints(n, 4, seed)
     t1 = time.perf_counter()
@@ -58,8 +62,11 @@ def main() -> None:
     )
     print(header)
     previous = None
+    results = []
     for n in args.sizes:
-        r = measure(n, args.seed)
+        # small sizes are noisy on a shared machine: the best of a few runs
+        runs = [measure(n, args.seed) for _ in range(3 if n <= 10_000 else 1)]
+        r = {key: min(run[key] for run in runs) for key in runs[0]}
         exponent = ""
         if previous is not None:
             exponent = (
@@ -71,6 +78,16 @@ def main() -> None:
             f"{1e6 * r['total'] / n:>8.0f} {exponent:>8}"
         )
         previous = r
+        results.append(r)
+    if len(results) > 1:
+        xs = [math.log(r["n"]) for r in results]
+        for key in ("rhs", "total"):
+            ys = [math.log(r[key]) for r in results]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum(
+                (a - mx) ** 2 for a in xs
+            )
+            print(f"least-squares scaling exponent over all sizes, {key}: {slope:.2f}")
 
 
 if __name__ == "__main__":
