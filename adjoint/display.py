@@ -19,44 +19,45 @@ __all__ = ["latex", "number", "text"]
 SORT_LIMIT = 200
 
 
-class TextPrinter(StrPrinter):
+class _Readable:
+    """What the text and the LaTeX printer share."""
+
     def _print_Add(self, expr, order=None):
         if len(expr.args) > SORT_LIMIT:
             order = "none"
         return super()._print_Add(expr, order=order)
 
+    def _print_Dummy(self, expr):
+        return expr.name
+
     def _print_ElementwiseApplyFunction(self, expr):
         var, body = expr.function.variables[0], expr.function.expr
         arg = self._print(expr.expr)
         if isinstance(body, sp.Function) and body.args == (var,):
-            return f"{body.func}.({arg})"  # tanh.(H), as in Julia's broadcasting
-        return f"({self._print(var)} -> {self._print(body)}).({arg})"
+            return self._applied(body.func, arg)
+        return self._applied(self._mapping(var, body), arg)
+
+
+class TextPrinter(_Readable, StrPrinter):
+    def _applied(self, function, arg) -> str:
+        return f"{function}.({arg})"  # tanh.(H), as in Julia's broadcasting
+
+    def _mapping(self, var, body) -> str:
+        return f"({self._print(var)} -> {self._print(body)})"
 
     def _print_HadamardProduct(self, expr):
         return " .* ".join(self.parenthesize(a, 50) for a in expr.args)
 
-    def _print_Dummy(self, expr):
-        return expr.name
 
-
-class MathPrinter(LatexPrinter):
-    def _print_Add(self, expr, order=None):
-        if len(expr.args) > SORT_LIMIT:
-            order = "none"
-        return super()._print_Add(expr, order=order)
-
-    def _print_ElementwiseApplyFunction(self, expr):
-        var, body = expr.function.variables[0], expr.function.expr
-        arg = self._print(expr.expr)
-        if isinstance(body, sp.Function) and body.args == (var,):
-            name = self._print(body.func(sp.Symbol("x")))
-            name = name.split(r"{\left(")[0] if r"{\left(" in name else name.split(r"\left(")[0]
-            return rf"{name}_{{\circ}}\left({arg}\right)"
-        function = rf"\left({self._print(var)} \mapsto {self._print(body)}\right)"
+class MathPrinter(_Readable, LatexPrinter):
+    def _applied(self, function, arg) -> str:
+        if not isinstance(function, str):  # a sympy function class: its LaTeX name
+            name = self._print(function(sp.Symbol("x")))
+            function = name.split(r"{\left(")[0] if r"{\left(" in name else name.split(r"\left(")[0]
         return rf"{function}_{{\circ}}\left({arg}\right)"
 
-    def _print_Dummy(self, expr):
-        return expr.name
+    def _mapping(self, var, body) -> str:
+        return rf"\left({self._print(var)} \mapsto {self._print(body)}\right)"
 
 
 _TEXT, _MATH = TextPrinter(), MathPrinter()

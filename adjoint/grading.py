@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from .errors import AdjointError, ExpressionError
+from .errors import AdjointError
 from .numeric import NoNumericRule, numeric_function
-from .parsing import parse
 from .solve import read_values
 
 __all__ = ["AdjointGrade", "Grading", "check_adjoints"]
@@ -137,14 +136,14 @@ def check_adjoints(
 
     kkt = graph.stationarity()
     conditions = kkt.conditions("adjoint") + kkt.conditions("gradient")
-    symbols = [*graph.nodes, *graph.constants, *graph._dims.values()]
-    symbols += [graph.multiplier(z) for z in graph.nodes]
+    extra = [*graph._dims.values(), *(graph.multiplier(z) for z in graph.nodes)]
     given = {}
     for key, formula in submissions.items():
         node = graph._lookup(key)
         if node not in graph.nodes:
             raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
-        given[node] = _as_formula(formula, symbols, node)
+        what = f"the formula submitted for {graph.multiplier(node)}"
+        given[node] = graph._as_expr(formula, node, extra, what)
 
     rng = np.random.default_rng(seed)
     envs = []
@@ -163,23 +162,6 @@ def check_adjoints(
             continue
         grades.append(_grade(graph, c, given[node], envs, rtol))
     return Grading(tuple(grades))
-
-
-def _as_formula(formula, symbols, node):
-    if isinstance(formula, str):
-        try:
-            return parse(formula, symbols=symbols)
-        except ExpressionError as exc:
-            raise type(exc)(f"the formula submitted for lambda_{node}: {exc}", node=node) from None
-    if isinstance(formula, (int, float)) and not isinstance(formula, bool):
-        return sp.sympify(formula)
-    if not isinstance(formula, sp.Basic):
-        raise ExpressionError(
-            f"the formula submitted for lambda_{node} must be a sympy expression or text, got "
-            f"{type(formula).__name__}",
-            node=node,
-        )
-    return formula
 
 
 def _grade(graph, c, submitted, envs, rtol) -> AdjointGrade:

@@ -375,7 +375,8 @@ class Graph:
         dependencies.add_nodes_from(position)
         rhs = []
         for lhs, expr in pairs:
-            expr = expr if isinstance(expr, sp.Basic) else g._as_expr(expr, lhs, position)
+            if not isinstance(expr, sp.Basic):
+                expr = g._as_expr(expr, lhs, [sp.Symbol(name, real=True) for name in position])
             rhs.append(expr)
             target = lhs.name
             for s in free_symbols(expr):
@@ -490,34 +491,33 @@ class Graph:
             f"{node} is not a node of this graph (its nodes: {known})", node=node
         )
 
-    def _as_expr(self, expr, node, extra_names: Mapping | None = None) -> sp.Expr:
-        """``expr`` as a sympy expression: text is parsed, Python numbers converted."""
+    def _as_expr(self, expr, node, extra_symbols=(), what: str | None = None) -> sp.Expr:
+        """``expr`` as a sympy expression: text is parsed, Python numbers converted.
+
+        Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
+        expression in error messages (by default, the constraint for ``node``).
+        """
+        what = what or f"the constraint for {node}"
         if isinstance(expr, str):
-            known = list(self._nodes)
-            if extra_names:
-                known += [sp.Symbol(name, real=True) for name in extra_names]
             try:
-                return parse(expr, symbols=known)
+                return parse(expr, symbols=[*self._nodes, *extra_symbols])
             except ExpressionError as exc:
-                raise type(exc)(f"in the constraint for {node}: {exc}", node=node) from None
+                raise type(exc)(f"in {what}: {exc}", node=node) from None
         if isinstance(expr, sp.MatrixBase):
             raise ExpressionError(
-                f"the constraint for {node} is an explicit matrix; write matrix nodes with "
-                "symbols, as in g.define('H', X * W) with X, W from g.input(..., shape=...)",
+                f"{what} is an explicit matrix; write matrix nodes with symbols, as in "
+                "g.define('H', X * W) with X, W from g.input(..., shape=...)",
                 node=node,
             )
         if isinstance(expr, bool) or not isinstance(expr, (sp.Basic, int, float)):
             raise ExpressionError(
-                f"the constraint for {node} must be a sympy expression or text, got "
-                f"{type(expr).__name__} {expr!r}",
+                f"{what} must be a sympy expression or text, got {type(expr).__name__} {expr!r}",
                 node=node,
             )
         expr = sp.sympify(expr)  # only numbers and Basic reach here: nothing is parsed
         if not isinstance(expr, sp.Expr):
             raise ExpressionError(
-                f"the constraint for {node} must be an expression, got "
-                f"{type(expr).__name__} {expr}",
-                node=node,
+                f"{what} must be an expression, got {type(expr).__name__} {expr}", node=node
             )
         return expr
 
