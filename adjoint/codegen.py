@@ -280,7 +280,7 @@ def _reusing_output(term) -> sp.Expr:
     op = term.op
     if isinstance(op, Operation):
         args = placeholders(len(op.args) + 1)  # f's arguments, then f's own value
-        partial = _partial_of_output(op, term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
+        partial = op.partial_of_output(term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
         for kink in op.kinks(term.k):
             partial = _NanAtZero(partial, op.instantiate(kink, term.reads))
         return partial
@@ -300,29 +300,6 @@ def _matrix_reusing_output(expr, F, Z):
             if v not in g.free_symbols:
                 replacements[e] = Z if g == t else ElementwiseApplyFunction(sp.Lambda(t, g), Z)
     return expr.xreplace(replacements)
-
-
-def _partial_of_output(op: Operation, k: int) -> sp.Expr:
-    """``df/da_k`` written with ``f``'s own value (one more placeholder) where shorter."""
-    key = ("reusing", k)
-    store = _REUSE.setdefault(id(op), {})
-    if key not in store:
-        partial = op.partial(k)
-        out = sp.Dummy("out", real=True)
-        reused = partial
-        if not op.template.is_Atom and partial.has(*op.template.atoms(sp.Function, sp.Pow)):
-            candidate = partial.subs(op.template, out)
-            if sp.count_ops(candidate) < sp.count_ops(partial):
-                reused = candidate
-        store[key] = reused.xreplace({out: _output_placeholder(len(op.args))})
-    return store[key]
-
-
-_REUSE: dict = {}
-
-
-def _output_placeholder(n: int):
-    return placeholders(n + 1)[n]
 
 
 class _NanAtZero(sp.Function):

@@ -41,7 +41,15 @@ class Operation:
     shared by every node that applies the same operation.
     """
 
-    __slots__ = ("_kinks", "_partial_fns", "_partials", "_value_fn", "args", "template")
+    __slots__ = (
+        "_kinks",
+        "_partial_fns",
+        "_partials",
+        "_reusing",
+        "_value_fn",
+        "args",
+        "template",
+    )
 
     def __init__(self, template: sp.Expr, arity: int):
         self.template = template
@@ -50,12 +58,29 @@ class Operation:
         self._kinks: dict[int, tuple[sp.Expr, ...]] = {}
         self._value_fn = None
         self._partial_fns: dict[int, object] = {}
+        self._reusing: dict[int, sp.Expr] = {}
 
     def partial(self, k: int) -> sp.Expr:
         """``df/da_k``."""
         if k not in self._partials:
             self._partials[k] = sp.diff(self.template, self.args[k])
         return self._partials[k]
+
+    def partial_of_output(self, k: int) -> sp.Expr:
+        """``df/da_k`` written with ``f``'s own value where that is shorter
+        (``1 - f**2`` for tanh, ``f`` for exp), with ``f`` as one more placeholder,
+        after the arguments. Generated code uses it to read the stored value."""
+        if k not in self._reusing:
+            partial = self.partial(k)
+            out = sp.Dummy("out", real=True)
+            reused = partial
+            if not self.template.is_Atom and partial.has(*self.template.atoms(sp.Function, sp.Pow)):
+                candidate = partial.subs(self.template, out)
+                if sp.count_ops(candidate) < sp.count_ops(partial):
+                    reused = candidate
+            own_value = placeholders(len(self.args) + 1)[-1]
+            self._reusing[k] = reused.xreplace({out: own_value})
+        return self._reusing[k]
 
     def kinks(self, k: int) -> tuple[sp.Expr, ...]:
         """Expressions whose zero is a point where ``df/da_k`` does not exist."""
