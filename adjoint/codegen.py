@@ -137,9 +137,25 @@ class Program:
                 )
         self.params = graph.inputs + graph.constants
         self.names = _variable_names(graph)
+        self.shared = self._shared_parts() if gradient else {}
         self.name = name or ("f_and_gradient" if gradient else "f")
         self.printer = CodePrinter(self.names, BACKENDS[backend])
         self.lines = self._statements()
+
+    def _shared_parts(self) -> dict:
+        """``{node: {subexpression: temporary}}`` for the parts of f_i that both sweeps
+        compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
+        shared = {}
+        for c in self.graph.stationarity().conditions("forward"):
+            op = c.terms[0].op
+            if isinstance(op, Operation) and op.shared():
+                parts = {}
+                for k, part in enumerate(op.shared()):
+                    temp = sp.Symbol(f"{self.names[c.unknown]}_part{k}", real=True)
+                    self.names.claim(temp, temp.name)
+                    parts[op.instantiate(part, c.terms[0].reads)] = temp
+                shared[c.unknown] = parts
+        return shared
 
     def _statements(self) -> list[str]:
         g, kkt = self.graph, self.graph.stationarity()
@@ -149,9 +165,7 @@ class Program:
         program = [(set(), "# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")]
         for c in kkt.conditions("forward"):
             if c.unknown in ancestors:
-                f = c.terms[0].f
-                code = f"{self.names[c.unknown]} = {self.printer.doprint(f)}"
-                program.append((set(g.node(c.unknown).reads), f"{code}  # {c.unknown} = {text(f)}"))
+                program += self._forward(c)
         returned = {output}
         if self.gradient:
             # lambda_j is needed where j lies on a path from a chosen input to z_n.
@@ -193,6 +207,23 @@ class Program:
                 lines.append(f"del {', '.join(sorted(dies[k]))}")
         return lines
 
+    def _forward(self, c) -> list:
+        """``z_i = f_i``; first the parts of f_i that Step 2 reads too, if any."""
+        term, z = c.terms[0], c.unknown
+        f, reads = term.f, set(self.graph.node(z).reads)
+        lines = []
+        shared = self.shared.get(z, {})
+        if shared:
+            f = term.op.instantiate(term.op.template, term.reads).xreplace(shared)
+            for part, temp in shared.items():
+                code = self.printer.doprint(part)
+                lines.append(
+                    (set(part.free_symbols), f"{self.names[temp]} = {code}  # Step 2 reads it too")
+                )
+            reads = f.free_symbols
+        code = f"{self.names[z]} = {self.printer.doprint(f)}  # {z} = {text(term.f)}"
+        return [*lines, (reads, code)]
+
     def _backward(self, c, needed) -> str:
         target = self.names[c.unknown]
         pieces = ["1.0"] if c.seed else []
@@ -201,6 +232,8 @@ class Program:
             if term.node not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
             expr = _reusing_output(term)
+            if term.node in self.shared:
+                expr = expr.xreplace(self.shared[term.node])
             if isinstance(term.op, Operation):  # lambda_i first, as in the lecture
                 pieces.append(self._times(term.multiplier, expr))
                 reads |= expr.free_symbols | {term.multiplier}
@@ -318,18 +351,31 @@ class _NanAtZero(sp.Function):
         return printer._print(self.args[0])
 
 
-def _variable_names(graph) -> dict:
-    """A Python identifier for every node and multiplier: its name where it is one."""
-    names, used = {}, {"numpy", "math", "mpmath", "functools", "jax", "torch"}
+_RESERVED = {"numpy", "math", "mpmath", "functools", "jax", "torch"}
 
-    def claim(symbol, wanted):
+
+class Names(dict):
+    """Python identifiers for symbols, each used once."""
+
+    def __init__(self):
+        super().__init__()
+        self.used = set(_RESERVED)
+
+    def claim(self, symbol, wanted: str) -> None:
+        """Give ``symbol`` the identifier ``wanted``, or ``wanted_2``, ... if taken."""
         name = wanted if wanted.isidentifier() and not keyword.iskeyword(wanted) else "v"
         base, k = name, 1
-        while name in used:
+        while name in self.used:
             k += 1
             name = f"{base}_{k}"
-        used.add(name)
-        names[symbol] = name
+        self.used.add(name)
+        self[symbol] = name
+
+
+def _variable_names(graph) -> dict:
+    """A Python identifier for every node and multiplier: its name where it is one."""
+    names = Names()
+    claim = names.claim
 
     for s in graph.inputs + graph.constants + graph.defined:
         claim(s, s.name)
@@ -379,6 +425,9 @@ class CompiledFunction:
         self.gradient = program.gradient
         self.dtype = dtype
         self._shapes = {p: graph.node(p).shape for p in self.params}
+        self._output_scalar = all(
+            graph.node(z).shape is None for z in graph.nodes + graph.constants
+        )
         self._names = {p.name: p for p in self.params}
         namespace = {
             "numpy": np,
@@ -398,16 +447,16 @@ class CompiledFunction:
         values = self._bind(args, kwargs)
         with np.errstate(all="ignore"):
             result = self._fn(*values)
+        value, grad = result if self.gradient else (result, ())
+        # Scalar nodes broadcast over arrays of points; a value or multiplier that
+        # happens not to depend on them (a constant output, lambda_x = 1) is spread
+        # to the points' shape too, so every result has the same shape.
+        scalars = [np.shape(v) for p, v in zip(self.params, values) if self._shapes[p] is None]
+        points = np.broadcast_shapes(*scalars) if scalars else ()
+        if self._output_scalar and np.shape(value) != points:
+            value = np.broadcast_to(value, points).astype(self.dtype, copy=True)
         if not self.gradient:
-            return result
-        value, grad = result
-        points = (
-            np.broadcast_shapes(
-                *(np.shape(v) for p, v in zip(self.params, values) if self._shapes[p] is None)
-            )
-            if any(self._shapes[p] is None for p in self.params)
-            else ()
-        )
+            return value
         grad = tuple(
             np.broadcast_to(g, points).astype(self.dtype, copy=True)
             if self._shapes[w] is None

@@ -46,6 +46,7 @@ class Operation:
         "_partial_fns",
         "_partials",
         "_reusing",
+        "_shared",
         "_value_fn",
         "args",
         "template",
@@ -59,6 +60,7 @@ class Operation:
         self._value_fn = None
         self._partial_fns: dict[int, object] = {}
         self._reusing: dict[int, sp.Expr] = {}
+        self._shared = None
 
     def partial(self, k: int) -> sp.Expr:
         """``df/da_k``."""
@@ -81,6 +83,25 @@ class Operation:
             own_value = placeholders(len(self.args) + 1)[-1]
             self._reusing[k] = reused.xreplace({out: own_value})
         return self._reusing[k]
+
+    def shared(self) -> tuple[sp.Expr, ...]:
+        """Subexpressions of ``f`` that its partials need too (``sin(a)`` in
+        ``sin(a)*b``): generated code computes them once, in Step 1."""
+        if self._shared is None:
+            partials = [self.partial_of_output(k) for k in range(len(self.args))]
+            candidates = [
+                e
+                for e in sp.preorder_traversal(self.template)
+                if e is not self.template
+                and isinstance(e, (sp.Function, sp.Pow))
+                and e.free_symbols
+                and any(p.has(e) for p in partials)
+            ]
+            # the outermost ones only: sin(a) is kept and not also a inside it
+            self._shared = tuple(
+                e for e in candidates if not any(o is not e and o.has(e) for o in candidates)
+            )
+        return self._shared
 
     def kinks(self, k: int) -> tuple[sp.Expr, ...]:
         """Expressions whose zero is a point where ``df/da_k`` does not exist."""

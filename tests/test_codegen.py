@@ -219,3 +219,25 @@ def test_values_are_freed_after_their_last_use():
     assert {"z1", "z2", "lam_z3"} <= freed and "x" not in freed and "lam_x" not in freed
     assert g.compile()(0.5)[1][0] == pytest.approx(g.solve({x: 0.5}).gradient[x])
     assert g.compile(gradient=False)(0.5) == pytest.approx(math.sin(1.25) * 0.5)
+
+
+def test_parts_of_a_constraint_that_step_2_needs_are_computed_once():
+    g = adjoint.Graph()
+    a, b = g.input("a"), g.input("b")
+    z = g.define("z", sp.sin(a) * b)
+    g.define("f", z**2)
+    src = g.source()
+    assert src.count("numpy.sin(a)") == 1  # in Step 1, kept for Step 2's lam_b
+    assert "lam_b = lam_z*z_part0" in src
+    _, (ga, gb) = g.compile()(0.3, 2.0)
+    sol = g.solve({a: 0.3, b: 2.0})
+    assert ga == pytest.approx(sol.gradient[a]) and gb == pytest.approx(sol.gradient[b])
+    assert "part" not in g.source(gradient=False)  # the value alone needs no parts
+
+
+def test_a_constant_output_still_broadcasts_over_points():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("f", x - x)
+    value, (grad,) = g.compile()(np.array([1.0, 2.0, 3.0]))
+    assert value.shape == grad.shape == (3,)
