@@ -41,8 +41,9 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
-from .numeric import CUSTOM, NumericPrinter, to_real
+from .numeric import CUSTOM, NumericPrinter, to_real, undefined_at_zero
 from .partials import Operation, placeholders
+from .solve import as_array
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -315,7 +316,7 @@ def _reusing_output(term) -> sp.Expr:
         args = placeholders(len(op.args) + 1)  # f's arguments, then f's own value
         partial = op.partial_of_output(term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
         for kink in op.kinks(term.k):
-            partial = _NanAtZero(partial, op.instantiate(kink, term.reads))
+            partial = undefined_at_zero(partial, op.instantiate(kink, term.reads))
         return partial
     return _matrix_reusing_output(term.expr, op.expr, term.node)
 
@@ -333,22 +334,6 @@ def _matrix_reusing_output(expr, F, Z):
             if v not in g.free_symbols:
                 replacements[e] = Z if g == t else ElementwiseApplyFunction(sp.Lambda(t, g), Z)
     return expr.xreplace(replacements)
-
-
-class _NanAtZero(sp.Function):
-    """``_NanAtZero(value, u)``: value, but nan where u == 0 (a kink)."""
-
-    nargs = 2
-
-    def _numpycode(self, printer):
-        value, u = (printer._print(a) for a in self.args)
-        return (
-            f"{printer._module_format('numpy.where')}(({u}) == 0, "
-            f"{printer._module_format('numpy.nan')}, {value})"
-        )
-
-    def _sympystr(self, printer):
-        return printer._print(self.args[0])
 
 
 _RESERVED = {"numpy", "math", "mpmath", "functools", "jax", "torch"}
@@ -505,33 +490,17 @@ class CompiledFunction:
 
     def _convert(self, p, value, dims):
         shape = self._shapes[p]
-        try:
+        if shape is not None:
+            return as_array(p, value, shape, dims, self.dtype)
+        try:  # a scalar node: a number, or an array of points
             if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
                 raise TypeError
-            array = np.asarray(value, dtype=self.dtype)
+            return np.asarray(value, dtype=self.dtype)
         except (TypeError, ValueError):
             raise BadValueError(
                 f"the value of {p.name} must be real numbers, got {type(value).__name__}",
                 node=p,
             ) from None
-        if shape is None:
-            return array
-        if array.ndim != 2:
-            raise ShapeError(
-                f"{p.name} is a {shape[0]} x {shape[1]} matrix, but the array given for it "
-                f"has shape {array.shape}",
-                node=p,
-            )
-        for declared, size in zip(shape, array.shape):
-            if isinstance(declared, sp.Symbol):
-                declared = dims.setdefault(declared, size)
-            if int(declared) != size:
-                raise ShapeError(
-                    f"{p.name} must be {shape[0]} x {shape[1]}, but the array given for it "
-                    f"has shape {array.shape[0]} x {array.shape[1]}",
-                    node=p,
-                )
-        return array
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"

@@ -21,7 +21,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .errors import AdjointError
 from .expressions import free_symbols
-from .numeric import numeric_function
+from .numeric import numeric_function, undefined_at_zero
 
 __all__ = ["RULES", "MatrixOperation", "frobenius2", "pullback", "rule", "sum_entries"]
 
@@ -88,28 +88,6 @@ def _hadamard_power(expr, cot):
     if exp.free_symbols:
         raise AdjointError(f"{expr}: an element-wise power with a variable exponent")
     return [(base, sp.HadamardProduct(cot, exp * sp.HadamardPower(base, exp - 1)))]
-
-
-class undefined_at_zero(sp.Function):
-    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``, where it is nan.
-
-    Marks the derivative of a kink (``Abs``, ``Max``, ``Heaviside``) applied entry by
-    entry, so the numbers say "not differentiable" there instead of picking a
-    one-sided value. It prints as ``value`` alone.
-    """
-
-    nargs = 2
-
-    def _sympystr(self, printer):
-        return printer._print(self.args[0])
-
-    def _latex(self, printer):
-        return printer._print(self.args[0])
-
-    def _numpycode(self, printer):
-        value, u = (printer._print(a) for a in self.args)
-        where, nan = printer._module_format("numpy.where"), printer._module_format("numpy.nan")
-        return f"{where}(({u}) == 0, {nan}, {value})"
 
 
 _KINKS = (sp.sign, sp.Heaviside, sp.DiracDelta)

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-__all__ = ["CUSTOM", "NumericPrinter", "numeric_function", "to_real"]
+__all__ = ["CUSTOM", "NumericPrinter", "numeric_function", "to_real", "undefined_at_zero"]
 
 #: Numeric implementations of user-defined elementary operations, by name
 #: (see :func:`adjoint.elementary`); generated code calls them as ``_custom[name]``.
@@ -71,6 +71,28 @@ class NumericPrinter(NumPyPrinter):
             return self._print(body.xreplace({var: sp.Symbol(arg)}))
         entry = sp.Symbol("_entry")
         return f"(lambda _entry: {self._print(body.xreplace({var: entry}))})({arg})"
+
+
+class undefined_at_zero(sp.Function):
+    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``, where it is nan.
+
+    Marks a derivative at a kink (of ``Abs``, ``Max``, ``Heaviside``), in matrix
+    rules and in generated code, so the numbers say "not differentiable" there
+    instead of picking a one-sided value. It prints as ``value`` alone.
+    """
+
+    nargs = 2
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        value, u = (printer._print(a) for a in self.args)
+        where, nan = printer._module_format("numpy.where"), printer._module_format("numpy.nan")
+        return f"{where}(({u}) == 0, {nan}, {value})"
 
 
 class NoNumericRule(Exception):

@@ -185,18 +185,22 @@ def read_values(graph: Graph, values: Mapping) -> dict:
         if shape is None:
             env[symbol] = _as_number(symbol, given[symbol])
         else:
-            env[symbol] = _as_array(symbol, given[symbol], shape, dims)
+            env[symbol] = as_array(symbol, given[symbol], shape, dims)
     env.update(dims)
     return env
 
 
-def _as_array(symbol, value, shape, dims: dict) -> np.ndarray:
-    """A float array of the declared shape; symbolic dimensions are bound in ``dims``."""
+def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
+    """A real array of the declared shape; symbolic dimensions are bound in ``dims``.
+
+    Shared by solving and by compiled programs, so both say the same about a
+    wrong shape.
+    """
     expected = " x ".join(str(d) for d in shape)
     try:
-        if np.iscomplexobj(value):
-            raise TypeError("complex")
-        array = np.array(value, dtype=float)
+        if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
+            raise TypeError("not real")
+        array = np.array(value, dtype=dtype)
     except (TypeError, ValueError):
         raise BadValueError(
             f"the value of {symbol} must be a real {expected} array, got {type(value).__name__}",
