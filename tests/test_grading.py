@@ -111,11 +111,12 @@ def test_right_answers_in_other_forms_are_accepted():
     x = g.input("x")
     t = g.define("t", sp.tanh(x))
     g.define("f", t**2)
-    lt, lf = g.multiplier(t), g.multiplier("f")
-    # 1 - t**2 is tanh'(x) once Step 1 holds; 2*t*1 is lambda_t with lambda_f = 1
+    lt = g.multiplier(t)
+    # 1 - t**2 is tanh'(x) once Step 1 holds; 2*t is lambda_t with lambda_f = 1 put in
     grading = check_adjoints(g, {"f": 1, t: 2 * t, x: lt * (1 - t**2)})
     assert grading.ok, grading
-    del lf
+    wrong = check_adjoints(g, {"f": 1, t: 2 * t, x: lt * (1 + t**2)})
+    assert [w.node for w in wrong.wrong] == [x]
 
 
 @pytest.mark.parametrize(

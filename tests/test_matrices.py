@@ -107,13 +107,11 @@ def test_claim_16_2_derived_by_the_package():
 
 
 def test_sympy_agrees_where_its_matrix_calculus_is_right():
-    L = sp.MatrixSymbol("L", 2, 2)
     for F, Z in [(A * B, A), (A * B, B), (A.T * C, C), (A + C, A)]:
         lam = sp.MatrixSymbol("L", *F.shape)
         ours = pullback(F, lam, Z)
         theirs = sp.diff(sp.Trace(lam.T * F), Z)
         assert sp.simplify(_explicit(ours) - _explicit(theirs)) == sp.zeros(*Z.shape)
-    del L
 
 
 def _loss(X, y, W1, W2):
