@@ -493,9 +493,12 @@ class CompiledFunction:
         if shape is not None:
             return as_array(p, value, shape, dims, self.dtype)
         try:  # a scalar node: a number, or an array of points
-            if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
+            if value is None or isinstance(value, (str, bytes)) or np.iscomplexobj(value):
                 raise TypeError
-            return np.asarray(value, dtype=self.dtype)
+            array = np.asarray(value, dtype=self.dtype)
+            if np.asarray(value).dtype == object:  # None or objects inside: not numbers
+                raise TypeError
+            return array
         except (TypeError, ValueError):
             raise BadValueError(
                 f"the value of {p.name} must be real numbers, got {type(value).__name__}",

@@ -198,7 +198,7 @@ def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
     """
     expected = " x ".join(str(d) for d in shape)
     try:
-        if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
+        if value is None or isinstance(value, (str, bytes)) or np.iscomplexobj(value):
             raise TypeError("not real")
         array = np.array(value, dtype=dtype)
     except (TypeError, ValueError):
@@ -243,8 +243,16 @@ def _as_number(symbol, value) -> np.float64:
             f"the value of {symbol} must be a real number, got {type(value).__name__} {value!r}",
             node=symbol,
         )
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond the range of a float
+        value = math.inf
     if not math.isfinite(value):
-        raise BadValueError(f"the value of {symbol} is {value}, not a finite number", node=symbol)
+        raise BadValueError(
+            f"the value of {symbol} is {value}, not a finite number (a float ranges to about "
+            "1.8e308)",
+            node=symbol,
+        )
     return np.float64(value)
 
 

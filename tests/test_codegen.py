@@ -135,6 +135,8 @@ def test_special_functions_vectorise():
         (lambda f: f(1.0, x=2.0), adjoint.BadValueError, "twice"),
         (lambda f: f(np.ones(3), np.ones(2)), adjoint.ShapeError, "broadcast"),
         (lambda f: f(1.0, 1j), adjoint.BadValueError, "y"),
+        (lambda f: f(None, 1.0), adjoint.BadValueError, "x"),
+        (lambda f: f([1.0, None], 1.0), adjoint.BadValueError, "x"),
     ],
 )
 def test_calling_mistakes_get_the_packages_errors(call, error, word):

@@ -82,6 +82,7 @@ BAD_CALLS = [
     (lambda g: g.solve({"x": float("nan"), "y": 2.0, "c": 1.0}), BadValueError, "x"),
     (lambda g: g.solve({"x": np.ones(3), "y": 2.0, "c": 1.0}), BadValueError, "x"),
     (lambda g: g.solve({"x": True, "y": 2.0, "c": 1.0}), BadValueError, "x"),
+    (lambda g: g.solve({"x": 10**400, "y": 2.0, "c": 1.0}), BadValueError, "finite"),
     (lambda g: g.solve({"x": sp.Symbol("t"), "y": 2.0, "c": 1.0}), BadValueError, "x"),
     (lambda g: g.solve({"x": 1.0, "y": 2.0, "c": 1.0, "q": 0.0}), UnknownSymbolError, "q"),
     (lambda g: g.solve({"x": 1.0, "y": 2.0, "c": 1.0, "z1": 0.0}), BadValueError, "z1"),
