@@ -17,6 +17,7 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "UnknownSymbolError",
+    "as_list",
 ]
 
 
@@ -62,3 +63,12 @@ class ExpressionError(AdjointError):
 
 class ParseError(ExpressionError):
     """Text given as an expression cannot be parsed safely."""
+
+
+def as_list(value, what: str) -> list:
+    """``value`` as a list, or an error saying that ``what`` must be a sequence."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise AdjointError(
+            f"{what} must be a list (or other sequence), got {type(value).__name__} {value!r}"
+        )
+    return list(value)

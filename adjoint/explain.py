@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 
 from .display import latex, number, text
-from .errors import ShapeError
+from .errors import AdjointError, ShapeError
 from .partials import Operation
 from .solve import read_values
 
@@ -282,6 +282,8 @@ class Trace:
 
 def trace(graph, at: Mapping) -> Trace:
     """Both sweeps at ``at``, edge by edge, each partial written and evaluated."""
+    if at is None:
+        raise AdjointError("the trace table needs a point, as in g.trace({x: 1.5, y: -2.0})")
     kkt = graph.stationarity()
     env = _env(graph, at)
     rows = []

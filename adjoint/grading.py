@@ -134,6 +134,11 @@ def check_adjoints(
     """
     from .checks import _random_point
 
+    if not isinstance(submissions, Mapping):
+        raise AdjointError(
+            "submissions must be a dict from nodes to formulas, such as {z1: 'lambda_z2*x'}, "
+            f"got {type(submissions).__name__}"
+        )
     kkt = graph.stationarity()
     conditions = kkt.conditions("adjoint") + kkt.conditions("gradient")
     extra = [*graph._dims.values(), *(graph.multiplier(z) for z in graph.nodes)]

@@ -23,6 +23,7 @@ from .errors import (
     ExpressionError,
     ShapeError,
     UnknownSymbolError,
+    as_list,
 )
 from .expressions import free_symbols, scan
 from .parsing import parse
@@ -356,11 +357,11 @@ class Graph:
         (z1, z2)
         """
         g = cls()
-        for symbol in inputs:
+        for symbol in as_list(inputs, "inputs"):
             g.input(symbol)
-        for symbol in constants:
+        for symbol in as_list(constants, "constants"):
             g.constant(symbol)
-        pairs = [g._as_constraint(item) for item in equations]
+        pairs = [g._as_constraint(item) for item in as_list(equations, "the equations")]
         position: dict[str, int] = {}
         for k, (lhs, _) in enumerate(pairs):
             name = lhs.name

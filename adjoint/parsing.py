@@ -117,6 +117,8 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
             f"cannot parse {_quote(text)}: its chain of operators is too long for Python's "
             "parser; build it with sympy instead"
         ) from None
+    if symbols is not None and (isinstance(symbols, str) or not hasattr(symbols, "__iter__")):
+        raise ParseError(f"symbols must be a list of sympy symbols, got {symbols!r}")
     known = None if symbols is None else {s.name: s for s in symbols}
     return _Reader(source, known).read(tree.body)
 

@@ -17,7 +17,13 @@ import numpy as np
 import sympy as sp
 
 from .display import number, text
-from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
+from .errors import (
+    BadValueError,
+    MissingValueError,
+    ShapeError,
+    UnknownSymbolError,
+    as_list,
+)
 from .expressions import free_symbols
 from .graph import Graph
 from .lagrangian import ADJOINT, FORWARD, GRADIENT
@@ -284,8 +290,8 @@ def grad(expr, wrt, at: Mapping | None = None):
     >>> grad(x**2, x, at={x: 3.0})
     6.0
     """
-    single = isinstance(wrt, (sp.Symbol, str))
-    wrt_list = [wrt] if single else list(wrt)
+    single = isinstance(wrt, (sp.Symbol, sp.MatrixSymbol, str))
+    wrt_list = [wrt] if single else as_list(wrt, "wrt")
     if isinstance(expr, str):
         from .parsing import parse
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.core.function import Application
 
-from .errors import DuplicateNameError, UnknownSymbolError
+from .errors import DuplicateNameError, UnknownSymbolError, as_list
 from .expressions import postorder
 from .matrices import RULES
 from .parsing import parse
@@ -37,9 +37,9 @@ def _is_symbol(e) -> bool:
 
 
 def split(cls, expr, inputs, constants):
-    constants = [node_symbol(c, "constant") for c in constants]
+    constants = [node_symbol(c, "constant") for c in as_list(constants, "constants")]
     if inputs is not None:
-        inputs = [node_symbol(s, "input") for s in inputs]
+        inputs = [node_symbol(s, "input") for s in as_list(inputs, "inputs")]
     if isinstance(expr, str):
         expr = parse(expr, symbols=None if inputs is None else inputs + constants)
     probe = cls()  # validates expr the way define does, before anything is built

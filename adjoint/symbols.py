@@ -77,7 +77,7 @@ def node_symbol(name, what: str = "node", shape=None):
     a shape) made from a name, or the user's own symbol."""
     if isinstance(name, sp.MatrixSymbol):
         if isinstance(name, MatrixMultiplier):
-            raise AdjointError(f"{name} is a Lagrange multiplier, not a name for a {what}")
+            raise AdjointError(f"{name} is a Lagrange multiplier, not a name for {_article(what)}")
         if shape is not None and tuple(check_shape(shape, name.name)) != tuple(name.shape):
             raise ShapeError(
                 f"{name.name} has shape {name.shape}, but shape={shape!r} was given",
@@ -87,14 +87,15 @@ def node_symbol(name, what: str = "node", shape=None):
     if isinstance(name, sp.Symbol):
         if isinstance(name, Multiplier):
             raise AdjointError(
-                f"{name} is a Lagrange multiplier, not a name for a {what}", node=name
+                f"{name} is a Lagrange multiplier, not a name for {_article(what)}", node=name
             )
         if shape is not None:
             return sp.MatrixSymbol(name.name, *check_shape(shape, name.name))
         return name
     if not isinstance(name, str):
         raise AdjointError(
-            f"a {what} name must be a string or a sympy Symbol, got {type(name).__name__} {name!r}"
+            f"the name of {_article(what)} must be a string or a sympy Symbol, got "
+            f"{type(name).__name__} {name!r}"
         )
     if not name.isidentifier() or keyword.iskeyword(name):
         raise AdjointError(
@@ -112,3 +113,7 @@ def node_symbol(name, what: str = "node", shape=None):
     if shape is not None:
         return sp.MatrixSymbol(name, *check_shape(shape, name))
     return sp.Symbol(name, real=True)
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"

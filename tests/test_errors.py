@@ -142,3 +142,21 @@ def test_from_expr_errors():
 def test_empty_graph_has_no_output():
     with pytest.raises(AdjointError, match="define"):
         _ = adjoint.Graph().output
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: adjoint.Graph.from_equations(5, inputs=[]),
+        lambda: adjoint.Graph.from_equations([], inputs=5),
+        lambda: adjoint.Graph.from_expr("x", inputs=5),
+        lambda: adjoint.grad("x**2", 5),
+        lambda: adjoint.parse("x", symbols=5),
+        lambda: adjoint.check_adjoints(make(), 5),
+        lambda: make().trace(None),
+        lambda: make().compile()(None, 1.0, 1.0),
+    ],
+)
+def test_arguments_of_the_wrong_kind_get_the_packages_error(call):
+    with pytest.raises(AdjointError):
+        call()
