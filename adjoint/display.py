@@ -84,8 +84,8 @@ def number(value, digits: int = 6) -> str:
 
 def number_latex(value) -> str:
     if isinstance(value, np.ndarray) and value.ndim:
-        size = rf"\text{{{value.shape[0]}$\times${value.shape[1]}}}"
-        return rf"{size},\ \|\cdot\| = {np.linalg.norm(value):.4g}"
+        size = rf"{value.shape[0]} \times {value.shape[1]}"  # no $ inside \text: MathJax
+        return rf"{size}\ \text{{array}},\ \|\cdot\| = {np.linalg.norm(value):.4g}"
     if isinstance(value, float):
         return f"{value:.6g}"
     return latex(value)

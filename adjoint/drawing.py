@@ -58,7 +58,7 @@ def _kind(graph, z) -> str:
     return graph.node(z).kind
 
 
-def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int = 1600):
+def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int = 900):
     """Draw ``graph`` with matplotlib; returns the Axes.
 
     With ``solution`` (from ``g.solve(...)``) nodes show their value and lambda;
@@ -92,13 +92,28 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         edgecolors="#333333",
     )
     nx.draw_networkx_labels(
-        digraph, pos, ax=ax, font_size=8, labels={s: _label(graph, s, solution) for s in nodes}
+        digraph, pos, ax=ax, font_size=9, font_weight="bold", labels={s: str(s) for s in nodes}
     )
+    if solution is not None:  # values and multipliers under each node, on a white card
+        ys = [y for _, y in pos.values()]
+        drop = 0.09 * ((max(ys) - min(ys)) or 1.0)
+        below = {s: (x, y - drop) for s, (x, y) in pos.items()}
+        values = {s: _label(graph, s, solution).split("\n", 1)[1] for s in nodes}
+        nx.draw_networkx_labels(
+            digraph,
+            below,
+            ax=ax,
+            font_size=7,
+            labels=values,
+            verticalalignment="top",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#bbbbbb", "alpha": 0.9},
+        )
     if partials:
         labels = {e: lab for e, lab in _edge_labels(graph).items() if digraph.has_edge(*e)}
         nx.draw_networkx_edge_labels(
             digraph, pos, edge_labels=labels, ax=ax, font_size=7, label_pos=0.5, rotate=False
         )
+    ax.margins(0.05, 0.18)  # room for the cards under the lowest nodes
     ax.set_title(f"computation graph of {graph.output} (inputs left, output right)")
     ax.set_axis_off()
     return ax
