@@ -11,7 +11,7 @@ def test_readme_python_examples_run():
     assert len(blocks) >= 2
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+        exec(compile(block, "README.md", "exec"), namespace)
     x = namespace["x"]
     assert abs(namespace["sol"].gradient[x] - namespace["gradient"][0]) < 1e-12  # compiled
     assert str(namespace["g"].stationarity().gradient[0].rhs) == "X.T*Lambda_H"
