@@ -30,18 +30,14 @@ value instead of computing the function again.
 from __future__ import annotations
 
 import keyword
-import math
 
-import mpmath
 import numpy as np
 import sympy as sp
-from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
-from .numeric import CUSTOM, NumericPrinter, to_real, undefined_at_zero
+from .numeric import NoNumericRule, NumericPrinter, namespace, undefined_at_zero
 from .partials import Operation, placeholders
 from .solve import as_array
 
@@ -76,48 +72,6 @@ class CodePrinter(NumericPrinter):
             fqn = self.module + fqn[len("numpy") :]
         return super()._module_format(fqn, register)
 
-    # math.erf and friends take one number; arrays of points need them vectorised.
-    def _print_vectorised(self, name, expr):
-        args = ", ".join(self._print(a) for a in expr.args)
-        return f"_vectorize(math.{name})({args})"
-
-    def _print_erf(self, expr):
-        return self._print_vectorised("erf", expr)
-
-    def _print_erfc(self, expr):
-        return self._print_vectorised("erfc", expr)
-
-    def _print_gamma(self, expr):
-        return self._print_vectorised("gamma", expr)
-
-    def _print_loggamma(self, expr):
-        return self._print_vectorised("lgamma", expr)
-
-    def _print_Function(self, expr):
-        try:
-            return super()._print_Function(expr)
-        except PrintMethodNotImplementedError:
-            if isinstance(expr, AppliedUndef):
-                raise AdjointError(
-                    f"cannot compile {expr}: {expr.func} is an undefined function with no "
-                    "numeric implementation"
-                ) from None
-        # What NumPy lacks (polygamma, LambertW, Bessel functions) runs through mpmath,
-        # one point at a time.
-        name = _MPMATH_NAMES.get(expr.func.__name__, expr.func.__name__)
-        if not hasattr(mpmath, name):
-            raise AdjointError(f"cannot compile {expr}: no numeric implementation of {name}")
-        names = ", ".join(f"_a{k}" for k in range(len(expr.args)))
-        args = ", ".join(self._print(a) for a in expr.args)
-        return f"_vectorize(lambda {names}: _real(mpmath.{name}({names})))({args})"
-
-
-_MPMATH_NAMES = {"LambertW": "lambertw", "loggamma": "loggamma"}
-
-
-def _vectorize(fn):
-    return np.vectorize(fn, otypes=[float])
-
 
 class Program:
     """The statements of a generated program and what it takes and returns."""
@@ -141,7 +95,14 @@ class Program:
         self.shared = self._shared_parts() if gradient else {}
         self.name = name or ("f_and_gradient" if gradient else "f")
         self.printer = CodePrinter(self.names, BACKENDS[backend])
-        self.lines = self._statements()
+        try:
+            self.lines = self._statements()
+        except NoNumericRule as exc:
+            raise AdjointError(
+                f"cannot compile {exc.args[0]}: it has no numeric implementation (an "
+                "undefined function or an unevaluated derivative); give the function one "
+                "with adjoint.elementary"
+            ) from None
 
     def _shared_parts(self) -> dict:
         """``{node: {subexpression: temporary}}`` for the parts of f_i that both sweeps
@@ -414,19 +375,9 @@ class CompiledFunction:
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {p.name: p for p in self.params}
-        namespace = {
-            "numpy": np,
-            "math": math,
-            "mpmath": mpmath,
-            "_vectorize": _vectorize,
-            "_real": to_real,
-            "_custom": CUSTOM,
-        }
-        import functools
-
-        namespace["functools"] = functools
-        exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), namespace)
-        self._fn = namespace[program.name]
+        scope = namespace()
+        exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
+        self._fn = scope[program.name]
 
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)

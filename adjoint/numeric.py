@@ -2,7 +2,8 @@
 
 Expressions are printed with a subclass of sympy's ``NumPyPrinter`` (extended for
 the cases it lacks) and compiled once into a Python function. What NumPy cannot
-do (polygamma, LambertW, Bessel functions, ...) falls back to mpmath.
+do (polygamma, LambertW, Bessel functions, ...) is printed as a vectorised call of
+mpmath. Solving and generated programs use the same printer.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import functools
 import math
 from collections.abc import Sequence
 
+import mpmath
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
 
-__all__ = ["CUSTOM", "NumericPrinter", "numeric_function", "to_real", "undefined_at_zero"]
+__all__ = [
+    "CUSTOM",
+    "NoNumericRule",
+    "NumericPrinter",
+    "namespace",
+    "numeric_function",
+    "to_real",
+    "undefined_at_zero",
+]
 
 #: Numeric implementations of user-defined elementary operations, by name
 #: (see :func:`adjoint.elementary`); generated code calls them as ``_custom[name]``.
@@ -72,6 +84,58 @@ class NumericPrinter(NumPyPrinter):
         entry = sp.Symbol("_entry")
         return f"(lambda _entry: {self._print(body.xreplace({var: entry}))})({arg})"
 
+    # math.erf and friends take one number; arrays of points need them vectorised.
+    def _print_vectorised(self, name, expr):
+        args = ", ".join(self._print(a) for a in expr.args)
+        return f"_vectorize(math.{name})({args})"
+
+    def _print_erf(self, expr):
+        return self._print_vectorised("erf", expr)
+
+    def _print_erfc(self, expr):
+        return self._print_vectorised("erfc", expr)
+
+    def _print_gamma(self, expr):
+        return self._print_vectorised("gamma", expr)
+
+    def _print_loggamma(self, expr):
+        return self._print_vectorised("lgamma", expr)
+
+    def _print_Function(self, expr):
+        try:
+            return super()._print_Function(expr)
+        except PrintMethodNotImplementedError:
+            if isinstance(expr, AppliedUndef):
+                raise NoNumericRule(expr) from None
+        # What NumPy lacks (polygamma, LambertW, Bessel functions) runs through mpmath,
+        # one point at a time.
+        name = _MPMATH_NAMES.get(expr.func.__name__, expr.func.__name__)
+        if not hasattr(mpmath, name):
+            raise NoNumericRule(expr)
+        names = ", ".join(f"_a{k}" for k in range(len(expr.args)))
+        args = ", ".join(self._print(a) for a in expr.args)
+        return f"_vectorize(lambda {names}: _real(mpmath.{name}({names})))({args})"
+
+
+_MPMATH_NAMES = {"LambertW": "lambertw"}
+
+
+def _vectorize(fn):
+    return np.vectorize(fn, otypes=[float])
+
+
+def namespace() -> dict:
+    """The names printed code refers to: the modules and the package's helpers."""
+    return {
+        "numpy": np,
+        "math": math,
+        "mpmath": mpmath,
+        "functools": functools,
+        "_vectorize": _vectorize,
+        "_real": to_real,
+        "_custom": CUSTOM,
+    }
+
 
 class undefined_at_zero(sp.Function):
     """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``, where it is nan.
@@ -100,14 +164,13 @@ class NoNumericRule(Exception):
 
 
 def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
-    """``expr`` as a fast Python function of ``args`` (NumPy first, else mpmath).
+    """``expr`` as a fast Python function of ``args`` (NumPy, and mpmath for what NumPy
+    lacks).
 
-    Raises :class:`NoNumericRule` when neither can evaluate ``expr`` (an undefined
-    function, an unevaluated ``Derivative``).
+    Raises :class:`NoNumericRule` when ``expr`` has no numeric implementation (an
+    undefined function, an unevaluated ``Derivative``).
     """
-    if expr.has(sp.Derivative, sp.Subs) or any(
-        isinstance(f, sp.core.function.AppliedUndef) for f in expr.atoms(sp.Function)
-    ):
+    if expr.has(sp.Derivative, sp.Subs):
         raise NoNumericRule(expr)
     printer = NumericPrinter({"fully_qualified_modules": True, "strict": True})
     names = [f"a{k}" for k in range(len(args))]
@@ -117,31 +180,12 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
     }
     try:
         body = printer.doprint(expr.xreplace(placeholders))
-    except Exception:
-        return _mpmath_function(args, expr)
-    namespace = {"numpy": np, "math": math, "functools": functools, "_custom": CUSTOM}
-    for module in printer.module_imports:
-        if module.split(".")[0] not in namespace:
-            return _mpmath_function(args, expr)
-    return eval(f"lambda {', '.join(names)}: {body}", namespace)
-
-
-def _mpmath_function(args, expr):
-    try:
-        f = sp.lambdify(args, expr, modules="mpmath")
-    except Exception as exc:
+    except PrintMethodNotImplementedError as exc:
         raise NoNumericRule(expr) from exc
-
-    def evaluate(*values):
-        values = [np.asarray(v, dtype=float) for v in values]
-        if all(v.ndim == 0 for v in values):
-            return to_real(f(*map(float, values)))
-        shape = np.broadcast_shapes(*(v.shape for v in values))
-        cols = [np.broadcast_to(v, shape).ravel() for v in values]
-        out = [to_real(f(*map(float, point))) for point in zip(*cols)]
-        return np.array(out, dtype=float).reshape(shape)
-
-    return evaluate
+    names_in_scope = namespace()
+    if any(module.split(".")[0] not in names_in_scope for module in printer.module_imports):
+        raise NoNumericRule(expr)
+    return eval(f"lambda {', '.join(names)}: {body}", names_in_scope)
 
 
 def to_real(value) -> float:
