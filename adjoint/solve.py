@@ -18,6 +18,7 @@ import sympy as sp
 
 from .display import number, text
 from .errors import (
+    AdjointError,
     BadValueError,
     MissingValueError,
     ShapeError,
@@ -120,18 +121,20 @@ def solve(graph: Graph, values: Mapping | None = None) -> Solution:
         env.update((d, d) for d in graph._dims.values())
     else:
         env = read_values(graph, values)
+    condition = None
     try:
         with np.errstate(all="ignore"):
             for role in (FORWARD, ADJOINT, GRADIENT):
                 for condition in kkt.conditions(role):
                     env[condition.unknown] = condition.solve(env, symbolic)
-    except NoNumericRule as exc:
-        from .errors import AdjointError
-
+    except NoNumericRule:
+        node = condition.unknown if condition.role == FORWARD else condition.wrt
         raise AdjointError(
-            f"cannot evaluate {exc.args[0]} numerically (an undefined function or an "
-            "unevaluated derivative); solve symbolically with g.solve(), or give the "
-            "function a numeric implementation",
+            f"cannot evaluate {condition.unknown} = {text(condition.rhs)} numerically: it "
+            "has an undefined function or an unevaluated derivative; solve symbolically "
+            "with g.solve(), or give the function a numeric implementation with "
+            "adjoint.elementary",
+            node=node,
         ) from None
     if not symbolic:
         env = {k: _finish(v) for k, v in env.items()}
