@@ -13,6 +13,7 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 [Eq(lambda_x, lambda_z*(x*cos(x) + sin(x)))]
 """
 
+from .api import Graph
 from .checks import (
     GradientCheck,
     NodeCheck,
@@ -36,21 +37,24 @@ from .errors import (
     UnknownSymbolError,
 )
 from .grading import AdjointGrade, Grading, check_adjoints
-from .graph import Graph, Node
-from .lagrangian import Condition, Stationarity, Term
+from .graph import ConstraintGraph, Node
+from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
 from .matrices import frobenius2, sum_entries
 from .parsing import parse
 from .solve import NodeMap, Solution, grad
 from .symbols import Multiplier
 
 __all__ = [
+    "AdjointCondition",
     "AdjointError",
     "AdjointGrade",
     "BadValueError",
-    "Condition",
+    "ConstraintGraph",
+    "Contribution",
     "CycleError",
     "DuplicateNameError",
     "ExpressionError",
+    "ForwardCondition",
     "GradientCheck",
     "Grading",
     "Graph",
@@ -60,11 +64,11 @@ __all__ = [
     "NodeCheck",
     "NodeMap",
     "ParseError",
+    "Role",
     "ShapeError",
     "Solution",
     "Stationarity",
     "TaylorTest",
-    "Term",
     "UnknownSymbolError",
     "VerifyReport",
     "check_adjoints",

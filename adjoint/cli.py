@@ -15,8 +15,9 @@ import argparse
 import json
 import sys
 
+from .api import Graph
 from .errors import AdjointError, BadValueError
-from .graph import Graph
+from .examples import EXAMPLES
 from .parsing import parse
 
 __all__ = ["main"]
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo() -> str:
     """The lecture's examples: each graph, its Lagrangian, grad L = 0 and the solution."""
-    from .examples import EXAMPLES
-
     parts = []
     for name, build in EXAMPLES.items():
         g, point = build()

@@ -19,7 +19,7 @@ value instead of computing the function again.
         t = numpy.tanh(x)  # t = tanh(x)
         f = t*x  # f = t*x
         # Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j
-        lam_f = 1.0  # lambda_f = 1: the output
+        lam_f = 1.0  # lam_f = 1: the output
         lam_t = lam_f*x  # read by f
         # gradient: lambda_x = dL/dx
         lam_x = lam_t*(1 - t**2) + lam_f*t  # read by t, f
@@ -29,17 +29,20 @@ value instead of computing the function again.
 
 from __future__ import annotations
 
+import builtins
 import keyword
+import re
+import unicodedata
 
 import numpy as np
 import sympy as sp
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
-from .numeric import NoNumericRule, NumericPrinter, namespace, undefined_at_zero
-from .partials import Operation, placeholders
-from .solve import as_array
+from .expressions import free_symbols
+from .lagrangian import Role, stationarity
+from .numeric import NoNumericRule, NumericPrinter, implementations, namespace
+from .values import as_array, as_points
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -58,14 +61,17 @@ class CodePrinter(NumericPrinter):
             self._module = module
 
     def _print_Symbol(self, expr):
-        return self.names.get(expr) or super()._print_Symbol(expr)
+        # Only identifiers the program made: a raw name never reaches the source.
+        if expr not in self.names:
+            # the printer's own stand-ins, named after identifiers made here (the
+            # argument of an element-wise function, its entry variable)
+            if isinstance(expr, sp.Symbol) and expr.name in self.names.used:
+                return expr.name
+            raise AdjointError(f"internal error: {expr!r} has no name in the generated program")
+        return self.names[expr]
 
-    _print_Multiplier = _print_Symbol
-
-    def _print_MatrixSymbol(self, expr):
-        return self.names.get(expr) or expr.name
-
-    _print_MatrixMultiplier = _print_MatrixSymbol
+    _print_Multiplier = _print_Dummy = _print_MatrixSymbol = _print_Symbol
+    _print_MatrixMultiplier = _print_Symbol
 
     def _module_format(self, fqn, register=True):
         if self.module != "numpy" and fqn.startswith("numpy."):
@@ -74,15 +80,22 @@ class CodePrinter(NumericPrinter):
 
 
 class Program:
-    """The statements of a generated program and what it takes and returns."""
+    """The statements of a generated program and what it takes and returns.
+
+    Every identifier in the program is made here: user names are mapped to unique,
+    NFKC-normalised Python identifiers that never start with an underscore, and the
+    program's own temporaries do (see :class:`Names`). Comments carry only those
+    identifiers, never a user's raw name.
+    """
 
     def __init__(self, graph, *, wrt=None, gradient=True, backend="numpy", name=None):
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
         self.graph = graph
+        self.kkt = stationarity(graph)
         self.gradient = gradient
         self.backend = backend
-        self.wrt = tuple(graph.inputs if wrt is None else (graph._lookup(w) for w in wrt))
+        self.wrt = tuple(graph.inputs if wrt is None else (graph.lookup(w) for w in wrt))
         for w in self.wrt:
             if graph.node(w).kind != "input":
                 raise AdjointError(
@@ -108,24 +121,23 @@ class Program:
         """``{node: {subexpression: temporary}}`` for the parts of f_i that both sweeps
         compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
         shared = {}
-        for c in self.graph.stationarity().conditions("forward"):
-            op = c.terms[0].op
-            if isinstance(op, Operation) and op.shared():
+        for c in self.kkt.forward_conditions:
+            if c.shared:
                 parts = {}
-                for k, part in enumerate(op.shared()):
-                    temp = sp.Symbol(f"{self.names[c.unknown]}_part{k}", real=True)
-                    self.names.claim(temp, temp.name)
-                    parts[op.instantiate(part, c.terms[0].reads)] = temp
+                for k, part in enumerate(c.shared):
+                    temp = sp.Dummy(f"part{k}", real=True)
+                    self.names.temporary(temp, f"_{self.names[c.unknown]}_part{k}")
+                    parts[part] = temp
                 shared[c.unknown] = parts
         return shared
 
     def _statements(self) -> list[str]:
-        g, kkt = self.graph, self.graph.stationarity()
+        g, kkt = self.graph, self.kkt
         output = g.output
         ancestors = _closure([output], g.parents)
         # (symbols read, line) for each line of the program
         program = [(set(), "# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")]
-        for c in kkt.conditions("forward"):
+        for c in kkt.forward_conditions:
             if c.unknown in ancestors:
                 program += self._forward(c)
         returned = {output}
@@ -134,12 +146,10 @@ class Program:
             needed = _closure(self.wrt, g.children) & (ancestors | set(self.wrt))
             step2 = "# Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j"
             program.append((set(), step2))
-            for c in kkt.conditions("adjoint"):
-                if c.wrt in needed:
-                    program.append(self._backward(c, needed))
-            program.append((set(), "# gradient: lambda_x = dL/dx"))
-            for c in kkt.conditions("gradient"):
-                if c.wrt in self.wrt:
+            for c in kkt.backward_conditions:
+                if c.role is Role.GRADIENT and c.wrt == self.wrt[0] if self.wrt else False:
+                    program.append((set(), "# gradient: lambda_x = dL/dx"))
+                if c.wrt in needed and (c.role is Role.ADJOINT or c.wrt in self.wrt):
                     program.append(self._backward(c, needed))
             lams = [g.multiplier(x) for x in self.wrt]
             returned |= set(lams)
@@ -157,7 +167,7 @@ class Program:
         for k, (reads, _) in enumerate(program):
             for r in reads:
                 last[r] = k
-        keep = set(self.params) | returned | set(self.graph._dims.values())
+        keep = set(self.params) | returned | set(self.graph.dims)
         dies = {}
         for r, k in last.items():
             if r not in keep and r in self.names and k < len(program) - 2:
@@ -171,43 +181,50 @@ class Program:
 
     def _forward(self, c) -> list:
         """``z_i = f_i``; first the parts of f_i that Step 2 reads too, if any."""
-        term, z = c.terms[0], c.unknown
-        f, reads = term.f, set(self.graph.node(z).reads)
+        z, f, reads = c.unknown, c.rhs, set(c.reads)
         lines = []
         shared = self.shared.get(z, {})
         if shared:
-            f = term.op.instantiate(term.op.template, term.reads).xreplace(shared)
+            f = f.xreplace(shared)
             for part, temp in shared.items():
                 code = self.printer.doprint(part)
-                lines.append(
-                    (set(part.free_symbols), f"{self.names[temp]} = {code}  # Step 2 reads it too")
-                )
+                lines.append((set(part.free_symbols), f"{self.names[temp]} = {code}"))
             reads = f.free_symbols
-        code = f"{self.names[z]} = {self.printer.doprint(f)}  # {z} = {text(term.f)}"
-        return [*lines, (reads, code)]
+        code = f"{self.names[z]} = {self.printer.doprint(f)}"
+        return [*lines, (reads, f"{code}  # {self.names[z]} = {self._comment(c.rhs)}")]
 
-    def _backward(self, c, needed) -> str:
+    def _comment(self, expr) -> str:
+        """``expr`` as text for a comment: in the program's identifiers, never a raw
+        user name, and with anything unprintable escaped."""
+        renamed = {}
+        for s in free_symbols(expr):
+            if s in self.names:
+                shape = getattr(s, "shape", None)
+                name = self.names[s]
+                renamed[s] = sp.Symbol(name) if shape is None else sp.MatrixSymbol(name, *shape)
+        line = text(expr.xreplace(renamed))
+        return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
+
+    def _backward(self, c, needed) -> tuple:
         target = self.names[c.unknown]
         pieces = ["1.0"] if c.seed else []
         readers, reads = [], set()
-        for term in c.terms:
-            if term.node not in needed:
+        for t in c.contributions:
+            if t.reader not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
-            expr = _reusing_output(term)
-            if term.node in self.shared:
-                expr = expr.xreplace(self.shared[term.node])
-            if isinstance(term.op, Operation):  # lambda_i first, as in the lecture
-                pieces.append(self._times(term.multiplier, expr))
-                reads |= expr.free_symbols | {term.multiplier}
-            else:
-                pieces.append(self.printer.doprint(expr))
-                reads |= expr.free_symbols
-            readers.append(str(term.node))
+            partial = t.numeric.xreplace(self.shared.get(t.reader, {}))
+            if t.pullback:
+                pieces.append(self.printer.doprint(partial))
+                reads.update(free_symbols(partial))
+            else:  # lambda_i first, as in the lecture
+                pieces.append(self._times(t.multiplier, partial))
+                reads |= partial.free_symbols | {t.multiplier}
+            readers.append(self.names[t.reader])
         if not pieces:
             shape = getattr(c.unknown, "shape", None)
             pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
         if c.seed:
-            why = f"lambda_{c.wrt} = 1: the output"
+            why = f"{target} = 1: the output"
         elif readers:
             why = "read by " + ", ".join(readers)
         else:
@@ -229,16 +246,21 @@ class Program:
     def _dimensions(self, body: str) -> list[str]:
         """``n = X.shape[0]`` for each symbolic dimension the program uses."""
         lines = []
-        for dim in self.graph._dims.values():
+        for dim in self.graph.dims:
             for p in self.params:
                 shape = getattr(p, "shape", ())
-                if dim in shape and _mentions(body, self.printer.doprint(dim)):
+                if dim in shape and _mentions(body, self.names[dim]):
                     lines.append(
-                        f"{self.printer.doprint(dim)} = {self.names[p]}.shape"
-                        f"[{list(shape).index(dim)}]"
+                        f"{self.names[dim]} = {self.names[p]}.shape[{list(shape).index(dim)}]"
                     )
                     break
         return lines
+
+    def implementations(self) -> dict:
+        """The numeric implementations of user-defined operations the program calls."""
+        exprs = [c.rhs for c in self.kkt.forward_conditions]
+        exprs += [t.numeric for c in self.kkt.backward_conditions for t in c.contributions]
+        return implementations(*exprs)
 
     @property
     def arguments(self) -> list[str]:
@@ -250,8 +272,6 @@ class Program:
 
 
 def _mentions(text: str, name: str) -> bool:
-    import re
-
     return re.search(rf"\b{re.escape(name)}\b", text) is not None
 
 
@@ -265,70 +285,57 @@ def _closure(start, step) -> set:
     return seen
 
 
-def _reusing_output(term) -> sp.Expr:
-    """``df_i/dz_j`` (scalar terms, without lambda_i) or the whole pullback (matrix
-    terms), with ``f_i`` itself replaced by the stored ``z_i``.
-
-    Exact once Step 1 holds (z_i = f_i), and it saves computing tanh, exp, sqrt, ...
-    a second time. Where the partial has a kink, it is nan there (as in solving).
-    """
-    op = term.op
-    if isinstance(op, Operation):
-        args = placeholders(len(op.args) + 1)  # f's arguments, then f's own value
-        partial = op.partial_of_output(term.k).xreplace(dict(zip(args, (*term.reads, term.node))))
-        for kink in op.kinks(term.k):
-            partial = undefined_at_zero(partial, op.instantiate(kink, term.reads))
-        return partial
-    return _matrix_reusing_output(term.expr, op.expr, term.node)
-
-
-def _matrix_reusing_output(expr, F, Z):
-    """A matrix term with ``F`` replaced by its node ``Z``; for an element-wise ``F = f.(X)``,
-    ``f'.(X)`` becomes ``g.(Z)`` where ``f' = g(f)`` (``1 - Z**2`` for tanh, ``Z`` for exp)."""
-    replacements = {F: Z}
-    if isinstance(F, ElementwiseApplyFunction):
-        v, t = sp.Dummy("v", real=True), sp.Dummy("t", real=True)
-        for e in expr.atoms(ElementwiseApplyFunction):
-            if e == F or e.expr != F.expr:
-                continue
-            g = e.function(v).subs(F.function(v), t)
-            if v not in g.free_symbols:
-                replacements[e] = Z if g == t else ElementwiseApplyFunction(sp.Lambda(t, g), Z)
-    return expr.xreplace(replacements)
-
-
-_RESERVED = {"numpy", "math", "mpmath", "functools", "jax", "torch"}
+#: Names the program's namespace defines, and Python's own: no node may take them.
+_RESERVED = {"numpy", "math", "mpmath", "functools", "jax", "torch", *dir(builtins)}
 
 
 class Names(dict):
-    """Python identifiers for symbols, each used once."""
+    """Python identifiers for the program's symbols, each used once.
+
+    A user's name becomes its NFKC normal form (Python reads identifiers that way,
+    so ``a`` and a full-width ``a`` would otherwise be one variable), made a valid
+    identifier that is no keyword, builtin or module name and does not start with an
+    underscore; a clash adds ``_2``, ``_3``. Temporaries of the package start with an
+    underscore, so they can never meet a user's node.
+    """
 
     def __init__(self):
         super().__init__()
-        self.used = set(_RESERVED)
+        self.used = set(_RESERVED) | {"_entry"}
 
-    def claim(self, symbol, wanted: str) -> None:
-        """Give ``symbol`` the identifier ``wanted``, or ``wanted_2``, ... if taken."""
-        name = wanted if wanted.isidentifier() and not keyword.iskeyword(wanted) else "v"
+    def claim(self, symbol, wanted: str) -> str:
+        """Give ``symbol`` an identifier made from the user's name ``wanted``."""
+        name = unicodedata.normalize("NFKC", wanted)
+        name = "".join(ch if (ch + "a").isidentifier() or ch.isdigit() else "_" for ch in name)
+        name = name.lstrip("_")
+        if not name.isidentifier() or keyword.iskeyword(name) or keyword.issoftkeyword(name):
+            name = f"v_{name}" if (f"v_{name}").isidentifier() else "v"
+        return self._take(symbol, name)
+
+    def temporary(self, symbol, wanted: str) -> str:
+        """An identifier for the package's own temporary: it starts with an underscore."""
+        assert wanted.startswith("_")
+        return self._take(symbol, wanted)
+
+    def _take(self, symbol, name: str) -> str:
         base, k = name, 1
         while name in self.used:
             k += 1
             name = f"{base}_{k}"
         self.used.add(name)
         self[symbol] = name
+        return name
 
 
-def _variable_names(graph) -> dict:
-    """A Python identifier for every node and multiplier: its name where it is one."""
+def _variable_names(graph) -> Names:
+    """A Python identifier for every node, dimension and multiplier."""
     names = Names()
-    claim = names.claim
-
     for s in graph.inputs + graph.constants + graph.defined:
-        claim(s, s.name)
-    for d in graph._dims.values():
-        claim(d, d.name)
+        names.claim(s, s.name)
+    for d in graph.dims:
+        names.claim(d, d.name)
     for s in graph.inputs + graph.defined:
-        claim(graph.multiplier(s), "lam_" + names[s])
+        names.claim(graph.multiplier(s), "lam_" + names[s])
     return names
 
 
@@ -351,8 +358,11 @@ def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> Compile
     """
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    program = Program(graph, wrt=wrt, gradient=gradient)
-    return CompiledFunction(graph, program, np.dtype(dtype))
+    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype)
+    return graph.derived(
+        key,
+        lambda g: CompiledFunction(g, Program(g, wrt=wrt, gradient=gradient), np.dtype(dtype)),
+    )
 
 
 class CompiledFunction:
@@ -375,7 +385,7 @@ class CompiledFunction:
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {p.name: p for p in self.params}
-        scope = namespace()
+        scope = {**namespace(), **program.implementations()}
         exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
         self._fn = scope[program.name]
 
@@ -443,18 +453,7 @@ class CompiledFunction:
         shape = self._shapes[p]
         if shape is not None:
             return as_array(p, value, shape, dims, self.dtype)
-        try:  # a scalar node: a number, or an array of points
-            if value is None or isinstance(value, (str, bytes)) or np.iscomplexobj(value):
-                raise TypeError
-            array = np.asarray(value, dtype=self.dtype)
-            if np.asarray(value).dtype == object:  # None or objects inside: not numbers
-                raise TypeError
-            return array
-        except (TypeError, ValueError):
-            raise BadValueError(
-                f"the value of {p.name} must be real numbers, got {type(value).__name__}",
-                node=p,
-            ) from None
+        return as_points(p, value, self.dtype)
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"

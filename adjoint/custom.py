@@ -11,21 +11,26 @@
     >>> round(g.solve({"x": 1.0}).gradient["x"], 6)  # 2x sigmoid(x**2)
     1.462117
 
-The operation is a sympy ``Function`` subclass: its ``fdiff`` gives the partials
-(so the adjoint conditions use them), and it prints into generated code as a call
-of the numeric implementation. A hand-derived partial is checked by comparing
-the reverse sweep with differences of the numeric implementation:
-``check_gradient(g, at=...)``.
+The operation is a sympy ``Function`` subclass that keeps its own numeric
+implementation (as sympy's ``implemented_function`` does): its ``fdiff`` gives the
+partials (so the adjoint conditions use them), and it prints into generated code as
+a call of that implementation. A hand-derived partial is checked by comparing the
+reverse sweep with differences of the numeric implementation:
+``check_gradient(g, at=...)``. A name can be given to one operation only at a time:
+two operations printed alike would be mistaken for each other.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 import sympy as sp
 
 from .errors import AdjointError
-from .numeric import CUSTOM
+
+#: The operations alive, by name: only to refuse a second one under the same name.
+_IN_USE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 __all__ = ["elementary"]
 
@@ -59,30 +64,42 @@ def elementary(
             f"elementary({name!r}) needs a callable numeric implementation and one callable "
             "partial per argument"
         )
+    clash = _IN_USE.get(name)
+    if clash is not None or hasattr(sp, name) or name in sp.functions.__dict__:
+        raise AdjointError(
+            f"an elementary operation named {name!r} already exists"
+            + (" in sympy" if clash is None else " (made by an earlier adjoint.elementary call)")
+            + "; give this one another name, or reuse the existing one"
+        )
     partials = tuple(partials)
     symbol = latex or rf"\operatorname{{{name}}}"
 
     def fdiff(self, argindex=1):
         return partials[argindex - 1](*self.args)
 
+    code_name = f"_custom_{name}"
+
     def _numpycode(self, printer):
         args = ", ".join(printer._print(a) for a in self.args)
-        return f"_custom[{name!r}]({args})"
+        return f"{code_name}({args})"
 
     def _latex(self, printer, exp=None):
         body = rf"{symbol}\left({', '.join(printer._print(a) for a in self.args)}\right)"
         return body if exp is None else rf"{body}^{{{exp}}}"
 
-    CUSTOM[name] = numeric
-    return type(
+    op = type(
         name,
         (sp.Function,),
         {
             "nargs": len(partials),
             "fdiff": fdiff,
+            "numeric_implementation": staticmethod(numeric),
+            "code_name": code_name,
             "_numpycode": _numpycode,
             "_latex": _latex,
             "__doc__": f"The user-defined elementary operation {name}.",
             "__module__": __name__,
         },
     )
+    _IN_USE[name] = op
+    return op

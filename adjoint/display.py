@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-__all__ = ["latex", "number", "text"]
+__all__ = ["latex", "number", "table", "text"]
 
 
 #: Sums with more terms than this print in stored order: sorting them for display
@@ -80,6 +80,16 @@ def number(value, digits: int = 6) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return text(value)
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Rows of text cells as aligned columns, under a header and a rule."""
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def number_latex(value) -> str:

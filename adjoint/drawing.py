@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .display import number, text
+from .lagrangian import stationarity
 
 __all__ = ["draw", "layers", "to_dot"]
 
@@ -40,15 +41,10 @@ def _short(value) -> str:
 
 def _edge_labels(graph) -> dict:
     """``{(j, i): text of df_i/dz_j}`` (for matrix nodes, the pullback of lambda_i)."""
-    from .partials import Operation
-
     labels = {}
-    for c in graph.stationarity().conditions("adjoint") + graph.stationarity().conditions(
-        "gradient"
-    ):
-        for t in c.terms:
-            label = text(t.partial) if isinstance(t.op, Operation) else text(t.expr)
-            labels[(c.wrt, t.node)] = label if len(label) <= 24 else label[:21] + "..."
+    for c in stationarity(graph).backward_conditions:
+        for t in c.contributions:
+            labels[(c.wrt, t.reader)] = t.label if len(t.label) <= 24 else t.label[:21] + "..."
     return labels
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .graph import Graph
+from .api import Graph
 from .matrices import frobenius2
 
 __all__ = [

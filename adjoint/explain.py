@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from .display import latex, number, text
+from .checks import verify
+from .display import latex, number, table, text
 from .errors import AdjointError, ShapeError
-from .partials import Operation
-from .solve import read_values
+from .lagrangian import lagrangian, stationarity
+from .solve import forward_sweep, solve
+from .values import read_values
 
 __all__ = ["Explanation", "adjoint_system", "explain", "shadow_prices", "trace"]
 
@@ -98,7 +100,7 @@ def _env(graph, at):
     """Values of every z and lambda at ``at`` (and of the dimensions), or None."""
     if at is None:
         return None
-    sol = graph.solve(at)
+    sol = solve(graph, at)
     env = {**read_values(graph, at), **sol.values}
     env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
     return env
@@ -106,9 +108,7 @@ def _env(graph, at):
 
 def explain(graph, at: Mapping | None = None) -> Explanation:
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step."""
-    from .checks import verify
-
-    kkt = graph.stationarity()
+    kkt = stationarity(graph)
     env = _env(graph, at)
     out = graph.output
     sections = []
@@ -125,7 +125,7 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
             "The function is written as constraints z_i = f_i(z_alpha(i)), one per node.",
         )
     )
-    L = graph.lagrangian()
+    L = lagrangian(graph)
     sections.append(
         Section(
             "The Lagrangian (6)",
@@ -136,8 +136,8 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
     )
 
     lines, math = [], []
-    for c in kkt.conditions("forward"):
-        z, f = c.unknown, c.terms[0].f
+    for c in kkt.forward_conditions:
+        z, f = c.unknown, c.rhs
         value = "" if env is None else f" = {number(env[z])}"
         lines.append(f"dL/d{c.wrt} = 0:  {z} = {text(f)}{value}")
         value_tex = "" if env is None else f" = {_num_tex(env[z])}"
@@ -156,16 +156,16 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
     )
 
     lines, math = [], []
-    for c in kkt.conditions("adjoint") + kkt.conditions("gradient"):
+    for c in kkt.backward_conditions:
         lam = c.unknown
         parts = [] if not c.seed else ["1"]
         parts_tex = [] if not c.seed else ["1"]
-        for t in c.terms:
-            if isinstance(t.op, Operation):
-                parts.append(f"{t.multiplier} * d({text(graph.expr(t.node))})/d{c.wrt}")
+        for t in c.contributions:
+            if not t.pullback:  # lambda_i times the partial of f_i, written out
+                parts.append(f"{t.multiplier} * d({text(graph.expr(t.reader))})/d{c.wrt}")
                 parts_tex.append(
                     rf"{latex(t.multiplier)} \frac{{\partial}}{{\partial {latex(c.wrt)}}}"
-                    rf"\left({latex(graph.expr(t.node))}\right)"
+                    rf"\left({latex(graph.expr(t.reader))}\right)"
                 )
             else:
                 parts.append(text(t.expr))
@@ -255,12 +255,7 @@ class Trace:
                     "" if r.contribution is None else number(r.contribution),
                 )
             )
-        widths = [max(len(x[k]) for x in [header, *body]) for k in range(5)]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *body]
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return table(header, body)
 
     def _repr_markdown_(self) -> str:
         out = [
@@ -284,35 +279,23 @@ def trace(graph, at: Mapping) -> Trace:
     """Both sweeps at ``at``, edge by edge, each partial written and evaluated."""
     if at is None:
         raise AdjointError("the trace table needs a point, as in g.trace({x: 1.5, y: -2.0})")
-    kkt = graph.stationarity()
+    kkt = stationarity(graph)
     env = _env(graph, at)
     rows = []
-    for c in kkt.conditions("forward"):
-        rows.append(TraceRow("forward", c.unknown, None, text(c.terms[0].f), env[c.unknown], None))
-    for c in kkt.conditions("adjoint") + kkt.conditions("gradient"):
+    for c in kkt.forward_conditions:
+        rows.append(TraceRow("forward", c.unknown, None, text(c.rhs), env[c.unknown], None))
+    for c in kkt.backward_conditions:
         if c.seed:
             rows.append(TraceRow("backward", c.wrt, None, "lambda_n = 1", 1.0, 1.0))
-        for t in c.terms:
-            args = [env[r] for r in t.reads]
-            if isinstance(t.op, Operation):
-                with np.errstate(all="ignore"):
-                    value = float(t.op.partial_fn(t.k)(*args))
-                formula = f"d{t.node}/d{c.wrt} = {text(t.partial)}"
-            else:
-                value = None
-                formula = f"pullback: {text(t.expr)}"
+        for t in c.contributions:
             with np.errstate(all="ignore"):
-                contribution = t.evaluate(env)
-            rows.append(
-                TraceRow(
-                    "backward",
-                    c.wrt,
-                    t.node,
-                    formula,
-                    value if value is not None else contribution,
-                    contribution,
-                )
-            )
+                contribution = t.value(env)
+                partial = t.partial_value(env)
+            if t.pullback:
+                formula, value = f"pullback: {t.label}", contribution
+            else:
+                formula, value = f"d{t.reader}/d{c.wrt} = {t.label}", float(partial)
+            rows.append(TraceRow("backward", c.wrt, t.reader, formula, value, contribution))
     return Trace(rows)
 
 
@@ -361,17 +344,13 @@ def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
     index = {z: k for k, z in enumerate(nodes)}
     env = _env(graph, at)
     J = sp.zeros(len(nodes))
-    for c in graph.stationarity().conditions("adjoint") + graph.stationarity().conditions(
-        "gradient"
-    ):
-        for t in c.terms:
+    for c in stationarity(graph).backward_conditions:
+        for t in c.contributions:
             if env is None:
-                J[index[t.node], index[c.wrt]] = t.partial
+                J[index[t.reader], index[c.wrt]] = t.partial
             else:
                 with np.errstate(all="ignore"):
-                    J[index[t.node], index[c.wrt]] = sp.Float(
-                        float(t.op.partial_fn(t.k)(*[env[r] for r in t.reads]))
-                    )
+                    J[index[t.reader], index[c.wrt]] = sp.Float(float(t.partial_value(env)))
     e = sp.zeros(len(nodes), 1)
     e[index[graph.output]] = 1
     return AdjointSystem(tuple(nodes), J, e)
@@ -384,20 +363,12 @@ def shadow_prices(graph, at: Mapping, eps: float = 1e-6) -> dict:
     """``{node: (change of z_n / eps, lambda)}`` when constraint i becomes
     ``z_i = f_i + eps`` (for an input, when x moves by eps): lambda_i is the price of
     loosening constraint i, as in the sensitivity reading of Lagrange multipliers."""
-    forward = graph.stationarity().conditions("forward")
-    base = read_values(graph, at)
-    sol = graph.solve(at)
-
-    def output(loosened):
-        env = dict(base)
-        if loosened in env:
-            env[loosened] = env[loosened] + eps
-        with np.errstate(all="ignore"):
-            for c in forward:
-                env[c.unknown] = c.solve(env) + (eps if c.unknown == loosened else 0.0)
-        return env[graph.output]
-
     if any(graph.node(z).shape is not None for z in graph.nodes):
         raise ShapeError("shadow prices are shown for scalar nodes only")
-    f0 = output(None)
-    return {z: ((float(output(z)) - float(f0)) / eps, sol.adjoints[z]) for z in graph.nodes}
+    base = read_values(graph, at)
+    sol = solve(graph, at)
+    f0 = forward_sweep(graph, base)[graph.output]
+    return {
+        z: ((float(forward_sweep(graph, base, {z: eps})[graph.output]) - float(f0)) / eps, lam)
+        for z, lam in sol.adjoints.items()
+    }

@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from .checks import random_point
 from .errors import AdjointError
+from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function
-from .solve import read_values
+from .solve import solve
+from .values import read_values
 
 __all__ = ["AdjointGrade", "Grading", "check_adjoints"]
 
@@ -132,29 +135,26 @@ def check_adjoints(
         ``.ok``, ``.wrong`` (each with ``.node``, ``.expected``, ``.submitted``,
         ``.point`` and a message naming the likely mistake), ``.to_json()``.
     """
-    from .checks import _random_point
-
     if not isinstance(submissions, Mapping):
         raise AdjointError(
             "submissions must be a dict from nodes to formulas, such as {z1: 'lambda_z2*x'}, "
             f"got {type(submissions).__name__}"
         )
-    kkt = graph.stationarity()
-    conditions = kkt.conditions("adjoint") + kkt.conditions("gradient")
-    extra = [*graph._dims.values(), *(graph.multiplier(z) for z in graph.nodes)]
+    conditions = stationarity(graph).backward_conditions
+    extra = [*graph.dims, *(graph.multiplier(z) for z in graph.nodes)]
     given = {}
     for key, formula in submissions.items():
-        node = graph._lookup(key)
+        node = graph.lookup(key)
         if node not in graph.nodes:
             raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
         what = f"the formula submitted for {graph.multiplier(node)}"
-        given[node] = graph._as_expr(formula, node, extra, what)
+        given[node] = graph.read_expr(formula, node, extra, what)
 
     rng = np.random.default_rng(seed)
     envs = []
     for _ in range(points):
-        point = _random_point(graph, rng)
-        sol = graph.solve(point)
+        point = random_point(graph, rng)
+        sol = solve(graph, point)
         env = {**read_values(graph, point), **sol.values}
         env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
         envs.append((point, env))
@@ -230,14 +230,14 @@ def _diagnose(graph, c, submitted, env, want, have, rtol) -> str:
         )
     if _close(want, -have, rtol):
         return f"{lam} has the wrong sign: it is lambda_j = + sum_i lambda_i df_i/dz_j"
-    terms = [t for t in c.terms]
+    terms = c.contributions
     if 1 < len(terms) <= 8:
         values = [_value(t.expr, env) for t in terms]
         for size in range(len(terms) - 1, 0, -1):
             for subset in itertools.combinations(range(len(terms)), size):
                 if _close(sum(values[k] for k in subset), have, rtol):
-                    missed = [str(terms[k].node) for k in range(len(terms)) if k not in subset]
-                    readers = ", ".join(str(t.node) for t in terms)
+                    missed = [str(terms[k].reader) for k in range(len(terms)) if k not in subset]
+                    readers = ", ".join(str(t.reader) for t in terms)
                     return (
                         f"{lam} misses the contribution of {', '.join(missed)}: {node} is read "
                         f"by {readers}, and every reader i adds lambda_i df_i/d{node} (fan-out)"

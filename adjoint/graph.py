@@ -1,21 +1,24 @@
 """The constraint system ``z_i = f_i(z_alpha(i))`` and its computation graph.
 
-A :class:`Graph` holds inputs, constants (data: a value at solve time, but no
-variable of the problem) and defined nodes, each with its right-hand side ``f_i``.
+A :class:`ConstraintGraph` holds inputs, constants (data: a value at solve time, but
+no variable of the problem) and defined nodes, each with its right-hand side ``f_i``.
 Nodes can only read nodes declared before them, so declaration order is a
-topological order and no sort is ever needed. The Lagrangian, the stationarity
-conditions and the solution are derived from it by the modules above this one.
+topological order and no sort is ever needed.
+
+This module sits at the bottom of the package and imports nothing above it. The
+Lagrangian, the stationarity conditions, the solution and every display are derived
+by the modules above, as functions of a graph; :class:`adjoint.Graph` (in
+:mod:`adjoint.api`) adds them as methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
 import sympy as sp
 
-from .display import text
 from .errors import (
     AdjointError,
     CycleError,
@@ -29,7 +32,7 @@ from .expressions import free_symbols, scan
 from .parsing import parse
 from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
-__all__ = ["Graph", "Node"]
+__all__ = ["ConstraintGraph", "Node"]
 
 INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
 
@@ -47,21 +50,18 @@ class Node:
     shape: tuple | None = None  # (rows, cols) of a matrix node; None for a scalar
 
 
-class Graph:
+class ConstraintGraph:
     """A system of constraints ``z_i = f_i(z_alpha(i))`` forming a DAG.
 
     Examples
     --------
     >>> import sympy as sp
-    >>> g = Graph()
+    >>> g = ConstraintGraph()
     >>> x, y = g.input("x"), g.input("y")
     >>> z1 = g.define("z1", x * y)
     >>> z2 = g.define("z2", sp.sin(z1) + x)
     >>> g.parents(z2), g.children(x)
     ((x, z1), (z1, z2))
-    >>> sol = g.solve({x: 1.5, y: -2.0})
-    >>> round(sol.gradient[x], 6)  # 1 + y cos(x y)
-    2.979985
     """
 
     def __init__(self) -> None:
@@ -95,7 +95,7 @@ class Graph:
         nodes and constants declared so far; the nodes it reads are its parents.
         """
         symbol = self._new_symbol(name, "node")
-        expr = self._as_expr(expr, symbol)
+        expr = self.read_expr(expr, symbol)
         shape = tuple(expr.shape) if isinstance(expr, sp.MatrixExpr) else None
         if shape is not None:
             symbol = node_symbol(symbol, "node", shape)
@@ -116,7 +116,7 @@ class Graph:
 
     def set_output(self, node) -> None:
         """Make ``node`` the output ``z_n`` (by default, the last defined node)."""
-        symbol = self._lookup(node)
+        symbol = self.lookup(node)
         if self._nodes[symbol].kind != DEFINED:
             raise AdjointError(
                 f"{symbol} is an {self._nodes[symbol].kind}, and the output must be a defined "
@@ -160,9 +160,14 @@ class Graph:
             )
         return self._last_defined
 
+    @property
+    def dims(self) -> tuple[sp.Symbol, ...]:
+        """The symbolic matrix dimensions (``n`` in an n x d input), in declaration order."""
+        return tuple(self._dims.values())
+
     def node(self, symbol) -> Node:
         """The :class:`Node` record of a symbol (or name)."""
-        return self._nodes[self._lookup(symbol)]
+        return self._nodes[self.lookup(symbol)]
 
     def expr(self, node) -> sp.Expr:
         """``f_i``, the right-hand side of a defined node's constraint."""
@@ -177,7 +182,7 @@ class Graph:
 
     def children(self, node) -> tuple[sp.Symbol, ...]:
         """beta(j): the nodes whose constraint reads ``z_j``."""
-        return tuple(self._children.get(self._lookup(node), ()))
+        return tuple(self._children.get(self.lookup(node), ()))
 
     def multiplier(self, node) -> Multiplier:
         """The Lagrange multiplier ``lambda_j`` of a node (inputs have one too: the gradient)."""
@@ -208,126 +213,22 @@ class Graph:
             self._cache["nx"] = nx.freeze(digraph)
         return self._cache["nx"]
 
-    def _repr_latex_(self) -> str:
-        from .display import graph_latex
-
-        return graph_latex(self)
-
     def __len__(self) -> int:
         return len(self._nodes)
 
     def __contains__(self, item) -> bool:
         try:
-            self._lookup(item)
+            self.lookup(item)
         except AdjointError:
             return False
         return True
 
-    def __repr__(self) -> str:
-        counts = [
-            (len(self.inputs), "input"),
-            (len(self.constants), "constant"),
-            (len(self.defined), "constraint"),
-        ]
-        lines = [
-            "Graph: "
-            + ", ".join(
-                f"{n} {what}{'' if n == 1 else 's'}"
-                for n, what in counts
-                if n or what != "constant"
-            )
-        ]
-        lines += [f"  {s} = {text(self._nodes[s].expr)}" for s in self.defined]
-        if self._last_defined is not None:
-            lines.append(f"  output: {self.output}")
-        return "\n".join(lines)
+    # -- derived views ----------------------------------------------------
 
-    # -- derived views (built by the modules above, cached until the graph changes) --
-
-    def lagrangian(self) -> sp.Expr:
-        """Equation 6: ``L = z_n - sum_i lambda_i (z_i - f_i(z_alpha(i)))``."""
-        from .lagrangian import lagrangian
-
-        return self._cached("lagrangian", lagrangian)
-
-    def stationarity(self):
-        """The conditions ``grad L = 0``, grouped: forward, adjoint and gradient."""
-        from .lagrangian import stationarity
-
-        return self._cached("stationarity", stationarity)
-
-    def solve(self, values: Mapping | None = None):
-        """Solve ``grad L = 0``: Step 1 forward for ``z``, Step 2 in reverse for ``lambda``.
-
-        With ``values`` (a number for every input and constant, keyed by symbol or
-        name) the solution is numeric; without, it holds sympy expressions.
-        """
-        from .solve import solve
-
-        return solve(self, values)
-
-    def verify(self, at: Mapping | None = None, **options):
-        """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""
-        from .checks import verify
-
-        return verify(self, at, **options)
-
-    def compile(self, *, wrt=None, gradient: bool = True, dtype: str = "float64"):
-        """The solved system as a fast NumPy function; see :func:`adjoint.codegen.compile_graph`.
-
-        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``
-        """
-        from .codegen import compile_graph
-
-        key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype)
-        return self._cached(
-            key, lambda g: compile_graph(g, wrt=wrt, gradient=gradient, dtype=dtype)
-        )
-
-    def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
-        """The generated program (both sweeps, one statement per node) as Python source."""
-        from .codegen import source
-
-        return source(self, wrt=wrt, gradient=gradient, backend=backend)
-
-    def explain(self, at: Mapping | None = None):
-        """The derivation step by step, as the lecture gives it (Markdown+LaTeX in
-        Jupyter, plain text from ``str()``); see :func:`adjoint.explain.explain`."""
-        from .explain import explain
-
-        return explain(self, at)
-
-    def trace(self, at: Mapping):
-        """Both sweeps edge by edge, each partial with its value."""
-        from .explain import trace
-
-        return trace(self, at)
-
-    def adjoint_system(self, at: Mapping | None = None):
-        """Step 2 as the triangular system ``(I - J^T) lambda = e_n``."""
-        from .explain import adjoint_system
-
-        return adjoint_system(self, at)
-
-    def shadow_prices(self, at: Mapping, eps: float = 1e-6) -> dict:
-        """``{node: ((change of z_n) / eps, lambda)}`` for ``z_i = f_i + eps``."""
-        from .explain import shadow_prices
-
-        return shadow_prices(self, at, eps)
-
-    def draw(self, solution=None, ax=None, **options):
-        """The computation graph (the lecture's Figure 1) with matplotlib; returns the Axes."""
-        from .drawing import draw
-
-        return draw(self, solution, ax=ax, **options)
-
-    def to_dot(self, solution=None) -> str:
-        """The computation graph as Graphviz DOT text."""
-        from .drawing import to_dot
-
-        return to_dot(self, solution)
-
-    def _cached(self, key, build):
+    def derived(self, key, build):
+        """A view of the graph built by ``build(graph)`` once, and kept until the graph
+        changes (the modules above this one keep the Lagrangian, ``grad L = 0`` and
+        compiled programs here)."""
         if key not in self._cache:
             self._cache[key] = build(self)
         return self._cache[key]
@@ -341,7 +242,7 @@ class Graph:
         inputs: Iterable,
         constants: Iterable = (),
         output=None,
-    ) -> Graph:
+    ) -> ConstraintGraph:
         """Build a graph from constraints given in any order.
 
         Each constraint is ``sympy.Eq(z, f)``, a pair ``(z, f)`` or text ``"z = f"``.
@@ -352,7 +253,7 @@ class Graph:
         --------
         >>> import sympy as sp
         >>> x, y, z1, z2 = sp.symbols("x y z1 z2", real=True)
-        >>> g = Graph.from_equations([sp.Eq(z2, sp.sin(z1)), sp.Eq(z1, x * y)], [x, y])
+        >>> g = ConstraintGraph.from_equations([sp.Eq(z2, sp.sin(z1)), sp.Eq(z1, x * y)], [x, y])
         >>> g.defined
         (z1, z2)
         """
@@ -361,11 +262,11 @@ class Graph:
             g.input(symbol)
         for symbol in as_list(constants, "constants"):
             g.constant(symbol)
-        pairs = [g._as_constraint(item) for item in as_list(equations, "the equations")]
+        pairs = [_constraint(item) for item in as_list(equations, "the equations")]
         position: dict[str, int] = {}
         for k, (lhs, _) in enumerate(pairs):
             name = lhs.name
-            if name in position or name in g._by_name:
+            if name in position or name in g:
                 raise DuplicateNameError(
                     f"{name} is given two constraints (or is also an input or constant); "
                     "each node has exactly one",
@@ -377,7 +278,7 @@ class Graph:
         rhs = []
         for lhs, expr in pairs:
             if not isinstance(expr, sp.Basic):
-                expr = g._as_expr(expr, lhs, [sp.Symbol(name, real=True) for name in position])
+                expr = g.read_expr(expr, lhs, [sp.Symbol(name, real=True) for name in position])
             rhs.append(expr)
             target = lhs.name
             for s in free_symbols(expr):
@@ -398,7 +299,7 @@ class Graph:
         if output is not None:
             g.set_output(output)
         else:
-            sinks = [s for s in g.defined if not g._children[s]]
+            sinks = [s for s in g.defined if not g.children(s)]
             if len(sinks) > 1:
                 raise AdjointError(
                     "several constraints are read by no other one ("
@@ -408,28 +309,6 @@ class Graph:
             if sinks:
                 g.set_output(sinks[0])
         return g
-
-    @classmethod
-    def from_expr(cls, expr, inputs: Iterable | None = None, constants: Iterable = ()) -> Graph:
-        """Split an expression into elementary constraints, one node per operation.
-
-        A subexpression that occurs several times becomes one node with several
-        children. The expression is walked as a DAG, each distinct subexpression
-        once, so heavily shared expressions split in linear time. With
-        ``inputs=None`` every free symbol (that is not a constant) is an input,
-        sorted by name.
-
-        Examples
-        --------
-        >>> import sympy as sp
-        >>> x, y = sp.symbols("x y", real=True)
-        >>> g = Graph.from_expr(sp.sin(x * y) + x * y, inputs=[x, y])
-        >>> [(z, g.expr(z)) for z in g.defined]
-        [(z1, x*y), (z2, sin(z1)), (z3, z1 + z2)]
-        """
-        from .split import split
-
-        return split(cls, expr, inputs, constants)
 
     # -- internals ---------------------------------------------------------
 
@@ -477,7 +356,7 @@ class Graph:
     def _changed(self) -> None:
         self._cache.clear()
 
-    def _lookup(self, node) -> sp.Symbol:
+    def lookup(self, node) -> sp.Symbol:
         """The graph's symbol for a symbol or a name; an error naming it if unknown."""
         if isinstance(node, (Multiplier, MatrixMultiplier)):
             node = node.node_name
@@ -492,7 +371,7 @@ class Graph:
             f"{node} is not a node of this graph (its nodes: {known})", node=node
         )
 
-    def _as_expr(self, expr, node, extra_symbols=(), what: str | None = None) -> sp.Expr:
+    def read_expr(self, expr, node, extra_symbols=(), what: str | None = None) -> sp.Expr:
         """``expr`` as a sympy expression: text is parsed, Python numbers converted.
 
         Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
@@ -569,26 +448,26 @@ class Graph:
         reads.sort(key=lambda s: self._nodes[s].index)
         return expr, tuple(dict.fromkeys(reads))
 
-    def _as_constraint(self, item):
-        """``(lhs symbol or name, rhs)`` from an Eq, a pair or the text ``'z = f'``."""
-        if isinstance(item, str):
-            lhs, sep, rhs = item.partition("=")
-            if not sep or rhs.startswith("="):
-                raise ExpressionError(f"expected a constraint 'z = f(...)', got {item!r}")
-            return node_symbol(lhs.strip()), rhs
-        if isinstance(item, sp.Eq):
-            lhs, rhs = item.lhs, item.rhs
-        elif isinstance(item, tuple) and len(item) == 2:
-            lhs, rhs = item
-        else:
-            raise ExpressionError(
-                f"expected a constraint sympy.Eq(z, f), a pair (z, f) or text 'z = f', got {item!r}"
-            )
-        if isinstance(lhs, str):
-            lhs = node_symbol(lhs)
-        if not isinstance(lhs, (sp.Symbol, sp.MatrixSymbol)):
-            raise ExpressionError(
-                f"the left side of a constraint must be the node's symbol, got {lhs} in "
-                f"{lhs} = {rhs}"
-            )
-        return lhs, rhs
+
+def _constraint(item):
+    """``(lhs symbol or name, rhs)`` from an Eq, a pair or the text ``'z = f'``."""
+    if isinstance(item, str):
+        lhs, sep, rhs = item.partition("=")
+        if not sep or rhs.startswith("="):
+            raise ExpressionError(f"expected a constraint 'z = f(...)', got {item!r}")
+        return node_symbol(lhs.strip()), rhs
+    if isinstance(item, sp.Eq):
+        lhs, rhs = item.lhs, item.rhs
+    elif isinstance(item, tuple) and len(item) == 2:
+        lhs, rhs = item
+    else:
+        raise ExpressionError(
+            f"expected a constraint sympy.Eq(z, f), a pair (z, f) or text 'z = f', got {item!r}"
+        )
+    if isinstance(lhs, str):
+        lhs = node_symbol(lhs)
+    if not isinstance(lhs, (sp.Symbol, sp.MatrixSymbol)):
+        raise ExpressionError(
+            f"the left side of a constraint must be the node's symbol, got {lhs} in {lhs} = {rhs}"
+        )
+    return lhs, rhs

@@ -1,28 +1,43 @@
-"""The Lagrangian of the constraint system and its stationarity conditions.
+"""The Lagrangian of the constraint system and the conditions ``grad L = 0``.
 
 For ``min z_n  s.t.  z_i = f_i(z_alpha(i))`` (problem 5) the Lagrangian is
 
     L = z_n - sum_i lambda_i (z_i - f_i(z_alpha(i)))          (equation 6)
 
-and ``grad L = 0`` splits by the variable differentiated:
+and its variables are the multipliers and the nodes. How each condition comes from L:
 
-* ``dL/dlambda_i = f_i - z_i = 0``, so ``z_i = f_i``: Step 1, the forward pass;
-* ``dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j = 0``, so
-  ``lambda_j = [j = n] + sum_{i in beta(j)} lambda_i df_i/dz_j``: Step 2, backward;
-* for an input x, which has no constraint, ``dL/dx = sum_{i in beta(x)} lambda_i df_i/dx``:
-  the gradient (Theorem 16.1), to be set to 0 for a stationary point of f.
+* ``dL/dlambda_i = f_i - z_i``: only the i-th term holds ``lambda_i``. Setting it to
+  zero gives back the constraint ``z_i = f_i``: a :class:`ForwardCondition` (Step 1).
+* ``dL/dz_j``: ``z_j`` stands in L in three places only: the objective ``z_n`` (when
+  j = n), its own term ``-lambda_j z_j``, and inside ``f_i`` for each reader i of
+  ``z_j``. The term ``lambda_i (z_i - f_i)`` depends on ``z_j`` only when ``f_i`` reads
+  it, that is for ``i`` in beta(j), and ``f_j`` cannot read ``z_j`` in a DAG. So
 
-Each condition is linear in its own unknown with coefficient -1 (z_i appears in L
-only in its own constraint, since f_i cannot read z_i in a DAG), so solving it is
-evaluating the rest. Each is assembled from the local partials of the ``f_i`` that
-read ``z_j``: O(|V| + |E|) in all, never a derivative of L itself.
+      dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j,
+
+  linear in ``lambda_j`` with coefficient -1: written as ``lambda_j = [j = n] + sum``
+  it is already solved for its unknown (an :class:`AdjointCondition`, Step 2). Each
+  summand is a :class:`Contribution`, made from the local partial of ``f_i``, derived
+  once per kind of operation (:mod:`adjoint.partials`), or for a matrix node from the
+  pullback of ``Lambda_i`` (:mod:`adjoint.matrices`). That is O(|V| + |E|) work; L is
+  never differentiated as a whole. ``tests/test_lagrangian.py`` compares every
+  condition with ``sympy.diff(L, z_j)``: that test is the proof that this assembly is
+  ``grad L``.
+* For an input ``x`` there is no own term: ``dL/dx = sum_{i in beta(x)} lambda_i
+  df_i/dx`` is the gradient (Theorem 16.1). The package names it ``lambda_x``;
+  setting it to zero is the optimality condition (equation 4a).
+
+These condition objects are the one representation that solving, generated code,
+explanations, drawings and grading all read.
 """
 
 from __future__ import annotations
 
+import enum
 import gc
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
@@ -32,9 +47,23 @@ from .errors import ShapeError
 from .matrices import MatrixOperation
 from .partials import Operation, operation
 
-__all__ = ["Condition", "Stationarity", "Term", "lagrangian", "stationarity"]
+__all__ = [
+    "AdjointCondition",
+    "Contribution",
+    "ForwardCondition",
+    "Role",
+    "Stationarity",
+    "lagrangian",
+    "stationarity",
+]
 
-FORWARD, ADJOINT, GRADIENT = "forward", "adjoint", "gradient"
+
+class Role(str, enum.Enum):
+    """What a condition of ``grad L = 0`` determines."""
+
+    FORWARD = "forward"  # dL/dlambda_i = 0: the value z_i (Step 1)
+    ADJOINT = "adjoint"  # dL/dz_j = 0: the multiplier lambda_j (Step 2)
+    GRADIENT = "gradient"  # dL/dx for an input: the gradient (Theorem 16.1)
 
 
 def lagrangian(graph) -> sp.Expr:
@@ -67,138 +96,213 @@ def scalar_output(graph):
 
 
 @dataclass(frozen=True, eq=False)
-class Term:
-    """One summand of a condition's right-hand side.
+class Contribution:
+    """``lambda_i df_i/dz_j``: what the constraint of a reader ``i`` of ``z_j`` adds to
+    the condition ``dL/dz_j = 0``.
 
-    In a forward condition it is ``f_i`` itself; in an adjoint or gradient condition
-    it is ``lambda_i * df_i/dz_j``, the contribution of one child ``i`` of ``z_j``.
+    For a matrix constraint the contribution is the pullback of ``Lambda_i`` through
+    ``F_i`` (a vector-Jacobian product), and :attr:`partial` is that pullback.
     """
 
-    node: sp.Symbol  # i: the node whose constraint gives this term
-    op: Operation  # f_i as an operation of its arguments
-    reads: tuple[sp.Symbol, ...]  # f_i's arguments
-    k: int | None  # df_i/d(reads[k]); None for f_i itself
-    multiplier: sp.Symbol | None  # lambda_i; None in a forward condition
-    f: sp.Expr | None = None  # f_i as the user wrote it, in a forward term
+    reader: sp.Symbol  # i: the node whose constraint reads z_j
+    node: sp.Symbol  # j
+    op: Operation | MatrixOperation  # f_i as an operation of its arguments
+    reads: tuple[sp.Symbol, ...]  # f_i's arguments; z_j is reads[k]
+    k: int
+    multiplier: sp.Symbol  # lambda_i
+
+    @property
+    def pullback(self) -> bool:
+        """True for a matrix constraint: the contribution is ``J^T Lambda_i``."""
+        return self.op.pullback
 
     @cached_property
     def partial(self) -> sp.Expr:
-        """``df_i/dz_j`` in the node's own symbols (``f_i`` for a forward term).
-
-        Scalar nodes only: a matrix node's contribution is a pullback of its
-        multiplier (``expr``), not a product with a partial.
-        """
-        if self.k is None:
-            return self.f
-        return self.op.instantiate(self.op.partial(self.k), self.reads)
+        """``df_i/dz_j`` in the nodes' symbols (the pullback, for a matrix constraint)."""
+        return self.op.local(self.k, self.reads, self.multiplier)
 
     @cached_property
     def expr(self) -> sp.Expr:
-        """The term as a sympy expression (built on first use: the solver needs none)."""
-        if self.k is None:
-            return self.f
-        return self.op.term(self.k, self.reads, self.multiplier)
+        """The contribution as a sympy expression (built on first use: solving needs none)."""
+        return self.op.contribution(self.k, self.reads, self.multiplier)
 
-    def evaluate(self, env):
-        """The term's value, given values for ``f_i``'s arguments and ``lambda_i``."""
+    @cached_property
+    def numeric(self) -> sp.Expr:
+        """:attr:`partial` as solving and generated code evaluate it: with the stored
+        value ``z_i`` where the operation declares its derivative in terms of it
+        (``tanh' = 1 - z_i**2``), and nan at kinks."""
+        return self.op.numeric_local(self.k, self.reads, self.multiplier, self.reader)
+
+    @property
+    def reuses_output(self) -> bool:
+        """Whether :attr:`numeric` reads the stored ``z_i`` instead of computing ``f_i``."""
+        return self.op.reuses_output(self.k)
+
+    @property
+    def label(self) -> str:
+        """The partial (or pullback) as one line of text, for tables and drawings."""
+        return text(self.partial)
+
+    def value(self, env):
+        """The contribution's value, given values of ``f_i``'s arguments, ``z_i`` and
+        ``lambda_i`` in ``env``."""
         args = [env[r] for r in self.reads]
-        if self.k is None:
-            return self.op.value(args, env)
-        return self.op.term_value(self.k, args, env[self.multiplier], env)
+        return self.op.contribution_value(self.k, args, env[self.multiplier], env[self.reader], env)
+
+    def partial_value(self, env):
+        """The value of ``df_i/dz_j``; ``None`` for a pullback, which is a linear map."""
+        if self.pullback:
+            return None
+        args = [env[r] for r in self.reads]
+        return self.op.local_value(self.k, args, env[self.reader], env)
 
 
 @dataclass(frozen=True, eq=False)
-class Condition:
-    """One condition ``dL/d(wrt) = 0`` of ``grad L = 0``, solved for its unknown.
+class ForwardCondition:
+    """``dL/dlambda_i = f_i - z_i = 0``, solved for its unknown: ``z_i = f_i(z_alpha(i))``
+    (equation 7)."""
 
-    The solved form is ``unknown = seed + sum(terms)``.
+    role: ClassVar[Role] = Role.FORWARD
+    unknown: sp.Symbol  # z_i
+    wrt: sp.Symbol  # lambda_i
+    rhs: sp.Expr  # f_i, as the user wrote it
+    op: Operation | MatrixOperation
+    reads: tuple[sp.Symbol, ...]  # every node f_i reads, constants too
+
+    @property
+    def seed(self) -> int:
+        return 0
+
+    @cached_property
+    def eq(self) -> sp.Eq:
+        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+
+    @property
+    def residual(self) -> sp.Expr:
+        """``dL/dlambda_i``, what the condition sets to zero."""
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            return sp.MatAdd(self.rhs, -self.unknown)
+        return self.rhs - self.unknown
+
+    @property
+    def shared(self) -> tuple[sp.Expr, ...]:
+        """Parts of ``f_i`` that Step 2 reads too (``sin(a)`` in ``sin(a)*b``)."""
+        if self.op.pullback:
+            return ()
+        return tuple(self.op.instantiate(p, self.reads) for p in self.op.shared())
+
+    def solve(self, env):
+        """``z_i`` from the values of what ``f_i`` reads."""
+        return self.op.value([env[r] for r in self.reads], env)
+
+    def solve_symbolic(self, env):
+        return _substitute(self.rhs, env)
+
+
+@dataclass(frozen=True, eq=False)
+class AdjointCondition:
+    """``dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j = 0``,
+    solved for its unknown: ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``.
+
+    For an input (``role`` GRADIENT) there is no ``-lambda_j``: the sum is ``dL/dx``,
+    which ``lambda_x`` names.
     """
 
-    role: str  # "forward", "adjoint" or "gradient"
-    wrt: sp.Symbol  # the variable L is differentiated by: lambda_i, or z_j
-    unknown: sp.Symbol  # what the condition determines: z_i, or lambda_j
-    terms: tuple[Term, ...]
+    role: Role  # ADJOINT or GRADIENT
+    wrt: sp.Symbol  # z_j
+    unknown: sp.Symbol  # lambda_j
+    contributions: tuple[Contribution, ...]
     seed: int = 0  # dz_n/dz_j: 1 for the output, else 0
 
     @cached_property
     def rhs(self) -> sp.Expr:
-        """The right-hand side once the condition is solved for its unknown."""
+        """``[j = n] + sum_i lambda_i df_i/dz_j``."""
         if isinstance(self.unknown, sp.MatrixSymbol):
-            if not self.terms:
+            if not self.contributions:
                 return sp.ZeroMatrix(*self.unknown.shape)
-            return sp.MatAdd(*(t.expr for t in self.terms)).doit()
-        return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.terms))
+            return sp.MatAdd(*(t.expr for t in self.contributions)).doit()
+        return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
+
+    @cached_property
+    def eq(self) -> sp.Eq:
+        return sp.Eq(self.unknown, self.rhs, evaluate=False)
 
     @property
     def residual(self) -> sp.Expr:
-        """``dL/d(wrt)`` itself: what the condition sets to zero.
-
-        For an input this is the gradient of f, not yet set to zero; ``lambda_x``
-        names it.
-        """
-        if self.role == GRADIENT:
+        """``dL/dz_j`` itself. For an input this is the gradient of f, not yet set to
+        zero; ``lambda_x`` names it."""
+        if self.role is Role.GRADIENT:
             return self.rhs
         if isinstance(self.unknown, sp.MatrixSymbol):
             return sp.MatAdd(self.rhs, -self.unknown)
         return self.rhs - self.unknown
 
-    @cached_property
-    def eq(self) -> sp.Eq:
-        """The condition as ``Eq(unknown, rhs)``."""
-        return sp.Eq(self.unknown, self.rhs, evaluate=False)
-
-    def solve(self, env, symbolic: bool = False):
-        """The unknown's value, given the values of everything else it reads.
-
-        ``env`` maps symbols (z's and lambda's) to numbers, or, when ``symbolic``,
-        to sympy expressions.
-        """
-        if symbolic:
-            try:
-                return self.rhs.xreplace(env)
-            except ValueError:  # Derivative(f(z), z) with z replaced by an expression
-                return self.rhs.subs(
-                    {s: env[s] for s in self.rhs.free_symbols if s in env}, simultaneous=True
-                )
-        total = self.seed
-        for term in self.terms:
-            total = total + term.evaluate(env)
-        if isinstance(self.unknown, sp.MatrixSymbol) and not self.terms:
+    def solve(self, env):
+        """``lambda_j`` from the values of the readers' multipliers and the nodes."""
+        if not self.contributions and isinstance(self.unknown, sp.MatrixSymbol):
             return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
+        total = self.seed
+        for t in self.contributions:
+            total = total + t.value(env)
         return total
+
+    def solve_symbolic(self, env):
+        return _substitute(self.rhs, env)
+
+
+def _substitute(expr, env):
+    try:
+        return expr.xreplace(env)
+    except ValueError:  # Derivative(f(z), z) with z replaced by an expression
+        return expr.subs({s: env[s] for s in expr.free_symbols if s in env}, simultaneous=True)
+
+
+_TITLES = {
+    Role.FORWARD: "Step 1, forward (dL/dlambda_i = 0)",
+    Role.ADJOINT: "Step 2, backward (dL/dz_j = 0)",
+    Role.GRADIENT: "gradient (lambda_x = dL/dx)",
+}
+_LATEX_TITLES = {
+    Role.FORWARD: r"\text{Step 1 (forward): } \nabla_{\lambda}\mathcal{L} = 0",
+    Role.ADJOINT: r"\text{Step 2 (backward): } \nabla_{z}\mathcal{L} = 0",
+    Role.GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
+}
 
 
 class Stationarity:
-    """``grad L = 0`` for a graph, grouped by role.
+    """``grad L = 0`` for a graph.
 
     ``forward``, ``adjoint`` and ``gradient`` are lists of sympy ``Eq``;
-    ``conditions(role)`` gives the :class:`Condition` objects the solver consumes.
+    :attr:`forward_conditions` and :attr:`backward_conditions` (adjoint, then
+    gradient) are the condition objects in solving order.
     """
 
     def __init__(self, output, forward, adjoint, gradient):
         self.output = output
-        self._conditions = {FORWARD: forward, ADJOINT: adjoint, GRADIENT: gradient}
+        self.forward_conditions: tuple[ForwardCondition, ...] = forward
+        self.backward_conditions: tuple[AdjointCondition, ...] = adjoint + gradient
+        self._by_role = {Role.FORWARD: forward, Role.ADJOINT: adjoint, Role.GRADIENT: gradient}
 
-    def conditions(self, role: str | None = None) -> tuple[Condition, ...]:
-        """The conditions of one role (in solving order), or all of them."""
+    def conditions(self, role: Role | str | None = None) -> tuple:
+        """The conditions of one role in solving order, or all of them."""
         if role is None:
-            return sum(self._conditions.values(), ())
-        return self._conditions[role]
+            return self.forward_conditions + self.backward_conditions
+        return self._by_role[Role(role)]
 
     @property
     def forward(self) -> list[sp.Eq]:
         """``dL/dlambda_i = 0``, i.e. ``z_i = f_i(z_alpha(i))``, in topological order."""
-        return [c.eq for c in self._conditions[FORWARD]]
+        return [c.eq for c in self._by_role[Role.FORWARD]]
 
     @property
     def adjoint(self) -> list[sp.Eq]:
         """``dL/dz_j = 0``, i.e. ``lambda_j = sum lambda_i df_i/dz_j``, output first."""
-        return [c.eq for c in self._conditions[ADJOINT]]
+        return [c.eq for c in self._by_role[Role.ADJOINT]]
 
     @property
     def gradient(self) -> list[sp.Eq]:
         """For each input x: ``lambda_x = dL/dx``, the gradient of f (Theorem 16.1)."""
-        return [c.eq for c in self._conditions[GRADIENT]]
+        return [c.eq for c in self._by_role[Role.GRADIENT]]
 
     @property
     def equations(self) -> list[sp.Eq]:
@@ -206,71 +310,64 @@ class Stationarity:
         return self.forward + self.adjoint + self.gradient
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self._conditions.values())
+        return len(self.forward_conditions) + len(self.backward_conditions)
 
     def __repr__(self) -> str:
-        titles = {
-            FORWARD: "Step 1, forward (dL/dlambda_i = 0)",
-            ADJOINT: "Step 2, backward (dL/dz_j = 0)",
-            GRADIENT: "gradient (lambda_x = dL/dx)",
-        }
         lines = []
-        for role, title in titles.items():
-            lines.append(f"{title}:")
-            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in self._conditions[role]]
+        for role, conditions in self._by_role.items():
+            lines.append(f"{_TITLES[role]}:")
+            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in conditions]
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
-        titles = {
-            FORWARD: r"\text{Step 1 (forward): } \nabla_{\lambda}\mathcal{L} = 0",
-            ADJOINT: r"\text{Step 2 (backward): } \nabla_{z}\mathcal{L} = 0",
-            GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
-        }
         rows = []
-        for role, title in titles.items():
-            rows.append((None, title))
-            rows += [(latex(c.unknown), latex(c.rhs)) for c in self._conditions[role]]
+        for role, conditions in self._by_role.items():
+            rows.append((None, _LATEX_TITLES[role]))
+            rows += [(latex(c.unknown), latex(c.rhs)) for c in conditions]
         return aligned(rows)
 
 
 def stationarity(graph) -> Stationarity:
-    """Derive ``grad L = 0`` for ``graph`` from the local partials of each ``f_i``."""
+    """``grad L = 0`` for ``graph``, assembled from the local partials of each ``f_i``;
+    kept with the graph until it changes."""
+    return graph.derived("stationarity", _assemble)
+
+
+def _assemble(graph) -> Stationarity:
     # The cyclic garbage collector rescans every live object as these objects are
     # made, which makes a linear construction quadratic on large graphs; nothing
     # made here is cyclic garbage.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _stationarity(graph)
+        return _conditions(graph)
     finally:
         if enabled:
             gc.enable()
 
 
-def _stationarity(graph) -> Stationarity:
+def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
-    incoming: dict[sp.Symbol, list[Term]] = {z: [] for z in graph.nodes}
+    incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []
     for z in graph.defined:
         node = graph.node(z)
+        lam = graph.multiplier(z)
         if node.shape is None and all(graph.node(r).shape is None for r in node.reads):
             op = operation(node.expr, node.reads)
         else:
-            op = MatrixOperation(node.expr, node.reads, graph.multiplier(z))
-        lam = graph.multiplier(z)
-        forward.append(
-            Condition(FORWARD, lam, z, (Term(z, op, node.reads, None, None, node.expr),))
-        )
+            op = MatrixOperation(node.expr, node.reads, lam, z)
+        forward.append(ForwardCondition(z, lam, node.expr, op, node.reads))
         # Each edge j -> i contributes lambda_i df_i/dz_j to the condition of z_j.
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
-                op.derive(k)  # derived here (once per kind of operation); built on use
-                incoming[j].append(Term(z, op, node.reads, k, lam))
+                incoming[j].append(Contribution(z, j, op, node.reads, k, lam))
     adjoint = tuple(
-        Condition(ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output))
+        AdjointCondition(Role.ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output))
         for z in reversed(graph.defined)
     )
     gradient = tuple(
-        Condition(GRADIENT, x, graph.multiplier(x), tuple(incoming[x])) for x in graph.inputs
+        AdjointCondition(Role.GRADIENT, x, graph.multiplier(x), tuple(incoming[x]))
+        for x in graph.inputs
     )
     return Stationarity(output, tuple(forward), adjoint, gradient)

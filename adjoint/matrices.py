@@ -21,7 +21,8 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .errors import AdjointError
 from .expressions import free_symbols
-from .numeric import numeric_function, undefined_at_zero
+from .numeric import numeric_function
+from .primitives import derivative_from_output, mark_kinks
 
 __all__ = ["RULES", "MatrixOperation", "frobenius2", "pullback", "rule", "sum_entries"]
 
@@ -90,18 +91,12 @@ def _hadamard_power(expr, cot):
     return [(base, sp.HadamardProduct(cot, exp * sp.HadamardPower(base, exp - 1)))]
 
 
-_KINKS = (sp.sign, sp.Heaviside, sp.DiracDelta)
-
-
 @rule(ElementwiseApplyFunction)
 def _elementwise(expr, cot):
-    # Lambda_A = Lambda o f'(A), f' applied entry by entry (real entries).
+    # Lambda_A = Lambda o f'(A), f' applied entry by entry (real entries), nan at kinks.
     d = sp.Dummy("d", real=True)
     body = expr.function(d)
-    derivative = sp.diff(body, d)
-    for kink in sorted(derivative.atoms(*_KINKS) - body.atoms(*_KINKS), key=sp.default_sort_key):
-        derivative = undefined_at_zero(derivative, kink.args[0])
-    fprime = sp.Lambda(d, derivative)
+    fprime = sp.Lambda(d, mark_kinks(sp.diff(body, d), body))
     return [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(fprime, expr.expr)))]
 
 
@@ -192,13 +187,17 @@ class MatrixOperation:
 
     Unlike scalar operations, which are shared between nodes through placeholder
     templates, each matrix constraint is its own operation: graphs of matrix nodes
-    are small, and their shapes differ from node to node.
+    are small, and their shapes differ from node to node. Its contributions are
+    pullbacks ``J^T Lambda_i``, not products of ``lambda_i`` with a partial.
     """
 
-    def __init__(self, expr: sp.Expr, reads, multiplier):
+    pullback = True
+
+    def __init__(self, expr: sp.Expr, reads, multiplier, node):
         self.expr = expr
         self.reads = tuple(reads)
         self.multiplier = multiplier
+        self.node = node
         dims = set()
         for s in (*self.reads, multiplier):
             dims.update(d for d in getattr(s, "shape", ()) if isinstance(d, sp.Symbol))
@@ -206,26 +205,55 @@ class MatrixOperation:
             s for s in free_symbols(expr) if isinstance(s, sp.Symbol) and s not in self.reads
         )
         self.dims = tuple(sorted(dims, key=lambda s: s.name))
-        self._terms: dict[int, sp.Expr] = {}
+        self._pullbacks: dict[int, sp.Expr] = {}
+        self._numeric: dict[int, sp.Expr] = {}
         self._fns: dict = {}
 
-    def derive(self, k: int) -> None:
-        self.term(k, self.reads, self.multiplier)
+    def local(self, k: int, reads=None, multiplier=None) -> sp.Expr:
+        """The pullback of ``Lambda_i`` through this constraint to ``reads[k]``."""
+        if k not in self._pullbacks:
+            self._pullbacks[k] = pullback(self.expr, self.multiplier, self.reads[k])
+        return self._pullbacks[k]
 
-    def term(self, k: int, reads, multiplier) -> sp.Expr:
-        """The pullback of ``multiplier`` through this constraint to ``reads[k]``."""
-        if k not in self._terms:
-            self._terms[k] = pullback(self.expr, self.multiplier, self.reads[k])
-        return self._terms[k]
+    contribution = local
+
+    def numeric_local(self, k: int, reads=None, multiplier=None, out=None) -> sp.Expr:
+        """The pullback as it is evaluated: ``F_i`` read from the stored node ``Z_i``, and
+        ``f'.(X)`` written with it where declared (``1 - Z**2`` for tanh)."""
+        if k not in self._numeric:
+            self._numeric[k] = _reuse_output(self.local(k), self.expr, self.node)
+        return self._numeric[k]
+
+    def reuses_output(self, k: int) -> bool:
+        return self.node in free_symbols(self.numeric_local(k))
 
     def value(self, args, env):
         if "value" not in self._fns:
             self._fns["value"] = numeric_function(self.reads + self.dims, self.expr)
         return self._fns["value"](*args, *[env[d] for d in self.dims])
 
-    def term_value(self, k: int, args, lam, env):
+    def contribution_value(self, k: int, args, lam, out, env):
         if k not in self._fns:
             self._fns[k] = numeric_function(
-                (*self.reads, self.multiplier, *self.dims), self.term(k, self.reads, None)
+                (*self.reads, self.multiplier, self.node, *self.dims), self.numeric_local(k)
             )
-        return self._fns[k](*args, lam, *[env[d] for d in self.dims])
+        return self._fns[k](*args, lam, out, *[env[d] for d in self.dims])
+
+
+def _reuse_output(expr, F, Z):
+    """``expr`` with ``F`` replaced by its node ``Z``; for an element-wise ``F = f.(X)``,
+    ``f'.(X)`` becomes ``g.(Z)`` where ``f' = g(f)`` is declared (adjoint.primitives)."""
+    replacements = {F: Z}
+    if isinstance(F, ElementwiseApplyFunction):
+        var, body = F.function.variables[0], F.function.expr
+        y = sp.Dummy("y", real=True)
+        g = derivative_from_output(body, var, y)
+        if g is not None:
+            fprime = sp.diff(body, var)
+            for e in expr.atoms(ElementwiseApplyFunction):
+                if (
+                    e.expr == F.expr
+                    and e.function.expr.xreplace({e.function.variables[0]: var}) == fprime
+                ):
+                    replacements[e] = Z if g == y else ElementwiseApplyFunction(sp.Lambda(y, g), Z)
+    return expr.xreplace(replacements)

@@ -20,18 +20,13 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
 
 __all__ = [
-    "CUSTOM",
     "NoNumericRule",
     "NumericPrinter",
+    "implementations",
     "namespace",
     "numeric_function",
     "to_real",
-    "undefined_at_zero",
 ]
-
-#: Numeric implementations of user-defined elementary operations, by name
-#: (see :func:`adjoint.elementary`); generated code calls them as ``_custom[name]``.
-CUSTOM: dict = {}
 
 
 class NumericPrinter(NumPyPrinter):
@@ -133,30 +128,19 @@ def namespace() -> dict:
         "functools": functools,
         "_vectorize": _vectorize,
         "_real": to_real,
-        "_custom": CUSTOM,
     }
 
 
-class undefined_at_zero(sp.Function):
-    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``, where it is nan.
-
-    Marks a derivative at a kink (of ``Abs``, ``Max``, ``Heaviside``), in matrix
-    rules and in generated code, so the numbers say "not differentiable" there
-    instead of picking a one-sided value. It prints as ``value`` alone.
-    """
-
-    nargs = 2
-
-    def _sympystr(self, printer):
-        return printer._print(self.args[0])
-
-    def _latex(self, printer):
-        return printer._print(self.args[0])
-
-    def _numpycode(self, printer):
-        value, u = (printer._print(a) for a in self.args)
-        where, nan = printer._module_format("numpy.where"), printer._module_format("numpy.nan")
-        return f"{where}(({u}) == 0, {nan}, {value})"
+def implementations(*exprs: sp.Basic) -> dict:
+    """The numeric implementations of the user-defined operations (``adjoint.elementary``)
+    that ``exprs`` call, under the names printed code calls them by."""
+    found = {}
+    for expr in exprs:
+        for f in expr.atoms(sp.Function):
+            impl = getattr(type(f), "numeric_implementation", None)
+            if impl is not None:
+                found[type(f).code_name] = impl
+    return found
 
 
 class NoNumericRule(Exception):
@@ -182,7 +166,7 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
         body = printer.doprint(expr.xreplace(placeholders))
     except PrintMethodNotImplementedError as exc:
         raise NoNumericRule(expr) from exc
-    names_in_scope = namespace()
+    names_in_scope = {**namespace(), **implementations(expr)}
     if any(module.split(".")[0] not in names_in_scope for module in printer.module_imports):
         raise NoNumericRule(expr)
     return eval(f"lambda {', '.join(names)}: {body}", names_in_scope)

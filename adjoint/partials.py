@@ -1,4 +1,4 @@
-"""Local partial derivatives ``df_i/dz_j`` of each constraint.
+"""Local partial derivatives ``df_i/dz_j`` of scalar constraints.
 
 Step 2 needs, for every edge j -> i, the partial of ``f_i`` with respect to one of
 its arguments: local work, O(|E|) in all, never a derivative of the whole
@@ -14,81 +14,82 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import sympy as sp
 
 from .numeric import numeric_function
+from .primitives import derivative_from_output, mark_kinks
 
-__all__ = ["Operation", "operation"]
+__all__ = ["Operation", "operation", "placeholders"]
 
 _PLACEHOLDERS: list[sp.Dummy] = []
-#: Derivatives of these are 0 or undefined at the origin of their argument;
-#: where one appears in a partial but not in f itself, f has a kink there.
-_KINKS = (sp.sign, sp.Heaviside, sp.DiracDelta)
 _CACHE_LIMIT = 50_000
 
 
 def placeholders(n: int) -> list[sp.Dummy]:
+    """The real placeholders ``a0 .. a{n-1}``, the same objects on every call."""
     while len(_PLACEHOLDERS) < n:
         _PLACEHOLDERS.append(sp.Dummy(f"a{len(_PLACEHOLDERS)}", real=True))
     return _PLACEHOLDERS[:n]
 
 
 class Operation:
-    """A right-hand side ``f(a_0, ..., a_{m-1})`` in placeholder arguments.
+    """A scalar right-hand side ``f(a_0, ..., a_{m-1})`` in placeholder arguments.
 
-    Its partials, their kinks and its numeric functions are built on first use and
-    shared by every node that applies the same operation.
+    Its partials and numeric functions are built on first use and shared by every
+    node that applies the same operation. Its *numeric partials* are the ones that
+    solving and generated code evaluate: the own value ``f`` (one more placeholder,
+    after the arguments) stands where a derivative is declared in terms of it, and
+    kinks are marked ``nan``.
     """
 
-    __slots__ = (
-        "_kinks",
-        "_partial_fns",
-        "_partials",
-        "_reusing",
-        "_shared",
-        "_value_fn",
-        "args",
-        "template",
-    )
+    #: Contributions of a scalar operation are ``lambda_i * df_i/dz_j``.
+    pullback = False
+
+    __slots__ = ("_numeric", "_partials", "_shared", "_value_fn", "args", "out", "template")
 
     def __init__(self, template: sp.Expr, arity: int):
         self.template = template
-        self.args = tuple(placeholders(arity))
+        *self.args, self.out = placeholders(arity + 1)
+        self.args = tuple(self.args)
         self._partials: dict[int, sp.Expr] = {}
-        self._kinks: dict[int, tuple[sp.Expr, ...]] = {}
+        self._numeric: dict[int, tuple] = {}
         self._value_fn = None
-        self._partial_fns: dict[int, object] = {}
-        self._reusing: dict[int, sp.Expr] = {}
         self._shared = None
 
     def partial(self, k: int) -> sp.Expr:
-        """``df/da_k``."""
+        """``df/da_k``, as mathematics writes it."""
         if k not in self._partials:
             self._partials[k] = sp.diff(self.template, self.args[k])
         return self._partials[k]
 
-    def partial_of_output(self, k: int) -> sp.Expr:
-        """``df/da_k`` written with ``f``'s own value where that is shorter
-        (``1 - f**2`` for tanh, ``f`` for exp), with ``f`` as one more placeholder,
-        after the arguments. Generated code uses it to read the stored value."""
-        if k not in self._reusing:
-            partial = self.partial(k)
-            out = sp.Dummy("out", real=True)
-            reused = partial
-            if not self.template.is_Atom and partial.has(*self.template.atoms(sp.Function, sp.Pow)):
-                candidate = partial.subs(self.template, out)
-                if sp.count_ops(candidate) < sp.count_ops(partial):
-                    reused = candidate
-            own_value = placeholders(len(self.args) + 1)[-1]
-            self._reusing[k] = reused.xreplace({out: own_value})
-        return self._reusing[k]
+    def numeric_partial(self, k: int) -> sp.Expr:
+        """``df/da_k`` as it is evaluated: in the own value where declared, nan at kinks."""
+        return self._numeric_entry(k)[0]
+
+    def numeric_partial_fn(self, k: int):
+        """:meth:`numeric_partial` as a function of the arguments and the own value."""
+        entry = self._numeric_entry(k)
+        if entry[1] is None:
+            entry[1] = numeric_function((*self.args, self.out), entry[0])
+        return entry[1]
+
+    def _numeric_entry(self, k: int) -> list:
+        if k not in self._numeric:
+            partial = derivative_from_output(self.template, self.args[k], self.out)
+            if partial is None:
+                partial = mark_kinks(self.partial(k), self.template)
+            self._numeric[k] = [partial, None]
+        return self._numeric[k]
+
+    def reuses_output(self, k: int) -> bool:
+        """Whether the numeric partial reads the stored value ``z_i`` rather than ``f_i``."""
+        return self.out in self.numeric_partial(k).free_symbols
 
     def shared(self) -> tuple[sp.Expr, ...]:
-        """Subexpressions of ``f`` that its partials need too (``sin(a)`` in
+        """Subexpressions of ``f`` that its numeric partials need too (``sin(a)`` in
         ``sin(a)*b``): generated code computes them once, in Step 1."""
         if self._shared is None:
-            partials = [self.partial_of_output(k) for k in range(len(self.args))]
+            partials = [self.numeric_partial(k) for k in range(len(self.args))]
             candidates = [
                 e
                 for e in sp.preorder_traversal(self.template)
@@ -103,55 +104,42 @@ class Operation:
             )
         return self._shared
 
-    def kinks(self, k: int) -> tuple[sp.Expr, ...]:
-        """Expressions whose zero is a point where ``df/da_k`` does not exist."""
-        if k not in self._kinks:
-            born = self.partial(k).atoms(*_KINKS) - self.template.atoms(*_KINKS)
-            self._kinks[k] = tuple(sorted({a.args[0] for a in born}, key=sp.default_sort_key))
-        return self._kinks[k]
-
     def value_fn(self):
         """``f`` as a numeric function of the argument values."""
         if self._value_fn is None:
             self._value_fn = numeric_function(self.args, self.template)
         return self._value_fn
 
-    def partial_fn(self, k: int):
-        """``df/da_k`` as a numeric function; ``nan`` where it does not exist."""
-        if k not in self._partial_fns:
-            base = numeric_function(self.args, self.partial(k))
-            kinks = [numeric_function(self.args, u) for u in self.kinks(k)]
-            if kinks:
-
-                def fn(*values, base=base, kinks=kinks):
-                    out = base(*values)
-                    for kink in kinks:
-                        out = np.where(kink(*values) == 0, np.nan, out)
-                    return out
-
-            else:
-                fn = base
-            self._partial_fns[k] = fn
-        return self._partial_fns[k]
-
-    def instantiate(self, expr: sp.Expr, reads: Sequence[sp.Symbol]) -> sp.Expr:
-        """``expr`` (the template or one of its partials) in a node's own arguments."""
-        return expr.xreplace(dict(zip(self.args, reads)))
-
-    # The interface a Term uses; matrix operations (adjoint.matrices) share it.
-
-    def derive(self, k: int) -> None:
-        self.partial(k)
-
-    def term(self, k: int, reads, multiplier) -> sp.Expr:
-        """``lambda_i * df_i/dz_j`` for ``z_j = reads[k]``."""
-        return multiplier * self.instantiate(self.partial(k), reads)
+    # The interface a contribution reads; matrix operations (adjoint.matrices) share it.
 
     def value(self, args, env):
+        """``f_i`` at the values ``args`` of its arguments."""
         return self.value_fn()(*args)
 
-    def term_value(self, k: int, args, lam, env):
-        return lam * self.partial_fn(k)(*args)
+    def local(self, k: int, reads, multiplier) -> sp.Expr:
+        """``df_i/dz_j`` for ``z_j = reads[k]``, in the node's own symbols."""
+        return self.instantiate(self.partial(k), reads)
+
+    def contribution(self, k: int, reads, multiplier) -> sp.Expr:
+        """``lambda_i * df_i/dz_j``: what the reader adds to the condition of ``z_j``."""
+        return multiplier * self.local(k, reads, multiplier)
+
+    def numeric_local(self, k: int, reads, multiplier, out) -> sp.Expr:
+        """The partial as it is evaluated, with ``out`` for the stored ``z_i``."""
+        return self.instantiate(self.numeric_partial(k), reads, out)
+
+    def local_value(self, k: int, args, out, env):
+        return self.numeric_partial_fn(k)(*args, out)
+
+    def contribution_value(self, k: int, args, lam, out, env):
+        return lam * self.numeric_partial_fn(k)(*args, out)
+
+    def instantiate(self, expr: sp.Expr, reads: Sequence[sp.Symbol], out=None) -> sp.Expr:
+        """``expr`` (the template or a partial) in a node's own arguments (and value)."""
+        mapping = dict(zip(self.args, reads))
+        if out is not None:
+            mapping[self.out] = out
+        return expr.xreplace(mapping)
 
 
 _OPERATIONS: dict[sp.Expr, Operation] = {}

@@ -1,40 +1,105 @@
 """Solving ``grad L = 0``: the two sweeps of the backpropagation algorithm.
 
-The solver knows no derivative rule. It takes the stationarity conditions
-(:mod:`adjoint.lagrangian`) and solves each for its own unknown: the forward
-conditions in topological order give every ``z_i`` (Step 1), then the adjoint
-conditions in reverse order give every ``lambda_j`` (Step 2), each reading only
-what is already known because the system is triangular.
+The solver takes the stationarity conditions (:mod:`adjoint.lagrangian`) and solves
+each for its own unknown, in an order in which everything it reads is known: the
+system is triangular. Step 1 and Step 2 below are the lecture's two steps.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 import sympy as sp
 
-from .display import number, text
-from .errors import (
-    AdjointError,
-    BadValueError,
-    MissingValueError,
-    ShapeError,
-    UnknownSymbolError,
-    as_list,
-)
+from .display import number, solution_latex, table, text
+from .errors import AdjointError, as_list
 from .expressions import free_symbols
-from .graph import Graph
-from .lagrangian import ADJOINT, FORWARD, GRADIENT
+from .graph import ConstraintGraph
+from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, to_real
+from .parsing import parse
+from .split import split
+from .values import read_values
 
-__all__ = ["NodeMap", "Solution", "grad", "solve"]
+__all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
+
+
+def solve(graph, values: Mapping | None = None) -> Solution:
+    """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
+    input and constant), or symbolically without them."""
+    kkt = stationarity(graph)
+    symbolic = values is None
+    if symbolic:
+        env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
+    else:
+        env = read_values(graph, values)
+    condition = None
+    try:
+        with np.errstate(all="ignore"):
+            # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order.
+            for condition in kkt.forward_conditions:
+                env[condition.unknown] = _solve(condition, env, symbolic)
+            # Step 2: dL/dz_j = 0  <=>  lambda_j = [j = n] + sum_{i in beta(j)} lambda_i
+            # df_i/dz_j, in reverse order: every reader i of z_j comes before j.
+            for condition in kkt.backward_conditions:
+                env[condition.unknown] = _solve(condition, env, symbolic)
+    except NoNumericRule:
+        node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
+        raise AdjointError(
+            f"cannot evaluate {condition.unknown} = {text(condition.rhs)} numerically: it "
+            "has an undefined function or an unevaluated derivative; solve symbolically "
+            "with g.solve(), or give the function a numeric implementation with "
+            "adjoint.elementary",
+            node=node,
+        ) from None
+    if not symbolic:
+        env = {k: _finish(v) for k, v in env.items()}
+    node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}
+    adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
+    return Solution(graph, node_values, adjoints, symbolic)
+
+
+def _solve(condition, env, symbolic: bool):
+    return condition.solve_symbolic(env) if symbolic else condition.solve(env)
+
+
+def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
+    """Step 1 alone, on a copy of ``env`` (values of the inputs and constants, and
+    possibly of nodes already solved), with ``shift[z]`` added to ``z``: to an input's
+    value, or to a constraint, loosened to ``z_i = f_i + shift``.
+
+    Nodes in ``env`` that read nothing shifted keep their values; the others are
+    solved again. Used by the checkers (differences) and by shadow prices.
+    """
+    env, shift = dict(env), dict(shift or {})
+    changed = set()
+    for z, amount in shift.items():
+        if graph.node(z).kind != "defined":
+            env[z] = env[z] + amount
+            changed.add(z)
+    with np.errstate(all="ignore"):
+        for c in stationarity(graph).forward_conditions:
+            z = c.unknown
+            if z in env and z not in shift and not changed.intersection(c.reads):
+                continue
+            env[z] = c.solve(env) + shift.get(z, 0.0)
+            changed.add(z)
+    return env
+
+
+def _finish(value):
+    """A float, or a read-only float array for a matrix node."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        out = np.array(value, dtype=float)
+        out.setflags(write=False)
+        return out
+    return to_real(value)
 
 
 class NodeMap(Mapping):
-    """A read-only mapping from node symbols to values; a node's name works as a key."""
+    """A read-only mapping from node symbols to values; a node's name works as a key,
+    and so does a plain ``Symbol`` of that name."""
 
     __slots__ = ("_data", "_names")
 
@@ -43,9 +108,18 @@ class NodeMap(Mapping):
         self._names = {k.name: k for k in self._data}
 
     def __getitem__(self, key):
-        if isinstance(key, str) and key in self._names:
-            key = self._names[key]
+        if key not in self._data:
+            name = key if isinstance(key, str) else getattr(key, "name", None)
+            if name in self._names:
+                key = self._names[name]
         return self._data[key]
+
+    def __contains__(self, key) -> bool:
+        try:
+            self[key]
+        except (KeyError, TypeError):
+            return False
+        return True
 
     def __iter__(self) -> Iterator:
         return iter(self._data)
@@ -55,6 +129,9 @@ class NodeMap(Mapping):
 
     def __repr__(self) -> str:
         return "{" + ", ".join(f"{k}: {v}" for k, v in self._data.items()) + "}"
+
+    def __reduce__(self):
+        return (NodeMap, (self._data,))
 
 
 class Solution:
@@ -68,17 +145,25 @@ class Solution:
 
     __slots__ = ("_formulas", "adjoints", "gradient", "output", "output_node", "symbolic", "values")
 
-    def __init__(self, graph: Graph, values: dict, adjoints: dict, symbolic: bool):
-        object.__setattr__(self, "values", NodeMap(values))
-        object.__setattr__(self, "adjoints", NodeMap(adjoints))
-        object.__setattr__(self, "gradient", NodeMap({x: adjoints[x] for x in graph.inputs}))
-        object.__setattr__(self, "output_node", graph.output)
-        object.__setattr__(self, "output", values[graph.output])
-        object.__setattr__(self, "symbolic", symbolic)
-        object.__setattr__(self, "_formulas", {z: graph.expr(z) for z in graph.defined})
+    def __init__(self, graph, values: dict, adjoints: dict, symbolic: bool):
+        fields = {
+            "values": NodeMap(values),
+            "adjoints": NodeMap(adjoints),
+            "gradient": NodeMap({x: adjoints[x] for x in graph.inputs}),
+            "output_node": graph.output,
+            "output": values[graph.output],
+            "symbolic": symbolic,
+            "_formulas": {z: graph.expr(z) for z in graph.defined},
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
         raise AttributeError("a Solution does not change once made")
+
+    def __reduce__(self):
+        state = {name: getattr(self, name) for name in self.__slots__}
+        return (_rebuild_solution, (state,))
 
     def rows(self) -> list[tuple]:
         """``(node, formula or role, value, lambda)`` for each node, in order."""
@@ -89,12 +174,9 @@ class Solution:
         return rows
 
     def _repr_latex_(self) -> str:
-        from .display import solution_latex
-
         return solution_latex(self)
 
     def __repr__(self) -> str:
-        header = ("node", "f_i", "z", "lambda")
         body = [
             (
                 str(z),
@@ -104,171 +186,20 @@ class Solution:
             )
             for z, f, v, lam in self.rows()
         ]
-        widths = [max(len(r[c]) for r in [header, *body]) for c in range(4)]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *body]
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return table(("node", "f_i", "z", "lambda"), body)
 
 
-def solve(graph: Graph, values: Mapping | None = None) -> Solution:
-    """Solve ``grad L = 0`` for ``graph``; see :meth:`Graph.solve`."""
-    kkt = graph.stationarity()
-    symbolic = values is None
-    if symbolic:
-        env: dict = {s: s for s in graph.inputs + graph.constants}
-        env.update((d, d) for d in graph._dims.values())
-    else:
-        env = read_values(graph, values)
-    condition = None
-    try:
-        with np.errstate(all="ignore"):
-            for role in (FORWARD, ADJOINT, GRADIENT):
-                for condition in kkt.conditions(role):
-                    env[condition.unknown] = condition.solve(env, symbolic)
-    except NoNumericRule:
-        node = condition.unknown if condition.role == FORWARD else condition.wrt
-        raise AdjointError(
-            f"cannot evaluate {condition.unknown} = {text(condition.rhs)} numerically: it "
-            "has an undefined function or an unevaluated derivative; solve symbolically "
-            "with g.solve(), or give the function a numeric implementation with "
-            "adjoint.elementary",
-            node=node,
-        ) from None
-    if not symbolic:
-        env = {k: _finish(v) for k, v in env.items()}
-    node_values = {z: env[z] for z in graph.inputs + graph.constants + graph.defined}
-    adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
-    return Solution(graph, node_values, adjoints, symbolic)
-
-
-def _finish(value):
-    """A float, or a read-only float array for a matrix node."""
-    if isinstance(value, np.ndarray) and value.ndim:
-        out = np.array(value, dtype=float)
-        out.setflags(write=False)
-        return out
-    return to_real(value)
-
-
-def read_values(graph: Graph, values: Mapping) -> dict:
-    """Check and convert the values given for the inputs and constants.
-
-    The result also binds each symbolic matrix dimension (``n``) to its size.
-    """
-    if not isinstance(values, Mapping):
-        raise BadValueError(
-            f"values must be a dict from inputs to numbers, such as {{x: 1.5}}, got "
-            f"{type(values).__name__}"
-        )
-    given = {}
-    for key, value in values.items():
-        try:
-            symbol = graph._lookup(key)
-        except UnknownSymbolError:
-            raise UnknownSymbolError(
-                f"a value is given for {key}, which is not a node of this graph; its inputs "
-                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
-                node=key,
-            ) from None
-        kind = graph.node(symbol).kind
-        if kind == "defined":
-            raise BadValueError(
-                f"a value is given for {symbol}, but {symbol} = {graph.expr(symbol)} is "
-                "computed by its constraint; give values only for inputs and constants",
-                node=symbol,
-            )
-        given[symbol] = value
-    missing = [s for s in graph.inputs + graph.constants if s not in given]
-    if missing:
-        raise MissingValueError(
-            f"no value is given for {', '.join(map(str, missing))}; every input and "
-            "constant needs one, as in g.solve({" + ", ".join(f"{s}: 1.0" for s in missing) + "})",
-            node=missing[0],
-        )
-    env: dict = {}
-    dims: dict = {}
-    for symbol in graph.inputs + graph.constants:  # declaration order binds dimensions
-        shape = graph.node(symbol).shape
-        if shape is None:
-            env[symbol] = _as_number(symbol, given[symbol])
-        else:
-            env[symbol] = as_array(symbol, given[symbol], shape, dims)
-    env.update(dims)
-    return env
-
-
-def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
-    """A real array of the declared shape; symbolic dimensions are bound in ``dims``.
-
-    Shared by solving and by compiled programs, so both say the same about a
-    wrong shape.
-    """
-    expected = " x ".join(str(d) for d in shape)
-    try:
-        if value is None or isinstance(value, (str, bytes)) or np.iscomplexobj(value):
-            raise TypeError("not real")
-        array = np.array(value, dtype=dtype)
-    except (TypeError, ValueError):
-        raise BadValueError(
-            f"the value of {symbol} must be a real {expected} array, got {type(value).__name__}",
-            node=symbol,
-        ) from None
-    if array.ndim != 2:
-        raise ShapeError(
-            f"{symbol} is a {expected} matrix, but the array given for it has shape "
-            f"{array.shape}" + (" (reshape it to a column, (n, 1))" if array.ndim == 1 else ""),
-            node=symbol,
-        )
-    for declared, size in zip(shape, array.shape):
-        if isinstance(declared, sp.Symbol):
-            declared = dims.setdefault(declared, size)
-        if int(declared) != size:
-            bound = " x ".join(str(dims.get(d, d)) for d in shape)
-            raise ShapeError(
-                f"{symbol} must be {expected} (here {bound}), but the array given for it "
-                f"has shape {array.shape[0]} x {array.shape[1]}",
-                node=symbol,
-            )
-    if not np.all(np.isfinite(array)):
-        raise BadValueError(
-            f"the array given for {symbol} has entries that are not finite", node=symbol
-        )
-    return array
-
-
-def _as_number(symbol, value) -> np.float64:
-    if isinstance(value, sp.Basic):
-        if not (value.is_number and value.is_real):
-            raise BadValueError(
-                f"the value of {symbol} is {value}, which is not a real number", node=symbol
-            )
-        value = float(value)
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise BadValueError(
-            f"the value of {symbol} must be a real number, got {type(value).__name__} {value!r}",
-            node=symbol,
-        )
-    try:
-        value = float(value)
-    except OverflowError:  # an integer beyond the range of a float
-        value = math.inf
-    if not math.isfinite(value):
-        raise BadValueError(
-            f"the value of {symbol} is {value}, not a finite number (a float ranges to about "
-            "1.8e308)",
-            node=symbol,
-        )
-    return np.float64(value)
+def _rebuild_solution(state: dict) -> Solution:
+    solution = object.__new__(Solution)
+    for name, value in state.items():
+        object.__setattr__(solution, name, value)
+    return solution
 
 
 def grad(expr, wrt, at: Mapping | None = None):
     """The gradient of ``expr`` by the adjoint method.
 
-    ``expr`` is split into a graph (:meth:`Graph.from_expr`) with ``wrt`` as inputs and
+    ``expr`` is split into a graph (``Graph.from_expr``) with ``wrt`` as inputs and
     any other free symbol as a constant; ``grad L = 0`` is solved for it.
 
     Parameters
@@ -296,13 +227,11 @@ def grad(expr, wrt, at: Mapping | None = None):
     single = isinstance(wrt, (sp.Symbol, sp.MatrixSymbol, str))
     wrt_list = [wrt] if single else as_list(wrt, "wrt")
     if isinstance(expr, str):
-        from .parsing import parse
-
         expr = parse(expr)
     names = {w.name if isinstance(w, sp.Symbol) else w for w in wrt_list}
     constants = (
         [s for s in free_symbols(expr) if s.name not in names] if isinstance(expr, sp.Basic) else []
     )
-    g = Graph.from_expr(expr, inputs=wrt_list, constants=constants)
-    sol = g.solve(at)
+    g = split(ConstraintGraph, expr, wrt_list, constants)
+    sol = solve(g, at)
     return sol.gradient[g.inputs[0]] if single else dict(sol.gradient)

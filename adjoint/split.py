@@ -43,7 +43,7 @@ def split(cls, expr, inputs, constants):
     if isinstance(expr, str):
         expr = parse(expr, symbols=None if inputs is None else inputs + constants)
     probe = cls()  # validates expr the way define does, before anything is built
-    expr = probe._as_expr(expr, "the expression")
+    expr = probe.read_expr(expr, "the expression")
 
     order = postorder(expr, enter=_splittable)
     leaves = {}  # every symbol the expression reads, by name
@@ -102,7 +102,7 @@ def split(cls, expr, inputs, constants):
     repl: dict[sp.Basic, sp.Basic] = {}
     for e in order:
         if _is_symbol(e):
-            repl[e] = g._by_name[e.name] if e.name in declared else e
+            repl[e] = g.lookup(e.name) if e.name in declared else e
         elif _splittable(e):
             args = [repl[a] for a in e.args]
             reads_node = any(a is not b for a, b in zip(args, e.args)) or any(

@@ -115,6 +115,7 @@ def test_each_operation_is_differentiated_once(monkeypatch):
         lambda op, k: derived.append((op, k)) or original(op, k),
     )
     kkt = g.stationarity()
+    assert kkt.equations  # every condition's right-hand side, instantiated
     assert len(partials._OPERATIONS) == 1
     (op,) = partials._OPERATIONS.values()
     assert list(op._partials) == [0]

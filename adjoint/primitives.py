@@ -1,0 +1,101 @@
+"""What the package declares about elementary functions, beyond sympy's derivatives.
+
+Two facts, each kept here once and read by scalar partials, matrix rules, solving
+and generated code alike:
+
+* **output reuse**: a derivative written with the function's own value
+  (``tanh' = 1 - tanh**2``, ``exp' = exp``), so Step 2 reads the stored ``z_i``
+  instead of computing ``f_i`` again. A function class may declare it itself with a
+  static method ``output_derivative(y)``; the table below covers sympy's own.
+* **kinks**: where a derivative does not exist (``|x|`` at 0, ``max`` at a tie). sympy
+  differentiates ``Abs`` to ``sign`` and ``Max`` to ``Heaviside``, whose values at 0
+  are conventions; there the package's derivative is ``nan``, never a one-sided
+  number. :func:`mark_kinks` wraps a derivative in :class:`undefined_at_zero`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+
+__all__ = [
+    "OUTPUT_DERIVATIVES",
+    "derivative_from_output",
+    "kinks",
+    "mark_kinks",
+    "undefined_at_zero",
+]
+
+#: ``f'(x)`` written with ``y = f(x)``, for functions of one argument.
+OUTPUT_DERIVATIVES: dict[type, Callable[[sp.Expr], sp.Expr]] = {
+    sp.exp: lambda y: y,
+    sp.tanh: lambda y: 1 - y**2,
+}
+
+#: sympy's derivatives of Abs, Max, Min, sign and Heaviside are written with these;
+#: each is a kink of f at the zero of its argument.
+_KINK_MARKERS = (sp.sign, sp.Heaviside, sp.DiracDelta)
+
+
+def derivative_from_output(f: sp.Expr, arg: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
+    """``df/darg`` written with ``y``, the value of ``f``, where that is declared.
+
+    ``f`` is one elementary function of ``arg`` (``tanh(a)``, ``sqrt(a)``); ``None``
+    when no such form is declared.
+
+    >>> a, y = sp.symbols("a y", real=True)
+    >>> derivative_from_output(sp.tanh(a), a, y)
+    1 - y**2
+    >>> derivative_from_output(sp.sqrt(a), a, y)
+    1/(2*y)
+    >>> derivative_from_output(sp.sin(a), a, y) is None
+    True
+    """
+    if f.args != (arg,) and not (isinstance(f, sp.Pow) and f.base == arg):
+        return None
+    declared = getattr(type(f), "output_derivative", None) or OUTPUT_DERIVATIVES.get(type(f))
+    if declared is not None:
+        return declared(y)
+    if isinstance(f, sp.Pow) and f.exp == sp.S.Half:  # sqrt: 1 / (2 sqrt(a))
+        return 1 / (2 * y)
+    return None
+
+
+def kinks(derivative: sp.Expr, f: sp.Expr) -> tuple[sp.Expr, ...]:
+    """The expressions whose zeros are kinks: where ``derivative`` (of ``f``) does not
+    exist. They are the arguments of the markers (``sign``, ``Heaviside``) that
+    differentiation brought in, not those ``f`` had already."""
+    born = derivative.atoms(*_KINK_MARKERS) - f.atoms(*_KINK_MARKERS)
+    return tuple(sorted({a.args[0] for a in born}, key=sp.default_sort_key))
+
+
+def mark_kinks(derivative: sp.Expr, f: sp.Expr) -> sp.Expr:
+    """``derivative``, made ``nan`` at each kink of ``f`` (see :func:`kinks`)."""
+    for u in kinks(derivative, f):
+        derivative = undefined_at_zero(derivative, u)
+    return derivative
+
+
+class undefined_at_zero(sp.Function):
+    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``: ``nan``.
+
+    Marks a derivative at a kink, so numbers say "not differentiable" there instead
+    of picking a one-sided value. It prints as ``value`` alone in text and LaTeX,
+    and as a ``where`` in numeric code.
+    """
+
+    nargs = 2
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        value, u = (printer._print(a) for a in self.args)
+        module = getattr(printer, "_module", "numpy")
+        where = printer._module_format(f"{module}.where")
+        nan = printer._module_format(f"{module}.nan")
+        return f"{where}(({u}) == 0, {nan}, {value})"

@@ -1,0 +1,152 @@
+"""Values given for the inputs and constants: checked and converted in one place.
+
+Solving (``g.solve(values)``), compiled programs and the checkers all read values
+through these functions, so they accept and refuse the same things: real, finite
+numbers (arrays of them for matrix nodes, or arrays of points for scalar nodes in
+compiled programs); never ``nan``, ``inf``, booleans, strings, complex numbers or
+integers beyond the range of a float.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
+
+__all__ = ["as_array", "as_number", "as_points", "read_values"]
+
+
+def read_values(graph, values: Mapping) -> dict:
+    """The values given for every input and constant of ``graph``, checked and
+    converted; the result also binds each symbolic matrix dimension (``n``) to its size.
+    """
+    if not isinstance(values, Mapping):
+        raise BadValueError(
+            f"values must be a dict from inputs to numbers, such as {{x: 1.5}}, got "
+            f"{type(values).__name__}"
+        )
+    given = {}
+    for key, value in values.items():
+        try:
+            symbol = graph.lookup(key)
+        except UnknownSymbolError:
+            raise UnknownSymbolError(
+                f"a value is given for {key}, which is not a node of this graph; its inputs "
+                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
+                node=key,
+            ) from None
+        if graph.node(symbol).kind == "defined":
+            raise BadValueError(
+                f"a value is given for {symbol}, but {symbol} = {graph.expr(symbol)} is "
+                "computed by its constraint; give values only for inputs and constants",
+                node=symbol,
+            )
+        given[symbol] = value
+    missing = [s for s in graph.inputs + graph.constants if s not in given]
+    if missing:
+        raise MissingValueError(
+            f"no value is given for {', '.join(map(str, missing))}; every input and "
+            "constant needs one, as in g.solve({" + ", ".join(f"{s}: 1.0" for s in missing) + "})",
+            node=missing[0],
+        )
+    env: dict = {}
+    dims: dict = {}
+    for symbol in graph.inputs + graph.constants:  # declaration order binds dimensions
+        shape = graph.node(symbol).shape
+        if shape is None:
+            env[symbol] = as_number(symbol, given[symbol])
+        else:
+            env[symbol] = as_array(symbol, given[symbol], shape, dims)
+    env.update(dims)
+    return env
+
+
+def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
+    """A real, finite array of the declared shape; symbolic dimensions are bound in
+    ``dims`` (the first array that has one binds it)."""
+    expected = " x ".join(str(d) for d in shape)
+    array = _real_array(symbol, value, dtype, f"a real {expected} array")
+    if array.ndim != 2:
+        raise ShapeError(
+            f"{symbol} is a {expected} matrix, but the array given for it has shape "
+            f"{array.shape}" + (" (reshape it to a column, (n, 1))" if array.ndim == 1 else ""),
+            node=symbol,
+        )
+    for declared, size in zip(shape, array.shape):
+        if isinstance(declared, sp.Symbol):
+            declared = dims.setdefault(declared, size)
+        if int(declared) != size:
+            bound = " x ".join(str(dims.get(d, d)) for d in shape)
+            raise ShapeError(
+                f"{symbol} must be {expected} (here {bound}), but the array given for it "
+                f"has shape {array.shape[0]} x {array.shape[1]}",
+                node=symbol,
+            )
+    return array
+
+
+def as_points(symbol, value, dtype=float) -> np.ndarray:
+    """A scalar node's value in a compiled program: a real number, or an array of points."""
+    return _real_array(symbol, value, dtype, "real numbers")
+
+
+def as_number(symbol, value) -> np.float64:
+    """A scalar node's value for solving: one real, finite number."""
+    if isinstance(value, sp.Basic):
+        if not (value.is_number and value.is_real):
+            raise BadValueError(
+                f"the value of {symbol} is {value}, which is not a real number", node=symbol
+            )
+        value = float(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise BadValueError(
+            f"the value of {symbol} must be a real number, got {type(value).__name__} {value!r}",
+            node=symbol,
+        )
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond the range of a float
+        value = math.inf
+    if not math.isfinite(value):
+        raise BadValueError(
+            f"the value of {symbol} is {value}, not a finite number (a float ranges to about "
+            "1.8e308)",
+            node=symbol,
+        )
+    return np.float64(value)
+
+
+def _real_array(symbol, value, dtype, what: str) -> np.ndarray:
+    def bad(got: str) -> BadValueError:
+        return BadValueError(f"the value of {symbol} must be {what}, got {got}", node=symbol)
+
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise bad(f"{type(value).__name__} {value!r}")
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError, OverflowError):
+        raise bad(type(value).__name__) from None
+    if raw.dtype.kind not in "iuf":  # booleans, complex numbers, strings, objects
+        if raw.dtype == object:
+            try:  # Python integers beyond int64, or sympy numbers
+                raw = np.asarray(value, dtype=float)
+            except (TypeError, ValueError, OverflowError):
+                raise bad("values that are not real numbers") from None
+        else:
+            raise bad(f"an array of {raw.dtype}")
+    with np.errstate(over="ignore"):
+        array = np.asarray(raw, dtype=dtype)
+    if not np.all(np.isfinite(array)):
+        raise BadValueError(
+            f"the value given for {symbol} has entries that are not finite (nan or inf, or "
+            f"beyond the range of {np.dtype(dtype).name})",
+            node=symbol,
+        )
+    return array
