@@ -413,7 +413,7 @@ def dot_product_test(graph, at: Mapping, *, rtol: float = 1e-6, seed: int = 0) -
             with np.errstate(all="ignore"):
                 JU = (np.asarray(op.value(plus, env)) - np.asarray(op.value(minus, env))) / (2 * h)
                 try:
-                    JtV = np.asarray(op.contribution_value(k, args, V, env[c.unknown], env))
+                    JtV = np.asarray(op.contribution_value(k, c.reads, V, env[c.unknown], env))
                 except ValueError:  # the pullback does not even have the right shape
                     errors[(c.unknown, w)] = math.inf
                     continue

@@ -146,10 +146,13 @@ class Program:
             needed = _closure(self.wrt, g.children) & (ancestors | set(self.wrt))
             step2 = "# Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j"
             program.append((set(), step2))
-            for c in kkt.backward_conditions:
-                if c.role is Role.GRADIENT and c.wrt == self.wrt[0] if self.wrt else False:
-                    program.append((set(), "# gradient: lambda_x = dL/dx"))
-                if c.wrt in needed and (c.role is Role.ADJOINT or c.wrt in self.wrt):
+            chosen = set(self.wrt)
+            for c in kkt.conditions(Role.ADJOINT):
+                if c.wrt in needed:
+                    program.append(self._backward(c, needed))
+            program.append((set(), "# gradient: lambda_x = dL/dx"))
+            for c in kkt.conditions(Role.GRADIENT):
+                if c.wrt in chosen:
                     program.append(self._backward(c, needed))
             lams = [g.multiplier(x) for x in self.wrt]
             returned |= set(lams)

@@ -146,15 +146,14 @@ class Contribution:
     def value(self, env):
         """The contribution's value, given values of ``f_i``'s arguments, ``z_i`` and
         ``lambda_i`` in ``env``."""
-        args = [env[r] for r in self.reads]
-        return self.op.contribution_value(self.k, args, env[self.multiplier], env[self.reader], env)
+        lam, out = env[self.multiplier], env[self.reader]
+        return self.op.contribution_value(self.k, self.reads, lam, out, env)
 
     def partial_value(self, env):
         """The value of ``df_i/dz_j``; ``None`` for a pullback, which is a linear map."""
         if self.pullback:
             return None
-        args = [env[r] for r in self.reads]
-        return self.op.local_value(self.k, args, env[self.reader], env)
+        return self.op.local_value(self.k, self.reads, env[self.reader], env)
 
 
 @dataclass(frozen=True, eq=False)

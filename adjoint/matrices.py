@@ -232,11 +232,12 @@ class MatrixOperation:
             self._fns["value"] = numeric_function(self.reads + self.dims, self.expr)
         return self._fns["value"](*args, *[env[d] for d in self.dims])
 
-    def contribution_value(self, k: int, args, lam, out, env):
+    def contribution_value(self, k: int, reads, lam, out, env):
         if k not in self._fns:
             self._fns[k] = numeric_function(
                 (*self.reads, self.multiplier, self.node, *self.dims), self.numeric_local(k)
             )
+        args = [env[r] for r in reads]
         return self._fns[k](*args, lam, out, *[env[d] for d in self.dims])
 
 

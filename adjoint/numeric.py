@@ -41,6 +41,18 @@ class NumericPrinter(NumPyPrinter):
         where, nan = self._module_format("numpy.where"), self._module_format("numpy.nan")
         return f"{where}(({x}) == 0, {nan}, 0.0)"
 
+    # Python's compiler recurses once per binary operator, so a sum of thousands of
+    # terms (a loss over many inputs) is printed as one call instead of a chain.
+    def _print_Add(self, expr, order=None):
+        if len(expr.args) > _CHAIN_LIMIT:
+            return f"sum(({', '.join(self._print(a) for a in expr.args)},))"
+        return super()._print_Add(expr, order=order)
+
+    def _print_Mul(self, expr):
+        if len(expr.args) > _CHAIN_LIMIT:
+            return f"math.prod(({', '.join(self._print(a) for a in expr.args)},))"
+        return super()._print_Mul(expr)
+
     def _print_Multiplier(self, expr):
         return self._print_Symbol(expr)
 
@@ -113,6 +125,7 @@ class NumericPrinter(NumPyPrinter):
 
 
 _MPMATH_NAMES = {"LambertW": "lambertw"}
+_CHAIN_LIMIT = 100
 
 
 def _vectorize(fn):
@@ -166,10 +179,20 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
         body = printer.doprint(expr.xreplace(placeholders))
     except PrintMethodNotImplementedError as exc:
         raise NoNumericRule(expr) from exc
-    names_in_scope = {**namespace(), **implementations(expr)}
-    if any(module.split(".")[0] not in names_in_scope for module in printer.module_imports):
+    found = implementations(expr)
+    if any(module.split(".")[0] not in namespace() for module in printer.module_imports):
         raise NoNumericRule(expr)
-    return eval(f"lambda {', '.join(names)}: {body}", names_in_scope)
+    source = f"lambda {', '.join(names)}: {body}"
+    if found:
+        return eval(source, {**namespace(), **found})
+    return _compiled(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str):
+    # Many partials print alike once their arguments are renamed (2*a0 for every
+    # summand x_k**2 of a sum of squares): compile each text once.
+    return eval(source, namespace())
 
 
 def to_real(value) -> float:

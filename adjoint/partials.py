@@ -6,6 +6,11 @@ Lagrangian. Many nodes apply the same operation (``sin(z3)`` and ``sin(z8)``), s
 right-hand side is first written as an :class:`Operation` of placeholder
 arguments, whose partials are derived once and then instantiated per node.
 
+A node may read many others (a loss summed over thousands of terms): each partial
+is derived from the part of ``f_i`` that reads its argument (the summands that hold
+it), and evaluated from the arguments it needs, so the work stays linear in the
+number of edges.
+
 Placeholders are real, so that ``Abs``, ``sign``, ``Max`` and the like get real
 derivatives whatever the assumptions on the user's symbols.
 """
@@ -22,13 +27,16 @@ from .primitives import derivative_from_output, mark_kinks
 __all__ = ["Operation", "operation", "placeholders"]
 
 _PLACEHOLDERS: list[sp.Dummy] = []
+_POSITION: dict[sp.Dummy, int] = {}
 _CACHE_LIMIT = 50_000
 
 
 def placeholders(n: int) -> list[sp.Dummy]:
     """The real placeholders ``a0 .. a{n-1}``, the same objects on every call."""
     while len(_PLACEHOLDERS) < n:
-        _PLACEHOLDERS.append(sp.Dummy(f"a{len(_PLACEHOLDERS)}", real=True))
+        a = sp.Dummy(f"a{len(_PLACEHOLDERS)}", real=True)
+        _POSITION[a] = len(_PLACEHOLDERS)
+        _PLACEHOLDERS.append(a)
     return _PLACEHOLDERS[:n]
 
 
@@ -45,41 +53,76 @@ class Operation:
     #: Contributions of a scalar operation are ``lambda_i * df_i/dz_j``.
     pullback = False
 
-    __slots__ = ("_numeric", "_partials", "_shared", "_value_fn", "args", "out", "template")
+    __slots__ = (
+        "_numeric",
+        "_partials",
+        "_parts",
+        "_shared",
+        "_value_fn",
+        "args",
+        "out",
+        "template",
+    )
 
     def __init__(self, template: sp.Expr, arity: int):
         self.template = template
-        *self.args, self.out = placeholders(arity + 1)
-        self.args = tuple(self.args)
+        *args, self.out = placeholders(arity + 1)
+        self.args = tuple(args)
         self._partials: dict[int, sp.Expr] = {}
-        self._numeric: dict[int, tuple] = {}
+        self._numeric: dict[int, list] = {}
+        self._parts: dict | None = None
         self._value_fn = None
         self._shared = None
 
+    def _summands(self, k: int) -> list | None:
+        """For a sum, the summands that read ``a_k``; ``None`` for anything else."""
+        if self._parts is None:
+            self._parts = {}
+            if isinstance(self.template, sp.Add):
+                for term in self.template.args:
+                    for a in term.free_symbols:
+                        self._parts.setdefault(a, []).append(term)
+        if not self._parts:
+            return None
+        return self._parts.get(self.args[k], [])
+
+    def part(self, k: int) -> sp.Expr:
+        """The part of ``f`` that reads ``a_k``: for a sum, the summands that hold it."""
+        terms = self._summands(k)
+        return self.template if terms is None else sp.Add(*terms)
+
     def partial(self, k: int) -> sp.Expr:
-        """``df/da_k``, as mathematics writes it."""
+        """``df/da_k``, as mathematics writes it. The summands of a sum are operations
+        of their own (``a3**2`` and ``a7**2`` are one kind), each derived once."""
         if k not in self._partials:
-            self._partials[k] = sp.diff(self.template, self.args[k])
+            a, terms = self.args[k], self._summands(k)
+            if terms is None:
+                self._partials[k] = sp.diff(self.template, a)
+            else:
+                self._partials[k] = sp.Add(*(_summand_partial(t, a) for t in terms))
         return self._partials[k]
 
     def numeric_partial(self, k: int) -> sp.Expr:
         """``df/da_k`` as it is evaluated: in the own value where declared, nan at kinks."""
         return self._numeric_entry(k)[0]
 
-    def numeric_partial_fn(self, k: int):
-        """:meth:`numeric_partial` as a function of the arguments and the own value."""
-        entry = self._numeric_entry(k)
-        if entry[1] is None:
-            entry[1] = numeric_function((*self.args, self.out), entry[0])
-        return entry[1]
-
     def _numeric_entry(self, k: int) -> list:
+        """``[numeric partial, its function, the placeholders it reads]``."""
         if k not in self._numeric:
             partial = derivative_from_output(self.template, self.args[k], self.out)
             if partial is None:
-                partial = mark_kinks(self.partial(k), self.template)
-            self._numeric[k] = [partial, None]
+                partial = mark_kinks(self.partial(k), self.part(k))
+            self._numeric[k] = [partial, None, None]
         return self._numeric[k]
+
+    def numeric_partial_fn(self, k: int):
+        """:meth:`numeric_partial` as a function of the placeholders it reads, and those
+        placeholders (arguments by position, then the own value)."""
+        entry = self._numeric_entry(k)
+        if entry[1] is None:
+            entry[2] = tuple(sorted(_POSITION.keys() & entry[0].free_symbols, key=_POSITION.get))
+            entry[1] = numeric_function(entry[2], entry[0])
+        return entry[1], entry[2]
 
     def reuses_output(self, k: int) -> bool:
         """Whether the numeric partial reads the stored value ``z_i`` rather than ``f_i``."""
@@ -89,19 +132,23 @@ class Operation:
         """Subexpressions of ``f`` that its numeric partials need too (``sin(a)`` in
         ``sin(a)*b``): generated code computes them once, in Step 1."""
         if self._shared is None:
-            partials = [self.numeric_partial(k) for k in range(len(self.args))]
+            needed = set()
+            for k in range(len(self.args)):
+                needed.update(sp.preorder_traversal(self.numeric_partial(k)))
             candidates = [
                 e
                 for e in sp.preorder_traversal(self.template)
                 if e is not self.template
                 and isinstance(e, (sp.Function, sp.Pow))
                 and e.free_symbols
-                and any(p.has(e) for p in partials)
+                and e in needed
             ]
             # the outermost ones only: sin(a) is kept and not also a inside it
-            self._shared = tuple(
-                e for e in candidates if not any(o is not e and o.has(e) for o in candidates)
-            )
+            outer = []
+            for e in candidates:
+                if not any(o.has(e) for o in outer):
+                    outer.append(e)
+            self._shared = tuple(outer)
         return self._shared
 
     def value_fn(self):
@@ -128,17 +175,23 @@ class Operation:
         """The partial as it is evaluated, with ``out`` for the stored ``z_i``."""
         return self.instantiate(self.numeric_partial(k), reads, out)
 
-    def local_value(self, k: int, args, out, env):
-        return self.numeric_partial_fn(k)(*args, out)
+    def local_value(self, k: int, reads, out, env):
+        """The numeric partial at the values in ``env``; ``out`` is ``z_i``'s value."""
+        fn, needs = self.numeric_partial_fn(k)
+        return fn(*(out if a is self.out else env[reads[_POSITION[a]]] for a in needs))
 
-    def contribution_value(self, k: int, args, lam, out, env):
-        return lam * self.numeric_partial_fn(k)(*args, out)
+    def contribution_value(self, k: int, reads, lam, out, env):
+        return lam * self.local_value(k, reads, out, env)
 
     def instantiate(self, expr: sp.Expr, reads: Sequence[sp.Symbol], out=None) -> sp.Expr:
         """``expr`` (the template or a partial) in a node's own arguments (and value)."""
-        mapping = dict(zip(self.args, reads))
-        if out is not None:
-            mapping[self.out] = out
+        mapping = {}
+        for a in expr.free_symbols:
+            if a is self.out:
+                if out is not None:
+                    mapping[a] = out
+            elif a in _POSITION:
+                mapping[a] = reads[_POSITION[a]]
         return expr.xreplace(mapping)
 
 
@@ -147,11 +200,22 @@ _OPERATIONS: dict[sp.Expr, Operation] = {}
 
 def operation(expr: sp.Expr, reads: Sequence[sp.Symbol]) -> Operation:
     """The shared :class:`Operation` that ``expr`` applies to the nodes ``reads``."""
-    args = placeholders(len(reads))
-    template = expr.xreplace(dict(zip(reads, args)))
+    template = expr.xreplace(dict(zip(reads, placeholders(len(reads)))))
+    return _shared(template, len(reads))
+
+
+def _shared(template: sp.Expr, arity: int) -> Operation:
     op = _OPERATIONS.get(template)
     if op is None:
         if len(_OPERATIONS) >= _CACHE_LIMIT:
             _OPERATIONS.clear()
-        op = _OPERATIONS[template] = Operation(template, len(reads))
+        op = _OPERATIONS[template] = Operation(template, arity)
     return op
+
+
+def _summand_partial(term: sp.Expr, a: sp.Dummy) -> sp.Expr:
+    """``d term / d a`` for one summand of a sum, through the summand's own operation."""
+    held = sorted(_POSITION.keys() & term.free_symbols, key=_POSITION.get)
+    canonical = placeholders(len(held))
+    op = _shared(term.xreplace(dict(zip(held, canonical))), len(held))
+    return op.partial(held.index(a)).xreplace(dict(zip(canonical, held)))

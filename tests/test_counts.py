@@ -42,19 +42,56 @@ def test_solving_evaluates_each_condition_and_contribution_once(g):
     assert len(set(map(id, calls))) == len(calls)
 
 
-def test_derivations_do_not_grow_with_the_graph(monkeypatch):
-    # A chain of 2000 nodes that repeats three operations: three operations, each
-    # differentiated once per argument, however long the chain.
+def _derivations(monkeypatch, build) -> int:
+    """How many times sympy differentiates while ``build()``'s graph is solved."""
+    import sympy
+
+    calls = []
+    original = sympy.diff
     monkeypatch.setattr(partials, "_OPERATIONS", {})
+    monkeypatch.setattr(sympy, "diff", lambda *a, **k: calls.append(a) or original(*a, **k))
+    g, point = build()
+    g.solve(point)
+    monkeypatch.setattr(sympy, "diff", original)
+    return len(calls)
+
+
+def _chain(n):
+    # A chain that repeats three operations.
     g = adjoint.Graph()
     z = g.input("x")
     y = g.input("y")
-    for k in range(2000):
-        f = [sp.sin(z), z * y, z**2 + y][k % 3]
-        z = g.define(f"z{k}", f)
-    g.solve({"x": 0.3, "y": 0.2})
-    assert len(partials._OPERATIONS) == 3
-    assert sum(len(op._partials) for op in partials._OPERATIONS.values()) == 1 + 2 + 2
+    for k in range(n):
+        z = g.define(f"z{k}", [sp.sin(z), z * y, z**2 + y][k % 3])
+    return g, {"x": 0.3, "y": 0.2}
+
+
+def _wide(n):
+    # One node that reads n inputs: a sum of n squares.
+    g = adjoint.Graph()
+    xs = [g.input(f"x{k}") for k in range(n)]
+    g.define("f", sp.Add(*(x**2 for x in xs)))
+    return g, {x: 1.0 for x in xs}
+
+
+def test_derivations_do_not_grow_with_the_graph(monkeypatch):
+    # Each kind of operation is differentiated once per argument, however long the
+    # chain or however many summands a node has.
+    assert _derivations(monkeypatch, lambda: _chain(300)) == _derivations(
+        monkeypatch, lambda: _chain(900)
+    )
+    assert _derivations(monkeypatch, lambda: _wide(50)) == _derivations(
+        monkeypatch, lambda: _wide(400)
+    )
+
+
+def test_each_partial_of_a_wide_node_reads_only_its_own_arguments():
+    g, point = _wide(300)
+    g.solve(point)
+    for c in g.stationarity().conditions("gradient"):
+        (t,) = c.contributions
+        _, needs = t.op.numeric_partial_fn(t.k)
+        assert len(needs) == 1  # d(sum of x_k**2)/dx_k = 2 x_k: x_k alone
 
 
 def test_a_chain_deeper_than_the_recursion_limit_goes_through_every_step():
