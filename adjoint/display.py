@@ -2,16 +2,36 @@
 
 Element-wise functions are written the way people write them: ``tanh.(H)`` in text
 and ``\\tanh_{\\circ}(H)`` in LaTeX, rather than sympy's ``Lambda(_d, tanh(_d)).(H)``.
+Every piece of LaTeX is meant to compile: a symbol's name is split into sub- and
+superscripts as sympy does, and whatever else it holds (LaTeX specials, letters
+beyond ASCII) is escaped. Prose that carries maths (:class:`Prose`) reads as plain
+text, LaTeX text or Markdown.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+
 import numpy as np
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.conventions import split_super_sub
+from sympy.printing.latex import LatexPrinter, translate
 from sympy.printing.str import StrPrinter
 
-__all__ = ["latex", "number", "table", "text"]
+__all__ = [
+    "Code",
+    "Math",
+    "Prose",
+    "latex",
+    "latex_text",
+    "markdown_text",
+    "number",
+    "table",
+    "text",
+]
 
 
 #: Sums with more terms than this print in stored order: sorting them for display
@@ -59,6 +79,77 @@ class MathPrinter(_Readable, LatexPrinter):
     def _mapping(self, var, body) -> str:
         return rf"\left({self._print(var)} \mapsto {self._print(body)}\right)"
 
+    def _print_Dummy(self, expr):
+        return self._deal_with_super_sub(expr.name)
+
+    def _deal_with_super_sub(self, string: str, style="plain") -> str:
+        # sympy's own version passes a name holding "{" through as raw LaTeX, and
+        # any other character as it is: a name is a name here, never markup.
+        name, supers, subs = split_super_sub(string)
+        name = _name_piece(name)
+        if style == "bold":
+            name = rf"\mathbf{{{name}}}"
+        if supers:
+            name += "^{" + " ".join(_name_piece(p) for p in supers) + "}"
+        if subs:
+            name += "_{" + " ".join(_name_piece(p) for p in subs) + "}"
+        return name
+
+
+#: Characters of a name that maths mode would read as markup (or reject).
+_MATH_ESCAPES = {
+    "_": r"\_",
+    "%": r"\%",
+    "#": r"\#",
+    "&": r"\&",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "\\": r"\backslash{}",
+    "^": r"\text{\textasciicircum}",
+    "~": r"\text{\textasciitilde}",
+    " ": r"\ ",
+    "|": r"\vert{}",  # no bare bar, which would end a cell of a Markdown table
+}
+#: Combining accents of letters such as e-acute, as maths accents.
+_ACCENTS = {
+    "\u0300": "grave",
+    "\u0301": "acute",
+    "\u0302": "hat",
+    "\u0303": "tilde",
+    "\u0304": "bar",
+    "\u0306": "breve",
+    "\u0307": "dot",
+    "\u0308": "ddot",
+    "\u030c": "check",
+}
+
+
+def _name_piece(piece: str) -> str:
+    """One piece of a symbol's name (the name, a sub- or a superscript) in LaTeX."""
+    if piece.isascii() and piece.isalnum():
+        return translate(piece)  # alpha -> \alpha, xhat -> \hat{x}, as sympy does
+    return "".join(_name_char(c) for c in piece)
+
+
+def _name_char(c: str) -> str:
+    if c.isascii():
+        return _MATH_ESCAPES.get(c, c)
+    words = unicodedata.name(c, "").split()
+    if words[:1] == ["GREEK"]:  # SMALL LETTER ALPHA -> \alpha, PHI SYMBOL -> \varphi
+        letter = words[-1].lower() if "SMALL" in words else words[-1].capitalize()
+        if "FINAL" in words or words[-1] == "SYMBOL":
+            letter = "var" + (words[-1] if "FINAL" in words else words[-2]).lower()
+        tex = translate(letter)
+        if tex != letter:
+            return tex
+    base, *marks = unicodedata.normalize("NFD", c)
+    if base.isascii() and base.isalpha() and marks and all(m in _ACCENTS for m in marks):
+        for m in marks:
+            base = rf"\{_ACCENTS[m]}{{{base}}}"
+        return base
+    return rf"\text{{U+{ord(c):04X}}}"  # no glyph every LaTeX has: name the code point
+
 
 _TEXT, _MATH = TextPrinter(), MathPrinter()
 
@@ -95,10 +186,22 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def number_latex(value) -> str:
     if isinstance(value, np.ndarray) and value.ndim:
         size = rf"{value.shape[0]} \times {value.shape[1]}"  # no $ inside \text: MathJax
-        return rf"{size}\ \text{{array}},\ \|\cdot\| = {np.linalg.norm(value):.4g}"
+        norm = float_latex(float(np.linalg.norm(value)), 4)
+        return rf"{size}\ \text{{array}},\ \|\cdot\| = {norm}"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return float_latex(value)
     return latex(value)
+
+
+def float_latex(value: float, digits: int = 6) -> str:
+    """A float in LaTeX to ``digits`` significant digits: ``1.5 \\times 10^{-7}``, not
+    ``1.5e-07``, which maths mode sets as the product of 1.5, e and -07."""
+    if math.isnan(value):
+        return r"\text{nan}"
+    if math.isinf(value):
+        return r"\infty" if value > 0 else r"-\infty"
+    mantissa, _, exponent = f"{value:.{digits}g}".partition("e")
+    return rf"{mantissa} \times 10^{{{int(exponent)}}}" if exponent else mantissa
 
 
 def aligned(rows: list[tuple[str, str]]) -> str:
@@ -120,3 +223,99 @@ def solution_latex(solution) -> str:
         lam_ = "" if lam is None else number_latex(lam)
         rows.append(f"{latex(z)} & {f} & {number_latex(value)} & {lam_}")
     return r"$\begin{array}{llll}" + head + r" \\ ".join(rows) + r"\end{array}$"
+
+
+# -- prose with maths in it --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Math:
+    """Mathematics inside a sentence: how it reads as plain text, and in LaTeX."""
+
+    text: str
+    latex: str
+
+
+@dataclass(frozen=True)
+class Code:
+    """Code inside a sentence, such as ``g.verify()``."""
+
+    text: str
+
+
+class Prose(str):
+    """A sentence of plain strings, :class:`Math` and :class:`Code`. As a ``str`` it is
+    the plain text; :func:`latex_text` and :func:`markdown_text` typeset its parts.
+
+    >>> note = Prose("constraints ", Math("z_i = f_i", "z_i = f_i"), ", one per node")
+    >>> str(note), latex_text(note)
+    ('constraints z_i = f_i, one per node', 'constraints $z_i = f_i$, one per node')
+    """
+
+    parts: tuple
+
+    def __new__(cls, *parts):
+        flat = []
+        for part in parts:
+            flat.extend(part.parts if isinstance(part, Prose) else [part])
+        plain = "".join(p if isinstance(p, str) else p.text for p in flat)
+        self = super().__new__(cls, plain)
+        self.parts = tuple(flat)
+        return self
+
+
+#: LaTeX's text-mode specials, and the characters its default (OT1) font encoding
+#: sets as other glyphs (< as an inverted exclamation mark, | as a dash).
+_TEXT_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "~": r"\textasciitilde{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    '"': r"\textquotedblright{}",
+}
+_TEXT_SPECIAL = re.compile("|".join(re.escape(c) for c in _TEXT_ESCAPES))
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$#~])")
+
+
+def _parts(prose: str) -> tuple:
+    return prose.parts if isinstance(prose, Prose) else (prose,)
+
+
+def latex_text(prose: str) -> str:
+    """``prose`` as LaTeX text (for a paragraph or a title): maths as ``$...$``, code
+    in typewriter type, every special character of the rest escaped."""
+
+    def escape(s: str) -> str:
+        return _TEXT_SPECIAL.sub(lambda m: _TEXT_ESCAPES[m.group()], s)
+
+    out = []
+    for part in _parts(prose):
+        if isinstance(part, Math):
+            out.append(f"${part.latex}$")
+        elif isinstance(part, Code):
+            out.append(rf"\texttt{{{escape(part.text)}}}")
+        else:
+            out.append(escape(part))
+    return "".join(out)
+
+
+def markdown_text(prose: str) -> str:
+    """``prose`` as Markdown: maths as ``$...$``, code as ``code``, the rest escaped."""
+    out = []
+    for part in _parts(prose):
+        if isinstance(part, Math):
+            out.append(f"${part.latex}$")
+        elif isinstance(part, Code):
+            out.append(f"`{part.text}`")
+        else:
+            out.append(_MARKDOWN_SPECIAL.sub(r"\\\1", part))
+    return "".join(out)

@@ -21,10 +21,22 @@ import numpy as np
 import sympy as sp
 
 from .checks import verify
-from .display import latex, number, table, text
+from .display import (
+    Code,
+    Math,
+    Prose,
+    float_latex,
+    latex,
+    latex_text,
+    markdown_text,
+    number,
+    table,
+    text,
+)
 from .errors import AdjointError, ShapeError
 from .lagrangian import lagrangian, stationarity
 from .solve import forward_sweep, solve
+from .symbols import multiplier_of
 from .values import read_values
 
 __all__ = ["Explanation", "adjoint_system", "explain", "shadow_prices", "trace"]
@@ -36,10 +48,10 @@ CHECK_LIMIT = 60
 
 @dataclass(frozen=True)
 class Section:
-    title: str
+    title: str  # plain text, or a Prose that also typesets its maths
     lines: tuple[str, ...]  # plain text
     math: tuple[str, ...]  # LaTeX, one display equation each
-    note: str = ""
+    note: str = ""  # as the title
 
 
 class Explanation:
@@ -63,11 +75,11 @@ class Explanation:
         return str(self)
 
     def _repr_markdown_(self) -> str:
-        out = [f"### {self.title}"]
+        out = [f"### {markdown_text(self.title)}"]
         for s in self.sections:
-            out += ["", f"**{s.title}**", ""]
+            out += ["", f"**{markdown_text(s.title)}**", ""]
             if s.note:
-                out += [s.note, ""]
+                out += [markdown_text(s.note), ""]
             out += [f"$$ {m} $$" for m in s.math]
         return "\n".join(out)
 
@@ -75,11 +87,12 @@ class Explanation:
         return self._repr_markdown_()
 
     def to_latex(self) -> str:
-        out = []
+        """The body of a LaTeX document (amsmath): titles, notes and display maths."""
+        out = [rf"\subsection*{{{latex_text(self.title)}}}"]
         for s in self.sections:
-            out.append(rf"\paragraph{{{s.title}}}")
+            out.append(rf"\paragraph{{{latex_text(s.title)}}}")
             if s.note:
-                out.append(s.note)
+                out.append(latex_text(s.note))
             out += [rf"\[ {m} \]" for m in s.math]
         return "\n".join(out)
 
@@ -122,7 +135,11 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
                 rf"\min\ {latex(out)} \quad \text{{s.t.}} \quad "
                 + r",\ ".join(f"{latex(z)} = {latex(graph.expr(z))}" for z in graph.defined),
             ),
-            "The function is written as constraints z_i = f_i(z_alpha(i)), one per node.",
+            Prose(
+                "The function is written as constraints ",
+                Math("z_i = f_i(z_alpha(i))", r"z_i = f_i(z_{\alpha(i)})"),
+                ", one per node.",
+            ),
         )
     )
     L = lagrangian(graph)
@@ -131,7 +148,14 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
             "The Lagrangian (6)",
             (f"L = {text(L)}",),
             (rf"\mathcal{{L}} = {latex(L)}",),
-            "One multiplier per constraint: L = z_n - sum_i lambda_i (z_i - f_i).",
+            Prose(
+                "One multiplier per constraint: ",
+                Math(
+                    "L = z_n - sum_i lambda_i (z_i - f_i)",
+                    r"\mathcal{L} = z_n - \sum_i \lambda_i (z_i - f_i)",
+                ),
+                ".",
+            ),
         )
     )
 
@@ -178,14 +202,35 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         written_tex = " + ".join(parts_tex) or "0"
         solved_tex = "" if solved == "" else f" = {latex(c.rhs)}"
         math.append(f"{latex(lam)} = {written_tex}{solved_tex}{value_tex}")
+    lam_out = latex(graph.multiplier(out))
     sections.append(
         Section(
-            "Step 2: backward (dL/dz_j = 0), then the gradient",
+            Prose(
+                "Step 2: backward (",
+                Math("dL/dz_j = 0", r"\partial \mathcal{L} / \partial z_j = 0"),
+                "), then the gradient",
+            ),
             tuple(lines),
             tuple(math),
-            f"dL/d{out} = 1 - lambda_{out} gives lambda_{out} = 1; for every other node, "
-            "lambda_j = sum over the readers i of z_j of lambda_i df_i/dz_j, in reverse "
-            "topological order. For an input x, lambda_x = dL/dx is the gradient.",
+            Prose(
+                Math(
+                    f"dL/d{out} = 1 - lambda_{out}",
+                    rf"\partial \mathcal{{L}} / \partial {latex(out)} = 1 - {lam_out}",
+                ),
+                " gives ",
+                Math(f"lambda_{out} = 1", f"{lam_out} = 1"),
+                "; for every other node, ",
+                Math(
+                    "lambda_j = sum over the readers i of z_j of lambda_i df_i/dz_j",
+                    r"\lambda_j = \sum_{i \in \beta(j)} \lambda_i \, "
+                    r"\partial f_i / \partial z_j",
+                ),
+                ", in reverse topological order. For an input ",
+                Math("x", "x"),
+                ", ",
+                Math("lambda_x = dL/dx", r"\lambda_x = \partial \mathcal{L} / \partial x"),
+                " is the gradient.",
+            ),
         )
     )
 
@@ -206,20 +251,30 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         )
     else:
         lines, math = (), ()
-        note = (
-            f"Not checked here: the check differentiates the composed function once per node, "
-            f"which grows quadratically; with {len(graph.nodes)} nodes, run g.verify() "
-            "or adjoint.check_gradient(g, at) when you want it."
+        note = Prose(
+            "Not checked here: the check differentiates the composed function once per node, "
+            f"which grows quadratically; with {len(graph.nodes)} nodes, run ",
+            Code("g.verify()"),
+            " or ",
+            Code("adjoint.check_gradient(g, at)"),
+            " when you want it.",
         )
-    sections.append(Section("Theorem 16.1: lambda_j = d z_n / d z_j", lines, math, note))
-    title = f"Backpropagation, step by step, for the output {out} = {text(graph.expr(out))}"
+    theorem = Prose(
+        "Theorem 16.1: ",
+        Math("lambda_j = d z_n / d z_j", r"\lambda_j = \partial z_n / \partial z_j"),
+    )
+    sections.append(Section(theorem, lines, math, note))
+    title = Prose(
+        "Backpropagation, step by step, for the output ",
+        Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
+    )
     return Explanation(title, sections)
 
 
 def _num_tex(value) -> str:
     if isinstance(value, np.ndarray) and value.ndim:
         return rf"\left[{value.shape[0]} \times {value.shape[1]}\right]"
-    return f"{float(value):.6g}"
+    return float_latex(float(value))
 
 
 # -- the trace table --------------------------------------------------------------
@@ -269,9 +324,13 @@ class Trace:
                 else (f"${latex(r.node)} \\leftarrow {latex(r.reader)}$")
             )
             contribution = "" if r.contribution is None else number(r.contribution)
-            out.append(
-                f"| {r.sweep} | {edge} | `{r.formula}` | {number(r.value)} | {contribution} |"
-            )
+            # A bare | ends a cell, even in code ("|.|", an array's norm, would split
+            # it); code cannot escape a $, which Jupyter would take for maths there.
+            cells = [r.sweep, edge, f"`{r.formula}`", number(r.value), contribution]
+            cells = [c.replace("|", r"\|") for c in cells]
+            if "$" in r.formula or "`" in r.formula:
+                cells[2] = markdown_text(r.formula)
+            out.append("| " + " | ".join(cells) + " |")
         return "\n".join(out)
 
 
@@ -329,7 +388,7 @@ class AdjointSystem:
         return np.linalg.solve(M, np.array(self.e.tolist(), dtype=float).ravel())
 
     def _repr_latex_(self) -> str:
-        lam = sp.Matrix([sp.Symbol(f"lambda_{z}") for z in self.nodes])
+        lam = sp.Matrix([multiplier_of(z) for z in self.nodes])
         return rf"$\displaystyle {latex(self.matrix)} {latex(lam)} = {latex(self.e)}$"
 
 
