@@ -53,7 +53,8 @@ def unlabelled(source: str) -> list[str]:
                 labelled.add((on, axis))
             if name == "set" and any(k.arg == f"{axis}label" for k in node.keywords):
                 labelled.add((on, axis))
-    return [f"{on}: {axis}" for on in sorted(plotted) for axis in "xy" if (on, axis) not in labelled]
+    missing = [(on, axis) for on in sorted(plotted) for axis in "xy" if (on, axis) not in labelled]
+    return [f"{on}: {axis}" for on, axis in missing]
 
 
 def test_the_check_finds_a_missing_label():
