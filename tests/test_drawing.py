@@ -4,6 +4,9 @@ The boxes are matplotlib's own extents of the drawn text (and of the card around
 taken after a full draw with the Agg renderer, not the positions the layout code chose.
 """
 
+import re
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,6 +21,7 @@ import adjoint
 from adjoint.drawing import _edge_labels
 from adjoint.examples import fan_out, lecture_dag, two_layer_net, warm_up
 
+ROOT = Path(__file__).resolve().parent.parent
 LECTURE = {
     "from_expr": lambda: (
         adjoint.Graph.from_expr("sin(x*y) + x*y + exp(x)*y"),
@@ -147,3 +151,36 @@ def test_draw_into_given_axes_returns_them():
         assert g.draw(g.solve(point), ax=ax) is ax
     finally:
         plt.close(fig)
+
+
+def _make_figures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs/make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_figures_exist_are_small_and_the_script_makes_them(tmp_path):
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert shown == ["docs/drawing.png", "docs/derivation.png"]
+    for name in shown:
+        assert (ROOT / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (ROOT / name).stat().st_size < 200_000
+    made = _make_figures().main(tmp_path)
+    assert [p.name for p in made] == ["drawing.png", "derivation.png"]
+    for p in made:
+        height, width = plt.imread(p).shape[:2]
+        assert height > 200 and width > 500 and p.stat().st_size < 200_000
+
+
+def test_derivation_falls_back_to_text_where_mathtext_cannot_typeset():
+    from adjoint.explain import Section
+
+    pieces = _make_figures()._pieces
+    good, bad = r"\frac{\partial z_2}{\partial x} = 1", r"\begin{pmatrix} a \end{pmatrix}"
+    both = Section("s", ("dz2/dx = 1", "matrix a"), (good, bad))
+    assert pieces(both) == [("math", good.replace(r"\frac", r"\dfrac")), ("text", "matrix a")]
+    uneven = Section("s", ("line 1", "line 2", "line 3"), (bad,))
+    assert pieces(uneven) == [("text", "line 1"), ("text", "line 2"), ("text", "line 3")]
