@@ -157,35 +157,39 @@ class _Layout:
     #: Positions tried along an edge, as fractions from tail to head: middle first.
     ALONG = (0.5, 0.4, 0.6, 0.3, 0.7, 0.45, 0.55, 0.35, 0.65, 0.25, 0.75, 0.2, 0.8)
     GAP = 2.0  # pixels kept free around each box
+    KEY_LINES = 12  # a longer key would only repeat an unreadable drawing
 
     def __init__(self, ax, node_size: int):
         self.ax = ax
         self.px = ax.figure.dpi / 72  # pixels per point
         self.radius = np.sqrt(node_size) / 2  # marker radius, points
-        self.boxes: list = []
-        self.segments: dict = {}
+        self.boxes = np.empty((0, 4))  # rows x0, y0, x1, y1 in pixels
 
     def add_disc(self, xy) -> None:
-        from matplotlib.transforms import Bbox
-
         x, y = self.ax.transData.transform(xy)
         r = self.radius * self.px
-        self.boxes.append(Bbox([[x - r, y - r], [x + r, y + r]]))
+        self.add_box(np.array([x - r, y - r, x + r, y + r]))
+
+    def add_box(self, box) -> None:
+        self.boxes = np.vstack([self.boxes, box])
 
     def add(self, t) -> None:
-        self.boxes.append(self.extent(t))
+        self.add_box(self.extent(t))
 
-    def extent(self, t):
-        """The text's rendered extent, grown by its card's padding."""
+    def extent(self, t) -> np.ndarray:
+        """The text's rendered extent, grown by its card's padding, as x0, y0, x1, y1."""
         box = t.get_window_extent(_renderer(self.ax.figure))
         patch = t.get_bbox_patch()
-        pad = 0.0
+        pad = self.GAP
         if patch is not None:
-            pad = patch.get_boxstyle().pad * t.get_fontsize() * self.px
-        return box.padded(pad + self.GAP)
+            pad += patch.get_boxstyle().pad * t.get_fontsize() * self.px
+        return np.array([box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad])
 
     def free(self, box) -> bool:
-        return not any(box.overlaps(b) for b in self.boxes)
+        b = self.boxes
+        return not np.any(
+            (box[0] < b[:, 2]) & (b[:, 0] < box[2]) & (box[1] < b[:, 3]) & (b[:, 1] < box[3])
+        )
 
     def card(self, xy, label: str, gid: str) -> None:
         """The value card under the node, or above it if something is in the way."""
@@ -214,10 +218,7 @@ class _Layout:
     def edge_labels(self, pos, labels: dict) -> None:
         """Each partial on its own edge: the first free position along it, preferring
         ones that cross no other edge (a label on a crossing reads as either edge's)."""
-        from matplotlib.path import Path
-
         ends = {e: self.ax.transData.transform([pos[e[0]], pos[e[1]]]) for e in labels}
-        paths = {e: Path(p) for e, p in ends.items()}
         key = []
         # Short edges have the fewest positions to offer: they choose first.
         for e in sorted(labels, key=lambda e: np.hypot(*(ends[e][1] - ends[e][0]))):
@@ -233,16 +234,15 @@ class _Layout:
                 gid=f"edge {e[0]} -> {e[1]}",
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9},
             )
-            others = [p for f, p in paths.items() if f != e]
+            # The box at the tail, moved along the edge: the text's size does not change.
+            at_tail, (p, q) = self.extent(t), ends[e]
+            others = np.array([np.ravel(ends[f]) for f in ends if f != e]).reshape(-1, 4)
             spot = None
             for crossings_allowed in (False, True):
                 for s in self.ALONG:
-                    t.set_position((x0 + s * (x1 - x0), y0 + s * (y1 - y0)))
-                    box = self.extent(t)
-                    if self.free(box) and (
-                        crossings_allowed or not any(p.intersects_bbox(box) for p in others)
-                    ):
-                        spot = box
+                    box = at_tail + np.tile(s * (q - p), 2)
+                    if self.free(box) and (crossings_allowed or not _crosses(others, box).any()):
+                        spot = s
                         break
                 if spot is not None:
                     break
@@ -250,18 +250,22 @@ class _Layout:
                 t.remove()
                 key.append(f"{e[0]} → {e[1]}: {labels[e]}")
             else:
-                self.boxes.append(spot)
+                t.set_position((x0 + spot * (x1 - x0), y0 + spot * (y1 - y0)))
+                self.add(t)
         if key:
             self.key(sorted(key))
 
     def key(self, lines: list) -> None:
         """The partials that fit on no edge, listed under everything else."""
-        bottom = min(b.y0 for b in self.boxes) - 4 * self.px
+        shown = lines[: self.KEY_LINES]
+        if len(lines) > len(shown):
+            shown.append(f"... and {len(lines) - len(shown)} more (g.to_dot(sol) has them all)")
+        bottom = self.boxes[:, 1].min() - 4 * self.px
         _, y = self.ax.transAxes.inverted().transform((0, bottom))
         t = self.ax.text(
             0.0,
             y,
-            _plain("partials that did not fit on their edges:\n" + "\n".join(lines)),
+            _plain("partials that did not fit on their edges:\n" + "\n".join(shown)),
             transform=self.ax.transAxes,
             fontsize=7,
             ha="left",
@@ -269,6 +273,19 @@ class _Layout:
             gid="edge key",
         )
         self.add(t)
+
+
+def _crosses(segments: np.ndarray, box) -> np.ndarray:
+    """Which segments (rows x0, y0, x1, y1) pass through the open ``box`` (Liang-Barsky)."""
+    p, d = segments[:, :2], segments[:, 2:] - segments[:, :2]
+    lo, hi = np.asarray(box[:2]), np.asarray(box[2:])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    # A segment parallel to an axis crosses only if it lies strictly between the sides.
+    inside = (p > lo) & (p < hi)
+    t_in = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2)).max(axis=1)
+    t_out = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2)).min(axis=1)
+    return (t_in < t_out) & (t_out > 0) & (t_in < 1)
 
 
 def _renderer(fig):
