@@ -1,7 +1,8 @@
 """Drawing the computation graph, the lecture's Figure 1: with matplotlib through
 networkx, or as Graphviz DOT text. Nodes are laid out in layers from left to right
 (a node's layer is its longest distance from an input); with a solution, each node
-shows its value z and multiplier lambda, and each edge its local partial.
+shows its value z and multiplier lambda, and each edge its local partial, placed where
+it overlaps no other label.
 """
 
 from __future__ import annotations
@@ -57,19 +58,20 @@ def _kind(graph, z) -> str:
 def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int = 900):
     """Draw ``graph`` with matplotlib; returns the Axes.
 
-    With ``solution`` (from ``g.solve(...)``) nodes show their value and lambda;
-    with ``partials`` the edges show the local partials df_i/dz_j.
+    With ``solution`` (from ``g.solve(...)``) nodes show their value and lambda on a
+    card below; with ``partials`` the edges show the local partials df_i/dz_j, each
+    placed along its edge where it overlaps no other label, card or node. A partial
+    that fits nowhere is listed in a key under the graph (``x → z1: y``).
     """
     import matplotlib.pyplot as plt
     import networkx as nx
 
-    digraph = nx.DiGraph()
     layer = layers(graph)
-    for s in graph.inputs + graph.constants + graph.defined:
-        digraph.add_node(s, layer=layer[s])
+    pos = _positions(graph, layer)
+    digraph = nx.DiGraph()
+    digraph.add_nodes_from(pos)
     for z in graph.defined:
         digraph.add_edges_from((r, z) for r in graph.node(z).reads)
-    pos = nx.multipartite_layout(digraph, subset_key="layer")
     if ax is None:
         width = 2.2 * (max(layer.values()) + 1) + 2
         height = 1.4 * max(np.bincount(list(layer.values()))) + 1
@@ -87,32 +89,213 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         node_color=[_COLOURS[_kind(graph, s)] for s in nodes],
         edgecolors="#333333",
     )
-    nx.draw_networkx_labels(
-        digraph, pos, ax=ax, font_size=9, font_weight="bold", labels={s: str(s) for s in nodes}
-    )
-    if solution is not None:  # values and multipliers under each node, on a white card
-        ys = [y for _, y in pos.values()]
-        drop = 0.09 * ((max(ys) - min(ys)) or 1.0)
-        below = {s: (x, y - drop) for s, (x, y) in pos.items()}
-        values = {s: _label(graph, s, solution).split("\n", 1)[1] for s in nodes}
-        nx.draw_networkx_labels(
-            digraph,
-            below,
-            ax=ax,
-            font_size=7,
-            labels=values,
-            verticalalignment="top",
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#bbbbbb", "alpha": 0.9},
-        )
-    if partials:
-        labels = {e: lab for e, lab in _edge_labels(graph).items() if digraph.has_edge(*e)}
-        nx.draw_networkx_edge_labels(
-            digraph, pos, edge_labels=labels, ax=ax, font_size=7, label_pos=0.5, rotate=False
-        )
-    ax.margins(0.05, 0.18)  # room for the cards under the lowest nodes
     ax.set_title(f"computation graph of {graph.output} (inputs left, output right)")
     ax.set_axis_off()
+    # Fixed limits, with room for the cards under the lowest nodes: labels are laid out
+    # in display space, so the data-to-display map must not move afterwards.
+    xs, ys = zip(*pos.values())
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.45)
+    layout = _Layout(ax, node_size)
+    for s in nodes:
+        layout.add_disc(pos[s])
+    names = nx.draw_networkx_labels(
+        digraph, pos, ax=ax, font_size=9, font_weight="bold", labels={s: str(s) for s in nodes}
+    )
+    for s, t in names.items():
+        t.set_gid(f"node {s}")
+        layout.add(t)
+    if solution is not None:
+        for s in nodes:
+            layout.card(pos[s], _label(graph, s, solution).split("\n", 1)[1], gid=f"card {s}")
+    if partials:
+        labels = {e: lab for e, lab in _edge_labels(graph).items() if digraph.has_edge(*e)}
+        layout.edge_labels(pos, labels)
     return ax
+
+
+def _positions(graph, layer: dict, sweeps: int = 4) -> dict:
+    """``{node: (x, y)}``: one column per layer, ordered to keep edges short and uncrossed.
+
+    Each column is sorted by the mean height of the node's neighbours in the column
+    before (then after) it, a few times over (the barycentre heuristic); ties keep the
+    graph's own order, so the drawing is the same on every run.
+    """
+    columns: dict = {}
+    for s in graph.inputs + graph.constants + graph.defined:
+        columns.setdefault(layer[s], []).append(s)
+    order = [columns[k] for k in sorted(columns)]
+    y = {}
+
+    def place(column):
+        for k, s in enumerate(column):
+            y[s] = (len(column) - 1) / 2 - k
+
+    for column in order:
+        place(column)
+    reads = {z: graph.node(z).reads for z in graph.defined}
+    readers: dict = {}
+    for z, rs in reads.items():
+        for r in rs:
+            readers.setdefault(r, []).append(z)
+    for _ in range(sweeps):
+        for columns_, neighbours in ((order[1:], reads), (order[-2::-1], readers)):
+            for column in columns_:
+                mean = {s: np.mean([y[n] for n in neighbours.get(s, ())] or [y[s]]) for s in column}
+                column.sort(key=lambda s: -mean[s])  # stable: ties keep their order
+                place(column)
+    return {s: (float(layer[s]), y[s]) for s in y}
+
+
+class _Layout:
+    """Labels placed one by one in display space, each where it overlaps nothing placed.
+
+    Boxes are the rendered extents of the text plus its card; nodes count as their
+    bounding squares, so no label hides a node.
+    """
+
+    #: Positions tried along an edge, as fractions from tail to head: middle first.
+    ALONG = (0.5, 0.4, 0.6, 0.3, 0.7, 0.45, 0.55, 0.35, 0.65, 0.25, 0.75, 0.2, 0.8)
+    GAP = 2.0  # pixels kept free around each box
+    KEY_LINES = 12  # a longer key would only repeat an unreadable drawing
+
+    def __init__(self, ax, node_size: int):
+        self.ax = ax
+        self.px = ax.figure.dpi / 72  # pixels per point
+        self.radius = np.sqrt(node_size) / 2  # marker radius, points
+        self.boxes = np.empty((0, 4))  # rows x0, y0, x1, y1 in pixels
+
+    def add_disc(self, xy) -> None:
+        x, y = self.ax.transData.transform(xy)
+        r = self.radius * self.px
+        self.add_box(np.array([x - r, y - r, x + r, y + r]))
+
+    def add_box(self, box) -> None:
+        self.boxes = np.vstack([self.boxes, box])
+
+    def add(self, t) -> None:
+        self.add_box(self.extent(t))
+
+    def extent(self, t) -> np.ndarray:
+        """The text's rendered extent, grown by its card's padding, as x0, y0, x1, y1."""
+        box = t.get_window_extent(_renderer(self.ax.figure))
+        patch = t.get_bbox_patch()
+        pad = self.GAP
+        if patch is not None:
+            pad += patch.get_boxstyle().pad * t.get_fontsize() * self.px
+        return np.array([box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad])
+
+    def free(self, box) -> bool:
+        b = self.boxes
+        return not np.any(
+            (box[0] < b[:, 2]) & (b[:, 0] < box[2]) & (box[1] < b[:, 3]) & (b[:, 1] < box[3])
+        )
+
+    def card(self, xy, label: str, gid: str) -> None:
+        """The value card under the node, or above it if something is in the way."""
+        drop = self.radius + 4  # points, from the node's centre to the card
+        card = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#bbbbbb", "alpha": 0.9}
+        t = self.ax.annotate(
+            _plain(label),
+            xy,
+            xytext=(0, -drop),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=7,
+            bbox=card,
+            gid=gid,
+            zorder=4,
+        )
+        if not self.free(self.extent(t)):
+            t.set_position((0, drop))
+            t.set_va("bottom")
+            if not self.free(self.extent(t)):  # neither side is clear: keep it below
+                t.set_position((0, -drop))
+                t.set_va("top")
+        self.add(t)
+
+    def edge_labels(self, pos, labels: dict) -> None:
+        """Each partial on its own edge: the first free position along it, preferring
+        ones that cross no other edge (a label on a crossing reads as either edge's)."""
+        ends = {e: self.ax.transData.transform([pos[e[0]], pos[e[1]]]) for e in labels}
+        key = []
+        # Short edges have the fewest positions to offer: they choose first.
+        for e in sorted(labels, key=lambda e: np.hypot(*(ends[e][1] - ends[e][0]))):
+            (x0, y0), (x1, y1) = pos[e[0]], pos[e[1]]
+            t = self.ax.text(
+                x0,
+                y0,
+                _plain(labels[e]),
+                fontsize=7,
+                ha="center",
+                va="center",
+                zorder=3,
+                gid=f"edge {e[0]} -> {e[1]}",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9},
+            )
+            # The box at the tail, moved along the edge: the text's size does not change.
+            at_tail, (p, q) = self.extent(t), ends[e]
+            others = np.array([np.ravel(ends[f]) for f in ends if f != e]).reshape(-1, 4)
+            spot = None
+            for crossings_allowed in (False, True):
+                for s in self.ALONG:
+                    box = at_tail + np.tile(s * (q - p), 2)
+                    if self.free(box) and (crossings_allowed or not _crosses(others, box).any()):
+                        spot = s
+                        break
+                if spot is not None:
+                    break
+            if spot is None:
+                t.remove()
+                key.append(f"{e[0]} → {e[1]}: {labels[e]}")
+            else:
+                t.set_position((x0 + spot * (x1 - x0), y0 + spot * (y1 - y0)))
+                self.add(t)
+        if key:
+            self.key(sorted(key))
+
+    def key(self, lines: list) -> None:
+        """The partials that fit on no edge, listed under everything else."""
+        shown = lines[: self.KEY_LINES]
+        if len(lines) > len(shown):
+            shown.append(f"... and {len(lines) - len(shown)} more (g.to_dot(sol) has them all)")
+        bottom = self.boxes[:, 1].min() - 4 * self.px
+        _, y = self.ax.transAxes.inverted().transform((0, bottom))
+        t = self.ax.text(
+            0.0,
+            y,
+            _plain("partials that did not fit on their edges:\n" + "\n".join(shown)),
+            transform=self.ax.transAxes,
+            fontsize=7,
+            ha="left",
+            va="top",
+            gid="edge key",
+        )
+        self.add(t)
+
+
+def _crosses(segments: np.ndarray, box) -> np.ndarray:
+    """Which segments (rows x0, y0, x1, y1) pass through the open ``box`` (Liang-Barsky)."""
+    p, d = segments[:, :2], segments[:, 2:] - segments[:, :2]
+    lo, hi = np.asarray(box[:2]), np.asarray(box[2:])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    # A segment parallel to an axis crosses only if it lies strictly between the sides.
+    inside = (p > lo) & (p < hi)
+    t_in = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2)).max(axis=1)
+    t_out = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2)).min(axis=1)
+    return (t_in < t_out) & (t_out > 0) & (t_in < 1)
+
+
+def _renderer(fig):
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else None
+
+
+def _plain(label: str) -> str:
+    """``label`` with any ``$`` escaped, so matplotlib shows it rather than typesetting it."""
+    return label.replace("$", r"\$")
 
 
 def to_dot(graph, solution=None) -> str:
