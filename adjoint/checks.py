@@ -181,24 +181,30 @@ def random_point(graph, rng) -> dict:
 
 
 def _composed_output(graph, z, real):
-    """``z_n`` as an expression of ``z`` and of the nodes that do not depend on ``z``.
+    """``z_n`` as an expression of ``z`` and of the nodes that do not depend on ``z``,
+    and its size as a tree; ``None`` for the expression when the size is over
+    :data:`SYMBOLIC_LIMIT` (such a node is checked by differences).
 
-    Returns the expression (in real symbols) and its size as a tree, counted on
-    the DAG so that the count itself stays linear.
+    The size is counted on the DAG first, so the count stays linear and nothing
+    too large (or too deep for sympy's recursive algorithms) is ever built.
     """
-    composed = {z: real.get(z, z)}
     size = {z: 1}
     for i in graph.defined:  # topological order
-        parents = graph.parents(i)
-        if any(p in composed for p in parents):
+        parents = [p for p in graph.parents(i) if p in size]
+        if parents:
+            size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size[p] for p in parents)
+    out = graph.output
+    if out not in size:
+        return sp.Integer(0), 1  # z_n does not depend on z
+    if size[out] > SYMBOLIC_LIMIT:
+        return None, size[out]
+    composed = {z: real.get(z, z)}
+    for i in graph.defined:
+        if i in size and i != z:
             f = graph.expr(i).xreplace(real)
             composed[i] = f.xreplace(
-                {real.get(p, p): composed[p] for p in parents if p in composed}
+                {real.get(p, p): composed[p] for p in graph.parents(i) if p in composed}
             )
-            size[i] = sp.count_ops(f) + 1 + sum(size[p] for p in parents if p in composed)
-    out = graph.output
-    if out not in composed:
-        return sp.Integer(0), 1  # z_n does not depend on z
     return composed[out], size[out]
 
 
@@ -298,7 +304,15 @@ def _moved(x0, v, h):
 
 
 def _inner(gradient, v) -> float:
-    return float(sum(np.sum(np.asarray(gradient[x]) * v[x]) for x in v))
+    """``<gradient, v>``; nan when a gradient does not have its input's shape, so that
+    a mismatch fails the check instead of being broadcast into a number."""
+    total = 0.0
+    for x, direction in v.items():
+        g = np.asarray(gradient[x], dtype=float)
+        if g.shape != np.shape(direction):
+            return math.nan
+        total += float(np.sum(g * direction))
+    return total
 
 
 def check_gradient(

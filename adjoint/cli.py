@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .api import Graph
@@ -74,7 +75,7 @@ def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
     if fmt == "json":
         data = explanation.to_dict()
         data["result"] = _as_json(g, point)
-        return json.dumps(data, indent=2)
+        return json.dumps(data, indent=2, allow_nan=False)
     if fmt == "markdown":
         return explanation.to_markdown()
     if fmt == "latex":
@@ -98,7 +99,7 @@ def _read_point(text: str, g: Graph) -> dict:
 def _as_json(g: Graph, point) -> dict:
     kkt = g.stationarity()
     sol = g.solve(point)
-    as_value = float if point is not None else str
+    as_value = _json_number if point is not None else str
     return {
         "inputs": [str(x) for x in g.inputs],
         "output": str(g.output),
@@ -112,7 +113,15 @@ def _as_json(g: Graph, point) -> dict:
         "adjoints": {str(z): as_value(v) for z, v in sol.adjoints.items()},
         "gradient": {str(z): as_value(v) for z, v in sol.gradient.items()},
         "output_value": as_value(sol.output),
+        "undefined": {str(z): why for z, why in sol.undefined.items()},
     }
+
+
+def _json_number(value):
+    """A float, or None where it is not a number (JSON has no nan): the reason is
+    under "undefined"."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 if __name__ == "__main__":  # pragma: no cover

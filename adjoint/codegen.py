@@ -368,6 +368,14 @@ def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> Compile
     )
 
 
+def _undefined_where(value, g):
+    """``g`` with nan wherever the value is not a number (every entry, for a matrix
+    gradient: the points of a matrix graph are not separable)."""
+    if np.ndim(value) and np.shape(value) == np.shape(g):
+        return np.where(np.isfinite(value), g, np.nan)
+    return np.full(np.shape(g), np.nan)
+
+
 class CompiledFunction:
     """A generated program with argument checking.
 
@@ -394,8 +402,13 @@ class CompiledFunction:
 
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
-        with np.errstate(all="ignore"):
-            result = self._fn(*values)
+        try:
+            with np.errstate(all="ignore"):
+                result = self._fn(*values)
+        except np.linalg.LinAlgError as exc:
+            raise AdjointError(
+                f"numpy says {exc}: a matrix the program inverts is singular at these values"
+            ) from None
         value, grad = result if self.gradient else (result, ())
         # Scalar nodes broadcast over arrays of points; a value or multiplier that
         # happens not to depend on them (a constant output, lambda_x = 1) is spread
@@ -412,6 +425,8 @@ class CompiledFunction:
             else g
             for w, g in zip(self.wrt, grad)
         )
+        if not np.all(np.isfinite(value)):  # no finite gradient through a nan value
+            grad = tuple(_undefined_where(value, g) for g in grad)
         return value, grad
 
     def _bind(self, args, kwargs) -> list:

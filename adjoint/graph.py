@@ -13,11 +13,13 @@ by the modules above, as functions of a graph; :class:`adjoint.Graph` (in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
 import sympy as sp
+from sympy.core.function import Application
 
 from .errors import (
     AdjointError,
@@ -28,7 +30,7 @@ from .errors import (
     UnknownSymbolError,
     as_list,
 )
-from .expressions import free_symbols, scan
+from .expressions import free_symbols, postorder, scan
 from .parsing import parse
 from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
@@ -106,6 +108,7 @@ class ConstraintGraph:
                 node=symbol,
             )
         expr, reads = self._resolve_reads(expr, symbol)
+        _check_shapes(expr, symbol)
         parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
         node = Node(symbol, DEFINED, len(self._nodes), expr, reads, parents, shape)
         self._add(node)
@@ -223,6 +226,29 @@ class ConstraintGraph:
             return False
         return True
 
+    # -- copies -------------------------------------------------------------
+
+    def copy(self):
+        """A graph with the same constraints, independent of this one: defining on the
+        copy leaves the original as it was."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__getstate__())
+        return clone
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo):
+        return self.copy()  # symbols and node records are immutable
+
+    def __getstate__(self) -> dict:
+        # Derived views (compiled programs above all) are rebuilt on demand, not copied.
+        state = dict(self.__dict__)
+        for key in ("_nodes", "_by_name", "_dims", "_multipliers"):
+            state[key] = dict(state[key])
+        state["_children"] = {k: list(v) for k, v in state["_children"].items()}
+        state["_cache"] = {}
+        return state
+
     # -- derived views ----------------------------------------------------
 
     def derived(self, key, build):
@@ -322,6 +348,13 @@ class ConstraintGraph:
         symbol = self._new_symbol(name, kind, shape)
         dims = [d for d in getattr(symbol, "shape", ()) if isinstance(d, sp.Symbol)]
         for d in dims:
+            if d.name in self._dims and self._dims[d.name] != d:
+                raise ShapeError(
+                    f"the dimension {d} of {symbol} has the name of another dimension {d} with "
+                    f"other assumptions ({self._dims[d.name].assumptions0} against "
+                    f"{d.assumptions0}); use one symbol for it",
+                    node=symbol,
+                )
             if d.name in self._by_name:
                 raise DuplicateNameError(
                     f"the dimension {d} of {symbol} has the name of a node; rename one",
@@ -426,6 +459,13 @@ class ConstraintGraph:
                     f"node {s} is {getattr(self._by_name[s.name], 'shape', 'a scalar')}",
                     node=node,
                 )
+            elif s.name in self._by_name and isinstance(self._by_name[s.name], sp.MatrixSymbol):
+                m = self._by_name[s.name]
+                raise ShapeError(
+                    f"the constraint for {node} reads a scalar symbol {s}, but the node {m} is "
+                    f"a {m.shape[0]} x {m.shape[1]} matrix: use the symbol g.input returned",
+                    node=node,
+                )
             elif s.name in self._by_name:
                 renames[s] = self._by_name[s.name]
                 reads.append(renames[s])
@@ -471,3 +511,46 @@ def _constraint(item):
             f"the left side of a constraint must be the node's symbol, got {lhs} in {lhs} = {rhs}"
         )
     return lhs, rhs
+
+
+def _shape(e) -> str:
+    return f"{e.shape[0]} x {e.shape[1]}"
+
+
+def _check_shapes(expr: sp.Expr, node) -> None:
+    """Every matrix operation in ``expr`` has operands of matching declared shapes.
+
+    sympy lets a sum of an ``n x d`` and a ``1 x d`` matrix pass, since ``n`` might be
+    1, and numpy would then broadcast: the gradient of the ``1 x d`` operand would come
+    back ``n x d``. The package broadcasts nothing it was not told to.
+    """
+    for e in postorder(expr, enter=lambda e: not isinstance(e, (sp.Symbol, sp.MatrixSymbol))):
+        if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
+            first = e.args[0]
+            for other in e.args[1:]:
+                if tuple(other.shape) != tuple(first.shape):
+                    kind = "sum" if isinstance(e, sp.MatAdd) else "element-wise product"
+                    raise ShapeError(
+                        f"the constraint for {node} has a {kind} of {first} ({_shape(first)}) "
+                        f"and {other} ({_shape(other)}): the shapes must be equal, nothing is "
+                        "broadcast. To add a row b (1 x d) to each row of an n x d matrix, "
+                        "write OneMatrix(n, 1)*b; a column c (n x 1): c*OneMatrix(1, d)",
+                        node=node,
+                    )
+        elif isinstance(e, sp.MatMul):
+            mats = [a for a in e.args if isinstance(a, sp.MatrixExpr)]
+            for left, right in itertools.pairwise(mats):
+                if left.shape[1] != right.shape[0]:
+                    raise ShapeError(
+                        f"the constraint for {node} multiplies {left} ({_shape(left)}) by "
+                        f"{right} ({_shape(right)}): the inner sizes {left.shape[1]} and "
+                        f"{right.shape[0]} differ; check for a missing transpose",
+                        node=node,
+                    )
+        elif isinstance(e, Application) and any(isinstance(a, sp.MatrixExpr) for a in e.args):
+            m = next(a for a in e.args if isinstance(a, sp.MatrixExpr))
+            raise ShapeError(
+                f"the constraint for {node} applies {type(e).__name__} to the matrix {m} as a "
+                f"whole; to apply it entry by entry write {m}.applyfunc(sp.{type(e).__name__})",
+                node=node,
+            )

@@ -34,10 +34,6 @@ explanations, drawings and grading all read.
 from __future__ import annotations
 
 import enum
-import gc
-from dataclasses import dataclass
-from functools import cached_property
-from typing import ClassVar
 
 import numpy as np
 import sympy as sp
@@ -45,7 +41,7 @@ import sympy as sp
 from .display import aligned, latex, text
 from .errors import ShapeError
 from .matrices import MatrixOperation
-from .partials import Operation, operation
+from .partials import operation
 
 __all__ = [
     "AdjointCondition",
@@ -95,8 +91,25 @@ def scalar_output(graph):
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class Contribution:
+class _Lazy:
+    """Slots, and sympy forms built on first use and kept: during the assembly of
+    grad L = 0 each object is one container, which keeps the garbage collector's
+    work linear in the size of the graph (a dict per object doubled it)."""
+
+    __slots__ = ("_memo",)
+
+    def _kept(self, key: str, build):
+        if self._memo is None:
+            object.__setattr__(self, "_memo", {})
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a {type(self).__name__} does not change once made")
+
+
+class Contribution(_Lazy):
     """``lambda_i df_i/dz_j``: what the constraint of a reader ``i`` of ``z_j`` adds to
     the condition ``dL/dz_j = 0``.
 
@@ -104,34 +117,47 @@ class Contribution:
     ``F_i`` (a vector-Jacobian product), and :attr:`partial` is that pullback.
     """
 
-    reader: sp.Symbol  # i: the node whose constraint reads z_j
-    node: sp.Symbol  # j
-    op: Operation | MatrixOperation  # f_i as an operation of its arguments
-    reads: tuple[sp.Symbol, ...]  # f_i's arguments; z_j is reads[k]
-    k: int
-    multiplier: sp.Symbol  # lambda_i
+    __slots__ = ("k", "multiplier", "node", "op", "reader", "reads")
+
+    def __init__(self, reader, node, op, reads, k: int, multiplier):
+        for name, value in (
+            ("reader", reader),  # i: the node whose constraint reads z_j
+            ("node", node),  # j
+            ("op", op),  # f_i as an operation of its arguments
+            ("reads", reads),  # f_i's arguments; z_j is reads[k]
+            ("k", k),
+            ("multiplier", multiplier),  # lambda_i
+            ("_memo", None),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"Contribution(lambda_{self.reader} d{self.reader}/d{self.node})"
 
     @property
     def pullback(self) -> bool:
         """True for a matrix constraint: the contribution is ``J^T Lambda_i``."""
         return self.op.pullback
 
-    @cached_property
+    @property
     def partial(self) -> sp.Expr:
         """``df_i/dz_j`` in the nodes' symbols (the pullback, for a matrix constraint)."""
-        return self.op.local(self.k, self.reads, self.multiplier)
+        return self._kept("partial", lambda: self.op.local(self.k, self.reads, self.multiplier))
 
-    @cached_property
+    @property
     def expr(self) -> sp.Expr:
         """The contribution as a sympy expression (built on first use: solving needs none)."""
-        return self.op.contribution(self.k, self.reads, self.multiplier)
+        return self._kept("expr", lambda: self.op.contribution(self.k, self.reads, self.multiplier))
 
-    @cached_property
+    @property
     def numeric(self) -> sp.Expr:
         """:attr:`partial` as solving and generated code evaluate it: with the stored
         value ``z_i`` where the operation declares its derivative in terms of it
         (``tanh' = 1 - z_i**2``), and nan at kinks."""
-        return self.op.numeric_local(self.k, self.reads, self.multiplier, self.reader)
+        return self._kept(
+            "numeric",
+            lambda: self.op.numeric_local(self.k, self.reads, self.multiplier, self.reader),
+        )
 
     @property
     def reuses_output(self) -> bool:
@@ -147,7 +173,12 @@ class Contribution:
         """The contribution's value, given values of ``f_i``'s arguments, ``z_i`` and
         ``lambda_i`` in ``env``."""
         lam, out = env[self.multiplier], env[self.reader]
-        return self.op.contribution_value(self.k, self.reads, lam, out, env)
+        value = self.op.contribution_value(self.k, self.reads, lam, out, env)
+        if np.all(np.isfinite(out)) or not np.any(lam):
+            return value
+        # The reader is outside its domain (z_i is nan or inf): f_i has no derivative
+        # there, so neither has anything upstream of it.
+        return np.full(np.shape(value), np.nan)
 
     def partial_value(self, env):
         """The value of ``df_i/dz_j``; ``None`` for a pullback, which is a linear map."""
@@ -156,25 +187,31 @@ class Contribution:
         return self.op.local_value(self.k, self.reads, env[self.reader], env)
 
 
-@dataclass(frozen=True, eq=False)
-class ForwardCondition:
+class ForwardCondition(_Lazy):
     """``dL/dlambda_i = f_i - z_i = 0``, solved for its unknown: ``z_i = f_i(z_alpha(i))``
     (equation 7)."""
 
-    role: ClassVar[Role] = Role.FORWARD
-    unknown: sp.Symbol  # z_i
-    wrt: sp.Symbol  # lambda_i
-    rhs: sp.Expr  # f_i, as the user wrote it
-    op: Operation | MatrixOperation
-    reads: tuple[sp.Symbol, ...]  # every node f_i reads, constants too
+    role = Role.FORWARD
+    seed = 0
+    __slots__ = ("op", "reads", "rhs", "unknown", "wrt")
+
+    def __init__(self, unknown, wrt, rhs, op, reads):
+        for name, value in (
+            ("unknown", unknown),  # z_i
+            ("wrt", wrt),  # lambda_i
+            ("rhs", rhs),  # f_i, as the user wrote it
+            ("op", op),  # f_i as an operation of its arguments
+            ("reads", reads),  # every node f_i reads, constants too
+            ("_memo", None),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"ForwardCondition({self.unknown} = {self.rhs})"
 
     @property
-    def seed(self) -> int:
-        return 0
-
-    @cached_property
     def eq(self) -> sp.Eq:
-        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+        return self._kept("eq", lambda: sp.Eq(self.unknown, self.rhs, evaluate=False))
 
     @property
     def residual(self) -> sp.Expr:
@@ -198,8 +235,7 @@ class ForwardCondition:
         return _substitute(self.rhs, env)
 
 
-@dataclass(frozen=True, eq=False)
-class AdjointCondition:
+class AdjointCondition(_Lazy):
     """``dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j = 0``,
     solved for its unknown: ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``.
 
@@ -207,24 +243,38 @@ class AdjointCondition:
     which ``lambda_x`` names.
     """
 
-    role: Role  # ADJOINT or GRADIENT
-    wrt: sp.Symbol  # z_j
-    unknown: sp.Symbol  # lambda_j
-    contributions: tuple[Contribution, ...]
-    seed: int = 0  # dz_n/dz_j: 1 for the output, else 0
+    __slots__ = ("contributions", "role", "seed", "unknown", "wrt")
 
-    @cached_property
+    def __init__(self, role, wrt, unknown, contributions, seed: int = 0):
+        for name, value in (
+            ("role", role),  # ADJOINT or GRADIENT
+            ("wrt", wrt),  # z_j
+            ("unknown", unknown),  # lambda_j
+            ("contributions", contributions),  # one per reader i of z_j
+            ("seed", seed),  # dz_n/dz_j: 1 for the output, else 0
+            ("_memo", None),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"AdjointCondition({self.unknown} = {self.rhs})"
+
+    @property
     def rhs(self) -> sp.Expr:
         """``[j = n] + sum_i lambda_i df_i/dz_j``."""
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            if not self.contributions:
-                return sp.ZeroMatrix(*self.unknown.shape)
-            return sp.MatAdd(*(t.expr for t in self.contributions)).doit()
-        return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
 
-    @cached_property
+        def build():
+            if isinstance(self.unknown, sp.MatrixSymbol):
+                if not self.contributions:
+                    return sp.ZeroMatrix(*self.unknown.shape)
+                return sp.MatAdd(*(t.expr for t in self.contributions)).doit()
+            return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
+
+        return self._kept("rhs", build)
+
+    @property
     def eq(self) -> sp.Eq:
-        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+        return self._kept("eq", lambda: sp.Eq(self.unknown, self.rhs, evaluate=False))
 
     @property
     def residual(self) -> sp.Expr:
@@ -250,6 +300,7 @@ class AdjointCondition:
 
 
 def _substitute(expr, env):
+    """``expr`` with the known values of its symbols put in (a symbolic solve)."""
     try:
         return expr.xreplace(env)
     except ValueError:  # Derivative(f(z), z) with z replaced by an expression
@@ -333,19 +384,6 @@ def stationarity(graph) -> Stationarity:
 
 
 def _assemble(graph) -> Stationarity:
-    # The cyclic garbage collector rescans every live object as these objects are
-    # made, which makes a linear construction quadratic on large graphs; nothing
-    # made here is cyclic garbage.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _conditions(graph)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []

@@ -68,6 +68,9 @@ class NumericPrinter(NumPyPrinter):
     def _print_Trace(self, expr):
         return f"{self._module_format('numpy.trace')}({self._print(expr.arg)})"
 
+    def _print_Determinant(self, expr):
+        return f"{self._module_format(self._module + '.linalg.det')}({self._print(expr.arg)})"
+
     def _print_Identity(self, expr):
         return f"{self._module_format('numpy.eye')}({self._print(expr.rows)})"
 

@@ -44,6 +44,15 @@ def solve(graph, values: Mapping | None = None) -> Solution:
             # df_i/dz_j, in reverse order: every reader i of z_j comes before j.
             for condition in kkt.backward_conditions:
                 env[condition.unknown] = _solve(condition, env, symbolic)
+                if not symbolic:
+                    _check_shape(condition, env)
+    except np.linalg.LinAlgError as exc:
+        node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
+        raise AdjointError(
+            f"cannot solve for {condition.unknown} = {text(condition.rhs)} here: numpy says "
+            f"{exc} (a matrix to invert is singular); choose values where it is invertible",
+            node=node,
+        ) from None
     except NoNumericRule:
         node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
         raise AdjointError(
@@ -57,7 +66,41 @@ def solve(graph, values: Mapping | None = None) -> Solution:
         env = {k: _finish(v) for k, v in env.items()}
     node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
-    return Solution(graph, node_values, adjoints, symbolic)
+    undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
+    return Solution(graph, node_values, adjoints, symbolic, undefined)
+
+
+def _undefined(graph, values: dict, adjoints: dict) -> dict:
+    """``{node: why}`` for each node whose value or multiplier is not a number here."""
+    notes = {}
+    for z in graph.defined:
+        if not np.all(np.isfinite(values[z])):
+            bad = [p for p in graph.parents(z) if p in notes]
+            notes[z] = (
+                f"undefined: it reads {', '.join(map(str, bad))}, which is undefined"
+                if bad
+                else f"undefined: outside the domain of {z} = {text(graph.expr(z))}"
+            )
+    for z in graph.nodes:
+        if z not in notes and not np.all(np.isfinite(adjoints[z])):
+            notes[z] = (
+                "no derivative here: a kink (|.|, max, a step) or a node outside its domain "
+                "lies between it and the output"
+            )
+    return notes
+
+
+def _check_shape(condition, env) -> None:
+    """Every multiplier has its node's shape: an invariant, checked as it is made."""
+    node = condition.wrt
+    want = np.shape(env[node])
+    got = np.shape(env[condition.unknown])
+    if got != want:
+        raise AdjointError(
+            f"internal error: lambda_{node} came out {got}, but {node} is {want}; please "
+            "report this with the graph",
+            node=node,
+        )
 
 
 def _solve(condition, env, symbolic: bool):
@@ -141,12 +184,28 @@ class Solution:
     d z_n / d z`` (Theorem 16.1), ``gradient`` the inputs' multipliers in input order
     and ``output`` the value of ``z_n``. Numbers are floats; a symbolic solution
     holds sympy expressions of the inputs. A solution never changes once made.
+
+    ``undefined`` names, with the reason, each node whose value is not a number (a
+    constraint outside its domain, as ``log`` of a negative number) or whose
+    multiplier is not (a kink such as ``|x|`` at 0, or an undefined node between it
+    and the output). There the multipliers are ``nan``: never a finite number
+    computed through a ``nan``, and never a one-sided derivative at a kink.
     """
 
-    __slots__ = ("_formulas", "adjoints", "gradient", "output", "output_node", "symbolic", "values")
+    __slots__ = (
+        "_formulas",
+        "adjoints",
+        "gradient",
+        "output",
+        "output_node",
+        "symbolic",
+        "undefined",
+        "values",
+    )
 
-    def __init__(self, graph, values: dict, adjoints: dict, symbolic: bool):
+    def __init__(self, graph, values: dict, adjoints: dict, symbolic: bool, undefined=None):
         fields = {
+            "undefined": NodeMap(undefined or {}),
             "values": NodeMap(values),
             "adjoints": NodeMap(adjoints),
             "gradient": NodeMap({x: adjoints[x] for x in graph.inputs}),
@@ -186,7 +245,10 @@ class Solution:
             )
             for z, f, v, lam in self.rows()
         ]
-        return table(("node", "f_i", "z", "lambda"), body)
+        if not self.undefined:
+            return table(("node", "f_i", "z", "lambda"), body)
+        notes = [self.undefined.get(z, "") for z, *_ in self.rows()]
+        return table(("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, notes)])
 
 
 def _rebuild_solution(state: dict) -> Solution:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import keyword
+import unicodedata
 
+import numpy as np
 import sympy as sp
 
 from .errors import AdjointError, ShapeError
 
-__all__ = ["MatrixMultiplier", "Multiplier", "multiplier_of", "node_symbol"]
+__all__ = ["CHECKS", "MatrixMultiplier", "Multiplier", "check_name", "multiplier_of", "node_symbol"]
 
 
 class Multiplier(sp.Symbol):
@@ -59,6 +61,8 @@ def check_shape(shape, name) -> tuple:
         )
     dims = []
     for dim in shape:
+        if isinstance(dim, sp.Symbol):
+            check_name(dim.name, "dimension")
         if isinstance(dim, sp.Symbol) or (
             isinstance(dim, (int, sp.Integer)) and not isinstance(dim, bool) and dim > 0
         ):
@@ -72,12 +76,93 @@ def check_shape(shape, name) -> tuple:
     return tuple(dims)
 
 
+def check_name(name: str, what: str = "node") -> None:
+    """Refuse a name that Python, the text parser or the multipliers would read as
+    something else: it must be an identifier in NFKC normal form (the form Python
+    reads), no keyword, not start with an underscore (kept for the package) nor with
+    ``lambda_``/``Lambda_`` (kept for the multipliers)."""
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        raise AdjointError(
+            f"{name!r} is not a valid {what} name: Python reads it as {normal!r} (its NFKC "
+            f"form), so two names would be one variable; write {normal!r}",
+            node=name,
+        )
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise AdjointError(
+            f"{name!r} is not a valid {what} name: use letters, digits and underscores, "
+            "starting with a letter (for example 'z1' or 'W_1'), and no Python keyword",
+            node=name,
+        )
+    if name.startswith("_"):
+        raise AdjointError(
+            f"{name!r} is not a valid {what} name: a leading underscore is kept for the "
+            f"package's own names; write {name.lstrip('_') or 'z'!r}",
+            node=name,
+        )
+    if name.startswith((Multiplier.PREFIX, MatrixMultiplier.PREFIX)):
+        raise AdjointError(
+            f"{name!r} is not a valid {what} name: names starting with "
+            f"{Multiplier.PREFIX!r} or {MatrixMultiplier.PREFIX!r} are kept for the "
+            "Lagrange multipliers",
+            node=name,
+        )
+
+
+#: The assumptions a value can be checked against (``x = Symbol('x', positive=True)``
+#: lets sympy turn ``Abs(x)`` into ``x``, so a negative value would give a wrong
+#: answer). ``True`` requires the check to hold, ``False`` to fail.
+CHECKS = {
+    "positive": lambda v: v > 0,
+    "negative": lambda v: v < 0,
+    "nonnegative": lambda v: v >= 0,
+    "nonpositive": lambda v: v <= 0,
+    "zero": lambda v: v == 0,
+    "nonzero": lambda v: v != 0,
+    "integer": lambda v: v == np.round(v),
+    "even": lambda v: (v == np.round(v)) & (np.round(v) % 2 == 0),
+    "odd": lambda v: (v == np.round(v)) & (np.round(v) % 2 == 1),
+}
+#: Assumptions no float can be checked against: refused.
+_UNCHECKABLE = ("rational", "irrational", "algebraic", "transcendental", "prime", "composite")
+
+
+def _check_assumptions(symbol, what: str) -> None:
+    facts = symbol.assumptions0
+    if facts.get("real") is False or facts.get("imaginary") is True:
+        raise AdjointError(
+            f"{symbol} is declared not real; nodes are real numbers: declare it without "
+            "assumptions, or real=True",
+            node=symbol,
+        )
+    if what == "node":  # a defined node's value comes from its constraint alone
+        claimed = sorted(k for k in CHECKS if facts.get(k) is not None)
+        if claimed:
+            raise AdjointError(
+                f"{symbol} is declared {', '.join(k for k in claimed if facts[k])}, but its "
+                "value comes from its constraint, which nothing guarantees to keep it so "
+                "(and sympy would simplify with it); declare it without assumptions",
+                node=symbol,
+            )
+    loose = [k for k in _UNCHECKABLE if facts.get(k) and not facts.get("integer")]
+    if loose:
+        raise AdjointError(
+            f"{symbol} is declared {loose[0]}, which no value given as a float can be checked "
+            "against; declare it without that assumption",
+            node=symbol,
+        )
+
+
 def node_symbol(name, what: str = "node", shape=None):
     """The symbol for a new node: a real ``Symbol`` (or a ``MatrixSymbol`` when it has
     a shape) made from a name, or the user's own symbol."""
     if isinstance(name, sp.MatrixSymbol):
         if isinstance(name, MatrixMultiplier):
             raise AdjointError(f"{name} is a Lagrange multiplier, not a name for {_article(what)}")
+        check_name(name.name, what)
+        for dim in name.shape:
+            if isinstance(dim, sp.Symbol):
+                check_name(dim.name, "dimension")
         if shape is not None and tuple(check_shape(shape, name.name)) != tuple(name.shape):
             raise ShapeError(
                 f"{name.name} has shape {name.shape}, but shape={shape!r} was given",
@@ -89,6 +174,8 @@ def node_symbol(name, what: str = "node", shape=None):
             raise AdjointError(
                 f"{name} is a Lagrange multiplier, not a name for {_article(what)}", node=name
             )
+        check_name(name.name, what)
+        _check_assumptions(name, what)
         if shape is not None:
             return sp.MatrixSymbol(name.name, *check_shape(shape, name.name))
         return name
@@ -97,19 +184,7 @@ def node_symbol(name, what: str = "node", shape=None):
             f"the name of {_article(what)} must be a string or a sympy Symbol, got "
             f"{type(name).__name__} {name!r}"
         )
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise AdjointError(
-            f"{name!r} is not a valid {what} name: use letters, digits and underscores, "
-            "starting with a letter (for example 'z1' or 'W_1')",
-            node=name,
-        )
-    if name.startswith((Multiplier.PREFIX, MatrixMultiplier.PREFIX)):
-        raise AdjointError(
-            f"{name!r} is not a valid {what} name: names starting with "
-            f"{Multiplier.PREFIX!r} or {MatrixMultiplier.PREFIX!r} are kept for the "
-            "Lagrange multipliers",
-            node=name,
-        )
+    check_name(name, what)
     if shape is not None:
         return sp.MatrixSymbol(name, *check_shape(shape, name))
     return sp.Symbol(name, real=True)

@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
+from .symbols import CHECKS
 
 __all__ = ["as_array", "as_number", "as_points", "read_values"]
 
@@ -92,7 +93,9 @@ def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
 
 def as_points(symbol, value, dtype=float) -> np.ndarray:
     """A scalar node's value in a compiled program: a real number, or an array of points."""
-    return _real_array(symbol, value, dtype, "real numbers")
+    array = _real_array(symbol, value, dtype, "real numbers")
+    _check_assumptions(symbol, array)
+    return array
 
 
 def as_number(symbol, value) -> np.float64:
@@ -120,7 +123,27 @@ def as_number(symbol, value) -> np.float64:
             "1.8e308)",
             node=symbol,
         )
+    _check_assumptions(symbol, np.float64(value))
     return np.float64(value)
+
+
+def _check_assumptions(symbol, value) -> None:
+    """The value keeps what the symbol's assumptions promised sympy (``positive=True``
+    let it write ``Abs(x)`` as ``x``)."""
+    facts = getattr(symbol, "assumptions0", {})
+    for fact, holds in CHECKS.items():
+        promised = facts.get(fact)
+        if promised is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            ok = np.all(holds(value)) if promised else not np.any(holds(value))
+        if not ok:
+            raise BadValueError(
+                f"{symbol} is declared {'' if promised else 'not '}{fact} (sympy simplifies "
+                f"with it), but the value given for it, {value}, is not; give a value that "
+                "is, or declare the symbol without that assumption",
+                node=symbol,
+            )
 
 
 def _real_array(symbol, value, dtype, what: str) -> np.ndarray:

@@ -10,6 +10,7 @@ pdflatex does not.
 import keyword
 import os
 import re
+import unicodedata
 
 import numpy as np
 import pytest
@@ -229,7 +230,8 @@ def test_node_names_render(katex, names):
             lambda s: (
                 s.isidentifier()
                 and not keyword.iskeyword(s)
-                and not s.startswith(("lambda_", "Lambda_"))
+                and not s.startswith(("lambda_", "Lambda_", "_"))
+                and unicodedata.normalize("NFKC", s) == s
             )
         ),
         min_size=3,
@@ -255,14 +257,14 @@ def test_multiplier_symbols():
 
 
 def test_symbols_with_latex_specials_in_their_names_render(katex):
-    """A user's own Symbol may hold any name; it is shown, never read as markup."""
+    """Graphs refuse such names; any other sympy expression shown (a student's formula)
+    may hold them, and they are shown, never read as markup."""
     names = ["x%", "a b", "x{1}", "#", "&", r"\alpha", "x~y", "x$", "_q", "^"]
     items = []
     for name in names:
-        g = adjoint.Graph()
-        s = g.input(sp.Symbol(name))
-        g.define("f", s**2)
-        items += everything(g, {s: 1.0})
+        with pytest.raises(adjoint.AdjointError):
+            adjoint.Graph().input(sp.Symbol(name))
+        items.append((name, latex(sp.Symbol(name) ** 2 + 1), True))
     check(katex, items)
     assert latex(sp.Symbol("x%")) == r"x\%" and latex(sp.Symbol("é_1")) == r"\acute{e}_{1}"
 
@@ -307,14 +309,7 @@ def test_numbers_are_typeset_as_numbers(katex):
     check(katex, [(repr(v), float_latex(v), True) for v in values])
 
 
-def odd_names():
-    g = adjoint.Graph()
-    x, y = g.input(sp.Symbol("x$|")), g.input(sp.Symbol("y`"))
-    g.define("f", sp.Abs(x) * y)
-    return g, {x: 0.5, y: 2.0}
-
-
-@pytest.mark.parametrize("build", [two_layer_net, odd_names])
+@pytest.mark.parametrize("build", [two_layer_net, lecture_dag])
 def test_the_trace_table_keeps_its_columns(katex, build):
     g, point = build()
     md = g.trace(point)._repr_markdown_()
