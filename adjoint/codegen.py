@@ -41,24 +41,25 @@ from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
-from .numeric import NoNumericRule, NumericPrinter, implementations, namespace
+from .numeric import (
+    JaxNumericPrinter,
+    NoNumericRule,
+    NumericPrinter,
+    implementations,
+    namespace,
+)
 from .values import as_array, as_points
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
-BACKENDS = {"numpy": "numpy", "jax": "jax.numpy", "torch": "torch"}
 
+class ByName:
+    """Prints nodes and multipliers by their variable names in the program."""
 
-class CodePrinter(NumericPrinter):
-    """Prints statements of the program: nodes and multipliers by their variable names."""
-
-    def __init__(self, names: dict, module: str = "numpy"):
+    def __init__(self, names: dict):
         # order="none": sorting the terms of every sum costs more than printing them
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
         self.names = names
-        self.module = module
-        if module != "numpy":  # the same names exist in jax.numpy and, mostly, torch
-            self._module = module
 
     def _print_Symbol(self, expr):
         # Only identifiers the program made: a raw name never reaches the source.
@@ -73,10 +74,17 @@ class CodePrinter(NumericPrinter):
     _print_Multiplier = _print_Dummy = _print_MatrixSymbol = _print_Symbol
     _print_MatrixMultiplier = _print_Symbol
 
-    def _module_format(self, fqn, register=True):
-        if self.module != "numpy" and fqn.startswith("numpy."):
-            fqn = self.module + fqn[len("numpy") :]
-        return super()._module_format(fqn, register)
+
+class CodePrinter(ByName, NumericPrinter):
+    """Prints statements of the NumPy program."""
+
+
+class JaxCodePrinter(ByName, JaxNumericPrinter):
+    """Prints statements of the JAX program: the same statements, in ``jax.numpy``."""
+
+
+#: The printer of each backend's program.
+BACKENDS = {"numpy": CodePrinter, "jax": JaxCodePrinter}
 
 
 class Program:
@@ -107,7 +115,7 @@ class Program:
         self.names = _variable_names(graph)
         self.shared = self._shared_parts() if gradient else {}
         self.name = name or ("f_and_gradient" if gradient else "f")
-        self.printer = CodePrinter(self.names, BACKENDS[backend])
+        self.printer = BACKENDS[backend](self.names)
         try:
             self.lines = self._statements()
         except NoNumericRule as exc:
