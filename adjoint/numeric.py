@@ -192,7 +192,21 @@ _MPMATH_NAMES = {"LambertW": "lambertw"}
 
 
 def _vectorize(fn):
-    return np.vectorize(fn, otypes=[float])
+    """``fn``, a function of numbers (math.gamma, an mpmath call), applied entry by entry.
+
+    Where it has no float value it is nan (a pole, outside its domain), or inf when it
+    overflows at positive arguments (``gamma(200)``), as NumPy's own functions say it.
+    """
+
+    def entry(*args):
+        try:
+            return fn(*args)
+        except (ValueError, ZeroDivisionError):
+            return math.nan
+        except OverflowError:
+            return math.inf if all(a > 0 for a in args) else math.nan
+
+    return np.vectorize(entry, otypes=[float])
 
 
 def namespace(backend: str = "numpy") -> dict:

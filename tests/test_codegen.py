@@ -243,3 +243,13 @@ def test_a_constant_output_still_broadcasts_over_points():
     g.define("f", x - x)
     value, (grad,) = g.compile()(np.array([1.0, 2.0, 3.0]))
     assert value.shape == grad.shape == (3,)
+
+
+def test_special_functions_at_their_poles_are_nan_not_an_error():
+    x = sp.Symbol("x", real=True)
+    g = adjoint.Graph.from_expr(sp.gamma(x) + sp.loggamma(x) + sp.polygamma(0, x))
+    value, (grad,) = g.compile()(np.array([0.0, -1.0, 0.5]))
+    assert np.isnan(value[:2]).all() and np.isnan(grad[:2]).all()
+    assert value[2] == pytest.approx(math.gamma(0.5) + math.lgamma(0.5) + float(sp.digamma(0.5)))
+    assert math.isnan(g.solve({x: 0.0}).output)
+    assert g.compile()(200.0)[0] == math.inf  # beyond float range, as NumPy says it
