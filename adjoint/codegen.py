@@ -47,6 +47,7 @@ from .numeric import (
     NumericPrinter,
     implementations,
     namespace,
+    on_host,
 )
 from .values import as_array, as_points
 
@@ -352,8 +353,10 @@ def source(graph, **options) -> str:
     return Program(graph, **options).source()
 
 
-def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> CompiledFunction:
-    """Compile ``graph`` into a NumPy function of its inputs and constants.
+def compile_graph(
+    graph, *, wrt=None, gradient=True, dtype="float64", backend="numpy"
+) -> CompiledFunction:
+    """Compile ``graph`` into a function of its inputs and constants.
 
     Parameters
     ----------
@@ -363,14 +366,36 @@ def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> Compile
     gradient : bool
         False for the value alone (Step 1 only).
     dtype : "float64" or "float32"
+    backend : "numpy" or "jax"
+        ``"jax"`` runs the same program, printed in ``jax.numpy``, through ``jax.jit``
+        (``pip install adjoint[jax]``). float64 is computed in float64 whatever the
+        global ``jax_enable_x64`` setting: each call enables it for its own duration
+        only (``jax.enable_x64``, thread-local). Results come back as NumPy arrays, as
+        from the NumPy backend.
     """
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype)
+    if backend not in BACKENDS:
+        raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    if backend == "jax":
+        _require_jax()
+    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype, backend)
     return graph.derived(
         key,
-        lambda g: CompiledFunction(g, Program(g, wrt=wrt, gradient=gradient), np.dtype(dtype)),
+        lambda g: CompiledFunction(
+            g, Program(g, wrt=wrt, gradient=gradient, backend=backend), np.dtype(dtype)
+        ),
     )
+
+
+def _require_jax():
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        raise AdjointError(
+            "backend='jax' needs JAX, which is not installed: pip install 'adjoint[jax]' "
+            "(or pip install jax), or use the default backend='numpy'"
+        ) from None
 
 
 class CompiledFunction:
@@ -379,7 +404,8 @@ class CompiledFunction:
     Call it with values by position (the inputs, then the constants, in
     declaration order) or by name. It returns ``(value, gradient)`` with the
     gradient a tuple in input order (or the value alone with ``gradient=False``).
-    Scalar inputs may be arrays of points: they broadcast.
+    Scalar inputs may be arrays of points: they broadcast. Both backends check
+    the arguments alike and return NumPy values.
     """
 
     def __init__(self, graph, program: Program, dtype: np.dtype):
@@ -387,20 +413,27 @@ class CompiledFunction:
         self.params = program.params
         self.wrt = program.wrt
         self.gradient = program.gradient
+        self.backend = program.backend
         self.dtype = dtype
         self._shapes = {p: graph.node(p).shape for p in self.params}
         self._output_scalar = all(
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {p.name: p for p in self.params}
-        scope = {**namespace(), **program.implementations()}
+        implemented = program.implementations()  # adjoint.elementary operations
+        if self.backend == "jax":
+            implemented = {name: on_host(fn) for name, fn in implemented.items()}
+        scope = {**namespace(self.backend), **implemented}
         exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
         self._fn = scope[program.name]
+        if self.backend == "jax":
+            import jax
+
+            self._fn = jax.jit(self._fn)
 
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
-        with np.errstate(all="ignore"):
-            result = self._fn(*values)
+        result = self._run(values)
         value, grad = result if self.gradient else (result, ())
         # Scalar nodes broadcast over arrays of points; a value or multiplier that
         # happens not to depend on them (a constant output, lambda_x = 1) is spread
@@ -418,6 +451,18 @@ class CompiledFunction:
             for w, g in zip(self.wrt, grad)
         )
         return value, grad
+
+    def _run(self, values):
+        if self.backend == "numpy":
+            with np.errstate(all="ignore"):
+                return self._fn(*values)
+        import jax
+
+        # Traced and run with 64-bit types on for float64 (off for float32), for this
+        # call and this thread only: the user's own JAX setting is left as it was.
+        with jax.enable_x64(self.dtype == np.float64):
+            result = self._fn(*values)
+            return jax.tree.map(_to_numpy, result)
 
     def _bind(self, args, kwargs) -> list:
         if len(args) > len(self.params):
@@ -465,3 +510,9 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"
+
+
+def _to_numpy(x):
+    """A JAX result as NumPy: a writable array (a NumPy scalar for 0-d), as NumPy gives."""
+    array = np.array(x)
+    return array[()] if array.ndim == 0 else array

@@ -170,43 +170,6 @@ def test_a_deep_chain_compiles_and_runs():
     assert math.isfinite(value) and grad == pytest.approx(g.solve({"x": 0.3}).gradient["x"])
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_export_to_other_backends(backend):
-    lib = pytest.importorskip(backend)
-    g, point = lecture_dag()
-    src = g.source(backend=backend)
-    assert re.search(r"(?<!jax\.)numpy\.", src) is None
-    namespace = {}
-    if backend == "jax":
-        namespace["jax"] = lib
-        args = (1.5, -2.0)
-    else:
-        namespace["torch"] = lib
-        args = (lib.tensor(1.5, dtype=lib.float64), lib.tensor(-2.0, dtype=lib.float64))
-    exec(src, namespace)
-    value, gradient = namespace["f_and_gradient"](*args)
-    sol = g.solve(point)
-    assert float(value) == pytest.approx(sol.output)
-    assert float(gradient[0]) == pytest.approx(sol.gradient["x"])
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_two_layer_net_exports_to_other_backends(backend):
-    lib = pytest.importorskip(backend)
-    g, point = two_layer_net()
-    namespace = {backend: lib}
-    exec(g.source(backend=backend), namespace)
-    args = {s.name: v for s, v in point.items()}
-    if backend == "torch":
-        args = {k: lib.tensor(v) for k, v in args.items()}
-    else:
-        lib.config.update("jax_enable_x64", True)
-    value, (g1, _g2) = namespace["f_and_gradient"](**args)
-    sol = g.solve(point)
-    assert float(value) == pytest.approx(sol.output)
-    np.testing.assert_allclose(np.asarray(g1), sol.gradient["W1"], rtol=1e-10)
-
-
 def test_values_are_freed_after_their_last_use():
     x = sp.Symbol("x", real=True)
     g = adjoint.Graph.from_expr(sp.sin(x**2 + 1) * x)
