@@ -216,3 +216,34 @@ def test_special_functions_at_their_poles_are_nan_not_an_error():
     assert value[2] == pytest.approx(math.gamma(0.5) + math.lgamma(0.5) + float(sp.digamma(0.5)))
     assert math.isnan(g.solve({x: 0.0}).output)
     assert g.compile()(200.0)[0] == math.inf  # beyond float range, as NumPy says it
+
+
+@pytest.mark.parametrize(
+    "entries, ok",
+    [
+        ([[1e308, 1e308], [1e308, 1e308]], True),  # finite, though their sum overflows
+        ([[np.inf, -np.inf], [1.0, 1.0]], False),  # sums to nan
+        ([[np.inf, 1.0], [1.0, 1.0]], False),
+        ([[np.nan, 1.0], [1.0, 1.0]], False),
+    ],
+)
+def test_matrix_values_must_be_finite_and_large_finite_values_are_accepted(entries, ok):
+    g = adjoint.Graph()
+    A = g.input("A", shape=(2, 2))
+    g.define("f", adjoint.sum_entries(A.applyfunc(sp.atan)))
+    a = np.array(entries)
+    for value in (lambda a: g.compile()(a)[0], lambda a: g.solve({A: a}).output):
+        if ok:
+            assert value(a) == pytest.approx(np.sum(np.arctan(a)))
+        else:
+            with pytest.raises(adjoint.BadValueError, match="not finite"):
+                value(a)
+
+
+def test_the_compiled_function_reads_its_arguments_without_changing_them():
+    g, point = two_layer_net(n=6, d=3)
+    args = {s.name: v for s, v in point.items()}
+    before = {k: v.copy() for k, v in args.items()}
+    g.compile()(**args)
+    for k in args:
+        np.testing.assert_array_equal(args[k], before[k])
