@@ -231,13 +231,13 @@ def test_matrix_values_must_be_finite_and_large_finite_values_are_accepted(entri
     g = adjoint.Graph()
     A = g.input("A", shape=(2, 2))
     g.define("f", adjoint.sum_entries(A.applyfunc(sp.atan)))
-    a = np.array(entries)
-    for value in (lambda a: g.compile()(a)[0], lambda a: g.solve({A: a}).output):
-        if ok:
-            assert value(a) == pytest.approx(np.sum(np.arctan(a)))
-        else:
-            with pytest.raises(adjoint.BadValueError, match="not finite"):
-                value(a)
+    for a in (np.array(entries), np.array(entries).T):  # contiguous, and a strided view
+        for value in (lambda a: g.compile()(a)[0], lambda a: g.solve({A: a}).output):
+            if ok:
+                assert value(a) == pytest.approx(np.sum(np.arctan(a)))
+            else:
+                with pytest.raises(adjoint.BadValueError, match="not finite"):
+                    value(a)
 
 
 def test_the_compiled_function_reads_its_arguments_without_changing_them():
