@@ -432,8 +432,8 @@ class CompiledFunction:
             self._fn = jax.jit(self._fn)
 
     def __call__(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
-        result = self._run(values)
+        values, given = self._bind(args, kwargs)
+        result = self._run(values, given)
         value, grad = result if self.gradient else (result, ())
         # Scalar nodes broadcast over arrays of points; a value or multiplier that
         # happens not to depend on them (a constant output, lambda_x = 1) is spread
@@ -452,19 +452,26 @@ class CompiledFunction:
         )
         return value, grad
 
-    def _run(self, values):
+    def _run(self, values, given):
         if self.backend == "numpy":
             with np.errstate(all="ignore"):
                 return self._fn(*values)
         import jax
 
+        # A JAX array that passed the checks as it is goes in as it is: no copy back
+        # to the device.
+        values = [
+            g if isinstance(g, jax.Array) and g.dtype == v.dtype else v
+            for v, g in zip(values, given)
+        ]
         # Traced and run with 64-bit types on for float64 (off for float32), for this
         # call and this thread only: the user's own JAX setting is left as it was.
         with jax.enable_x64(self.dtype == np.float64):
             result = self._fn(*values)
             return jax.tree.map(_to_numpy, result)
 
-    def _bind(self, args, kwargs) -> list:
+    def _bind(self, args, kwargs) -> tuple[list, list]:
+        """The checked values (NumPy) and the values as given, in parameter order."""
         if len(args) > len(self.params):
             raise BadValueError(
                 f"too many values: the function takes {len(self.params)} "
@@ -500,7 +507,7 @@ class CompiledFunction:
                     if self._shapes[p] is None
                 )
             ) from None
-        return out
+        return out, [given[p] for p in self.params]
 
     def _convert(self, p, value, dims):
         shape = self._shapes[p]

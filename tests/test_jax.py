@@ -93,6 +93,16 @@ def test_jax_arrays_are_accepted():
         x = jax.numpy.array(xs)
     value, _ = g.compile(backend="jax")(x, -2.0)
     np.testing.assert_allclose(value, np.sin(-2.0 * xs) + xs, rtol=1e-15)
+    with jax.enable_x64(False):
+        x32 = jax.numpy.array(xs)  # float32: converted to float64 first
+    value, _ = g.compile(backend="jax")(x32, -2.0)
+    np.testing.assert_allclose(value, np.sin(-2.0 * xs) + xs, rtol=1e-6)
+    assert value.dtype == np.float64
+    n2, point = two_layer_net(n=6, d=3)
+    with jax.enable_x64(True):
+        args = {s.name: jax.numpy.asarray(v) for s, v in point.items()}
+    value, (g1, _) = n2.compile(backend="jax")(**args)
+    np.testing.assert_allclose(g1, n2.solve(point).gradient["W1"], rtol=1e-12)
 
 
 def _matrix_graph():
