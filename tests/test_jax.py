@@ -221,3 +221,14 @@ def test_exported_source_runs_under_jax_jit():
     sol = g.solve(point)
     assert float(value) == pytest.approx(sol.output, rel=1e-13)
     np.testing.assert_allclose(np.asarray(g1), sol.gradient["W1"], rtol=1e-11)
+
+
+def test_the_command_line_prints_the_jax_program_and_knows_no_torch(capsys):
+    from adjoint.cli import main
+
+    assert main(["compile", "sin(x*y) + x**2", "--backend", "jax"]) == 0
+    out = capsys.readouterr().out
+    assert "jax.numpy.sin(" in out and "numpy." not in out.replace("jax.numpy.", "")
+    with pytest.raises(SystemExit):
+        main(["compile", "x*y", "--backend", "torch"])
+    assert "invalid choice: 'torch'" in capsys.readouterr().err
