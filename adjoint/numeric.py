@@ -72,14 +72,16 @@ class ArrayPrinting:
         return f"({self._print(coeff)} * ({product}))"
 
     def _print_Trace(self, expr):
-        """A trace of a product as a sum of an element-wise product: ``tr(P Q) =
-        sum(P o Q^T)``, without forming ``P Q`` (``tr(A^T B)`` is ``sum(A*B)``)."""
-        arg = expr.arg
-        if isinstance(arg, sp.MatAdd):  # the trace is linear: reduce each summand
-            return "(" + " + ".join(self._print_Trace(sp.Trace(a)) for a in arg.args) + ")"
-        if isinstance(arg, sp.Transpose):
-            return self._print_Trace(sp.Trace(arg.arg))
-        coeff, mats = arg.as_coeff_matrices() if isinstance(arg, sp.MatMul) else (1, [arg])
+        return self._trace(expr.arg)
+
+    def _trace(self, M) -> str:
+        """``tr(M)``; of a product, as a sum of an element-wise product, ``tr(P Q) =
+        sum(P o Q^T)``, never forming ``P Q`` (``tr(A^T B)`` is ``sum(A*B)``)."""
+        if isinstance(M, sp.MatAdd):  # the trace is linear: reduce each summand
+            return "(" + " + ".join(self._trace(a) for a in M.args) + ")"
+        if isinstance(M, sp.Transpose):
+            return self._trace(M.arg)
+        coeff, mats = M.as_coeff_matrices() if isinstance(M, sp.MatMul) else (1, [M])
         if len(mats) == 1:
             body = f"{self._array_fn('trace')}({self._print(mats[0])})"
         else:
@@ -99,9 +101,9 @@ class ArrayPrinting:
         if isinstance(P, sp.OneMatrix):
             return f"{total}({self._print(Q)})"
         if isinstance(Q, sp.Transpose):
-            P, Q = P, Q.arg
+            Q = Q.arg
         elif isinstance(P, sp.Transpose):
-            P, Q = P.arg, Q
+            P = P.arg
         else:
             Q = sp.Transpose(Q)
         if P == Q:  # tr(A^T A): A is printed, and computed, once
