@@ -75,15 +75,24 @@ class Graph(ConstraintGraph):
         """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""
         return checks.verify(self, at, **options)
 
-    def compile(self, *, wrt=None, gradient: bool = True, dtype: str = "float64"):
-        """The solved system as a fast NumPy function; see :func:`adjoint.codegen.compile_graph`.
+    def compile(
+        self,
+        *,
+        wrt=None,
+        gradient: bool = True,
+        dtype: str = "float64",
+        backend: str = "numpy",
+    ):
+        """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
+        program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
 
         ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``
         """
-        return codegen.compile_graph(self, wrt=wrt, gradient=gradient, dtype=dtype)
+        return codegen.compile_graph(self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend)
 
     def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
-        """The generated program (both sweeps, one statement per node) as Python source."""
+        """The generated program (both sweeps, one statement per node) as Python source,
+        in NumPy or (``backend="jax"``) in ``jax.numpy``."""
         return codegen.source(self, wrt=wrt, gradient=gradient, backend=backend)
 
     def explain(self, at: Mapping | None = None) -> explain.Explanation:

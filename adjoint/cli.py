@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     dot.add_argument("--at", help="a point, to show values and multipliers on the nodes")
     code = commands.add_parser("compile", help="the generated NumPy program for EXPR")
     code.add_argument("expr")
-    code.add_argument("--backend", choices=["numpy", "jax", "torch"], default="numpy")
+    code.add_argument("--backend", choices=["numpy", "jax"], default="numpy")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":

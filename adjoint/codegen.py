@@ -41,24 +41,26 @@ from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
-from .numeric import NoNumericRule, NumericPrinter, implementations, namespace
+from .numeric import (
+    JaxNumericPrinter,
+    NoNumericRule,
+    NumericPrinter,
+    implementations,
+    namespace,
+    on_host,
+)
 from .values import as_array, as_points
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
-BACKENDS = {"numpy": "numpy", "jax": "jax.numpy", "torch": "torch"}
 
+class ByName:
+    """Prints nodes and multipliers by their variable names in the program."""
 
-class CodePrinter(NumericPrinter):
-    """Prints statements of the program: nodes and multipliers by their variable names."""
-
-    def __init__(self, names: dict, module: str = "numpy"):
+    def __init__(self, names: dict):
         # order="none": sorting the terms of every sum costs more than printing them
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
         self.names = names
-        self.module = module
-        if module != "numpy":  # the same names exist in jax.numpy and, mostly, torch
-            self._module = module
 
     def _print_Symbol(self, expr):
         # Only identifiers the program made: a raw name never reaches the source.
@@ -73,10 +75,17 @@ class CodePrinter(NumericPrinter):
     _print_Multiplier = _print_Dummy = _print_MatrixSymbol = _print_Symbol
     _print_MatrixMultiplier = _print_Symbol
 
-    def _module_format(self, fqn, register=True):
-        if self.module != "numpy" and fqn.startswith("numpy."):
-            fqn = self.module + fqn[len("numpy") :]
-        return super()._module_format(fqn, register)
+
+class CodePrinter(ByName, NumericPrinter):
+    """Prints statements of the NumPy program."""
+
+
+class JaxCodePrinter(ByName, JaxNumericPrinter):
+    """Prints statements of the JAX program: the same statements, in ``jax.numpy``."""
+
+
+#: The printer of each backend's program.
+BACKENDS = {"numpy": CodePrinter, "jax": JaxCodePrinter}
 
 
 class Program:
@@ -107,7 +116,7 @@ class Program:
         self.names = _variable_names(graph)
         self.shared = self._shared_parts() if gradient else {}
         self.name = name or ("f_and_gradient" if gradient else "f")
-        self.printer = CodePrinter(self.names, BACKENDS[backend])
+        self.printer = BACKENDS[backend](self.names)
         try:
             self.lines = self._statements()
         except NoNumericRule as exc:
@@ -347,8 +356,10 @@ def source(graph, **options) -> str:
     return Program(graph, **options).source()
 
 
-def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> CompiledFunction:
-    """Compile ``graph`` into a NumPy function of its inputs and constants.
+def compile_graph(
+    graph, *, wrt=None, gradient=True, dtype="float64", backend="numpy"
+) -> CompiledFunction:
+    """Compile ``graph`` into a function of its inputs and constants.
 
     Parameters
     ----------
@@ -358,13 +369,25 @@ def compile_graph(graph, *, wrt=None, gradient=True, dtype="float64") -> Compile
     gradient : bool
         False for the value alone (Step 1 only).
     dtype : "float64" or "float32"
+    backend : "numpy" or "jax"
+        ``"jax"`` runs the same program, printed in ``jax.numpy``, through ``jax.jit``
+        (``pip install adjoint[jax]``). float64 is computed in float64 whatever the
+        global ``jax_enable_x64`` setting: each call enables it for its own duration
+        only (``jax.enable_x64``, thread-local). Results come back as NumPy arrays, as
+        from the NumPy backend.
     """
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype)
+    if backend not in BACKENDS:
+        raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    if backend == "jax":
+        _require_jax()
+    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype, backend)
     return graph.derived(
         key,
-        lambda g: CompiledFunction(g, Program(g, wrt=wrt, gradient=gradient), np.dtype(dtype)),
+        lambda g: CompiledFunction(
+            g, Program(g, wrt=wrt, gradient=gradient, backend=backend), np.dtype(dtype)
+        ),
     )
 
 
@@ -376,13 +399,24 @@ def _undefined_where(value, g):
     return np.full(np.shape(g), np.nan)
 
 
+def _require_jax():
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        raise AdjointError(
+            "backend='jax' needs JAX, which is not installed: pip install 'adjoint[jax]' "
+            "(or pip install jax), or use the default backend='numpy'"
+        ) from None
+
+
 class CompiledFunction:
     """A generated program with argument checking.
 
     Call it with values by position (the inputs, then the constants, in
     declaration order) or by name. It returns ``(value, gradient)`` with the
     gradient a tuple in input order (or the value alone with ``gradient=False``).
-    Scalar inputs may be arrays of points: they broadcast.
+    Scalar inputs may be arrays of points: they broadcast. Both backends check
+    the arguments alike and return NumPy values.
     """
 
     def __init__(self, graph, program: Program, dtype: np.dtype):
@@ -390,21 +424,28 @@ class CompiledFunction:
         self.params = program.params
         self.wrt = program.wrt
         self.gradient = program.gradient
+        self.backend = program.backend
         self.dtype = dtype
         self._shapes = {p: graph.node(p).shape for p in self.params}
         self._output_scalar = all(
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {p.name: p for p in self.params}
-        scope = {**namespace(), **program.implementations()}
+        implemented = program.implementations()  # adjoint.elementary operations
+        if self.backend == "jax":
+            implemented = {name: on_host(fn) for name, fn in implemented.items()}
+        scope = {**namespace(self.backend), **implemented}
         exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
         self._fn = scope[program.name]
+        if self.backend == "jax":
+            import jax
+
+            self._fn = jax.jit(self._fn)
 
     def __call__(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
+        values, given = self._bind(args, kwargs)
         try:
-            with np.errstate(all="ignore"):
-                result = self._fn(*values)
+            result = self._run(values, given)
         except np.linalg.LinAlgError as exc:
             raise AdjointError(
                 f"numpy says {exc}: a matrix the program inverts is singular at these values"
@@ -429,7 +470,26 @@ class CompiledFunction:
             grad = tuple(_undefined_where(value, g) for g in grad)
         return value, grad
 
-    def _bind(self, args, kwargs) -> list:
+    def _run(self, values, given):
+        if self.backend == "numpy":
+            with np.errstate(all="ignore"):
+                return self._fn(*values)
+        import jax
+
+        # A JAX array that passed the checks as it is goes in as it is: no copy back
+        # to the device.
+        values = [
+            g if isinstance(g, jax.Array) and g.dtype == v.dtype else v
+            for v, g in zip(values, given)
+        ]
+        # Traced and run with 64-bit types on for float64 (off for float32), for this
+        # call and this thread only: the user's own JAX setting is left as it was.
+        with jax.enable_x64(self.dtype == np.float64):
+            result = self._fn(*values)
+            return jax.tree.map(_to_numpy, result)
+
+    def _bind(self, args, kwargs) -> tuple[list, list]:
+        """The checked values (NumPy) and the values as given, in parameter order."""
         if len(args) > len(self.params):
             raise BadValueError(
                 f"too many values: the function takes {len(self.params)} "
@@ -465,7 +525,7 @@ class CompiledFunction:
                     if self._shapes[p] is None
                 )
             ) from None
-        return out
+        return out, [given[p] for p in self.params]
 
     def _convert(self, p, value, dims):
         shape = self._shapes[p]
@@ -475,3 +535,9 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"
+
+
+def _to_numpy(x):
+    """A JAX result as NumPy: a writable array (a NumPy scalar for 0-d), as NumPy gives."""
+    array = np.array(x)
+    return array[()] if array.ndim == 0 else array

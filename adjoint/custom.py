@@ -96,6 +96,7 @@ def elementary(
             "numeric_implementation": staticmethod(numeric),
             "code_name": code_name,
             "_numpycode": _numpycode,
+            "_jaxcode": _numpycode,  # the same call; a JAX program runs it on the host
             "_latex": _latex,
             "__doc__": f"The user-defined elementary operation {name}.",
             "__module__": __name__,

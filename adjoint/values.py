@@ -164,9 +164,12 @@ def _real_array(symbol, value, dtype, what: str) -> np.ndarray:
                 raise bad("values that are not real numbers") from None
         else:
             raise bad(f"an array of {raw.dtype}")
-    with np.errstate(over="ignore"):
+    with np.errstate(all="ignore"):
         array = np.asarray(raw, dtype=dtype)
-    if not np.all(np.isfinite(array)):
+        # One pass, no temporary: a finite sum has no inf or nan entry; only when the
+        # sum is not finite (or overflows) are the entries scanned.
+        finite = np.isfinite(array.sum()) or np.all(np.isfinite(array))
+    if not finite:
         raise BadValueError(
             f"the value given for {symbol} has entries that are not finite (nan or inf, or "
             f"beyond the range of {np.dtype(dtype).name})",
