@@ -41,8 +41,10 @@ __all__ = [
     "verify",
 ]
 
-#: Composed expressions larger than this (in tree nodes) are checked numerically.
+#: Composed expressions larger than this (in tree nodes), or deeper than this (in
+#: constraints), are checked numerically.
 SYMBOLIC_LIMIT = 400
+DEPTH_LIMIT = 40
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,8 @@ def verify(
     # sympy's matrix calculus is not trusted as a reference: matrix graphs are
     # checked by differences along random directions.
     symbolic = None
-    if at is None and not matrices:
-        try:
-            symbolic = solve(graph)
-        except RecursionError:  # sympy recurses through very deep composed expressions
-            symbolic = None
+    if at is None and not matrices and _composed_size(graph) <= SYMBOLIC_LIMIT:
+        symbolic = solve(graph)
 
     checks = []
     for z in graph.nodes:
@@ -180,6 +179,18 @@ def random_point(graph, rng) -> dict:
     return point
 
 
+def _composed_size(graph) -> float:
+    """The size of ``z_n`` composed into the inputs, as a tree, counted on the DAG;
+    infinite when it is deeper than :data:`DEPTH_LIMIT` constraints."""
+    size, depth = {}, {}
+    for i in graph.defined:
+        parents = graph.parents(i)
+        size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size.get(p, 1) for p in parents)
+        depth[i] = 1 + max((depth.get(p, 0) for p in parents), default=0)
+    out = graph.output
+    return size[out] if depth[out] <= DEPTH_LIMIT else math.inf
+
+
 def _composed_output(graph, z, real):
     """``z_n`` as an expression of ``z`` and of the nodes that do not depend on ``z``,
     and its size as a tree; ``None`` for the expression when the size is over
@@ -188,16 +199,18 @@ def _composed_output(graph, z, real):
     The size is counted on the DAG first, so the count stays linear and nothing
     too large (or too deep for sympy's recursive algorithms) is ever built.
     """
-    size = {z: 1}
+    size, depth = {z: 1}, {z: 0}
     for i in graph.defined:  # topological order
         parents = [p for p in graph.parents(i) if p in size]
         if parents:
             size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size[p] for p in parents)
+            depth[i] = 1 + max(depth[p] for p in parents)
     out = graph.output
     if out not in size:
         return sp.Integer(0), 1  # z_n does not depend on z
-    if size[out] > SYMBOLIC_LIMIT:
-        return None, size[out]
+    if size[out] > SYMBOLIC_LIMIT or depth[out] > DEPTH_LIMIT:
+        # sympy's diff recurses a dozen frames per level: deep ones go by differences
+        return None, math.inf
     composed = {z: real.get(z, z)}
     for i in graph.defined:
         if i in size and i != z:

@@ -46,6 +46,14 @@ def solve(graph, values: Mapping | None = None) -> Solution:
                 env[condition.unknown] = _solve(condition, env, symbolic)
                 if not symbolic:
                     _check_shape(condition, env)
+    except RecursionError:
+        raise AdjointError(
+            f"the symbolic solution for {condition.unknown} is deeper than sympy can build "
+            "(its simplifications recurse through the whole expression): solve at a point, "
+            "g.solve({...}), or read the conditions themselves, g.stationarity(), where "
+            "each is written in its neighbours' terms",
+            node=condition.wrt,
+        ) from None
     except np.linalg.LinAlgError as exc:
         node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
         raise AdjointError(
