@@ -137,6 +137,10 @@ class ArrayPrinting:
             P = P.arg
         else:
             Q = sp.Transpose(Q)
+        if isinstance(P, sp.MatrixSymbol) and isinstance(Q, sp.MatrixSymbol):
+            # a contraction of two stored arrays forms no temporary at all
+            einsum = self._array_fn("einsum")
+            return f"{einsum}('ij,ij->', {self._print(P)}, {self._print(Q)})"
         if P == Q:  # tr(A^T A): A is printed, and computed, once
             return f"{total}({self.parenthesize(P, PRECEDENCE['Pow'], True)}**2)"
         mul = PRECEDENCE["Mul"]  # strict: a product of matrices prints in parentheses already
