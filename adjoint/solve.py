@@ -20,7 +20,7 @@ from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, to_real
 from .parsing import parse
 from .split import split
-from .values import read_values
+from .values import finite, read_values
 
 __all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
@@ -82,15 +82,15 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
     """``{node: why}`` for each node whose value or multiplier is not a number here."""
     notes = {}
     for z in graph.defined:
-        if not np.all(np.isfinite(values[z])):
-            bad = [p for p in graph.parents(z) if p in notes]
+        if not finite(values[z]):
+            bad = next((p for p in graph.parents(z) if p in notes), None)
             notes[z] = (
-                f"undefined: it reads {', '.join(map(str, bad))}, which is undefined"
-                if bad
-                else f"undefined: outside the domain of {z} = {text(graph.expr(z))}"
+                f"undefined: it reads {bad.name}, which is undefined"
+                if bad is not None
+                else "undefined: outside the domain of its constraint"
             )
     for z in graph.nodes:
-        if z not in notes and not np.all(np.isfinite(adjoints[z])):
+        if z not in notes and not finite(adjoints[z]):
             notes[z] = (
                 "no derivative here: a kink (|.|, max, a step) or a node outside its domain "
                 "lies between it and the output"
@@ -101,8 +101,10 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
 def _check_shape(condition, env) -> None:
     """Every multiplier has its node's shape: an invariant, checked as it is made."""
     node = condition.wrt
-    want = np.shape(env[node])
-    got = np.shape(env[condition.unknown])
+    value, lam = env[node], env[condition.unknown]
+    if isinstance(value, float) and isinstance(lam, float):  # scalars: the common case
+        return
+    want, got = np.shape(value), np.shape(lam)
     if got != want:
         raise AdjointError(
             f"internal error: lambda_{node} came out {got}, but {node} is {want}; please "

@@ -19,7 +19,14 @@ import sympy as sp
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .symbols import CHECKS
 
-__all__ = ["as_array", "as_number", "as_points", "read_values"]
+__all__ = ["as_array", "as_number", "as_points", "finite", "read_values"]
+
+
+def finite(value) -> bool:
+    """Whether a value (a number, or every entry of an array) is finite."""
+    if isinstance(value, float):  # numpy's float64 too: the solver's common case
+        return math.isfinite(value)
+    return bool(np.all(np.isfinite(value)))
 
 
 def read_values(graph, values: Mapping) -> dict:
