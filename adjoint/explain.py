@@ -197,8 +197,10 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         written = " + ".join(parts) or "0"
         value = "" if env is None else f" = {number(env[lam])}"
         solved = "" if written == text(c.rhs) else f" = {text(c.rhs)}"
+        if value == f" = {written}" and not solved:  # the seed: lambda_n = 1, not 1 = 1
+            value = ""
         lines.append(f"{lam} = {written}{solved}{value}")
-        value_tex = "" if env is None else f" = {_num_tex(env[lam])}"
+        value_tex = "" if not value else f" = {_num_tex(env[lam])}"
         written_tex = " + ".join(parts_tex) or "0"
         solved_tex = "" if solved == "" else f" = {latex(c.rhs)}"
         math.append(f"{latex(lam)} = {written_tex}{solved_tex}{value_tex}")
@@ -267,8 +269,27 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
     title = Prose(
         "Backpropagation, step by step, for the output ",
         Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
+        *_point(graph, env),
     )
     return Explanation(title, sections)
+
+
+def _point(graph, env) -> tuple:
+    """``, at x = 1.5, y = -2`` (a matrix by its shape), for a title; nothing without
+    a point."""
+    if env is None:
+        return ()
+    leaves = graph.inputs + graph.constants
+    plain = ", ".join(
+        f"{s} = {number(env[s])}" if np.ndim(env[s]) == 0 else f"{s} (given, {_size(env[s])})"
+        for s in leaves
+    )
+    tex = r",\ ".join(f"{latex(s)} = {_num_tex(env[s])}" for s in leaves)
+    return (", at ", Math(plain, tex)) if leaves else ()
+
+
+def _size(value) -> str:
+    return f"{value.shape[0]} x {value.shape[1]}"
 
 
 def _num_tex(value) -> str:

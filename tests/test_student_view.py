@@ -1,0 +1,219 @@
+"""What a student sees (issue 15, second pass): the point stated, the right array
+blamed, runnable source, ``sol[x]``, undefined nodes shown, the lecture's own terms
+for symbolic solutions, and a self-contained HTML page."""
+
+import math
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import adjoint
+from adjoint.cli import demo
+from adjoint.errors import DuplicateNameError, ShapeError
+from adjoint.examples import lecture_dag, two_layer_net, warm_up
+
+x, y = sp.symbols("x y", real=True)
+
+
+# -- 1. the point, the seed, the duplicate name --------------------------------------
+
+
+def test_demo_and_explain_state_the_point():
+    out = demo()
+    assert "at x = 1.5" in out
+    assert "at x = 1.5, y = -2" in str(lecture_dag()[0].explain(lecture_dag()[1]))
+    assert "at " not in str(lecture_dag()[0].explain()).split("\n")[0]  # symbolic: no point
+
+
+def test_the_seed_is_written_once():
+    out = demo()
+    assert not re.search(r"lambda_\w+ = 1 = 1\b", out)
+    g, at = warm_up()
+    lines = str(g.explain(at)).splitlines()
+    assert "  lambda_f = 1" in lines
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "what"),
+    [("define", "input", "a defined node"), ("input", "input", "an input")],
+)
+def test_duplicate_name_message_reads_right(first, second, what):
+    g = adjoint.Graph()
+    a = g.input("a")
+    if first == "define":
+        g.define("b", a + 1)
+    else:
+        g.input("b")
+    with pytest.raises(DuplicateNameError) as info:
+        g.input("b")
+    assert f"already declared (as {what})" in str(info.value)
+
+
+def test_duplicate_constant_message():
+    g = adjoint.Graph()
+    g.constant("c")
+    with pytest.raises(DuplicateNameError, match=r"as a constant\)"):
+        g.input("c")
+
+
+# -- 2. the array that disagrees is the one blamed ---------------------------------
+
+
+def test_wrong_shape_blames_the_array_that_disagrees():
+    g, point = two_layer_net(n=5, d=3)
+    W1 = g.lookup("W1")
+    bad = {**point, W1: np.ones((4, 4))}
+    with pytest.raises(ShapeError) as info:
+        g.solve(bad)
+    message = str(info.value)
+    assert info.value.node == W1
+    assert message.startswith("W1 ")
+    # every binding it conflicts with: d = 3 from X and from W2
+    assert "X" in message and "W2" in message and "d = 3" in message
+
+
+def test_wrong_shape_blames_the_same_array_in_compiled_programs():
+    g, point = two_layer_net(n=5, d=3)
+    f = g.compile()
+    bad = {k.name: v for k, v in point.items()}
+    bad["W1"] = np.ones((4, 4))
+    with pytest.raises(ShapeError) as info:
+        f(**bad)
+    assert str(info.value).startswith("W1 ") and "W2" in str(info.value)
+
+
+def test_a_tie_names_each_side():
+    g = adjoint.Graph()
+    n = sp.Symbol("n", integer=True, positive=True)
+    A = g.input("A", shape=(n, 1))
+    B = g.input("B", shape=(n, 1))
+    g.define("f", adjoint.frobenius2(A + B))
+    with pytest.raises(ShapeError) as info:
+        g.solve({A: np.ones((2, 1)), B: np.ones((3, 1))})
+    message = str(info.value)
+    assert "n = 2" in message and "n = 3" in message
+
+
+def test_agreeing_shapes_still_bind():
+    g, point = two_layer_net(n=5, d=3)
+    sol = g.solve(point)
+    assert np.shape(sol.gradient["W1"]) == (3, 3)
+
+
+# -- 4. source() runs as a file -------------------------------------------------------
+
+
+def _run_source(g, tmp_path, call: str, backend="numpy") -> str:
+    path = tmp_path / "program.py"
+    path.write_text(g.source(backend=backend) + f"\nprint(repr({call}))\n")
+    done = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_source_is_a_complete_program(tmp_path):
+    g, at = lecture_dag()
+    out = _run_source(g, tmp_path, "f_and_gradient(1.5, -2.0)")
+    value, (gx, gy) = eval(out, {"np": np})
+    sol = g.solve(at)
+    assert value == pytest.approx(sol.output, rel=1e-12)
+    assert (gx, gy) == pytest.approx((sol.gradient["x"], sol.gradient["y"]), rel=1e-12)
+
+
+def test_matrix_source_is_a_complete_program(tmp_path):
+    g, at = two_layer_net(n=4, d=2)
+    names = ("W1", "W2", "X", "y")
+    lines = [f"{p} = numpy.array({np.asarray(at[g.lookup(p)]).tolist()!r})" for p in names]
+    path = tmp_path / "net.py"
+    path.write_text(
+        g.source()
+        + "\n"
+        + "\n".join(lines)
+        + "\nvalue, grads = f_and_gradient(W1, W2, X, y)\n"
+        + "print(repr([float(value), [g.tolist() for g in grads]]))\n"
+    )
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    value, (gw1, gw2) = eval(done.stdout)
+    sol = g.solve(at)
+    assert value == pytest.approx(sol.output, rel=1e-12)
+    np.testing.assert_allclose(gw1, sol.gradient["W1"], rtol=1e-12)
+    np.testing.assert_allclose(gw2, sol.gradient["W2"], rtol=1e-12)
+
+
+def test_jax_source_is_a_complete_program(tmp_path):
+    pytest.importorskip("jax")
+    g, at = lecture_dag()
+    src = g.source(backend="jax")
+    assert "import jax" in src
+    out = _run_source(
+        g, tmp_path, "[float(v) for v in (lambda r: (r[0], *r[1]))(f_and_gradient(1.5, -2.0))]",
+        backend="jax",
+    )
+    value, gx, gy = eval(out)
+    sol = g.solve(at)
+    assert value == pytest.approx(sol.output, rel=1e-6)
+    assert (gx, gy) == pytest.approx((sol.gradient["x"], sol.gradient["y"]), rel=1e-6)
+
+
+# -- 5. sol[x] --------------------------------------------------------------------------
+
+
+def test_solution_indexed_by_a_node_is_its_value():
+    g, at = lecture_dag()
+    sol = g.solve(at)
+    z1 = g.lookup("z1")
+    assert sol[z1] == pytest.approx(1.5 * -2.0)  # z1 = x y, by hand
+    assert sol["x"] == 1.5 and sol[sp.Symbol("x")] == 1.5
+    assert sol["z2"] == pytest.approx(1.5 + math.sin(-3.0))
+    with pytest.raises(KeyError, match="not a node"):
+        sol["nope"]
+
+
+# -- 6. undefined nodes are shown, never checked "ok" ---------------------------------
+
+
+def test_explain_never_says_ok_over_a_nan():
+    g = adjoint.Graph.from_expr(sp.log(x) + x)
+    text = str(g.explain({x: -1.0}))
+    assert not re.search(r"^\s*ok\b", text, flags=re.M)
+    assert "outside the domain" in text
+    assert "holds" not in text
+
+
+def test_verify_fails_where_the_output_is_nan():
+    g = adjoint.Graph.from_expr(sp.log(x) + x)
+    report = g.verify({x: -1.0})
+    assert not any(c.ok for c in report.checks)
+
+
+def test_explain_names_a_kink():
+    g = adjoint.Graph.from_expr(abs(x) + x)
+    text = str(g.explain({x: 0.0}))
+    assert "kink" in text
+    assert not re.search(r"^\s*ok\s+lambda_x", text, flags=re.M)
+
+
+def test_drawing_marks_undefined_nodes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    g = adjoint.Graph.from_expr(sp.log(x) + x)
+    sol = g.solve({x: -1.0})
+    ax = g.draw(sol)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "outside the domain" in texts
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == len(sol.undefined)
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
+    dot = g.to_dot(sol)
+    assert dot.count("undefined") >= len(sol.undefined)
