@@ -193,6 +193,8 @@ class Solution:
     and ``output`` the value of ``z_n``. Numbers are floats; a symbolic solution
     holds sympy expressions of the inputs. A solution never changes once made.
 
+    ``sol[z]`` is the value of node ``z``, the same as ``sol.values[z]``.
+
     ``undefined`` names, with the reason, each node whose value is not a number (a
     constraint outside its domain, as ``log`` of a negative number) or whose
     multiplier is not (a kink such as ``|x|`` at 0, or an undefined node between it
@@ -224,6 +226,22 @@ class Solution:
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+
+    def __getitem__(self, node):
+        """``sol[z]`` is the value of node ``z`` (by symbol or name), as
+        ``sol.values[z]``; its multiplier is ``sol.adjoints[z]``."""
+        try:
+            return self.values[node]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"{node} is not a node of this solution; its nodes are "
+                f"{', '.join(map(str, self.values))}"
+            ) from None
+
+    def __contains__(self, node) -> bool:
+        return node in self.values
+
+    __iter__ = None  # not a sequence: iterate over sol.values or sol.adjoints
 
     def __setattr__(self, name, value):
         raise AttributeError("a Solution does not change once made")

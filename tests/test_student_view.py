@@ -217,3 +217,11 @@ def test_drawing_marks_undefined_nodes():
     plt.close(ax.figure)
     dot = g.to_dot(sol)
     assert dot.count("undefined") >= len(sol.undefined)
+
+
+def test_solution_is_not_a_sequence():
+    g, at = lecture_dag()
+    sol = g.solve(at)
+    assert "z1" in sol and "nope" not in sol
+    with pytest.raises(TypeError):
+        list(sol)
