@@ -14,6 +14,9 @@ value instead of computing the function again.
     >>> t = g.define("t", sp.tanh(x))
     >>> f = g.define("f", t * x)
     >>> print(g.source())  # doctest: +NORMALIZE_WHITESPACE
+    import numpy
+    <BLANKLINE>
+    <BLANKLINE>
     def f_and_gradient(x):
         # Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))
         t = numpy.tanh(x)  # t = tanh(x)
@@ -352,8 +355,36 @@ def _variable_names(graph) -> Names:
 
 
 def source(graph, **options) -> str:
-    """The generated program as Python source; see :func:`compile_graph` for options."""
-    return Program(graph, **options).source()
+    """The generated program as Python source, a complete file: the imports it needs,
+    then the function. See :func:`compile_graph` for options."""
+    program = Program(graph, **options)
+    body = program.source()
+    return "\n".join([*_imports(program, body), "", ""]) + body
+
+
+def _imports(program, body: str) -> list[str]:
+    """The lines that make ``body`` run as a file: what :func:`namespace` provides."""
+    lines = []
+    if program.backend == "jax":
+        lines += [
+            "import jax",
+            "import jax.numpy",
+            "import jax.scipy.special",
+            "",
+            'jax.config.update("jax_enable_x64", True)  # float64, as g.solve computes',
+        ]
+    lines += [f"import {m}" for m in ("functools", "math", "mpmath", "numpy") if _mentions(body, m)]
+    helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
+    if helpers:  # the package's helpers for functions without a NumPy version
+        lines.append("from adjoint.numeric import _vectorize as _entrywise, to_real as _real")
+        if program.backend == "jax":
+            lines.append("from adjoint.numeric import on_host")
+            lines += ["", "", "def _vectorize(fn):", "    return on_host(_entrywise(fn))"]
+        else:
+            lines.append("_vectorize = _entrywise")
+    for name in program.implementations():
+        lines.append(f"# {name}: a user's operation (adjoint.elementary); define it here")
+    return lines
 
 
 def compile_graph(
