@@ -111,18 +111,24 @@ class Explanation:
 
 def _env(graph, at):
     """Values of every z and lambda at ``at`` (and of the dimensions), or None."""
+    return _solved(graph, at)[0]
+
+
+def _solved(graph, at):
+    """``(env, solution)`` at ``at``: see :func:`_env`; ``(None, None)`` without a point."""
     if at is None:
-        return None
+        return None, None
     sol = solve(graph, at)
     env = {**read_values(graph, at), **sol.values}
     env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
-    return env
+    return env, sol
 
 
 def explain(graph, at: Mapping | None = None) -> Explanation:
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step."""
     kkt = stationarity(graph)
-    env = _env(graph, at)
+    env, sol = _solved(graph, at)
+    undefined = {} if sol is None else dict(sol.undefined)
     out = graph.output
     sections = []
 
@@ -236,16 +242,27 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         )
     )
 
+    if undefined:
+        sections.append(_undefined_section(graph, undefined))
+
     if len(graph.nodes) <= CHECK_LIMIT:
         report = verify(graph, at)
         lines = tuple(
-            f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
+            f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, {c.node} is undefined here"
+            if c.node in undefined
+            else f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
             for c in report.checks
         )
-        verdict = "holds" if report.ok else "FAILS"
+        checked = [c for c in report.checks if c.node not in undefined]
+        verdict = "holds" if all(c.ok for c in checked) else "FAILS"
+        where = f"all {len(checked)} nodes" if not undefined else f"{len(checked)} nodes"
+        if undefined and not checked:
+            verdict, where = "is not checked", "any node: none is defined here"
+        elif undefined:
+            where += f"; {len(undefined)} undefined here, not checked"
         math = (
-            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial z_j}}\ \text{{{verdict} at "
-            rf"all {len(report.checks)} nodes}}",
+            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial z_j}}\ "
+            rf"\text{{{verdict} at {where}}}",
         )
         note = (
             "Checked against the chain-rule route (differentiating the composed function), "
@@ -272,6 +289,18 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         *_point(graph, env),
     )
     return Explanation(title, sections)
+
+
+def _undefined_section(graph, undefined: dict) -> Section:
+    """The nodes whose value or multiplier is not a number here, with the reason."""
+    lines = tuple(f"{z}: {why}" for z, why in undefined.items())
+    math = tuple(rf"{latex(z)}:\ \text{{{latex_text(why)}}}" for z, why in undefined.items())
+    note = Prose(
+        "Their values or multipliers are nan: a constraint outside its domain, or a kink (",
+        Math("|x|", r"|x|"),
+        " at 0, max, a step) on the way to the output, where no derivative exists.",
+    )
+    return Section("Undefined here", lines, math, note)
 
 
 def _point(graph, env) -> tuple:

@@ -317,3 +317,13 @@ def test_the_trace_table_keeps_its_columns(katex, build):
     cells = [len(re.split(r"(?<!\\)\|", row)) for row in rows]
     assert cells == [7] * len(rows)  # five cells between six bars
     check(katex, markdown("trace", md))
+
+
+@pytest.mark.parametrize(
+    ("expr", "at"), [("log(x) + x", -1.0), ("Abs(x) + x", 0.0), ("sqrt(x)*y", -2.0)]
+)
+def test_undefined_nodes_render(katex, expr, at):
+    g = adjoint.Graph.from_expr(adjoint.parse(expr))
+    point = {s: at for s in g.inputs}
+    assert g.solve(point).undefined
+    check(katex, everything(g, point, symbolic=False))

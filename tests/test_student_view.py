@@ -154,7 +154,9 @@ def test_jax_source_is_a_complete_program(tmp_path):
     src = g.source(backend="jax")
     assert "import jax" in src
     out = _run_source(
-        g, tmp_path, "[float(v) for v in (lambda r: (r[0], *r[1]))(f_and_gradient(1.5, -2.0))]",
+        g,
+        tmp_path,
+        "[float(v) for v in (lambda r: (r[0], *r[1]))(f_and_gradient(1.5, -2.0))]",
         backend="jax",
     )
     value, gx, gy = eval(out)
@@ -210,13 +212,19 @@ def test_drawing_marks_undefined_nodes():
     ax = g.draw(sol)
     texts = " ".join(t.get_text() for t in ax.texts)
     assert "outside the domain" in texts
-    hatched = [p for p in ax.patches if p.get_hatch()]
-    assert len(hatched) == len(sol.undefined)
+    hatched = [c for c in ax.collections if c.get_hatch()]
+    assert len(hatched) == 1 and len(hatched[0].get_offsets()) == len(sol.undefined)
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)
     dot = g.to_dot(sol)
-    assert dot.count("undefined") >= len(sol.undefined)
+    assert dot.count('style="filled,dashed"') == len(sol.undefined)
+    assert "outside the domain" in dot
+    fine = g.solve({x: 2.0})
+    assert "dashed" not in g.to_dot(fine).split("->")[0]
+    ax = g.draw(fine)
+    assert not [c for c in ax.collections if c.get_hatch()]
+    plt.close(ax.figure)
 
 
 def test_solution_is_not_a_sequence():
