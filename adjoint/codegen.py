@@ -52,7 +52,7 @@ from .numeric import (
     namespace,
     on_host,
 )
-from .values import as_array, as_points
+from .values import as_array, as_points, bind_dimensions
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -540,10 +540,11 @@ class CompiledFunction:
         missing = [p.name for p in self.params if p not in given]
         if missing:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
-        dims: dict = {}
-        out = []
-        for p in self.params:
-            out.append(self._convert(p, given[p], dims))
+        out = [self._convert(p, given[p]) for p in self.params]
+        shapes = self._shapes
+        bind_dimensions(
+            [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
+        )
         scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
         try:
             np.broadcast_shapes(*scalars)
@@ -558,10 +559,10 @@ class CompiledFunction:
             ) from None
         return out, [given[p] for p in self.params]
 
-    def _convert(self, p, value, dims):
+    def _convert(self, p, value):
         shape = self._shapes[p]
         if shape is not None:
-            return as_array(p, value, shape, dims, self.dtype)
+            return as_array(p, value, shape, self.dtype)
         return as_points(p, value, self.dtype)
 
     def __repr__(self) -> str:

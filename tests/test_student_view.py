@@ -6,7 +6,6 @@ import math
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -233,3 +232,14 @@ def test_solution_is_not_a_sequence():
     assert "z1" in sol and "nope" not in sol
     with pytest.raises(TypeError):
         list(sol)
+
+
+def test_one_array_that_disagrees_with_itself():
+    g = adjoint.Graph()
+    n = sp.Symbol("n", integer=True, positive=True)
+    A = g.input("A", shape=(n, n))
+    g.define("f", adjoint.frobenius2(A))
+    with pytest.raises(ShapeError, match="n cannot be both 2 and 3"):
+        g.solve({A: np.ones((2, 3))})
+    with pytest.raises(ShapeError, match="n cannot be both 2 and 3"):
+        g.compile()(np.ones((2, 3)))
