@@ -25,10 +25,27 @@ from .values import read_values
 __all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
 
-def solve(graph, values: Mapping | None = None) -> Solution:
+def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solution:
     """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
-    input and constant), or symbolically without them."""
+    input and constant), or symbolically without them.
+
+    ``expand=False`` gives the symbolic solution in the lecture's own terms: each
+    ``z_i`` as ``f_i`` of its parents and each ``lambda_j`` as Step 2 writes it,
+    ``[j = n] + sum_i lambda_i df_i/dz_j``, in the named nodes and the readers'
+    multipliers, with nothing composed into the inputs (which, for a deep graph, is
+    exponentially longer).
+    """
     kkt = stationarity(graph)
+    if not expand:
+        if values is not None:
+            raise AdjointError(
+                "expand=False keeps the solution symbolic, in the lecture's terms; solve "
+                "without values (g.solve(expand=False)), or with values and expand=True"
+            )
+        node_values = {z: z for z in (*graph.inputs, *graph.constants)}
+        node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
+        adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
+        return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}

@@ -88,6 +88,7 @@ def everything(g, point, symbolic=True):
         items += repr_latex("adjoint system at a point", g.adjoint_system(point))
     if symbolic:
         items += repr_latex("symbolic solution", g.solve())
+        items += repr_latex("solution in the lecture's terms", g.solve(expand=False))
         items += explanation("symbolic", g.explain())
         if scalar:
             items += repr_latex("adjoint system", g.adjoint_system())

@@ -243,3 +243,57 @@ def test_one_array_that_disagrees_with_itself():
         g.solve({A: np.ones((2, 3))})
     with pytest.raises(ShapeError, match="n cannot be both 2 and 3"):
         g.compile()(np.ones((2, 3)))
+
+
+# -- 7. symbolic solutions in the lecture's own terms ----------------------------------
+
+
+def _recurrence(depth: int):
+    g = adjoint.Graph()
+    z = g.input("x")
+    a = g.input("a")
+    for k in range(depth):
+        z = g.define(f"z{k}", a * sp.sin(z) + z**2)
+    return g
+
+
+def test_lecture_terms_keep_each_multiplier_short():
+    g = _recurrence(8)
+    terms = g.solve(expand=False)
+    expanded = g.solve()
+    short = sum(len(str(v)) for v in terms.adjoints.values())
+    long = sum(len(str(v)) for v in expanded.adjoints.values())
+    assert short < 600 and long > 20 * short, (short, long)
+    names = set(g.inputs) | set(g.defined) | {g.multiplier(z) for z in g.nodes}
+    for z in g.nodes:
+        assert terms.adjoints[z].free_symbols <= names
+    for z in g.defined:
+        assert terms.values[z] == g.expr(z)  # f_i of its parents, nothing composed
+    z3 = g.lookup("z3")
+    lam = {g.multiplier(z) for z in g.children(z3)}
+    assert terms.adjoints[z3].free_symbols & lam  # read from its readers' multipliers
+
+
+def test_lecture_terms_evaluate_to_the_gradient():
+    """Back-substituting numbers into the lecture's terms gives sympy's own derivative."""
+    g = _recurrence(4)
+    terms = g.solve(expand=False)
+    x, a = g.inputs
+    at = {x: 0.3, a: 0.7}
+    env = dict(at)
+    for z in g.defined:
+        env[z] = float(terms.values[z].xreplace(env))
+    for z in reversed(g.nodes):
+        env[g.multiplier(z)] = float(terms.adjoints[z].xreplace(env))
+    composed = g.expr(g.defined[0])
+    for before, z in zip(g.defined, g.defined[1:]):
+        composed = g.expr(z).xreplace({before: composed})
+    for w in (x, a):
+        expected = float(sp.diff(composed, w).xreplace(at))
+        assert env[g.multiplier(w)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_lecture_terms_need_no_point():
+    g, at = lecture_dag()
+    with pytest.raises(adjoint.AdjointError, match="expand=False"):
+        g.solve(at, expand=False)
