@@ -414,19 +414,32 @@ def trace(graph, at: Mapping) -> Trace:
 @dataclass(frozen=True)
 class AdjointSystem:
     """``(I - J^T) lambda = e_n``, with ``J[i, j] = df_i/dz_j`` over the nodes in
-    topological order: strictly lower triangular, with the graph's sparsity."""
+    topological order: strictly lower triangular, with the graph's sparsity.
+
+    For a graph with matrix nodes the unknowns are the multipliers' entries, each
+    node's row by row (``entries`` names them), and ``J`` holds the partials of
+    every entry of ``f_i`` by every entry of ``z_j``, at a point.
+    """
 
     nodes: tuple
     J: sp.Matrix  # local partials, symbolic, or numbers at a point
     e: sp.Matrix
+    entries: tuple = ()  # (node, (row, column)) per unknown, for matrix graphs
 
     @property
     def matrix(self) -> sp.Matrix:
-        return sp.eye(len(self.nodes)) - self.J.T
+        return sp.eye(self.J.rows) - self.J.T
+
+    @property
+    def unknowns(self) -> tuple:
+        """The multipliers (or their entries) the system solves for, in order."""
+        if not self.entries:
+            return tuple(multiplier_of(z) for z in self.nodes)
+        return tuple(_entry(multiplier_of(z), k) for z, k in self.entries)
 
     def back_substitution(self) -> list:
         """Solve from the last row up: exactly the backward sweep of Step 2."""
-        n = len(self.nodes)
+        n = self.J.rows
         lam = [None] * n
         for j in reversed(range(n)):
             lam[j] = self.e[j] + sum(self.J[i, j] * lam[i] for i in range(j + 1, n))
@@ -437,21 +450,56 @@ class AdjointSystem:
         M = np.array(self.matrix.tolist(), dtype=float)
         return np.linalg.solve(M, np.array(self.e.tolist(), dtype=float).ravel())
 
+    def __repr__(self) -> str:
+        head = (
+            "Step 2 as a triangular system (I - J^T) lambda = e_n, J[i, j] = df_i/dz_j "
+            f"({len(self.unknowns)} unknowns)"
+        )
+        M = self.matrix
+        cells = [[_cell(M[r, c]) for c in range(M.cols)] for r in range(M.rows)]
+        lams = [text(u) for u in self.unknowns]
+        es = [_cell(v) for v in self.e]
+        widths = [max(len(row[c]) for row in cells) for c in range(M.cols)]
+        wl, we = max(map(len, lams)), max(map(len, es))
+        lines = [head]
+        for r, row in enumerate(cells):
+            eq = "=" if r == len(cells) // 2 else " "
+            body = "  ".join(cell.rjust(w) for cell, w in zip(row, widths))
+            lines.append(f"  [ {body} ] [ {lams[r].ljust(wl)} ] {eq} [ {es[r].rjust(we)} ]")
+        return "\n".join(lines)
+
     def _repr_latex_(self) -> str:
-        lam = sp.Matrix([multiplier_of(z) for z in self.nodes])
+        lam = sp.Matrix(list(self.unknowns))
         return rf"$\displaystyle {latex(self.matrix)} {latex(lam)} = {latex(self.e)}$"
+
+
+def _entry(matrix, k):
+    return matrix[k] if k is not None else matrix
+
+
+def _cell(value) -> str:
+    if isinstance(value, sp.Float):
+        value = float(value)
+        return "0" if value == 0 else number(value, 4)
+    return text(value)
 
 
 def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
     """Step 2 as a matrix: symbolic local partials, or their numbers at ``at``.
 
-    Scalar graphs only (for matrix nodes the blocks would be Kronecker products).
+    With matrix nodes the system is over the vectorised entries, at a point only.
     """
+    env = _env(graph, at)
     if any(graph.node(z).shape is not None for z in graph.nodes + graph.constants):
-        raise ShapeError("the adjoint system as a matrix is shown for scalar graphs only")
+        if env is None:
+            raise ShapeError(
+                "the adjoint system of a graph with matrix nodes is built over their "
+                "entries, at a point: g.adjoint_system(at), with a value for every input "
+                "and constant"
+            )
+        return _entrywise_system(graph, env)
     nodes = graph.nodes
     index = {z: k for k, z in enumerate(nodes)}
-    env = _env(graph, at)
     J = sp.zeros(len(nodes))
     for c in stationarity(graph).backward_conditions:
         for t in c.contributions:
@@ -465,19 +513,55 @@ def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
     return AdjointSystem(tuple(nodes), J, e)
 
 
+def _entrywise_system(graph, env) -> AdjointSystem:
+    """The system over every entry of every node. Each contribution is linear in
+    ``lambda_i``, so putting the unit matrix of entry k in place of ``lambda_i`` gives
+    the partials of ``f_i``'s entry k by each entry of ``z_j``: row k of J's block."""
+    entries, start = [], {}
+    for z in graph.nodes:
+        start[z] = len(entries)
+        shape = np.shape(env[z])
+        entries += [(z, k if shape else None) for k in np.ndindex(*shape)] if shape else [(z, None)]
+    J = np.zeros((len(entries), len(entries)))
+    for c in stationarity(graph).backward_conditions:
+        for t in c.contributions:
+            reader_shape = np.shape(env[t.reader])
+            for k in np.ndindex(*reader_shape) if reader_shape else [()]:
+                unit = np.zeros(reader_shape)
+                unit[k] = 1.0
+                with np.errstate(all="ignore"):
+                    row = np.ravel(t.value({**env, t.multiplier: unit if reader_shape else 1.0}))
+                i = start[t.reader] + (np.ravel_multi_index(k, reader_shape) if k else 0)
+                J[i, start[c.wrt] : start[c.wrt] + row.size] = row
+    e = sp.zeros(len(entries), 1)
+    e[start[graph.output]] = 1
+    return AdjointSystem(tuple(graph.nodes), sp.Matrix(J), e, tuple(entries))
+
+
 # -- shadow prices -----------------------------------------------------------------
 
 
 def shadow_prices(graph, at: Mapping, eps: float = 1e-6) -> dict:
     """``{node: (change of z_n / eps, lambda)}`` when constraint i becomes
     ``z_i = f_i + eps`` (for an input, when x moves by eps): lambda_i is the price of
-    loosening constraint i, as in the sensitivity reading of Lagrange multipliers."""
-    if any(graph.node(z).shape is not None for z in graph.nodes):
-        raise ShapeError("shadow prices are shown for scalar nodes only")
+    loosening constraint i, as in the sensitivity reading of Lagrange multipliers.
+
+    For a matrix node the perturbation is ``eps`` in one entry at a time: the price is
+    a matrix of the node's shape, entry by entry against ``lambda_i``'s entries.
+    """
     base = read_values(graph, at)
     sol = solve(graph, at)
-    f0 = forward_sweep(graph, base)[graph.output]
-    return {
-        z: ((float(forward_sweep(graph, base, {z: eps})[graph.output]) - float(f0)) / eps, lam)
-        for z, lam in sol.adjoints.items()
-    }
+    f0 = float(forward_sweep(graph, base)[graph.output])
+
+    def price(z):
+        shape = np.shape(sol.values[z])
+        if not shape:
+            return (float(forward_sweep(graph, base, {z: eps})[graph.output]) - f0) / eps
+        out = np.empty(shape)
+        for k in np.ndindex(*shape):
+            bump = np.zeros(shape)
+            bump[k] = eps
+            out[k] = (float(forward_sweep(graph, base, {z: bump})[graph.output]) - f0) / eps
+        return out
+
+    return {z: (price(z), lam) for z, lam in sol.adjoints.items()}

@@ -328,3 +328,8 @@ def test_undefined_nodes_render(katex, expr, at):
     point = {s: at for s in g.inputs}
     assert g.solve(point).undefined
     check(katex, everything(g, point, symbolic=False))
+
+
+def test_the_adjoint_system_over_matrix_entries_renders(katex):
+    g, point = two_layer_net(n=2, d=2)
+    check(katex, repr_latex("entry-wise adjoint system", g.adjoint_system(point)))
