@@ -14,12 +14,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 import sympy as sp
 
+from . import html
 from .checks import verify
 from .display import (
     Code,
@@ -58,9 +61,10 @@ class Explanation:
     """A derivation: sections with text and LaTeX. ``str()`` gives plain text; Jupyter
     renders Markdown with LaTeX; :meth:`to_latex` and :meth:`to_dict` give the rest."""
 
-    def __init__(self, title: str, sections: list[Section]):
+    def __init__(self, title: str, sections: list[Section], graph=None, at=None):
         self.title = title
         self.sections = tuple(sections)
+        self.graph, self.at = graph, at  # what was explained, for the page's table and drawing
 
     def __str__(self) -> str:
         out = [self.title, "=" * len(self.title)]
@@ -95,6 +99,25 @@ class Explanation:
                 out.append(latex_text(s.note))
             out += [rf"\[ {m} \]" for m in s.math]
         return "\n".join(out)
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: the derivation with its maths as MathML, the
+        trace table (at a point) and the drawing as inline SVG. It needs no network."""
+        body = []
+        for s in self.sections:
+            body.append(f"<h2>{html.prose(s.title)}</h2>")
+            if s.note:
+                body.append(f"<p>{html.prose(s.note)}</p>")
+            body += [f'<div class="eq">{html.math(m, display=True)}</div>' for m in s.math]
+        if self.graph is not None and self.at is not None:
+            body += ["<h2>Both sweeps, edge by edge</h2>", trace(self.graph, self.at).to_html()]
+        if self.graph is not None:
+            solution = None if self.at is None else solve(self.graph, self.at)
+            body += [
+                "<h2>The computation graph</h2>",
+                f"<figure>{html.drawing_svg(self.graph, solution)}</figure>",
+            ]
+        return html.page(self.title, body)
 
     def to_dict(self) -> dict:
         return {
@@ -288,19 +311,40 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
         *_point(graph, env),
     )
-    return Explanation(title, sections)
+    return Explanation(title, sections, graph, at)
 
 
 def _undefined_section(graph, undefined: dict) -> Section:
     """The nodes whose value or multiplier is not a number here, with the reason."""
     lines = tuple(f"{z}: {why}" for z, why in undefined.items())
-    math = tuple(rf"{latex(z)}:\ \text{{{latex_text(why)}}}" for z, why in undefined.items())
+    math = tuple(rf"{latex(z)}:\ {_words(why)}" for z, why in undefined.items())
     note = Prose(
         "Their values or multipliers are nan: a constraint outside its domain, or a kink (",
         Math("|x|", r"|x|"),
         " at 0, max, a step) on the way to the output, where no derivative exists.",
     )
     return Section("Undefined here", lines, math, note)
+
+
+#: Characters of a sentence that every renderer (LaTeX, KaTeX, MathML converters)
+#: reads the same inside \text; the others are written in maths around it.
+_PLAIN = re.compile(r"[A-Za-z0-9 ,.:;()=+*/'!?-]+")
+_IN_MATH = {"|": r"\vert", "_": r"\_", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&"}
+
+
+def _words(sentence: str) -> str:
+    """A plain sentence inside display maths: runs of plain characters in ``\text``."""
+    out, k = [], 0
+    while k < len(sentence):
+        run = _PLAIN.match(sentence, k)
+        if run:
+            out.append(rf"\text{{{run.group()}}}")
+            k = run.end()
+        else:
+            c = sentence[k]
+            out.append(_IN_MATH.get(c, c if c in "<>[]" else rf"\text{{U+{ord(c):04X}}}"))
+            k += 1
+    return " ".join(out)
 
 
 def _point(graph, env) -> tuple:
@@ -361,6 +405,32 @@ class Trace:
                 )
             )
         return table(header, body)
+
+    def to_html(self) -> str:
+        """The table as an HTML ``<table>``, its edges and header as MathML."""
+        head = [
+            "sweep",
+            "edge",
+            "formula",
+            "value",
+            html.math(r"\lambda_i \, \partial f_i/\partial z_j"),
+        ]
+        rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+        for r in self.rows:
+            edge = (
+                latex(r.node)
+                if r.reader is None
+                else rf"{latex(r.node)} \leftarrow {latex(r.reader)}"
+            )
+            cells = [
+                escape(r.sweep),
+                html.math(edge),
+                f"<code>{escape(r.formula)}</code>",
+                escape(number(r.value)),
+                "" if r.contribution is None else escape(number(r.contribution)),
+            ]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return "<table>\n" + "\n".join(rows) + "\n</table>"
 
     def _repr_markdown_(self) -> str:
         out = [
