@@ -429,9 +429,11 @@ def _parse(page: str) -> _Page:
 
 def _formulas(explanation) -> int:
     count = sum(len(s.math) for s in explanation.sections)
-    for prose in [explanation.title] + [s.title for s in explanation.sections] + [
-        s.note for s in explanation.sections
-    ]:
+    for prose in (
+        [explanation.title]
+        + [s.title for s in explanation.sections]
+        + [s.note for s in explanation.sections]
+    ):
         count += sum(type(p).__name__ == "Math" for p in getattr(prose, "parts", ()))
     return count
 
