@@ -311,7 +311,8 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
         *_point(graph, env),
     )
-    return Explanation(title, sections, graph, at)
+    # A copy: the page drawn later shows this graph, whatever is defined on it meanwhile.
+    return Explanation(title, sections, graph.copy(), at)
 
 
 def _undefined_section(graph, undefined: dict) -> Section:

@@ -485,3 +485,11 @@ def test_command_line_html(mathml, capsys):
     assert main(["explain", "sin(x*y) + x**2", "--at", "x=1.5,y=-2", "--format", "html"]) == 0
     parsed = _parse(capsys.readouterr().out)
     assert parsed.tags.count("svg") == 1 and parsed.tags.count("math") > 20
+
+
+def test_the_page_shows_the_graph_as_it_was_explained(mathml):
+    g, at = lecture_dag()
+    explanation = g.explain(at)
+    g.define("z3", g.lookup("z2") ** 2)
+    page = explanation.to_html()
+    assert "z_{3}" not in page and "z3" not in page
