@@ -143,8 +143,11 @@ def verify(
                 checks.append(NodeCheck(z, lam, expected, "symbolic", 0.0, True))
                 continue
         method = "derivative" if size <= SYMBOLIC_LIMIT else "differences"
-        worst = 0.0
+        worst, lam, expected = 0.0, math.nan, math.nan
         for point, sol in zip(at_points, solutions):
+            if not (np.all(np.isfinite(sol.values[z])) and np.all(np.isfinite(sol.output))):
+                worst = math.inf  # nothing is checked over a nan: never a pass
+                continue
             lam = sol.adjoints[z]
             if method == "derivative":
                 expected = _at_point(sp.diff(composed, zr), graph, sol, real)

@@ -2,7 +2,7 @@
 
     adjoint demo                                   # the lecture's examples, end to end
     adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2
-    adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex
+    adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex, html
     adjoint dot "sin(x*y) + x**2" --at x=1.5,y=-2      # Graphviz DOT
     adjoint compile "sin(x*y) + x**2"                  # the generated program
 
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     explain = commands.add_parser("explain", help="derive and solve grad L = 0 for EXPR")
     explain.add_argument("expr", help='an expression, such as "sin(x*y) + x**2"')
     explain.add_argument("--at", help="a point, such as x=1.5,y=-2 (else symbolic)")
-    explain.add_argument("--format", choices=["text", "markdown", "latex", "json"], default="text")
+    explain.add_argument(
+        "--format", choices=["text", "markdown", "latex", "json", "html"], default="text"
+    )
     dot = commands.add_parser("dot", help="the computation graph of EXPR as Graphviz DOT")
     dot.add_argument("expr")
     dot.add_argument("--at", help="a point, to show values and multipliers on the nodes")
@@ -80,6 +82,8 @@ def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
         return explanation.to_markdown()
     if fmt == "latex":
         return explanation.to_latex()
+    if fmt == "html":  # a page to share: the derivation, the trace table, the drawing
+        return explanation.to_html()
     return str(explanation)
 
 

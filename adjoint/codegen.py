@@ -14,6 +14,9 @@ value instead of computing the function again.
     >>> t = g.define("t", sp.tanh(x))
     >>> f = g.define("f", t * x)
     >>> print(g.source())  # doctest: +NORMALIZE_WHITESPACE
+    import numpy
+    <BLANKLINE>
+    <BLANKLINE>
     def f_and_gradient(x):
         # Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))
         t = numpy.tanh(x)  # t = tanh(x)
@@ -48,7 +51,7 @@ from .numeric import (
     namespace,
     on_host,
 )
-from .values import as_array, as_points
+from .values import as_array, as_points, bind_dimensions
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -393,8 +396,36 @@ def _variable_names(graph) -> Names:
 
 
 def source(graph, **options) -> str:
-    """The generated program as Python source; see :func:`compile_graph` for options."""
-    return Program(graph, **options).source()
+    """The generated program as Python source, a complete file: the imports it needs,
+    then the function. See :func:`compile_graph` for options."""
+    program = Program(graph, **options)
+    body = program.source()
+    return "\n".join([*_imports(program, body), "", ""]) + body
+
+
+def _imports(program, body: str) -> list[str]:
+    """The lines that make ``body`` run as a file: what :func:`namespace` provides."""
+    lines = []
+    if program.backend == "jax":
+        lines += [
+            "import jax",
+            "import jax.numpy",
+            "import jax.scipy.special",
+            "",
+            'jax.config.update("jax_enable_x64", True)  # float64, as g.solve computes',
+        ]
+    lines += [f"import {m}" for m in ("functools", "math", "mpmath", "numpy") if _mentions(body, m)]
+    helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
+    if helpers:  # the package's helpers for functions without a NumPy version
+        lines.append("from adjoint.numeric import _vectorize as _entrywise, to_real as _real")
+        if program.backend == "jax":
+            lines.append("from adjoint.numeric import on_host")
+            lines += ["", "", "def _vectorize(fn):", "    return on_host(_entrywise(fn))"]
+        else:
+            lines.append("_vectorize = _entrywise")
+    for name in program.implementations():
+        lines.append(f"# {name}: a user's operation (adjoint.elementary); define it here")
+    return lines
 
 
 def compile_graph(
@@ -550,10 +581,11 @@ class CompiledFunction:
         missing = [p.name for p in self.params if p not in given]
         if missing:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
-        dims: dict = {}
-        out = []
-        for p in self.params:
-            out.append(self._convert(p, given[p], dims))
+        out = [self._convert(p, given[p]) for p in self.params]
+        shapes = self._shapes
+        bind_dimensions(
+            [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
+        )
         scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
         try:
             np.broadcast_shapes(*scalars)
@@ -568,10 +600,10 @@ class CompiledFunction:
             ) from None
         return out, [given[p] for p in self.params]
 
-    def _convert(self, p, value, dims):
+    def _convert(self, p, value):
         shape = self._shapes[p]
         if shape is not None:
-            return as_array(p, value, shape, dims, self.dtype)
+            return as_array(p, value, shape, self.dtype)
         return as_points(p, value, self.dtype)
 
     def __repr__(self) -> str:

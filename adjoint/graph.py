@@ -37,6 +37,7 @@ from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 __all__ = ["ConstraintGraph", "Node"]
 
 INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
+_A_KIND = {INPUT: "an input", CONSTANT: "a constant", DEFINED: "a defined node"}
 
 
 @dataclass(frozen=True)
@@ -370,7 +371,7 @@ class ConstraintGraph:
         if symbol.name in self._by_name:
             existing = self._nodes[self._by_name[symbol.name]]
             raise DuplicateNameError(
-                f"{symbol.name} is already declared (as an {existing.kind}); "
+                f"{symbol.name} is already declared (as {_A_KIND[existing.kind]}); "
                 "each node needs its own name",
                 node=symbol,
             )

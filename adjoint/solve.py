@@ -25,10 +25,27 @@ from .values import finite, read_values
 __all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
 
-def solve(graph, values: Mapping | None = None) -> Solution:
+def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solution:
     """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
-    input and constant), or symbolically without them."""
+    input and constant), or symbolically without them.
+
+    ``expand=False`` gives the symbolic solution in the lecture's own terms: each
+    ``z_i`` as ``f_i`` of its parents and each ``lambda_j`` as Step 2 writes it,
+    ``[j = n] + sum_i lambda_i df_i/dz_j``, in the named nodes and the readers'
+    multipliers, with nothing composed into the inputs (which, for a deep graph, is
+    exponentially longer).
+    """
     kkt = stationarity(graph)
+    if not expand:
+        if values is not None:
+            raise AdjointError(
+                "expand=False keeps the solution symbolic, in the lecture's terms; solve "
+                "without values (g.solve(expand=False)), or with values and expand=True"
+            )
+        node_values = {z: z for z in (*graph.inputs, *graph.constants)}
+        node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
+        adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
+        return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
@@ -195,6 +212,8 @@ class Solution:
     and ``output`` the value of ``z_n``. Numbers are floats; a symbolic solution
     holds sympy expressions of the inputs. A solution never changes once made.
 
+    ``sol[z]`` is the value of node ``z``, the same as ``sol.values[z]``.
+
     ``undefined`` names, with the reason, each node whose value is not a number (a
     constraint outside its domain, as ``log`` of a negative number) or whose
     multiplier is not (a kink such as ``|x|`` at 0, or an undefined node between it
@@ -226,6 +245,22 @@ class Solution:
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+
+    def __getitem__(self, node):
+        """``sol[z]`` is the value of node ``z`` (by symbol or name), as
+        ``sol.values[z]``; its multiplier is ``sol.adjoints[z]``."""
+        try:
+            return self.values[node]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"{node} is not a node of this solution; its nodes are "
+                f"{', '.join(map(str, self.values))}"
+            ) from None
+
+    def __contains__(self, node) -> bool:
+        return node in self.values
+
+    __iter__ = None  # not a sequence: iterate over sol.values or sol.adjoints
 
     def __setattr__(self, name, value):
         raise AttributeError("a Solution does not change once made")
