@@ -678,14 +678,13 @@ def _diagnose(graph, c, submitted, env, sample, want, have, rtol) -> tuple[str, 
     if np.shape(have) != np.shape(want):
         return "shape", _shape_message(lam, node, _shape(node), np.shape(have) or None)
     readers = {t.multiplier for t in c.contributions}
-    output = graph.multiplier(graph.output)
     used = {s for s in submitted.free_symbols if s in sample.random}
     if lam in used:
         return "foreign-multiplier", (
             f"{lam} is written in terms of itself: write it with the multipliers of the "
             f"readers of {node} ({', '.join(map(str, readers)) or 'none'})"
         )
-    foreign = used - readers - {output}
+    foreign = used - readers
     if foreign:
         return "foreign-multiplier", (
             f"{lam} reads {', '.join(sorted(map(str, foreign)))}, which is not the multiplier "
