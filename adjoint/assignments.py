@@ -6,7 +6,7 @@ The graph travels as a plain text file that the command line ``adjoint grade``
 reads back (:func:`read_graph`)::
 
     # comments and blank lines are ignored
-    inputs: x, y          # scalar inputs; W[3, 2] or W[n, d] for a matrix
+    inputs: x, y          # scalar nodes only: matrix graphs are graded from Python
     constants: c          # data: values but no multiplier (optional)
     z1 = x*y              # one constraint a line, in any order
     z2 = sin(z1) + x
@@ -87,7 +87,9 @@ def assignment(
     inputs: int = 2,
     operations: Sequence[str] | None = None,
 ) -> Assignment:
-    """A random graph of ``size`` constraints on ``inputs`` scalar inputs, with fan-out.
+    """A random graph of ``size`` constraints on ``inputs`` scalar inputs, with fan-out:
+    some node is read by two others (an inner node from 4 constraints on), and every
+    node reaches the output.
 
     Parameters
     ----------
@@ -124,9 +126,13 @@ def assignment(
     if all(OPERATIONS[n][0] == 1 for n in names) and inputs > 1:
         raise AdjointError("with several inputs, operations must include a binary one")
     rng = random.Random(seed)
-    for _ in range(100):
+
+    def fan_out_from(g):  # a node read by two others: an inner one if the graph has room
+        return g.defined if size >= 4 else g.nodes
+
+    for _ in range(200):
         g = _draw(rng, size, inputs, names)
-        if any(len(g.children(z)) > 1 for z in g.defined) and all(
+        if any(len(g.children(z)) > 1 for z in fan_out_from(g)) and all(
             g.children(z) for z in g.nodes if z != g.output
         ):
             break
@@ -179,11 +185,16 @@ def _statement(g: Graph) -> str:
 
 
 def graph_text(graph) -> str:
-    """``graph`` in the text format of :func:`read_graph` (scalar and matrix nodes)."""
+    """``graph`` in the text format of :func:`read_graph` (scalar graphs)."""
+    matrices = [z.name for z in graph.nodes + graph.constants if graph.node(z).shape]
+    if matrices:
+        raise AdjointError(
+            f"a graph file holds scalar nodes only, and {', '.join(matrices)} are matrices: "
+            "grade matrix graphs from Python with adjoint.check_adjoints"
+        )
 
     def declared(s):
-        shape = graph.node(s).shape
-        return s.name if shape is None else f"{s.name}[{shape[0]}, {shape[1]}]"
+        return s.name
 
     lines = [f"inputs: {', '.join(declared(x) for x in graph.inputs)}"]
     if graph.constants:
@@ -193,7 +204,7 @@ def graph_text(graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-_DECLARED = re.compile(r"^([A-Za-z_]\w*)\s*(?:\[\s*(\w+)\s*,\s*(\w+)\s*\])?$")
+_DECLARED = re.compile(r"^[A-Za-z_]\w*$")
 
 
 def read_graph(text: str) -> tuple[Graph, dict]:
@@ -251,7 +262,7 @@ def read_graph(text: str) -> tuple[Graph, dict]:
 
 
 def _split(text: str) -> list[str]:
-    return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _names(value, what: str) -> list[str]:
@@ -268,15 +279,14 @@ def _build(inputs, constants, constraints, output, weights):
     if not isinstance(weights, dict):
         raise AdjointError(f"weights must map node names to points, got {weights!r}")
     g = Graph()
-    dims: dict[str, sp.Symbol] = {}
     for names, declare in ((inputs, g.input), (constants, g.constant)):
         for item in names:
-            match = _DECLARED.match(item.strip())
-            if not match:
-                raise AdjointError(f"{item!r} is not a name, nor a matrix such as W[3, 2]")
-            name, rows, cols = match.groups()
-            shape = None if rows is None else tuple(_dim(d, dims) for d in (rows, cols))
-            declare(name, shape=shape)
+            if not _DECLARED.match(item.strip()):
+                raise AdjointError(
+                    f"{item!r} is not a name (graph files hold scalar nodes only; grade "
+                    "matrix graphs from Python with adjoint.check_adjoints)"
+                )
+            declare(item.strip())
     graph = Graph.from_equations(
         constraints,
         inputs=list(g.inputs),
@@ -284,12 +294,6 @@ def _build(inputs, constants, constraints, output, weights):
         output=output or None,
     )
     return graph, dict(weights)
-
-
-def _dim(text: str, dims: dict):
-    if text.isdigit():
-        return int(text)
-    return dims.setdefault(text, sp.Symbol(text, integer=True, positive=True))
 
 
 def _json(text: str, what: str):
