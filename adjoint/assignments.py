@@ -76,9 +76,6 @@ class Assignment:
         """:func:`adjoint.check_adjoints` on this assignment's graph."""
         return check_adjoints(self.graph, submission, **options)
 
-    def _repr_latex_(self) -> str:
-        return self.statement
-
 
 def assignment(
     seed: int,
