@@ -140,25 +140,38 @@ def assignment(
 
 
 def _draw(rng, size: int, inputs: int, names: list[str]) -> Graph:
+    """Nodes read mostly recent ones; the output gathers every node nobody reads yet,
+    plus, when the graph has no fan-out so far, one node that is read once."""
     g = Graph()
     letters = ["x", "y", "w", "u", "v", "t"]
     nodes = [g.input(letters[k]) for k in range(inputs)]
     unread = list(nodes)
-    for k in range(1, size + 1):
-        last = k == size
+    for k in range(1, size):
         arity, build = OPERATIONS[rng.choice(names)]
-        if last and len(unread) > 1:  # the output gathers what nobody reads yet
-            arity, build = OPERATIONS["add"] if "add" in names else (2, lambda a, b: a + b)
         parents = []
         for _ in range(arity):
             pool = unread if unread and rng.random() < 0.6 else nodes
             parents.append(rng.choice(pool[-4:] if rng.random() < 0.7 else pool))
-        expr = sp.Add(*unread) if last and len(unread) > 1 else build(*parents)
-        if not (expr.free_symbols & set(nodes)) or expr.is_number:
-            expr = nodes[-1] * nodes[0]
-        z = g.define("f" if last else f"z{k}", expr)
+        expr = build(*parents)
+        if expr.is_number or not expr.free_symbols & set(nodes):
+            expr = nodes[-1] * nodes[0]  # sin(a)*b with a = b... never a constant node
+        z = g.define(f"z{k}", expr)
         unread = [u for u in unread if not g.children(u)] + [z]
         nodes.append(z)
+    pool = g.defined if size >= 4 else nodes
+    gather = list(unread)
+    if not any(len(g.children(z)) > 1 for z in pool):
+        once = [z for z in pool if len(g.children(z)) == 1 and z not in gather]
+        if once:
+            gather.append(rng.choice(once))
+    if len(gather) > 1:
+        expr = sp.Add(*gather)
+    else:
+        arity, build = OPERATIONS[rng.choice(names)]
+        expr = build(*gather, *(rng.choice(nodes) for _ in range(arity - 1)))
+        if expr.is_number or gather[0] not in expr.free_symbols:
+            expr = 2 * gather[0]
+    g.define("f", expr)
     return g
 
 

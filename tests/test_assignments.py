@@ -4,7 +4,7 @@ import json
 
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from test_latex import check, katex, latex_document  # noqa: F401 (katex: a fixture)
 
@@ -22,7 +22,6 @@ def _by_hand(g):
     }
 
 
-@settings(max_examples=15)
 @given(st.integers(0, 10**9), st.integers(2, 8), st.integers(1, 3))
 def test_assignments_have_fan_out_and_a_right_answer_key(seed, size, inputs):
     a = adjoint.assignment(seed, size=size, inputs=inputs)
