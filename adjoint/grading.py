@@ -333,6 +333,12 @@ def check_adjoints(
     weight = _weights(graph, weights)
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise AdjointError(f"points must be a positive integer, got {points!r}")
+    if budget is not None and (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not (math.isfinite(budget) and budget > 0)
+    ):
+        raise AdjointError(f"budget must be a positive number of seconds or None, got {budget!r}")
     conditions = stationarity(graph).backward_conditions
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
@@ -489,8 +495,11 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         submitted = graph.read_expr(formula, node, extra, what)
     except AdjointError as exc:
         return verdict(UNPARSEABLE, str(exc))
-    except (RecursionError, MemoryError, OverflowError) as exc:  # until parse bounds them
-        return verdict(UNPARSEABLE, f"{what} is too large to read ({type(exc).__name__})")
+    except _OutOfTime:
+        raise
+    except Exception as exc:  # sympy refusing a construction (2**Lambda_C), a deep tower
+        reason = str(exc) or "sympy cannot build it"
+        return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {reason})")
     if submitted.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         return verdict(
             WRONG,

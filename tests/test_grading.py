@@ -324,8 +324,11 @@ def test_a_misspelt_name_is_reported_with_its_column_and_the_rest_graded():
         "loggamma(10**7) * x",
         "lambda_z1*x + " + " + ".join(f"sqrt(x + {k})/(y**2 + {k})" for k in range(3, 250)),
         "lambda_z1*x*" + "*".join(f"cos(x + {k})" for k in range(30)),
+        "z1**" * 450 + "z1",
+        "sqrt(" + "9" * 4000 + ")",
+        "((9**999)**999)**999",
     ],
-    ids=["gamma", "loggamma", "long-sum", "trig-product"],
+    ids=["gamma", "loggamma", "long-sum", "trig-product", "tower", "nines", "powers"],
 )
 def test_costly_submissions_are_graded_within_the_budget(formula):
     import time
@@ -435,3 +438,30 @@ def test_single_mutations_are_wrong(g, data):
     assert [w.node for w in grading.wrong] == [node], (kind, grading)
     named = {"abs": "kink", "bump": "kink"}.get(kind, kind)
     assert grading.wrong[0].mistake == named, (kind, grading)
+
+
+@pytest.mark.parametrize("formula", ["2**Lambda_R", "1/A", "Lambda_R @ W2.T + 1", "A**2"])
+def test_matrix_text_sympy_cannot_build_is_a_reason_not_a_crash(formula):
+    g, _ = two_layer_net()
+    grading = check_adjoints(g, {"A": formula, "W2": "A.T @ Lambda_R"})
+    (a,) = [x for x in grading.grades if x.node.name == "A"]
+    assert a.status in ("unparseable", "wrong") and a.message
+    assert [x.status for x in grading.grades if x.node.name == "W2"] == ["correct"]
+
+
+def test_grading_in_a_thread_keeps_to_the_budget_between_steps():
+    import threading
+
+    g, _ = lecture_dag()
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(g=check_adjoints(g, _right_answers(g))))
+    thread.start()
+    thread.join(30)
+    assert out["g"].ok and out["g"].score == 1.0
+
+
+@pytest.mark.parametrize("options", [dict(budget=0), dict(budget=-1), dict(points=0)])
+def test_bad_options_are_refused(options):
+    g, _ = lecture_dag()
+    with pytest.raises(adjoint.AdjointError):
+        check_adjoints(g, {"z2": 1}, **options)
