@@ -434,19 +434,24 @@ def _samples(graph, rng, count: int) -> list[_Sample]:
     then the safe [0.5, 1.5]."""
     sizes = {d: 2 + k for k, d in enumerate(graph.dims)}  # distinct: a transpose shows
     tries = 16 * count
+    # Signs of scalar inputs balanced over runs of count attempts, so that no input is
+    # positive at every point by chance (independent signs: 1 run in 2**count).
+    signs = {s: rng.permutation(np.resize([-1.0, 1.0], count)) for s in graph.inputs}
     out = []
     for attempt in range(tries):
         if len(out) == count:
             break
         phase = 3 * attempt // tries  # 0: both signs, 1: positive, 2: the safe box
 
-        def draw(s, phase=phase):
+        def draw(s, phase=phase, attempt=attempt):
             shape = graph.node(s).shape
             size = () if shape is None else [int(sp.sympify(d).xreplace(sizes)) for d in shape]
             if phase == 2:
                 return rng.uniform(0.5, 1.5, size=size)
             value = 10 ** rng.uniform(-1, 0.5, size=size)
-            if phase == 0:
+            if phase == 0 and s in signs and not size:
+                value = value * signs[s][attempt % count]
+            elif phase == 0:
                 value = value * rng.choice([-1.0, 1.0], size=size)
             return value
 
