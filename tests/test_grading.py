@@ -465,3 +465,19 @@ def test_bad_options_are_refused(options):
     g, _ = lecture_dag()
     with pytest.raises(adjoint.AdjointError):
         check_adjoints(g, {"z2": 1}, **options)
+
+
+@pytest.mark.parametrize(
+    "node, formula",
+    [
+        ("W1", "Lambda_H.T @ X"),  # square: same shape, the transpose of the right matrix
+        ("W2", "Lambda_R.T @ A"),  # a row for a column
+        ("A", "Lambda_R @ W2"),  # B for B^T
+    ],
+)
+def test_transposes_are_named_whatever_the_shapes(node, formula):
+    g, _ = two_layer_net()
+    right = {"W1": "X.T @ Lambda_H", "W2": "A.T @ Lambda_R", "A": "Lambda_R @ W2.T"}
+    assert check_adjoints(g, {node: right[node]}).ok
+    (wrong,) = check_adjoints(g, {node: formula}).wrong
+    assert wrong.mistake == "transpose", wrong
