@@ -534,7 +534,9 @@ def _check_shapes(expr: sp.Expr, node) -> None:
                         f"the constraint for {node} has a {kind} of {first} ({_shape(first)}) "
                         f"and {other} ({_shape(other)}): the shapes must be equal, nothing is "
                         "broadcast. To add a row b (1 x d) to each row of an n x d matrix, "
-                        "write OneMatrix(n, 1)*b; a column c (n x 1): c*OneMatrix(1, d)",
+                        "write adjoint.repeat_rows(b, n) (a column bias b, d x 1: "
+                        "repeat_rows(b.T, n); it is OneMatrix(n, 1)*b, with its own rule); "
+                        "a column c (n x 1) to each column: adjoint.repeat_columns(c, d)",
                         node=node,
                     )
         elif isinstance(e, sp.MatMul):
