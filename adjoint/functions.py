@@ -27,6 +27,7 @@ from .matrices import rule, sum_entries
 __all__ = [
     "ColumnRepeat",
     "ColumnSums",
+    "Entry",
     "LogSumExp",
     "RowRepeat",
     "RowSums",
@@ -366,6 +367,38 @@ class UnitMatrix(_Helper):
         return self
 
 
+class Entry(sp.Expr):
+    """``M[i, j]`` of any matrix expression, kept as it is: sympy's own entry of a
+    product is a sum over an index, which has no matrix rule."""
+
+    is_commutative = True
+
+    def __new__(cls, M, i, j):
+        i, j = sp.sympify(i), sp.sympify(j)
+        if isinstance(M, sp.MatrixBase):  # an explicit matrix: its entry is a number
+            return M[i, j]
+        for k, size in ((i, sp.sympify(M.shape[0])), (j, sp.sympify(M.shape[1]))):
+            if not k.is_Integer or (size.is_Integer and not 0 <= k < size) or k < 0:
+                raise ShapeError(f"entry ({i}, {j}) of {M} ({_shape(M)}): out of range")
+        return sp.Basic.__new__(cls, M, i, j)
+
+    def _eval_is_real(self):
+        return True
+
+    def doit(self, **hints):
+        M, i, j = self.args
+        return Entry(M.doit(**hints), i, j) if hints.get("deep", True) else self
+
+    def _sympystr(self, printer):
+        M, i, j = self.args
+        return f"{printer.parenthesize(M, 1000)}[{i}, {j}]"
+
+    def _latex(self, printer, exp=None):
+        M, i, j = self.args
+        head = rf"\left({printer._print(M)}\right)_{{{i} {j}}}"
+        return head if exp is None else f"{head}^{{{exp}}}"
+
+
 def _shape(M) -> str:
     return f"{M.shape[0]} x {M.shape[1]}"
 
@@ -430,15 +463,16 @@ def cross_entropy(Y: sp.MatrixExpr, Z: sp.MatrixExpr, axis: int = 1) -> sp.Expr:
 
 
 def entry(M: sp.MatrixExpr, i, j) -> sp.Expr:
-    """The entry ``M[i, j]``, a scalar."""
-    return M[i, j]
+    """The entry ``M[i, j]``, a scalar. (sympy's ``(A*B)[i, j]`` is already a sum over
+    entries, which has no matrix rule: write ``entry(A*B, i, j)``.)"""
+    return Entry(M, i, j)
 
 
 def scalar(M: sp.MatrixExpr) -> sp.Expr:
     """A 1 x 1 matrix (``a.T*X*b``) as the number it holds, for a scalar formula."""
     if tuple(M.shape) != (1, 1):
         raise ShapeError(f"scalar() reads a 1 x 1 matrix; {M} is {_shape(M)}")
-    return M[0, 0]
+    return Entry(M, 0, 0)
 
 
 def divide(A: sp.MatrixExpr, B: sp.MatrixExpr) -> sp.MatrixExpr:
@@ -509,8 +543,15 @@ def _softmax(expr, cot):
     return [(expr.arg, sp.HadamardProduct(s, sp.MatAdd(cot, -inner)))]
 
 
+def _unit(M, i, j):
+    if tuple(M.shape) == (1, 1):
+        return sp.Identity(1)
+    return UnitMatrix(M.shape[0], M.shape[1], i, j)
+
+
 @rule(MatrixElement)
+@rule(Entry)
 def _matrix_element(expr, cot):
     # d M_ij / d M = e_i e_j^T.
     M, i, j = expr.args
-    return [(M, sp.MatMul(cot, UnitMatrix(M.shape[0], M.shape[1], i, j)))]
+    return [(M, sp.MatMul(cot, _unit(M, i, j)))]

@@ -192,6 +192,10 @@ class ArrayPrinting:
         ratio = f"(lambda _e: _e / {f('sum')}(_e, {ax}))({f('exp')}(_a - {f('max')}(_a, {ax})))"
         return f"(lambda _a: {ratio})({self._print(expr.arg)})"
 
+    def _print_Entry(self, expr):
+        M, i, j = expr.args
+        return f"{self.parenthesize(M, PRECEDENCE['Atom'])}[{self._print(i)}, {self._print(j)}]"
+
     def _print_UnitMatrix(self, expr):
         rows, cols, i, j = (self._print(a) for a in expr.args)
         eye = self._array_fn("eye")

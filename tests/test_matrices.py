@@ -61,6 +61,10 @@ RULE_EXAMPLES.update(
             (A[1, 2] * s + A[0, 0] ** 2, A),
             ((r * B * c)[0, 0], B),
         ],
+        fn.Entry: [
+            (fn.scalar(r * B * c) ** 2, B),
+            (fn.entry(A * B, 1, 0) * fn.entry(A, 0, 2), A),
+        ],
     }
 )
 
