@@ -56,7 +56,19 @@ class _Readable:
         arg = self._print(expr.expr)
         if isinstance(body, sp.Function) and body.args == (var,):
             return self._applied(body.func, arg)
+        named = _derivative_of(var, body)
+        if named is not None:  # 1 - tanh(d)**2 is tanh', by name
+            return self._applied_derivative(named, arg)
         return self._applied(self._mapping(var, body), arg)
+
+
+def _derivative_of(var, body):
+    """The function ``f`` (of one argument) whose derivative ``body`` is, if it is one of
+    those ``body`` applies to ``var``."""
+    for f in body.atoms(sp.Function):
+        if f.args == (var,) and sp.diff(f, var) == body:
+            return f.func
+    return None
 
 
 class TextPrinter(_Readable, StrPrinter):
@@ -65,6 +77,9 @@ class TextPrinter(_Readable, StrPrinter):
 
     def _mapping(self, var, body) -> str:
         return f"({self._print(var)} -> {self._print(body)})"
+
+    def _applied_derivative(self, function, arg) -> str:
+        return f"{function}'.({arg})"
 
     def _print_HadamardProduct(self, expr):
         return " .* ".join(self.parenthesize(a, 50) for a in expr.args)
@@ -111,12 +126,17 @@ class MathPrinter(_Readable, LatexPrinter):
     def _mapping(self, var, body) -> str:
         return rf"\left({self._print(var)} \mapsto {self._print(body)}\right)"
 
+    def _applied_derivative(self, function, arg) -> str:
+        name = self._print(function(sp.Symbol("x")))
+        name = name.split(r"{\left(")[0] if r"{\left(" in name else name.split(r"\left(")[0]
+        return self._applied(f"{name}'", arg)
+
     # adjoint.functions: broadcasting and reductions as products with ones, as in the lecture
     def _ones(self, size, transposed=False) -> str:
         return rf"\mathbf{{1}}_{{{self._print(size)}}}" + (r"^{\top}" if transposed else "")
 
     def _factor(self, M) -> str:
-        return self.parenthesize(M, PRECEDENCE["Mul"], strict=True)
+        return self.parenthesize(M, PRECEDENCE["Mul"])
 
     def _print_RowRepeat(self, expr):
         return rf"{self._ones(expr.args[1])} {self._factor(expr.arg)}"

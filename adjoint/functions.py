@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.printing.precedence import PRECEDENCE
 
 from .errors import ShapeError
 from .matrices import rule, sum_entries
@@ -65,6 +66,10 @@ _builtin_abs = abs
 
 def _is_matrix(a) -> bool:
     return isinstance(a, sp.MatrixExpr)
+
+
+#: the helpers that print as products (``1_n b``, ``E 1``) bind like one
+_PRODUCT = PRECEDENCE["Mul"]
 
 
 def _size(k):
@@ -234,6 +239,8 @@ class RowRepeat(_Helper):
     Its adjoint sums the columns: ``Lambda_b = 1_n^T Lambda``.
     """
 
+    precedence = _PRODUCT
+
     def __new__(cls, b, n):
         b, n = sp.sympify(b), _size(n)
         if b.shape[0] != 1:
@@ -245,11 +252,13 @@ class RowRepeat(_Helper):
         return (self.args[1], self.arg.shape[1])
 
     def _entry(self, i, j, **kwargs):
-        return self.arg._entry(0, j, **kwargs)
+        return self.arg[0, j]
 
 
 class ColumnRepeat(_Helper):
     """``c 1_d^T``: the column ``c`` (n x 1) repeated ``d`` times, n x d."""
+
+    precedence = _PRODUCT
 
     def __new__(cls, c, d):
         c, d = sp.sympify(c), _size(d)
@@ -262,11 +271,13 @@ class ColumnRepeat(_Helper):
         return (self.arg.shape[0], self.args[1])
 
     def _entry(self, i, j, **kwargs):
-        return self.arg._entry(i, 0, **kwargs)
+        return self.arg[i, 0]
 
 
 class RowSums(_Helper):
     """``E 1_d``: the sum of each row of ``E`` (n x d), n x 1."""
+
+    precedence = _PRODUCT
 
     def __new__(cls, E):
         return sp.Basic.__new__(cls, sp.sympify(E))
@@ -276,11 +287,13 @@ class RowSums(_Helper):
         return (self.arg.shape[0], sp.S.One)
 
     def _entry(self, i, j, **kwargs):
-        return _total(lambda k: self.arg._entry(i, k, **kwargs), self.arg.shape[1])
+        return _total(lambda k: self.arg[i, k], self.arg.shape[1])
 
 
 class ColumnSums(_Helper):
     """``1_n^T E``: the sum of each column of ``E`` (n x d), 1 x d."""
+
+    precedence = _PRODUCT
 
     def __new__(cls, E):
         return sp.Basic.__new__(cls, sp.sympify(E))
@@ -290,7 +303,7 @@ class ColumnSums(_Helper):
         return (sp.S.One, self.arg.shape[1])
 
     def _entry(self, i, j, **kwargs):
-        return _total(lambda k: self.arg._entry(k, j, **kwargs), self.arg.shape[0])
+        return _total(lambda k: self.arg[k, j], self.arg.shape[0])
 
 
 def _total(term, size) -> sp.Expr:
@@ -326,8 +339,8 @@ class LogSumExp(_Helper):
     def _entry(self, i, j, **kwargs):
         r, c = self.arg.shape
         if self.axis == 1:
-            return sp.log(_total(lambda k: sp.exp(self.arg._entry(i, k, **kwargs)), c))
-        return sp.log(_total(lambda k: sp.exp(self.arg._entry(k, j, **kwargs)), r))
+            return sp.log(_total(lambda k: sp.exp(self.arg[i, k]), c))
+        return sp.log(_total(lambda k: sp.exp(self.arg[k, j]), r))
 
 
 class Softmax(_Helper):
@@ -347,7 +360,7 @@ class Softmax(_Helper):
     def _entry(self, i, j, **kwargs):
         lse = LogSumExp(self.arg, self.axis)
         at = (i, 0) if self.axis == 1 else (0, j)
-        return sp.exp(self.arg._entry(i, j, **kwargs) - lse._entry(*at, **kwargs))
+        return sp.exp(self.arg[i, j] - lse[at])
 
 
 class UnitMatrix(_Helper):

@@ -444,3 +444,44 @@ def test_logdet_compiles_to_slogdet_and_inverse_products_to_solve():
     assert value == pytest.approx(200 * np.log(1e3), rel=1e-12)
     np.testing.assert_allclose(grad, np.eye(200) / 1e3)
     assert math.isnan(g2.compile()(Y=np.diag([-1.0, 1.0]))[0])  # det < 0: no real log
+
+
+def test_the_vocabularys_latex_renders_in_katex():
+    import os
+
+    import rendering
+
+    try:
+        prefix = rendering.install()
+    except rendering.Unavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
+        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
+    g = _mlp_graph()
+    n, d = sp.symbols("n d", integer=True, positive=True)
+    E = sp.MatrixSymbol("E", n, d)
+    pieces = [
+        rendering.from_repr_latex(g.stationarity()._repr_latex_()),
+        rendering.from_repr_latex(g._repr_latex_()),
+    ]
+    for e in [
+        fn.softmax(E, 0),
+        fn.logsumexp(E, 1),
+        fn.repeat_columns(fn.row_sums(E), d),
+        fn.column_sums(fn.relu(E)) + fn.column_means(fn.softplus(E)),
+        fn.sigmoid(E),
+        fn.entry(E.T * E, 0, 1) ** 2,
+        fn.logdet(E.T * E) + sp.Trace(sp.Identity(d) * fn.inverse(E.T * E)),
+        sp.OneMatrix(n, 1).T * E,
+        fn.UnitMatrix(n, d, 0, 1),
+        sp.diff(fn.sigmoid(sp.Symbol("x")) ** 2, sp.Symbol("x")),
+    ]:
+        pieces.append((adjoint.display.latex(e), True))
+    katex = rendering.KaTeX(prefix)
+    try:
+        errors = katex.errors(pieces)
+    finally:
+        katex.close()
+    bad = [f"{src}: {err}" for (src, _), err in zip(pieces, errors) if err]
+    assert not bad, "\n".join(bad)
+    assert all(src.isascii() for src, _ in pieces)
