@@ -556,3 +556,12 @@ def _check_shapes(expr: sp.Expr, node) -> None:
                 f"whole; to apply it entry by entry write {m}.applyfunc(sp.{type(e).__name__})",
                 node=node,
             )
+        elif isinstance(e, sp.Sum) and e.atoms(sp.matrices.expressions.matexpr.MatrixElement):
+            # sympy writes an entry of a product, (w.T*x)[0, 0], as a sum over an index
+            raise ShapeError(
+                f"the constraint for {node} has {e}, an entry of a matrix product written by "
+                "sympy as a sum over an index, which has no matrix rule; write the entry as "
+                "adjoint.functions.entry(w.T*x, 0, 0), or a 1 x 1 matrix as "
+                "adjoint.functions.scalar(w.T*x)",
+                node=node,
+            )

@@ -485,3 +485,15 @@ def test_the_vocabularys_latex_renders_in_katex():
     bad = [f"{src}: {err}" for (src, _), err in zip(pieces, errors) if err]
     assert not bad, "\n".join(bad)
     assert all(src.isascii() for src, _ in pieces)
+
+
+def test_sympys_entry_of_a_product_is_refused_with_the_fix():
+    n = sp.Symbol("n", integer=True, positive=True)
+    g = adjoint.Graph()
+    w, x = g.input("w", shape=(n, 1)), g.constant("x", shape=(n, 1))
+    with pytest.raises(adjoint.ShapeError, match="scalar"):
+        g.define("f", (w.T * x)[0, 0] ** 2)
+    assert len(g) == 2
+    g.define("f", fn.scalar(w.T * x) ** 2)
+    sol = g.solve({w: np.array([[1.0], [2.0]]), x: np.array([[3.0], [-1.0]])})
+    np.testing.assert_allclose(sol.gradient[w], 2 * 1.0 * np.array([[3.0], [-1.0]]))
