@@ -13,6 +13,7 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 [Eq(lambda_x, lambda_z*(x*cos(x) + sin(x)))]
 """
 
+from . import functions
 from .api import Graph
 from .assignments import Assignment, assignment
 from .checks import (
@@ -36,6 +37,19 @@ from .errors import (
     ParseError,
     ShapeError,
     UnknownSymbolError,
+)
+from .functions import (
+    column_sums,
+    cross_entropy,
+    logdet,
+    logsumexp,
+    relu,
+    repeat_columns,
+    repeat_rows,
+    row_sums,
+    sigmoid,
+    softmax,
+    softplus,
 )
 from .grading import AdjointGrade, Grading, check_adjoints
 from .graph import ConstraintGraph, Node
@@ -76,11 +90,23 @@ __all__ = [
     "assignment",
     "check_adjoints",
     "check_gradient",
+    "column_sums",
+    "cross_entropy",
     "dot_product_test",
     "elementary",
     "frobenius2",
+    "functions",
     "grad",
+    "logdet",
+    "logsumexp",
     "parse",
+    "relu",
+    "repeat_columns",
+    "repeat_rows",
+    "row_sums",
+    "sigmoid",
+    "softmax",
+    "softplus",
     "sum_entries",
     "taylor_test",
     "verify",

@@ -543,7 +543,9 @@ def _check_shapes(expr: sp.Expr, node) -> None:
                         f"the constraint for {node} has a {kind} of {first} ({_shape(first)}) "
                         f"and {other} ({_shape(other)}): the shapes must be equal, nothing is "
                         "broadcast. To add a row b (1 x d) to each row of an n x d matrix, "
-                        "write OneMatrix(n, 1)*b; a column c (n x 1): c*OneMatrix(1, d)",
+                        "write adjoint.repeat_rows(b, n) (a column bias b, d x 1: "
+                        "repeat_rows(b.T, n); it is OneMatrix(n, 1)*b, with its own rule); "
+                        "a column c (n x 1) to each column: adjoint.repeat_columns(c, d)",
                         node=node,
                     )
         elif isinstance(e, sp.MatMul):
@@ -561,5 +563,14 @@ def _check_shapes(expr: sp.Expr, node) -> None:
             raise ShapeError(
                 f"the constraint for {node} applies {type(e).__name__} to the matrix {m} as a "
                 f"whole; to apply it entry by entry write {m}.applyfunc(sp.{type(e).__name__})",
+                node=node,
+            )
+        elif isinstance(e, sp.Sum) and e.atoms(sp.matrices.expressions.matexpr.MatrixElement):
+            # sympy writes an entry of a product, (w.T*x)[0, 0], as a sum over an index
+            raise ShapeError(
+                f"the constraint for {node} has {e}, an entry of a matrix product written by "
+                "sympy as a sum over an index, which has no matrix rule; write the entry as "
+                "adjoint.functions.entry(w.T*x, 0, 0), or a 1 x 1 matrix as "
+                "adjoint.functions.scalar(w.T*x)",
                 node=node,
             )

@@ -95,6 +95,11 @@ class ArrayPrinting:
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
+        if len(mats) > 1 and any(isinstance(m, sp.Inverse) for m in mats):
+            product = self._print_Inverse_solved(mats)
+            if coeff == 1:
+                return product
+            return f"({self._print(coeff)} * {product})"
         product = " @ ".join(self.parenthesize(m, 60) for m in mats)
         if coeff == 1:
             return f"({product})"
@@ -145,6 +150,95 @@ class ArrayPrinting:
             return f"{total}({self.parenthesize(P, PRECEDENCE['Pow'], True)}**2)"
         mul = PRECEDENCE["Mul"]  # strict: a product of matrices prints in parentheses already
         return f"{total}({self.parenthesize(P, mul, True)}*{self.parenthesize(Q, mul, True)})"
+
+    # -- the vocabulary of adjoint.functions: one array call each, stable where it matters --
+
+    def _print_sigmoid(self, expr):
+        # exp(-log(1 + e^-x)): no overflow at either end, full relative precision in the tail
+        x = self._print(expr.args[0])
+        return f"{self._array_fn('exp')}(-{self._array_fn('logaddexp')}(0.0, -({x})))"
+
+    def _print_sigmoid_prime(self, expr):
+        s = self._print_sigmoid(expr)
+        return f"(lambda _s: _s*(1.0 - _s))({s})"
+
+    def _print_relu(self, expr):
+        return f"{self._array_fn('maximum')}({self._print(expr.args[0])}, 0.0)"
+
+    def _print_relu_prime(self, expr):
+        # nan at the kink, as adjoint.primitives has it for every kink
+        x = self._print(expr.args[0])
+        return f"{self._array_fn('where')}(({x}) == 0, {self._array_fn('nan')}, 1.0*(({x}) > 0))"
+
+    def _print_softplus(self, expr):
+        return f"{self._array_fn('logaddexp')}(0.0, {self._print(expr.args[0])})"
+
+    def _print_log(self, expr):
+        if isinstance(expr.args[0], sp.Determinant):  # log det X: slogdet, nan if det X <= 0
+            x = self._print(expr.args[0].arg)
+            slogdet, where = self._array_fn("linalg.slogdet"), self._array_fn("where")
+            return (
+                f"(lambda _s: {where}(_s[0] > 0, _s[1], {self._array_fn('nan')}))({slogdet}({x}))"
+            )
+        return super()._print_log(expr)
+
+    # The package broadcasts here and only here: where repeat_rows / repeat_columns stand.
+    # The repeated vector's own size is read from the array: a dimension inside a
+    # MatrixSymbol's shape is not renamed with the function's arguments.
+    def _broadcast(self, expr, shape: str):
+        arg, fn = self._print(expr.arg), self._array_fn("broadcast_to")
+        if arg.isidentifier():
+            return f"{fn}({arg}, {shape.replace('_v', arg)})"
+        return f"(lambda _v: {fn}(_v, {shape}))({arg})"
+
+    def _print_RowRepeat(self, expr):
+        return self._broadcast(expr, f"({self._print(expr.args[1])}, _v.shape[1])")
+
+    def _print_ColumnRepeat(self, expr):
+        return self._broadcast(expr, f"(_v.shape[0], {self._print(expr.args[1])})")
+
+    def _print_RowSums(self, expr):
+        return f"{self._array_fn('sum')}({self._print(expr.arg)}, axis=1, keepdims=True)"
+
+    def _print_ColumnSums(self, expr):
+        return f"{self._array_fn('sum')}({self._print(expr.arg)}, axis=0, keepdims=True)"
+
+    def _print_LogSumExp(self, expr):
+        # the max-shift: m + log(sum(exp(a - m))), with m the largest entry of the row
+        f, ax = self._array_fn, f"axis={expr.axis}, keepdims=True"
+        lse = f"_m + {f('log')}({f('sum')}({f('exp')}(_a - _m), {ax}))"
+        shifted = f"(lambda _m: {lse})({f('max')}(_a, {ax}))"
+        return f"(lambda _a: {shifted})({self._print(expr.arg)})"
+
+    def _print_Softmax(self, expr):
+        f, ax = self._array_fn, f"axis={expr.axis}, keepdims=True"
+        ratio = f"(lambda _e: _e / {f('sum')}(_e, {ax}))({f('exp')}(_a - {f('max')}(_a, {ax})))"
+        return f"(lambda _a: {ratio})({self._print(expr.arg)})"
+
+    def _print_Entry(self, expr):
+        M, i, j = expr.args
+        return f"{self.parenthesize(M, PRECEDENCE['Atom'])}[{self._print(i)}, {self._print(j)}]"
+
+    def _print_UnitMatrix(self, expr):
+        rows, cols, i, j = (self._print(a) for a in expr.args)
+        eye = self._array_fn("eye")
+        return f"({eye}({rows}, 1, -({i})) @ {eye}(1, {cols}, {j}))"
+
+    def _print_Inverse_solved(self, mats) -> str:
+        """A product with inverses in it, ``P^-1 Q`` as ``solve(P, Q)`` (``Q P^-1`` as
+        ``solve(P^T, Q^T)^T``): no inverse is formed where a solve will do."""
+        solve = self._array_fn("linalg.solve")
+        for m, f in enumerate(mats):
+            if isinstance(f, sp.Inverse) and m + 1 < len(mats):
+                rest = self._print_Inverse_solved(mats[m + 1 :])
+                solved = f"{solve}({self._print(f.arg)}, {rest})"
+                return f"({' @ '.join([*(self.parenthesize(a, 60) for a in mats[:m]), solved])})"
+        if len(mats) > 1 and isinstance(mats[-1], sp.Inverse):
+            left = self._print_Inverse_solved(mats[:-1])
+            return f"{solve}(({self._print(mats[-1].arg)}).T, ({left}).T).T"
+        if len(mats) == 1:
+            return self.parenthesize(mats[0], 60)
+        return f"({' @ '.join(self.parenthesize(m, 60) for m in mats)})"
 
     def _print_Determinant(self, expr):
         return f"{self._module_format(self._module + '.linalg.det')}({self._print(expr.arg)})"

@@ -34,6 +34,40 @@ RULE_EXAMPLES = {
     sp.Determinant: [(sp.Determinant(S), S), (sp.Determinant(A * B) * s, B)],
 }
 
+from adjoint import functions as fn  # noqa: E402 - the vocabulary's rules, after the core's
+
+r = sp.MatrixSymbol("r", 1, 3)
+c = sp.MatrixSymbol("c", 2, 1)
+RULE_EXAMPLES[sp.matrices.expressions.applyfunc.ElementwiseApplyFunction] += [
+    (fn.sigmoid(A), A),
+    (fn.relu(A * B), B),
+    (fn.softplus(A), A),
+]
+RULE_EXAMPLES.update(
+    {
+        fn.RowRepeat: [
+            (fn.repeat_rows(r, 2), r),
+            (sp.HadamardProduct(A, fn.repeat_rows(c.T * A, 2)), A),
+        ],
+        fn.ColumnRepeat: [
+            (fn.repeat_columns(c, 3), c),
+            (sp.HadamardProduct(A, fn.repeat_columns(c, 3)), c),
+        ],
+        fn.RowSums: [(fn.row_sums(A), A), (fn.row_sums(fn.sigmoid(A)), A)],
+        fn.ColumnSums: [(fn.column_sums(A), A), (fn.column_sums(A * S), S)],
+        fn.LogSumExp: [(fn.logsumexp(A, 1), A), (fn.logsumexp(A, 0), A)],
+        fn.Softmax: [(fn.softmax(A, 1), A), (fn.softmax(A, 0), A)],
+        sp.matrices.expressions.matexpr.MatrixElement: [
+            (A[1, 2] * s + A[0, 0] ** 2, A),
+            ((r * B * c)[0, 0], B),
+        ],
+        fn.Entry: [
+            (fn.scalar(r * B * c) ** 2, B),
+            (fn.entry(A * B, 1, 0) * fn.entry(A, 0, 2), A),
+        ],
+    }
+)
+
 
 def _explicit(expr):
     mats = {m: m.as_explicit() for m in expr.atoms(sp.MatrixSymbol)}
