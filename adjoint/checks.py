@@ -54,7 +54,8 @@ class NodeCheck:
     node: sp.Symbol
     multiplier: object  # lambda_j from solving grad L = 0
     expected: object  # d z_n / d z_j by the chain-rule route
-    method: str  # "symbolic", "derivative" (sympy's diff, at points) or "differences"
+    method: str  # "symbolic", "derivative" (sympy's diff at points), "differences", or
+    # "undefined": not checked, the node or the output is not a number at a point
     error: float  # worst relative error over the points checked (0 when symbolic)
     ok: bool
 
@@ -75,10 +76,20 @@ class VerifyReport:
         return tuple(c for c in self.checks if not c.ok)
 
     def __repr__(self) -> str:
-        status = "holds" if self.ok else "FAILS"
-        lines = [f"Theorem 16.1 (lambda_j = d z_n / d z_j) {status} at {len(self.checks)} nodes"]
+        n, failed = len(self.checks), self.failed
+        undefined = [c for c in failed if c.method == "undefined"]
+        if self.ok:
+            status = f"holds at all {n} nodes"
+        elif len(undefined) == len(failed):
+            status = (
+                f"cannot be checked at {len(failed)} of {n} nodes: the function is undefined "
+                "there (outside a constraint's domain; see the solution's undefined)"
+            )
+        else:
+            status = f"FAILS at {len(failed) - len(undefined)} of {n} nodes"
+        lines = [f"Theorem 16.1 (lambda_j = d z_n / d z_j) {status}"]
         for c in self.checks:
-            mark = "ok  " if c.ok else "FAIL"
+            mark = "ok  " if c.ok else ("n/a " if c.method == "undefined" else "FAIL")
             lines.append(f"  {mark} {c.node}: {c.method}, relative error {c.error:.2g}")
         return "\n".join(lines)
 
@@ -146,8 +157,8 @@ def verify(
         worst, lam, expected = 0.0, math.nan, math.nan
         for point, sol in zip(at_points, solutions):
             if not (np.all(np.isfinite(sol.values[z])) and np.all(np.isfinite(sol.output))):
-                worst = math.inf  # nothing is checked over a nan: never a pass
-                continue
+                worst, method = math.inf, "undefined"  # nothing checked over a nan: no pass
+                break
             lam = sol.adjoints[z]
             if method == "derivative":
                 expected = _at_point(sp.diff(composed, zr), graph, sol, real)

@@ -428,3 +428,14 @@ def test_a_scalar_node_inside_an_elementwise_function_gets_its_gradient():
     _, (gA, gx) = g.compile()(Av, 0.3)
     assert gx == pytest.approx(np.cos(Av + 0.3).sum(), rel=1e-12)
     np.testing.assert_allclose(gA, np.cos(Av + 0.3), rtol=1e-12)
+
+
+def test_verify_never_passes_over_a_nan_and_says_why():
+    g = adjoint.Graph()
+    x = g.input("x")
+    z = g.define("z", sp.log(x))
+    g.define("f", z + x)
+    report = g.verify(at={x: -1.0})
+    assert not report.ok and {c.method for c in report.checks} == {"undefined"}
+    assert "cannot be checked" in repr(report) and "FAIL" not in repr(report)
+    assert g.verify(at={x: 2.0}).ok
