@@ -487,6 +487,19 @@ def _finite(value) -> bool:
 # -- one node --------------------------------------------------------------------
 
 
+def _by_name(expr, graph, extra):
+    """``expr`` with a student's own symbols (``Symbol('lambda_z2')``, ``Symbol('x')``
+    without assumptions) replaced by the graph's symbols of the same name and kind."""
+    known = {s.name: s for s in (*graph.nodes, *graph.constants, *extra)}
+    renames = {}
+    for s in expr.free_symbols:
+        mine = known.get(getattr(s, "name", None))
+        if mine is not None and mine != s:
+            if isinstance(s, sp.MatrixSymbol) == isinstance(mine, sp.MatrixSymbol):
+                renames[s] = mine
+    return expr.xreplace(renames) if renames else expr
+
+
 def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, deadline):
     node, lam = c.wrt, c.unknown
 
@@ -505,6 +518,7 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
     except Exception as exc:  # sympy refusing a construction (2**Lambda_C), a deep tower
         reason = str(exc) or "sympy cannot build it"
         return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {reason})")
+    submitted = _by_name(submitted, graph, extra)
     if submitted.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         return verdict(
             WRONG,

@@ -481,3 +481,14 @@ def test_transposes_are_named_whatever_the_shapes(node, formula):
     assert check_adjoints(g, {node: right[node]}).ok
     (wrong,) = check_adjoints(g, {node: formula}).wrong
     assert wrong.mistake == "transpose", wrong
+
+
+def test_a_students_own_symbols_are_read_by_name():
+    # Symbol("lambda_z2") is not the graph's real multiplier object, but means it.
+    g, _ = lecture_dag()
+    z1, lz2 = sp.Symbol("z1"), sp.Symbol("lambda_z2")
+    grading = check_adjoints(g, {"z1": lz2 * sp.cos(z1)}, seed=1)
+    (grade,) = [gr for gr in grading.grades if gr.node.name == "z1"]
+    assert grade.status == "correct", grade.message
+    wrong = check_adjoints(g, {"z1": lz2 * sp.sin(z1)}, seed=1)
+    assert [gr.node.name for gr in wrong.wrong] == ["z1"]
