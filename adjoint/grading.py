@@ -494,9 +494,9 @@ def _by_name(expr, graph, extra):
     renames = {}
     for s in expr.free_symbols:
         mine = known.get(getattr(s, "name", None))
-        if mine is not None and mine != s:
-            if isinstance(s, sp.MatrixSymbol) == isinstance(mine, sp.MatrixSymbol):
-                renames[s] = mine
+        same_kind = isinstance(s, sp.MatrixSymbol) == isinstance(mine, sp.MatrixSymbol)
+        if mine is not None and mine != s and same_kind:
+            renames[s] = mine
     return expr.xreplace(renames) if renames else expr
 
 
