@@ -514,7 +514,7 @@ class CompiledFunction:
 
             self._fn = jax.jit(self._fn)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
         values, given = self._bind(args, kwargs)
         try:
             result = self._run(values, given)
@@ -586,6 +586,15 @@ class CompiledFunction:
         bind_dimensions(
             [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
         )
+        if not self._output_scalar:
+            for p, v in zip(self.params, out):
+                if self._shapes[p] is None and np.ndim(v):
+                    raise ShapeError(
+                        f"{p.name} is given an array of points, {np.shape(v)}, but this graph "
+                        "has matrix nodes, whose values are not separable by point: give "
+                        "one number, and call once per point",
+                        node=p,
+                    )
         scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
         try:
             np.broadcast_shapes(*scalars)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import sympy as sp
 
 from .errors import AdjointError
+from .symbols import check_name
 
 #: The operations alive, by name: only to refuse a second one under the same name.
 _IN_USE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -55,10 +56,9 @@ def elementary(
     latex : str, optional
         Its name in LaTeX (default ``\\operatorname{name}``).
     """
-    if not (isinstance(name, str) and name.isidentifier()):
-        raise AdjointError(
-            f"an elementary operation needs a name that is an identifier, got {name!r}"
-        )
+    if not isinstance(name, str):
+        raise AdjointError(f"an elementary operation needs a name (text), got {name!r}")
+    check_name(name, "elementary operation")  # an identifier as Python reads it
     if not callable(numeric) or not partials or not all(callable(p) for p in partials):
         raise AdjointError(
             f"elementary({name!r}) needs a callable numeric implementation and one callable "

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .expressions import free_symbols, postorder, scan
 from .parsing import parse
-from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
+from .symbols import CHECKS, MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
 __all__ = ["ConstraintGraph", "Node"]
 
@@ -476,6 +476,14 @@ class ConstraintGraph:
                     node=node,
                 )
             elif s.name in self._by_name:
+                claimed = [k for k in CHECKS if s.assumptions0.get(k) is not None]
+                if claimed:  # sympy may already have simplified with them: refuse
+                    raise AdjointError(
+                        f"the constraint for {node} reads a symbol {s} declared "
+                        f"{claimed[0]}, other than the node {s}: sympy may have simplified "
+                        f"with it (|{s}| as {s}); use the symbol the graph returned",
+                        node=node,
+                    )
                 renames[s] = self._by_name[s.name]
                 reads.append(renames[s])
             elif s.name == node.name:

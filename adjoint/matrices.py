@@ -145,11 +145,15 @@ def _scalar(expr, cot):
             f"the matrix operations with rules are: {', '.join(c.__name__ for c in RULES)}. "
             "Add one with @adjoint.matrices.rule"
         )
-    for arg in expr.args:
+    args = expr.args
+    for k, arg in enumerate(args):
         if not arg.free_symbols or not isinstance(arg, sp.Expr):
             continue
+        # This argument alone: the same subexpression in another argument (T in
+        # T*sin(T)) is pulled back when that argument is walked.
         d = sp.Dummy("d", real=True)
-        partial = sp.diff(expr.xreplace({arg: d}), d).xreplace({d: arg})
+        alone = expr.func(*(d if i == k else a for i, a in enumerate(args)))
+        partial = sp.diff(alone, d).xreplace({d: arg})
         pulled.append((arg, cot * partial))
     return pulled
 

@@ -99,13 +99,14 @@ class ArrayPrinting:
             product = self._print_Inverse_solved(mats)
             if coeff == 1:
                 return product
-            return f"({self._print(coeff)} * {product})"
+            return f"(({self._print(coeff)}) * {product})"
         product = " @ ".join(self.parenthesize(m, 60) for m in mats)
         if coeff == 1:
             return f"({product})"
         if coeff == -1:  # -(A @ B), not (-A) @ B: negate the smaller result
             return f"(-{product})" if len(mats) == 1 else f"(-({product}))"
-        return f"({self._print(coeff)} * ({product}))"
+        # the coefficient in parentheses: a sum (a + b) * (I) must not print as a + b * (I)
+        return f"(({self._print(coeff)}) * ({product}))"
 
     def _print_Trace(self, expr):
         return self._trace(expr.arg)

@@ -439,3 +439,101 @@ def test_verify_never_passes_over_a_nan_and_says_why():
     assert not report.ok and {c.method for c in report.checks} == {"undefined"}
     assert "cannot be checked" in repr(report) and "FAIL" not in repr(report)
     assert g.verify(at={x: 2.0}).ok
+
+
+# -- found by trying to break it ----------------------------------------------------
+
+
+def test_a_symbol_with_other_assumptions_is_not_taken_for_a_node():
+    g = adjoint.Graph()
+    x = g.input("x")
+    with pytest.raises(AdjointError, match="positive"):
+        g.define("f", sp.Abs(sp.Symbol("x", positive=True)) + x)  # sympy wrote Abs(x) as x
+    assert len(g) == 1
+
+
+def test_points_are_refused_beside_matrix_inputs():
+    g = adjoint.Graph()
+    A = g.input("A", shape=(2, 2))
+    x = g.input("x")
+    g.define("f", sp.Trace(A.T * A) * x)
+    with pytest.raises(ShapeError, match="points"):
+        g.compile()(np.eye(2), np.array([1.0, 10.0]))
+    value, (gA, gx) = g.compile()(np.eye(2), 10.0)
+    np.testing.assert_allclose(gA, 20 * np.eye(2))
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda T: T * sp.sin(T), lambda t: np.sin(t) + t * np.cos(t)),
+        (lambda T: sp.exp(T) * T, lambda t: np.exp(t) * (1 + t)),
+        (lambda T: T + T**3, lambda t: 1 + 3 * t**2),
+    ],
+)
+def test_a_scalar_formula_of_a_reduction_is_differentiated_once(build, expected):
+    g = adjoint.Graph()
+    A = g.input("A", shape=(2, 2))
+    g.define("f", build(sp.Trace(A)))
+    Av = np.array([[0.3, 0.1], [0.2, 0.4]])
+    sol = g.solve({A: Av})
+    np.testing.assert_allclose(sol.gradient[A], expected(0.7) * np.eye(2), rtol=1e-12)
+
+
+def test_a_wrong_custom_partial_fails_verify_and_check_gradient_even_when_small():
+    sq = adjoint.elementary("sq_wrong", numeric=lambda a: a**2, partials=[lambda a: 4 * a])
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    g.define("f", 1e7 * x + sq(y))
+    at = {x: 1.0, y: 1.0}
+    assert not g.verify().ok
+    assert not adjoint.check_gradient(g, at=at).ok
+
+
+def test_elementary_names_that_python_merges_are_refused():
+    with pytest.raises(AdjointError, match="NFKC|reads"):
+        adjoint.elementary("\u210c", numeric=lambda a: a, partials=[lambda a: sp.Integer(1)])
+
+
+@pytest.mark.parametrize(
+    "build, at",
+    [
+        (lambda x: sp.Piecewise((x + 1, x > 0), (x, True)), 0.0),
+        (lambda x: sp.Piecewise((2 * x, x > 0), (x, True)), 0.0),
+        (lambda x: sp.atan2(0 * x + sp.Symbol("a", real=True), x), None),
+    ],
+    ids=["jump", "kink", "atan2 cut"],
+)
+def test_piecewise_jumps_and_kinks_are_marked(build, at):
+    g = adjoint.Graph()
+    x = g.input("x")
+    if at is None:  # atan2(a, x) across its cut a = 0, x < 0
+        a = g.input("a")
+        g.define("f", sp.atan2(a, x))
+        sol = g.solve({x: -1.0, a: 0.0})
+    else:
+        g.define("f", build(x))
+        sol = g.solve({x: at})
+    assert all(np.isnan(v) for v in sol.gradient.values())
+    assert sol.undefined
+
+
+def test_a_value_computed_through_a_nan_condition_is_nan():
+    g = adjoint.Graph()
+    x = g.input("x")
+    z = g.define("z", sp.log(x))
+    g.define("f", sp.Piecewise((z, z > 0), (x**2, True)))
+    sol = g.solve({x: -1.0})
+    assert np.isnan(sol.output) and np.isnan(sol.gradient[x])
+    value, (grad,) = g.compile()(-1.0)
+    assert np.isnan(value) and np.isnan(grad)
+
+
+def test_a_kink_in_a_node_the_output_does_not_read_changes_nothing():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("d", sp.Abs(x))
+    g.define("f", x**2)
+    sol = g.solve({x: 0.0})
+    assert sol.gradient[x] == 0.0 and not sol.undefined
+    assert g.compile()(0.0)[1][0] == 0.0
