@@ -181,7 +181,10 @@ class Program:
         while stack:
             e = stack.pop()
             if e in parts:
+                # the temporary, and what the part reads too: the printer may write the
+                # part out where it prints a quotient (a/(1 + b**2) for a*(1 + b**2)**-1)
                 found.add(self.temporaries[parts[e]])
+                stack.extend(e.args)
             elif e is op.out:
                 found.add(node)
             elif isinstance(e, sp.Dummy) and e in op.args:
@@ -287,7 +290,9 @@ class Program:
             why = "read by " + ", ".join(readers)
         else:
             why = "read by no node that reaches the output"
-        return reads, f"{target} = {' + '.join(pieces)}  # {why}"
+        # Python's compiler recurses once per +: thousands of readers are one sum() call
+        total = " + ".join(pieces) if len(pieces) <= 100 else f"sum(({', '.join(pieces)},))"
+        return reads, f"{target} = {total}  # {why}"
 
     def _times(self, lam, partial, aliases) -> str:
         """``lam*partial``, printed in that order."""

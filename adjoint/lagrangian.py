@@ -276,13 +276,18 @@ class AdjointCondition(_Lazy):
             return sp.MatAdd(self.rhs, -self.unknown)
         return self.rhs - self.unknown
 
-    def solve(self, env):
-        """``lambda_j`` from the values of the readers' multipliers and the nodes."""
-        if not self.contributions and isinstance(self.unknown, sp.MatrixSymbol):
-            return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
+    def solve(self, env, live=None):
+        """``lambda_j`` from the values of the readers' multipliers and the nodes.
+
+        Readers outside ``live`` (when given: the nodes the output depends on) have
+        ``lambda_i = 0`` and add nothing, even where their own partial does not exist.
+        """
         total = self.seed
         for t in self.contributions:
-            total = total + t.value(env)
+            if live is None or t.reader in live:
+                total = total + t.value(env)
+        if isinstance(total, int) and isinstance(self.unknown, sp.MatrixSymbol):
+            return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
         return total
 
     def solve_symbolic(self, env):

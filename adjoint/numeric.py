@@ -72,6 +72,17 @@ class ArrayPrinting:
         x = self._print(expr.args[0])
         return f"{self._array_fn('where')}(({x}) == 0, {self._array_fn('nan')}, 0.0)"
 
+    def _print_Piecewise(self, expr):
+        # numpy reads nan > 0 as False and would pick another piece: a value computed
+        # through a nan. Where a condition's operands are not numbers, neither is this.
+        relations = set().union(*(c.atoms(sp.core.relational.Relational) for _, c in expr.args))
+        chosen = super()._print_Piecewise(expr)
+        if not relations:
+            return chosen
+        guard = self._print(sp.Add(*(r.lhs - r.rhs for r in relations)))
+        isnan, where = self._array_fn("isnan"), self._array_fn("where")
+        return f"{where}({isnan}({guard}), {self._array_fn('nan')}, {chosen})"
+
     def _print_undefined_at_zero(self, expr):
         value, u = (self._print(a) for a in expr.args)
         return f"{self._array_fn('where')}(({u}) == 0, {self._array_fn('nan')}, {value})"

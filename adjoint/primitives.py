@@ -7,10 +7,11 @@ and generated code alike:
   (``tanh' = 1 - tanh**2``, ``exp' = exp``), so Step 2 reads the stored ``z_i``
   instead of computing ``f_i`` again. A function class may declare it itself with a
   static method ``output_derivative(y)``; the table below covers sympy's own.
-* **kinks**: where a derivative does not exist (``|x|`` at 0, ``max`` at a tie). sympy
-  differentiates ``Abs`` to ``sign`` and ``Max`` to ``Heaviside``, whose values at 0
-  are conventions; there the package's derivative is ``nan``, never a one-sided
-  number. :func:`mark_kinks` wraps a derivative in :class:`undefined_at_zero`.
+* **kinks**: where a derivative does not exist (``|x|`` at 0, ``max`` at a tie, the
+  boundary of a piecewise function, the cut of ``atan2``). sympy differentiates
+  ``Abs`` to ``sign`` and ``Max`` to ``Heaviside``, whose values at 0 are conventions;
+  there the package's derivative is ``nan``, never a one-sided number.
+  :func:`mark_kinks` wraps a derivative in :class:`undefined_at_zero`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def kinks(derivative: sp.Expr, f: sp.Expr) -> tuple[sp.Expr, ...]:
     exist. They are the arguments of the markers (``sign``, ``Heaviside``) that
     differentiation brought in, not those ``f`` had already."""
     born = derivative.atoms(*_KINK_MARKERS) - f.atoms(*_KINK_MARKERS)
-    return tuple(sorted({a.args[0] for a in born}, key=sp.default_sort_key))
+    found = {a.args[0] for a in born}
+    # A piecewise function may jump or bend where a condition changes: on its boundary.
+    for piecewise in f.atoms(sp.Piecewise):
+        for _, condition in piecewise.args:
+            found.update(r.lhs - r.rhs for r in condition.atoms(sp.core.relational.Relational))
+    # atan2(y, x) jumps by 2 pi across its cut, y = 0 with x <= 0.
+    found.update(y**2 + sp.Max(x, 0) for y, x in (a.args for a in f.atoms(sp.atan2)))
+    return tuple(sorted(found, key=sp.default_sort_key))
 
 
 def mark_kinks(derivative: sp.Expr, f: sp.Expr) -> sp.Expr:

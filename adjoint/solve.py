@@ -59,9 +59,12 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
                 env[condition.unknown] = _solve(condition, env, symbolic)
             # Step 2: dL/dz_j = 0  <=>  lambda_j = [j = n] + sum_{i in beta(j)} lambda_i
             # df_i/dz_j, in reverse order: every reader i of z_j comes before j.
+            live = _reaching(graph, graph.output)
             for condition in kkt.backward_conditions:
-                env[condition.unknown] = _solve(condition, env, symbolic)
-                if not symbolic:
+                if symbolic:
+                    env[condition.unknown] = condition.solve_symbolic(env)
+                else:
+                    env[condition.unknown] = condition.solve(env, live)
                     _check_shape(condition, env)
     except RecursionError:
         raise AdjointError(
@@ -128,6 +131,18 @@ def _check_shape(condition, env) -> None:
             "report this with the graph",
             node=node,
         )
+
+
+def _reaching(graph, output) -> set:
+    """The nodes the output depends on (itself included): the only readers whose
+    multiplier is not 0."""
+    live, stack = {output}, [output]
+    while stack:
+        for p in graph.parents(stack.pop()):
+            if p not in live:
+                live.add(p)
+                stack.append(p)
+    return live
 
 
 def _solve(condition, env, symbolic: bool):

@@ -55,6 +55,11 @@ def read_values(graph, values: Mapping) -> dict:
                 "computed by its constraint; give values only for inputs and constants",
                 node=symbol,
             )
+        if symbol in given:
+            raise BadValueError(
+                f"{symbol} is given two values (as {symbol} and by name); give it one",
+                node=symbol,
+            )
         given[symbol] = value
     missing = [s for s in graph.inputs + graph.constants if s not in given]
     if missing:
