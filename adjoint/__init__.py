@@ -16,10 +16,12 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 from .api import Graph
 from .checks import (
     GradientCheck,
+    HvpCheck,
     NodeCheck,
     TaylorTest,
     VerifyReport,
     check_gradient,
+    check_hvp,
     dot_product_test,
     taylor_test,
     verify,
@@ -41,6 +43,13 @@ from .graph import ConstraintGraph, Node
 from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
 from .matrices import frobenius2, sum_entries
 from .parsing import parse
+from .second_order import (
+    HVP,
+    SecondAdjointCondition,
+    SecondOrder,
+    TangentCondition,
+    TangentSolution,
+)
 from .solve import NodeMap, Solution, grad
 from .symbols import Multiplier
 
@@ -56,6 +65,8 @@ __all__ = [
     "ExpressionError",
     "ForwardCondition",
     "GradientCheck",
+    "HVP",
+    "HvpCheck",
     "Grading",
     "Graph",
     "MissingValueError",
@@ -65,14 +76,19 @@ __all__ = [
     "NodeMap",
     "ParseError",
     "Role",
+    "SecondAdjointCondition",
+    "SecondOrder",
     "ShapeError",
     "Solution",
     "Stationarity",
+    "TangentCondition",
+    "TangentSolution",
     "TaylorTest",
     "UnknownSymbolError",
     "VerifyReport",
     "check_adjoints",
     "check_gradient",
+    "check_hvp",
     "dot_product_test",
     "elementary",
     "frobenius2",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import checks, codegen, drawing, explain, lagrangian, solve, split
+from . import checks, codegen, drawing, explain, lagrangian, second_order, solve, split
 from .display import graph_latex, text
 from .graph import ConstraintGraph
 
@@ -70,6 +70,22 @@ class Graph(ConstraintGraph):
         name) the solution is numeric; without, it holds sympy expressions.
         """
         return solve.solve(self, values)
+
+    def tangent(self, at: Mapping, direction: Mapping) -> second_order.TangentSolution:
+        """Forward mode: ``zdot_i = sum_j df_i/dz_j zdot_j`` solved along ``direction``."""
+        return second_order.tangent(self, at, direction)
+
+    def hvp(self, at: Mapping, direction: Mapping) -> second_order.HVP:
+        """(Hessian of f) v, by the tangent and second-order adjoint sweeps."""
+        return second_order.hvp(self, at, direction)
+
+    def hessian(self, at: Mapping | None = None):
+        """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order."""
+        return second_order.hessian(self, at)
+
+    def second_order(self) -> second_order.SecondOrder:
+        """The tangent and second-order adjoint conditions as sympy ``Eq`` lists."""
+        return second_order.second_order(self)
 
     def verify(self, at: Mapping | None = None, **options) -> checks.VerifyReport:
         """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""

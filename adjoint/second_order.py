@@ -146,7 +146,9 @@ class SecondAdjointCondition:
         terms = []
         for t in self.adjoint.contributions:
             terms.append(self.multiplier_dots[t.reader] * t.partial)
-            second = sp.Add(*(t.op.second_local(t.k, l, t.reads) * dot for l, _, dot in self.pairs(t)))
+            second = sp.Add(
+                *(t.op.second_local(t.k, l, t.reads) * dot for l, _, dot in self.pairs(t))
+            )
             terms.append(t.multiplier * second)
         return sp.Add(*terms)
 
@@ -246,18 +248,18 @@ def _assemble(graph) -> SecondOrder:
     _scalar_only(graph, "second order")
     kkt = stationarity(graph)
     dots = {z: Tangent(Tangent.PREFIX + z.name, real=True) for z in graph.nodes}
-    ldots = {z: MultiplierTangent(MultiplierTangent.PREFIX + z.name, real=True) for z in graph.nodes}
+    ldots = {
+        z: MultiplierTangent(MultiplierTangent.PREFIX + z.name, real=True) for z in graph.nodes
+    }
     tangents = tuple(
         TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
         for c in kkt.forward_conditions
     )
     adjoint = tuple(
-        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots)
-        for c in kkt.conditions(Role.ADJOINT)
+        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.ADJOINT)
     )
     gradient = tuple(
-        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots)
-        for c in kkt.conditions(Role.GRADIENT)
+        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.GRADIENT)
     )
     return SecondOrder(tangents, adjoint, gradient, dots, graph.inputs)
 

@@ -1,0 +1,231 @@
+"""Second order from the same Lagrangian: tangents, Hessian-vector products, Hessians.
+
+Every check goes through an independent route: sympy's diff and hessian of the
+composed expression (tests/reference.py), or central differences of the gradient.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import rendering
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import composed, evaluate
+from strategies import dags, points
+
+import adjoint
+from adjoint.partials import operation
+
+
+def _direction(g, draw_values):
+    return dict(zip(g.inputs, draw_values))
+
+
+def _sympy_hessian(g):
+    return sp.hessian(composed(g)[g.output], g.inputs)
+
+
+@given(data=st.data())
+def test_tangent_is_the_derivative_of_the_composed_expression_along_v(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=8))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    t = g.tangent(at, v)
+    env = composed(g)
+    for z in g.defined:
+        expected = sum(sp.diff(env[z], x) * v[x] for x in g.inputs)
+        want = evaluate(sp.sympify(expected), at)
+        assert t.tangents[z] == pytest.approx(want, rel=1e-8, abs=1e-9), z
+    assert t.derivative == t.tangents[g.output]
+
+
+@settings(max_examples=20)
+@given(data=st.data())
+def test_hvp_is_sympys_hessian_times_v_on_small_graphs(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=5))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    hv = g.hvp(at, v)
+    H = _sympy_hessian(g)
+    assert list(hv) == list(g.inputs)
+    for r, x in enumerate(g.inputs):
+        want = evaluate(sum(H[r, c] * v[y] for c, y in enumerate(g.inputs)), at)
+        assert hv[x] == pytest.approx(want, rel=1e-7, abs=1e-8), x
+
+
+@given(data=st.data())
+def test_hvp_matches_differences_of_the_gradient(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=14))
+    at = data.draw(points(g))
+    report = adjoint.check_hvp(g, at, seed=data.draw(st.integers(0, 99)))
+    assert report.ok, report
+
+
+@settings(max_examples=10)
+@given(g=dags(max_inputs=2, max_nodes=4))
+def test_the_symbolic_hessian_is_sympys(g):
+    got = g.hessian()
+    want = _sympy_hessian(g)
+    assert got.shape == want.shape
+    # equal as functions: at random points to high precision (simplify may not decide)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        at = {x: float(rng.uniform(-1.5, 1.5)) for x in g.inputs}
+        for i in range(got.rows):
+            for j in range(got.cols):
+                assert evaluate(got[i, j], at) == pytest.approx(
+                    evaluate(want[i, j], at), rel=1e-9, abs=1e-10
+                )
+
+
+def test_the_symbolic_hessian_of_the_readme_example():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    z1 = g.define("z1", x * y)
+    g.define("z2", sp.sin(z1) + x**2 * y)
+    want = sp.hessian(sp.sin(x * y) + x**2 * y, (x, y))
+    assert sp.simplify(g.hessian() - want) == sp.zeros(2, 2)
+
+
+@settings(max_examples=15)
+@given(data=st.data())
+def test_the_numeric_hessian_is_sympys_and_symmetric(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=6))
+    at = data.draw(points(g))
+    H = g.hessian(at)
+    want = _sympy_hessian(g)
+    n = len(g.inputs)
+    assert H.shape == (n, n)
+    expected = np.array([[evaluate(want[i, j], at) for j in range(n)] for i in range(n)])
+    np.testing.assert_allclose(H, expected, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(H, H.T, rtol=1e-9, atol=1e-12)
+
+
+@given(data=st.data())
+def test_second_order_taylor_remainders_shrink_like_h_cubed(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=10))
+    at = data.draw(points(g, -1.0, 1.0))
+    seed = data.draw(st.integers(0, 99))
+    report = adjoint.taylor_test(g, at, order=2, steps=9, seed=seed)
+    # h**3 and h**4 terms can cancel at large h; the rate is 3 once h**3 dominates
+    assert report.ok or min(report.rates[-3:]) > 2.8, report
+
+
+def test_a_wrong_hessian_fails_the_second_order_taylor_test():
+    """The check is stricter than the code: a remainder without the h**2 term (what a
+    zero Hessian would give) shrinks at rate 2, which order=2 refuses."""
+    report = adjoint.TaylorTest((0.1, 0.05, 0.025), (1e-2, 2.5e-3, 6.25e-4), order=2)
+    assert not report.ok
+    assert adjoint.TaylorTest((0.1, 0.05, 0.025), (1e-3, 1.25e-4, 1.5625e-5), order=2).ok
+
+
+def test_the_conditions_are_assembled_from_local_partials():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    z1 = g.define("z1", x * y)
+    z2 = g.define("z2", sp.sin(z1) + x)
+    so = g.second_order()
+    zd = {s.name: s for eq in so.tangent for s in eq.free_symbols}
+    lam = {z: g.multiplier(z) for z in g.nodes}
+    zdot_x, zdot_y, zdot_z1 = zd["zdot_x"], zd["zdot_y"], zd["zdot_z1"]
+    assert [eq.lhs.name for eq in so.tangent] == ["zdot_z1", "zdot_z2"]
+    assert sp.expand(so.tangent[0].rhs - (y * zdot_x + x * zdot_y)) == 0
+    assert sp.expand(so.tangent[1].rhs - (sp.cos(z1) * zdot_z1 + zdot_x)) == 0
+    assert [eq.lhs.name for eq in so.adjoint] == ["lambdadot_z2", "lambdadot_z1"]
+    assert so.adjoint[0].rhs == 0  # lambda_z2 = 1 does not move
+    ld = {s.name: s for eq in so.adjoint + so.hvp for s in eq.free_symbols}
+    want = ld["lambdadot_z2"] * sp.cos(z1) - lam[z2] * sp.sin(z1) * zdot_z1
+    assert sp.expand(so.adjoint[1].rhs - want) == 0
+    assert [eq.lhs.name for eq in so.hvp] == ["lambdadot_x", "lambdadot_y"]
+    hvp_x = ld["lambdadot_z1"] * y + lam[z1] * zdot_y + ld["lambdadot_z2"]
+    assert sp.expand(so.hvp[0].rhs - hvp_x) == 0
+    assert "tangent" in repr(so) and "lambdadot_x" in repr(so)
+
+
+def test_second_partials_are_derived_once_per_kind_and_split_over_sums():
+    a, b = sp.symbols("a b", real=True)
+    op = operation(sp.sin(a) * b, [a, b])
+    assert op.second_partial(0, 1) is op.second_partial(1, 0)
+    p, q = sp.symbols("p q", real=True)
+    assert operation(sp.sin(p) * q, [p, q]) is op
+    xs = sp.symbols("x0:300", real=True)
+    big = operation(sum(x**2 for x in xs), list(xs))
+    assert big.second_partial(5, 5) == 2
+    assert big.second_partial(5, 6) == 0
+
+
+@pytest.mark.parametrize(
+    ("expr", "kink"),
+    [("abs(x)", 0.0), ("max(x, 0)", 0.0), ("relu(x)", 0.0), ("max(x, y)", 0.5)],
+)
+def test_the_second_derivative_is_nan_at_a_kink(expr, kink):
+    g = adjoint.Graph.from_expr(expr)
+    at = {x.name: (kink if x.name == "x" else 0.5) for x in g.inputs}
+    v = {x: 1.0 for x in g.inputs}
+    assert math.isnan(g.hvp(at, v)[g.inputs[0]])
+    away = {k: val + (0.3 if k == "x" else 0.0) for k, val in at.items()}
+    assert g.hvp(away, v)[g.inputs[0]] == 0.0
+
+
+def test_a_node_outside_its_domain_has_no_second_derivative():
+    g = adjoint.Graph.from_expr("log(x) + y^2")
+    hv = g.hvp({"x": -1.0, "y": 2.0}, {"x": 1.0, "y": 1.0})
+    assert math.isnan(hv[g.inputs[0]])
+
+
+def test_constants_do_not_move_along_the_direction():
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.constant("c")
+    g.define("z", c * x**3)
+    assert g.hvp({x: 2.0, c: 5.0}, {x: 1.0})[x] == pytest.approx(6 * 5.0 * 2.0)
+    assert g.hessian({x: 2.0, c: 5.0}) == pytest.approx(np.array([[60.0]]))
+    with pytest.raises(adjoint.AdjointError, match="not an input"):
+        g.hvp({x: 2.0, c: 5.0}, {x: 1.0, c: 1.0})
+
+
+@pytest.mark.parametrize(
+    ("direction", "message"),
+    [
+        ({"x": 1.0}, "no value for y"),
+        ({"x": 1.0, "y": 1.0, "w": 2.0}, "not a node"),
+        ({"x": 1.0, "y": "a"}, "y"),
+        ({"x": 1.0, "y": float("nan")}, "y"),
+        ([1.0, 2.0], "dict"),
+    ],
+)
+def test_a_bad_direction_is_refused_clearly(direction, message):
+    g = adjoint.Graph.from_expr("sin(x*y)")
+    for call in (g.tangent, g.hvp):
+        with pytest.raises(adjoint.AdjointError, match=message):
+            call({"x": 1.0, "y": 2.0}, direction)
+
+
+def test_a_matrix_graph_is_refused_until_its_tangent_rules_exist():
+    g = adjoint.Graph()
+    X = g.input("X", shape=(2, 2))
+    g.define("f", sp.Trace(X * X))
+    with pytest.raises(adjoint.AdjointError, match="matrix"):
+        g.second_order()
+
+
+@pytest.fixture(scope="module")
+def katex():
+    try:
+        prefix = rendering.install()
+    except rendering.Unavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
+        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
+    renderer = rendering.KaTeX(prefix)
+    yield renderer
+    renderer.close()
+
+
+def test_the_second_order_conditions_render(katex):
+    g = adjoint.Graph.from_expr("tanh(x*y) + exp(-x^2) * y + abs(y)")
+    src, display = rendering.from_repr_latex(g.second_order()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None], src
+    assert r"\dot{\lambda}" in src and r"\dot{x}" in src
