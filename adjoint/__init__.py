@@ -54,6 +54,7 @@ from .solve import NodeMap, Solution, grad
 from .symbols import Multiplier
 
 __all__ = [
+    "HVP",
     "AdjointCondition",
     "AdjointError",
     "AdjointGrade",
@@ -65,10 +66,9 @@ __all__ = [
     "ExpressionError",
     "ForwardCondition",
     "GradientCheck",
-    "HVP",
-    "HvpCheck",
     "Grading",
     "Graph",
+    "HvpCheck",
     "MissingValueError",
     "Multiplier",
     "Node",

@@ -106,10 +106,10 @@ class Operation:
                 self._partials[k] = sp.Add(*(_summand_partial(t, a) for t in terms))
         return self._partials[k]
 
-    def second_partial(self, k: int, l: int) -> sp.Expr:
-        """``d2f/da_k da_l``, derived once per operation like :meth:`partial`: for a sum,
+    def second_partial(self, k: int, m: int) -> sp.Expr:
+        """``d2f/da_k da_m``, derived once per operation like :meth:`partial`: for a sum,
         from the summands that hold both arguments, each through its own operation."""
-        key = (min(k, l), max(k, l))
+        key = (min(k, m), max(k, m))
         if key not in self._second:
             a, b = self.args[key[0]], self.args[key[1]]
             terms = self._summands(key[0])
@@ -120,14 +120,14 @@ class Operation:
                 self._second[key] = sp.Add(*(_summand_second(t, a, b) for t in both))
         return self._second[key]
 
-    def numeric_second_partial(self, k: int, l: int) -> sp.Expr:
-        """``d2f/da_k da_l`` as it is evaluated: nan at the kinks of ``f`` and of its first
+    def numeric_second_partial(self, k: int, m: int) -> sp.Expr:
+        """``d2f/da_k da_m`` as it is evaluated: nan at the kinks of ``f`` and of its first
         partials; in the own value where the first partial is declared in it
         (``tanh'' = -2 y (1 - y**2)``)."""
-        return self._second_entry(k, l)[0]
+        return self._second_entry(k, m)[0]
 
-    def _second_entry(self, k: int, l: int) -> list:
-        key = (min(k, l), max(k, l))
+    def _second_entry(self, k: int, m: int) -> list:
+        key = (min(k, m), max(k, m))
         if key not in self._second_numeric:
             first = self.numeric_partial(key[0])
             if self.out in first.free_symbols:
@@ -143,25 +143,25 @@ class Operation:
             self._second_numeric[key] = [second, None, None]
         return self._second_numeric[key]
 
-    def numeric_second_partial_fn(self, k: int, l: int):
+    def numeric_second_partial_fn(self, k: int, m: int):
         """:meth:`numeric_second_partial` as a function, and the placeholders it reads."""
-        entry = self._second_entry(k, l)
+        entry = self._second_entry(k, m)
         if entry[1] is None:
             entry[2] = tuple(sorted(_POSITION.keys() & entry[0].free_symbols, key=_POSITION.get))
             entry[1] = numeric_function(entry[2], entry[0])
         return entry[1], entry[2]
 
-    def second_local(self, k: int, l: int, reads) -> sp.Expr:
-        """``d2f_i/dz_j dz_k`` for ``z_j = reads[k]``, ``z_k = reads[l]``, in the node's
+    def second_local(self, k: int, m: int, reads) -> sp.Expr:
+        """``d2f_i/dz_j dz_k`` for ``z_j = reads[k]``, ``z_k = reads[m]``, in the node's
         own symbols."""
-        return self.instantiate(self.second_partial(k, l), reads)
+        return self.instantiate(self.second_partial(k, m), reads)
 
-    def numeric_second_local(self, k: int, l: int, reads, out) -> sp.Expr:
-        return self.instantiate(self.numeric_second_partial(k, l), reads, out)
+    def numeric_second_local(self, k: int, m: int, reads, out) -> sp.Expr:
+        return self.instantiate(self.numeric_second_partial(k, m), reads, out)
 
-    def second_local_value(self, k: int, l: int, reads, out, env):
+    def second_local_value(self, k: int, m: int, reads, out, env):
         """The numeric second partial at the values in ``env``; ``out`` is ``z_i``'s value."""
-        fn, needs = self.numeric_second_partial_fn(k, l)
+        fn, needs = self.numeric_second_partial_fn(k, m)
         return fn(*(out if a is self.out else env[reads[_POSITION[a]]] for a in needs))
 
     def numeric_partial(self, k: int) -> sp.Expr:

@@ -135,11 +135,11 @@ class SecondAdjointCondition:
         self.dots = dots  # {node: zdot}
 
     def pairs(self, t):
-        """``(l, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
+        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
         ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
-        for l, r in enumerate(t.reads):
-            if r in self.dots and t.op.second_partial(t.k, l) != 0:
-                yield l, r, self.dots[r]
+        for m, r in enumerate(t.reads):
+            if r in self.dots and t.op.second_partial(t.k, m) != 0:
+                yield m, r, self.dots[r]
 
     @property
     def rhs(self) -> sp.Expr:
@@ -147,7 +147,7 @@ class SecondAdjointCondition:
         for t in self.adjoint.contributions:
             terms.append(self.multiplier_dots[t.reader] * t.partial)
             second = sp.Add(
-                *(t.op.second_local(t.k, l, t.reads) * dot for l, _, dot in self.pairs(t))
+                *(t.op.second_local(t.k, m, t.reads) * dot for m, _, dot in self.pairs(t))
             )
             terms.append(t.multiplier * second)
         return sp.Add(*terms)
@@ -161,8 +161,8 @@ class SecondAdjointCondition:
         for t in self.adjoint.contributions:
             lam, out = env[t.multiplier], env[t.reader]
             total = total + env[self.multiplier_dots[t.reader]] * t.partial_value(env)
-            for l, _, dot in self.pairs(t):
-                total = total + lam * t.op.second_local_value(t.k, l, t.reads, out, env) * env[dot]
+            for m, _, dot in self.pairs(t):
+                total = total + lam * t.op.second_local_value(t.k, m, t.reads, out, env) * env[dot]
             if not np.isfinite(out) and lam != 0:
                 return np.nan
         return total
