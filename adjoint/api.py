@@ -98,13 +98,17 @@ class Graph(ConstraintGraph):
         gradient: bool = True,
         dtype: str = "float64",
         backend: str = "numpy",
+        hvp: bool = False,
     ):
         """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
         program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
 
-        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``
+        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``; with ``hvp=True`` it
+        also takes a direction (``v_x=...``) and returns the Hessian-vector product.
         """
-        return codegen.compile_graph(self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend)
+        return codegen.compile_graph(
+            self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp
+        )
 
     def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
         """The generated program (both sweeps, one statement per node) as Python source,

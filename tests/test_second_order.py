@@ -229,3 +229,60 @@ def test_the_second_order_conditions_render(katex):
     src, display = rendering.from_repr_latex(g.second_order()._repr_latex_())
     assert katex.errors([(src, display)]) == [None], src
     assert r"\dot{\lambda}" in src and r"\dot{x}" in src
+
+
+@settings(max_examples=20)
+@given(data=st.data())
+def test_the_compiled_hvp_is_sympys_hessian_times_v(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=6))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    f = g.compile(hvp=True)
+    value, gradient, hv = f(*(at[x] for x in g.inputs), *(v[x] for x in g.inputs))
+    env = composed(g)
+    H = _sympy_hessian(g)
+    assert float(value) == pytest.approx(evaluate(env[g.output], at), rel=1e-9, abs=1e-12)
+    for r, x in enumerate(g.inputs):
+        want = evaluate(sum(H[r, c] * v[y] for c, y in enumerate(g.inputs)), at)
+        assert float(hv[r]) == pytest.approx(want, rel=1e-7, abs=1e-8), x
+        slope = evaluate(sp.diff(env[g.output], x), at)
+        assert float(gradient[r]) == pytest.approx(slope, rel=1e-7, abs=1e-8), x
+
+
+def test_the_compiled_hvp_takes_the_direction_by_name_and_broadcasts_over_points():
+    g = adjoint.Graph.from_expr("sin(x*y) + x^3")
+    f = g.compile(hvp=True)
+    xs = np.array([0.5, 1.5, -1.0])
+    _, _, hv = f(x=xs, y=-2.0, v_x=1.0, v_y=0.5)
+    x, y = sp.symbols("x y", real=True)
+    H = sp.hessian(sp.sin(x * y) + x**3, (x, y))
+    for k, xk in enumerate(xs):
+        want = np.array(H.subs({x: xk, y: -2.0}), dtype=float) @ [1.0, 0.5]
+        np.testing.assert_allclose([hv[0][k], hv[1][k]], want, rtol=1e-12)
+    assert hv[0].shape == (3,) and hv[1].shape == (3,)
+    with pytest.raises(adjoint.AdjointError, match="v_y"):
+        f(x=1.0, y=2.0, v_x=1.0)
+    with pytest.raises(adjoint.AdjointError, match="hvp=True"):
+        g.compile(hvp=True, gradient=False)
+    assert "def f_and_gradient(x, y):" in g.source()  # the first-order program as it was
+
+
+def test_the_compiled_hvp_is_nan_at_a_kink_and_outside_the_domain():
+    g = adjoint.Graph.from_expr("abs(x) + log(y)")
+    f = g.compile(hvp=True)
+    _, _, hv = f(x=np.array([0.0, 1.0]), y=np.array([1.0, -1.0]), v_x=1.0, v_y=1.0)
+    assert math.isnan(hv[0][0]) and math.isnan(hv[0][1]) and math.isnan(hv[1][1])
+    _, _, hv = f(x=1.0, y=2.0, v_x=1.0, v_y=1.0)
+    assert float(hv[0]) == 0.0 and float(hv[1]) == pytest.approx(-0.25)
+
+
+def test_an_argument_named_like_a_direction_is_refused_by_the_hvp_program():
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.constant("v_x")
+    g.define("f", c * x**2)
+    with pytest.raises(adjoint.AdjointError, match="rename the node v_x"):
+        g.compile(hvp=True)
+    h = adjoint.Graph()
+    x = h.input("x")
+    h.define("v_x", x**2)  # a computed node is no argument: no clash
+    assert h.compile(hvp=True)(x=3.0, v_x=1.0)[2][0] == pytest.approx(2.0)
