@@ -115,10 +115,13 @@ class Graph(ConstraintGraph):
         in NumPy or (``backend="jax"``) in ``jax.numpy``."""
         return codegen.source(self, wrt=wrt, gradient=gradient, backend=backend)
 
-    def explain(self, at: Mapping | None = None) -> explain.Explanation:
+    def explain(
+        self, at: Mapping | None = None, direction: Mapping | None = None
+    ) -> explain.Explanation:
         """The derivation step by step, as the lecture gives it (Markdown+LaTeX in
-        Jupyter, plain text from ``str()``); see :func:`adjoint.explain.explain`."""
-        return explain.explain(self, at)
+        Jupyter, plain text from ``str()``); with ``direction``, the tangent and
+        second-order sweeps too. See :func:`adjoint.explain.explain`."""
+        return explain.explain(self, at, direction)
 
     def trace(self, at: Mapping) -> explain.Trace:
         """Both sweeps edge by edge, each partial with its value."""

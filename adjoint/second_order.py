@@ -46,6 +46,7 @@ __all__ = [
     "hessian",
     "hvp",
     "second_order",
+    "sweeps",
     "tangent",
 ]
 
@@ -357,6 +358,14 @@ def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
     nodes = (*graph.inputs, *graph.defined)
     tangents = {z: float(env[so.dots[z]]) for z in nodes}
     return TangentSolution({z: float(env[z]) for z in nodes}, tangents, graph.output)
+
+
+def sweeps(graph, at: Mapping, direction: Mapping) -> dict:
+    """Every value of both sweeps at ``at`` along ``direction``: ``{zdot_i: value,
+    lambdadot_j: value}`` keyed by the unknowns of :func:`second_order`'s conditions,
+    with the nodes' values and multipliers."""
+    so, _, env = _solved(graph, at)
+    return _sweeps(graph, so, env, read_direction(graph, direction))
 
 
 def hvp(graph, at: Mapping, direction: Mapping) -> HVP:

@@ -286,3 +286,54 @@ def test_an_argument_named_like_a_direction_is_refused_by_the_hvp_program():
     x = h.input("x")
     h.define("v_x", x**2)  # a computed node is no argument: no clash
     assert h.compile(hvp=True)(x=3.0, v_x=1.0)[2][0] == pytest.approx(2.0)
+
+
+def test_explain_with_a_direction_shows_both_sweeps_and_renders(katex):
+    g = adjoint.Graph.from_expr("sin(x*y) + x^2")
+    at, v = {"x": 1.5, "y": -2.0}, {"x": 1.0, "y": 0.5}
+    e = g.explain(at, direction=v)
+    plain = str(e)
+    assert "Tangent sweep" in plain and "Second-order adjoint sweep" in plain
+    x, y = sp.symbols("x y", real=True)
+    want = np.array(sp.hessian(sp.sin(x * y) + x**2, (x, y)).subs({x: 1.5, y: -2.0}), dtype=float)
+    hv = want @ [1.0, 0.5]
+    assert "lambdadot_x = " in plain and f"{hv[0]:.6g}" in plain and f"{hv[1]:.6g}" in plain
+    items = rendering.from_markdown(e.to_markdown())
+    errors = katex.errors(items)
+    assert errors == [None] * len(items), [(s, err) for (s, _), err in zip(items, errors) if err]
+    with pytest.raises(adjoint.AdjointError, match="needs a point"):
+        g.explain(direction=v)
+
+
+def test_the_cli_explains_the_second_order(capsys):
+    from adjoint.cli import main
+
+    assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x=1,y=1"]) == 0
+    assert "Second-order adjoint sweep" in capsys.readouterr().out
+    args = ["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x=1,y=1"]
+    assert main([*args, "--format", "json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    # H of x e^y at (2, 0) is [[0, 1], [1, 2]]: H (1, 1) = (1, 3)
+    assert data["result"]["hvp"] == {"x": pytest.approx(1.0), "y": pytest.approx(3.0)}
+    assert main(["explain", "x*exp(y)", "--direction", "x=1,y=1"]) == 2
+    assert "--direction needs --at" in capsys.readouterr().err
+    assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x"]) == 2
+    assert "--direction expects" in capsys.readouterr().err
+
+
+def test_check_hvp_catches_a_slightly_wrong_product(monkeypatch):
+    import adjoint.checks as checks
+
+    g = adjoint.Graph.from_expr("sin(x*y) + x^3")
+    at = {"x": 0.3, "y": -0.2}
+    assert adjoint.check_hvp(g, at).ok
+    right = checks.hvp
+    monkeypatch.setattr(
+        checks, "hvp", lambda *a: {x: 1.0001 * h + 1e-7 for x, h in right(*a).items()}
+    )
+    assert not adjoint.check_hvp(g, at).ok
+    monkeypatch.setattr(checks, "hvp", lambda *a: {x: 0.0 for x in right(*a)})
+    report = adjoint.taylor_test(g, at, order=2)
+    assert not report.ok, report
