@@ -152,7 +152,7 @@ class Program:
             dot = self.so.dots[x]
             self.names.claim(dot, keyword)
             self.keywords[dot] = keyword
-            self.shapes[dot] = None
+            self.shapes[dot] = self.graph.node(x).shape
             self.params = [*self.params, dot]
         for z in self.graph.defined:
             self.names.temporary(self.so.dots[z], f"_dot_{self.names[z]}")
@@ -215,6 +215,9 @@ class Program:
     def _tangent(self, t) -> tuple:
         """``zdot_i = sum_j df_i/dz_j zdot_j`` with the numeric partials of Step 2."""
         c, shared = t.forward, self.shared.get(t.node, {})
+        if c.op.pullback:  # a matrix constraint: its tangent rules
+            rhs = t.rhs
+            return set(free_symbols(rhs)), f"{self.names[t.unknown]} = {self._print_matrix(rhs)}"
         pieces, reads = [], set()
         for k, _, dot in t.edges():
             partial = c.op.numeric_local(k, c.reads, None, c.unknown).xreplace(shared)
@@ -231,6 +234,11 @@ class Program:
             if t.reader not in needed:
                 continue
             shared = self.shared.get(t.reader, {})
+            if t.pullback:  # forward-over-reverse through the matrix rules
+                term = c.matrix_term(t)
+                pieces.append(self._print_matrix(term))
+                reads |= set(free_symbols(term))
+                continue
             if t.reader != output:  # lambda_n = 1 does not move: its tangent is 0
                 partial = t.numeric.xreplace(shared)
                 dot = c.multiplier_dots[t.reader]
@@ -245,7 +253,15 @@ class Program:
             if second != 0:
                 pieces.append(self._times(t.multiplier, second))
                 reads |= second.free_symbols | {t.multiplier}
+        if not pieces and isinstance(c.unknown, sp.MatrixSymbol):
+            pieces = [self.printer.doprint(sp.ZeroMatrix(*c.unknown.shape))]
         return reads, f"{self.names[c.unknown]} = {' + '.join(pieces) or '0.0'}"
+
+    def _print_matrix(self, expr) -> str:
+        """A tangent expression; a zero tangent as zeros of its shape."""
+        if isinstance(expr, sp.MatrixExpr) and expr.is_ZeroMatrix:
+            return self.printer.doprint(sp.ZeroMatrix(*expr.shape))
+        return f"({self.printer.doprint(expr)})"
 
     def _hvp_statements(self, program, ancestors) -> list[str]:
         """Step 2 and the second-order adjoints, interleaved in reverse, then the
@@ -576,7 +592,12 @@ class CompiledFunction:
             for w, g in zip(self.wrt, grad)
         )
         if hv is not None:
-            hv = tuple(np.broadcast_to(h, points).astype(self.dtype, copy=True) for h in hv)
+            hv = tuple(
+                np.broadcast_to(h, points).astype(self.dtype, copy=True)
+                if self._shapes[w] is None
+                else h
+                for w, h in zip(self.wrt, hv)
+            )
         if not np.all(np.isfinite(value)):  # no finite gradient through a nan value
             grad = tuple(_undefined_where(value, g) for g in grad)
             if hv is not None:

@@ -33,7 +33,10 @@ import sympy as sp
 
 from .display import aligned, latex, text
 from .errors import AdjointError, BadValueError, UnknownSymbolError
+from .expressions import free_symbols
 from .lagrangian import Role, stationarity
+from .matrices import tangent as tangent_of
+from .numeric import numeric_function
 from .solve import NodeMap, forward_sweep, solve
 from .values import as_array, as_number, read_values
 
@@ -70,28 +73,59 @@ class MultiplierTangent(sp.Symbol):
         return r"\dot{\lambda}_{" + node + "}"
 
 
-def _scalar_only(graph, what: str) -> None:
-    matrices = [z for z in graph.nodes if graph.node(z).shape is not None]
-    matrices += [c for c in graph.constants if graph.node(c).shape is not None]
-    if matrices:
-        raise AdjointError(
-            f"{what} is not available yet for graphs with matrix nodes ({matrices[0]} is a "
-            "matrix): the tangent rules of matrix operations are still to come; use the "
-            "gradient, or write the graph with scalar nodes",
-            node=matrices[0],
-        )
+class MatrixTangent(sp.MatrixSymbol):
+    """``Zdot_j`` for a matrix node."""
+
+    PREFIX = "zdot_"
+
+    def _latex(self, printer) -> str:
+        return r"\dot{" + printer._print(sp.Symbol(self.name[len(self.PREFIX) :])) + "}"
+
+
+class MatrixMultiplierTangent(sp.MatrixSymbol):
+    """``Lambdadot_j`` for a matrix node."""
+
+    PREFIX = "lambdadot_"
+
+    def _latex(self, printer) -> str:
+        node = printer._print(sp.Symbol(self.name[len(self.PREFIX) :]))
+        return r"\dot{\Lambda}_{" + node + "}"
+
+
+def _dot_symbols(graph, scalar, matrix) -> dict:
+    out = {}
+    for z in graph.nodes:
+        shape = graph.node(z).shape
+        name = scalar.PREFIX + z.name
+        out[z] = scalar(name, real=True) if shape is None else matrix(name, *z.shape)
+    return out
+
+
+class _Numeric:
+    """An expression of nodes, multipliers and their tangents, evaluated from ``env``."""
+
+    __slots__ = ("args", "expr", "fn")
+
+    def __init__(self, expr):
+        self.expr = expr
+        self.args = tuple(free_symbols(expr))
+        self.fn = numeric_function(self.args, expr)
+
+    def __call__(self, env):
+        return self.fn(*(env[a] for a in self.args))
 
 
 class TangentCondition:
     """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised."""
 
-    __slots__ = ("forward", "node", "unknown", "wrt")
+    __slots__ = ("_numeric", "forward", "node", "unknown", "wrt")
 
     def __init__(self, forward, unknown, wrt):
         self.forward = forward  # the ForwardCondition z_i = f_i
         self.node = forward.unknown
         self.unknown = unknown  # zdot_i
         self.wrt = wrt  # {read: zdot_read} for the reads that are not constants
+        self._numeric = None
 
     def edges(self):
         """``(k, z_j, zdot_j)`` for each argument of ``f_i`` that moves with the inputs."""
@@ -102,6 +136,8 @@ class TangentCondition:
     @property
     def rhs(self) -> sp.Expr:
         op, reads = self.forward.op, self.forward.reads
+        if op.pullback:  # a matrix constraint: its tangent rules (adjoint.matrices)
+            return tangent_of(self.forward.rhs, self.wrt)
         return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
 
     @property
@@ -110,6 +146,10 @@ class TangentCondition:
 
     def solve(self, env):
         op, reads, out = self.forward.op, self.forward.reads, env[self.node]
+        if op.pullback:
+            if self._numeric is None:
+                self._numeric = _Numeric(self.rhs)
+            return _shaped(self._numeric(env), env[self.node])
         total = 0.0
         for k, _, dot in self.edges():
             total = total + op.local_value(k, reads, out, env) * env[dot]
@@ -125,9 +165,10 @@ class SecondAdjointCondition:
     """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
     zdot_k)``: the adjoint condition of ``z_j`` differentiated along the tangent."""
 
-    __slots__ = ("adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
+    __slots__ = ("_numeric", "adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
 
     def __init__(self, adjoint, unknown, multiplier_dots, dots):
+        self._numeric = {}
         self.adjoint = adjoint  # the AdjointCondition lambda_j = ...
         self.role = adjoint.role
         self.wrt = adjoint.wrt
@@ -142,10 +183,24 @@ class SecondAdjointCondition:
             if r in self.dots and t.op.second_partial(t.k, m) != 0:
                 yield m, r, self.dots[r]
 
+    def matrix_term(self, t) -> sp.Expr:
+        """A pullback ``J^T Lambda_i`` differentiated along the tangents of the nodes
+        and of ``Lambda_i`` (forward-over-reverse, by the tangent rules)."""
+        dots = {r: self.dots[r] for r in t.reads if r in self.dots}
+        dots[t.multiplier] = self.multiplier_dots[t.reader]
+        return tangent_of(t.expr, dots)
+
     @property
     def rhs(self) -> sp.Expr:
         terms = []
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            terms = [self.matrix_term(t) for t in self.adjoint.contributions]
+            terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
+            return sp.MatAdd(*terms) if terms else sp.ZeroMatrix(*self.unknown.shape)
         for t in self.adjoint.contributions:
+            if t.pullback:
+                terms.append(self.matrix_term(t))
+                continue
             terms.append(self.multiplier_dots[t.reader] * t.partial)
             second = sp.Add(
                 *(t.op.second_local(t.k, m, t.reads) * dot for m, _, dot in self.pairs(t))
@@ -159,14 +214,28 @@ class SecondAdjointCondition:
 
     def solve(self, env):
         total = 0.0
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            total = np.zeros(np.shape(env[self.wrt]))
         for t in self.adjoint.contributions:
             lam, out = env[t.multiplier], env[t.reader]
+            if t.pullback:
+                if t not in self._numeric:
+                    self._numeric[t] = _Numeric(self.matrix_term(t))
+                total = total + self._numeric[t](env)
+                continue
             total = total + env[self.multiplier_dots[t.reader]] * t.partial_value(env)
             for m, _, dot in self.pairs(t):
                 total = total + lam * t.op.second_local_value(t.k, m, t.reads, out, env) * env[dot]
             if not np.isfinite(out) and lam != 0:
                 return np.nan
-        return total
+        return _shaped(total, env[self.wrt])
+
+
+def _shaped(value, like):
+    """A matrix result with its node's shape (a zero tangent prints as a scalar 0)."""
+    if np.ndim(like) and np.shape(value) != np.shape(like):
+        return np.broadcast_to(value, np.shape(like)).astype(float)
+    return value
 
     def __repr__(self) -> str:
         return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
@@ -246,12 +315,9 @@ def second_order(graph) -> SecondOrder:
 
 
 def _assemble(graph) -> SecondOrder:
-    _scalar_only(graph, "second order")
     kkt = stationarity(graph)
-    dots = {z: Tangent(Tangent.PREFIX + z.name, real=True) for z in graph.nodes}
-    ldots = {
-        z: MultiplierTangent(MultiplierTangent.PREFIX + z.name, real=True) for z in graph.nodes
-    }
+    dots = _dot_symbols(graph, Tangent, MatrixTangent)
+    ldots = _dot_symbols(graph, MultiplierTangent, MatrixMultiplierTangent)
     tangents = tuple(
         TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
         for c in kkt.forward_conditions
@@ -316,8 +382,11 @@ class TangentSolution:
         self.derivative = tangents[output]
 
     def __repr__(self) -> str:
-        rows = ", ".join(f"{z}: {v:.6g}" for z, v in self.tangents.items())
-        return f"TangentSolution(derivative={self.derivative:.6g}; {rows})"
+        def show(v):
+            return f"{v:.6g}" if np.ndim(v) == 0 else f"{np.shape(v)[0]}x{np.shape(v)[1]} array"
+
+        rows = ", ".join(f"{z}: {show(v)}" for z, v in self.tangents.items())
+        return f"TangentSolution(derivative={show(self.derivative)}; {rows})"
 
 
 class HVP(NodeMap):
@@ -341,7 +410,11 @@ def _sweeps(graph, so, env, v):
 def _solved(graph, at):
     so = second_order(graph)
     sol = solve(graph, at)
-    env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
+    env = {
+        **read_values(graph, at),
+        **sol.values,
+        **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()},
+    }
     return so, sol, env
 
 
@@ -356,8 +429,8 @@ def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
         for c in so.tangent_conditions:
             env[c.unknown] = c.solve(env)
     nodes = (*graph.inputs, *graph.defined)
-    tangents = {z: float(env[so.dots[z]]) for z in nodes}
-    return TangentSolution({z: float(env[z]) for z in nodes}, tangents, graph.output)
+    tangents = {z: _finish(env[so.dots[z]]) for z in nodes}
+    return TangentSolution({z: _finish(env[z]) for z in nodes}, tangents, graph.output)
 
 
 def sweeps(graph, at: Mapping, direction: Mapping) -> dict:
@@ -373,7 +446,14 @@ def hvp(graph, at: Mapping, direction: Mapping) -> HVP:
     so, _, env = _solved(graph, at)
     env = _sweeps(graph, so, env, read_direction(graph, direction))
     gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
-    return HVP({c.wrt: float(env[c.unknown]) for c in gradient})
+    return HVP({c.wrt: _finish(env[c.unknown]) for c in gradient})
+
+
+def _finish(value):
+    """A float, or a float array for a matrix node."""
+    if np.ndim(value):
+        return np.array(value, dtype=float)
+    return float(value)
 
 
 def hessian(graph, at: Mapping | None = None):
@@ -382,6 +462,13 @@ def hessian(graph, at: Mapping | None = None):
     Hessian is checked symmetric (the two sweeps do not make it so by construction)."""
     inputs = graph.inputs
     n = len(inputs)
+    matrices = [x for x in inputs if graph.node(x).shape is not None]
+    if matrices:
+        raise AdjointError(
+            f"g.hessian() is for scalar inputs, and {matrices[0]} is a matrix: use "
+            "g.hvp(at, direction) for Hessian-vector products",
+            node=matrices[0],
+        )
     if at is None:
         so, sol = second_order(graph), solve(graph)
         env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
