@@ -41,6 +41,7 @@ from .display import text
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
+from .matrices import reuse_output
 from .numeric import (
     JaxNumericPrinter,
     NoNumericRule,
@@ -216,7 +217,7 @@ class Program:
         """``zdot_i = sum_j df_i/dz_j zdot_j`` with the numeric partials of Step 2."""
         c, shared = t.forward, self.shared.get(t.node, {})
         if c.op.pullback:  # a matrix constraint: its tangent rules
-            rhs = t.rhs
+            rhs = reuse_output(t.rhs, c.rhs, c.unknown)
             return set(free_symbols(rhs)), f"{self.names[t.unknown]} = {self._print_matrix(rhs)}"
         pieces, reads = [], set()
         for k, _, dot in t.edges():
@@ -235,7 +236,7 @@ class Program:
                 continue
             shared = self.shared.get(t.reader, {})
             if t.pullback:  # forward-over-reverse through the matrix rules
-                term = c.matrix_term(t)
+                term = reuse_output(c.matrix_term(t), self.graph.expr(t.reader), t.reader)
                 pieces.append(self._print_matrix(term))
                 reads |= set(free_symbols(term))
                 continue

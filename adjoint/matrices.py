@@ -30,6 +30,7 @@ __all__ = [
     "MatrixOperation",
     "frobenius2",
     "pullback",
+    "reuse_output",
     "rule",
     "sum_entries",
     "tangent",
@@ -389,6 +390,27 @@ def tangent(expr: sp.Expr, dots: dict) -> sp.Expr:
         return out
 
     return d(expr)
+
+
+def reuse_output(expr: sp.Expr, F: sp.Expr, Z: sp.MatrixSymbol) -> sp.Expr:
+    """``expr`` with ``F`` read from its stored node ``Z``; for an element-wise ``F =
+    f.(X)``, every ``g.(X)`` whose ``g`` can be written with ``f`` alone (``tanh'' =
+    -2 tanh (1 - tanh**2)``) becomes a function of ``Z``: generated code then does not
+    compute ``f`` again for the second order."""
+    replacements = {F: Z}
+    if isinstance(F, ElementwiseApplyFunction):
+        var, body = F.function.variables[0], F.function.expr
+        y = sp.Dummy("y", real=True)
+        for e in expr.atoms(ElementwiseApplyFunction):
+            if e == F or e.expr != F.expr:
+                continue
+            v = e.function.variables[0]
+            written = e.function.expr.xreplace({body.xreplace({var: v}): y})
+            if v not in written.free_symbols:
+                replacements[e] = (
+                    Z if written == y else ElementwiseApplyFunction(sp.Lambda(y, written), Z)
+                )
+    return expr.xreplace(replacements)
 
 
 class MatrixOperation:

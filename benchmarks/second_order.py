@@ -8,7 +8,10 @@
    10^3 .. 3x10^4 nodes, as a ratio to building the sympy right-hand sides (target
    <= 3), with the scaling exponent between sizes (target <= 1.15).
 
-The two-layer net (matrix nodes) waits for the tangent rules of matrix operations.
+3. The two-layer net ||tanh(X W1) W2 - y||^2, X 1024 x 256, float64: the compiled
+   HVP against a hand-written NumPy Pearlmutter R-op (checked by differences of its
+   gradient), and ``compile(backend="jax", hvp=True)`` against ``jax.jit`` of
+   ``jax.jvp`` over ``jax.grad`` (targets: within 1.15x of each).
 
 Run: python benchmarks/second_order.py [--sizes 1000 10000 30000]
 """
@@ -106,6 +109,92 @@ def symbolic(sizes, seed: int) -> None:
     print("   (targets: ratio <= 3, exponent <= 1.15)")
 
 
+def two_layer() -> None:
+    from adjoint.examples import two_layer_net
+
+    g, point = two_layer_net(n=1024, d=256, seed=0)
+    args = {s.name: v for s, v in point.items()}
+    X, y, W1, W2 = args["X"], args["y"], args["W1"], args["W2"]
+    rng = np.random.default_rng(1)
+    V1, V2 = rng.standard_normal(W1.shape), rng.standard_normal(W2.shape)
+
+    def gradient(W1, W2):
+        A = np.tanh(X @ W1)
+        R = A @ W2 - y
+        lam_H = (2 * R @ W2.T) * (1 - A * A)
+        return X.T @ lam_H, A.T @ (2 * R)
+
+    def by_hand():
+        # Pearlmutter's R-op: the forward sweep and its tangent, then the backward sweep
+        # and its tangent, written out for this network
+        H = X @ W1
+        A = np.tanh(H)
+        dA = 1 - A * A
+        R = A @ W2 - y
+        H_dot = X @ V1
+        A_dot = dA * H_dot
+        R_dot = A_dot @ W2 + A @ V2
+        lam_R, lam_R_dot = 2 * R, 2 * R_dot
+        lam_A = lam_R @ W2.T
+        lam_A_dot = lam_R_dot @ W2.T + lam_R @ V2.T
+        lam_H = lam_A * dA
+        lam_H_dot = lam_A_dot * dA - 2 * A * A_dot * lam_A
+        f = float(np.sum(R * R))
+        return f, (X.T @ lam_H, A.T @ lam_R), (X.T @ lam_H_dot, A.T @ lam_R_dot + A_dot.T @ lam_R)
+
+    h = 1e-6
+    up, down = gradient(W1 + h * V1, W2 + h * V2), gradient(W1 - h * V1, W2 - h * V2)
+    _, _, hand_hv = by_hand()
+    for got, a, b in zip(hand_hv, up, down):
+        assert np.allclose(got, (a - b) / (2 * h), rtol=1e-5, atol=1e-5 * np.max(np.abs(got)))
+    compiled = g.compile(hvp=True)
+    fns = {
+        "by hand R-op (NumPy)": by_hand,
+        "adjoint hvp=True": lambda: compiled(**args, v_W1=V1, v_W2=V2),
+    }
+    _, _, ours = fns["adjoint hvp=True"]()
+    for a, b in zip(ours, hand_hv):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-9 * np.max(np.abs(b)))
+    fns.update(_jax_hvp(g, args, V1, V2))
+    t = best(fns, repeats=15)
+    print("3. two-layer net, X 1024 x 256, float64: value, gradient and HVP")
+    hand, jax_time = t["by hand R-op (NumPy)"], t.get("JAX jit(jvp(grad))")
+    for name, seconds in t.items():
+        line = f"   {name:30s}{1e3 * seconds:8.2f} ms   / by hand {seconds / hand:5.2f}"
+        if jax_time:
+            line += f"   / JAX {seconds / jax_time:5.2f}"
+        print(line)
+    print("   (targets: adjoint / by hand <= 1.15; adjoint, backend=jax / JAX <= 1.15)")
+
+
+def _jax_hvp(g, args, V1, V2) -> dict:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+    with jax.enable_x64(True):
+        j = {k: jnp.asarray(v) for k, v in args.items()}
+        jv1, jv2 = jnp.asarray(V1), jnp.asarray(V2)
+
+        def loss(W1, W2):
+            return jnp.sum((jnp.tanh(j["X"] @ W1) @ W2 - j["y"]) ** 2)
+
+        step = jax.jit(lambda w, v: jax.jvp(jax.grad(loss, argnums=(0, 1)), w, v))
+        jax.block_until_ready(step((j["W1"], j["W2"]), (jv1, jv2)))
+
+    def reference():
+        with jax.enable_x64(True):
+            return jax.block_until_ready(step((j["W1"], j["W2"]), (jv1, jv2)))
+
+    ours = g.compile(backend="jax", hvp=True)
+    ours(**j, v_W1=jv1, v_W2=jv2)
+    return {
+        "JAX jit(jvp(grad))": reference,
+        "adjoint hvp=True, backend=jax": lambda: ours(**j, v_W1=jv1, v_W2=jv2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 30_000])
@@ -113,6 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     scalar_dag()
     symbolic(args.sizes, args.seed)
+    two_layer()
 
 
 if __name__ == "__main__":
