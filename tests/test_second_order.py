@@ -330,6 +330,10 @@ def test_the_second_order_conditions_render(katex):
     src, display = rendering.from_repr_latex(g.second_order()._repr_latex_())
     assert katex.errors([(src, display)]) == [None], src
     assert r"\dot{\lambda}" in src and r"\dot{x}" in src
+    net, _ = two_layer_net(n=3, d=2)
+    src, display = rendering.from_repr_latex(net.second_order()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None], src
+    assert r"\dot{\Lambda}_{W_{1}}" in src
 
 
 @settings(max_examples=20)
