@@ -54,6 +54,7 @@ class Operation:
     pullback = False
 
     __slots__ = (
+        "_coupled",
         "_numeric",
         "_partials",
         "_parts",
@@ -77,6 +78,7 @@ class Operation:
         self._shared = None
         self._second: dict[tuple[int, int], sp.Expr] = {}
         self._second_numeric: dict[tuple[int, int], list] = {}
+        self._coupled: dict[int, tuple[int, ...]] = {}
 
     def _summands(self, k: int) -> list | None:
         """For a sum, the summands that read ``a_k``; ``None`` for anything else."""
@@ -119,6 +121,20 @@ class Operation:
                 both = [t for t in terms if b in t.free_symbols]
                 self._second[key] = sp.Add(*(_summand_second(t, a, b) for t in both))
         return self._second[key]
+
+    def coupled(self, k: int) -> tuple[int, ...]:
+        """The arguments ``m`` with ``d2f/da_k da_m`` not zero, in order: for a sum, only
+        those sharing a summand with ``a_k``, so that a node reading thousands of others
+        costs the pairs inside its summands, not all pairs of its arguments."""
+        if k not in self._coupled:
+            terms = self._summands(k)
+            if terms is None:
+                candidates = range(len(self.args))
+            else:
+                held = set().union(*(t.free_symbols for t in terms)) if terms else set()
+                candidates = sorted(_POSITION[a] for a in held if a in _POSITION)
+            self._coupled[k] = tuple(m for m in candidates if self.second_partial(k, m) != 0)
+        return self._coupled[k]
 
     def numeric_second_partial(self, k: int, m: int) -> sp.Expr:
         """``d2f/da_k da_m`` as it is evaluated: nan at the kinks of ``f`` and of its first

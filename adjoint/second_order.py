@@ -179,8 +179,9 @@ class SecondAdjointCondition:
     def pairs(self, t):
         """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
         ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
-        for m, r in enumerate(t.reads):
-            if r in self.dots and t.op.second_partial(t.k, m) != 0:
+        for m in t.op.coupled(t.k):
+            r = t.reads[m]
+            if r in self.dots:
                 yield m, r, self.dots[r]
 
     def matrix_term(self, t) -> sp.Expr:

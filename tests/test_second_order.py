@@ -6,6 +6,7 @@ composed expression (tests/reference.py), or central differences of the gradient
 
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -442,3 +443,19 @@ def test_check_hvp_catches_a_slightly_wrong_product(monkeypatch):
     monkeypatch.setattr(checks, "hvp", lambda *a: {x: 0.0 for x in right(*a)})
     report = adjoint.taylor_test(g, at, order=2)
     assert not report.ok, report
+
+
+def test_a_node_reading_thousands_costs_the_pairs_inside_its_summands():
+    xs = sp.symbols("x0:2000", real=True)
+    op = operation(sp.Add(*(x**2 for x in xs), xs[0] * xs[1]), list(xs))
+    assert op.coupled(0) == (0, 1) and op.coupled(7) == (7,)
+    g = adjoint.Graph()
+    inputs = [g.input(x) for x in xs[:300]]
+    g.define("f", sp.Add(*(sp.sin(x) * x for x in inputs)))
+    at = {x: 0.01 * k for k, x in enumerate(inputs)}
+    t0 = time.perf_counter()
+    hv = g.hvp(at, {x: 1.0 for x in inputs})
+    assert time.perf_counter() - t0 < 5.0
+    for k, x in enumerate(inputs[:5]):
+        a = 0.01 * k
+        assert hv[x] == pytest.approx(2 * math.cos(a) - a * math.sin(a))
