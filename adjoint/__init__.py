@@ -14,6 +14,7 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 """
 
 from .api import Graph
+from .assignments import Assignment, assignment
 from .checks import (
     GradientCheck,
     HvpCheck,
@@ -58,6 +59,7 @@ __all__ = [
     "AdjointCondition",
     "AdjointError",
     "AdjointGrade",
+    "Assignment",
     "BadValueError",
     "ConstraintGraph",
     "Contribution",
@@ -86,6 +88,7 @@ __all__ = [
     "TaylorTest",
     "UnknownSymbolError",
     "VerifyReport",
+    "assignment",
     "check_adjoints",
     "check_gradient",
     "check_hvp",

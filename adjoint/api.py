@@ -63,13 +63,15 @@ class Graph(ConstraintGraph):
         """The conditions ``grad L = 0``: forward, adjoint and gradient."""
         return lagrangian.stationarity(self)
 
-    def solve(self, values: Mapping | None = None) -> solve.Solution:
+    def solve(self, values: Mapping | None = None, *, expand: bool = True) -> solve.Solution:
         """Solve ``grad L = 0``: Step 1 forward for ``z``, Step 2 in reverse for ``lambda``.
 
         With ``values`` (a number for every input and constant, keyed by symbol or
-        name) the solution is numeric; without, it holds sympy expressions.
+        name) the solution is numeric; without, it holds sympy expressions: of the
+        inputs, or with ``expand=False`` in the lecture's terms (``z_i = f_i`` of its
+        parents, ``lambda_j`` of the readers' multipliers), as Steps 1 and 2 write them.
         """
-        return solve.solve(self, values)
+        return solve.solve(self, values, expand=expand)
 
     def tangent(self, at: Mapping, direction: Mapping) -> second_order.TangentSolution:
         """Forward mode: ``zdot_i = sum_j df_i/dz_j zdot_j`` solved along ``direction``."""

@@ -48,8 +48,10 @@ __all__ = [
     "verify",
 ]
 
-#: Composed expressions larger than this (in tree nodes) are checked numerically.
+#: Composed expressions larger than this (in tree nodes), or deeper than this (in
+#: constraints), are checked numerically.
 SYMBOLIC_LIMIT = 400
+DEPTH_LIMIT = 40
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,8 @@ def verify(
     # sympy's matrix calculus is not trusted as a reference: matrix graphs are
     # checked by differences along random directions.
     symbolic = None
-    if at is None and not matrices:
-        try:
-            symbolic = solve(graph)
-        except RecursionError:  # sympy recurses through very deep composed expressions
-            symbolic = None
+    if at is None and not matrices and _composed_size(graph) <= SYMBOLIC_LIMIT:
+        symbolic = solve(graph)
 
     checks = []
     for z in graph.nodes:
@@ -151,8 +150,11 @@ def verify(
                 checks.append(NodeCheck(z, lam, expected, "symbolic", 0.0, True))
                 continue
         method = "derivative" if size <= SYMBOLIC_LIMIT else "differences"
-        worst = 0.0
+        worst, lam, expected = 0.0, math.nan, math.nan
         for point, sol in zip(at_points, solutions):
+            if not (np.all(np.isfinite(sol.values[z])) and np.all(np.isfinite(sol.output))):
+                worst = math.inf  # nothing is checked over a nan: never a pass
+                continue
             lam = sol.adjoints[z]
             if method == "derivative":
                 expected = _at_point(sp.diff(composed, zr), graph, sol, real)
@@ -187,6 +189,18 @@ def random_point(graph, rng) -> dict:
     return point
 
 
+def _composed_size(graph) -> float:
+    """The size of ``z_n`` composed into the inputs, as a tree, counted on the DAG;
+    infinite when it is deeper than :data:`DEPTH_LIMIT` constraints."""
+    size, depth = {}, {}
+    for i in graph.defined:
+        parents = graph.parents(i)
+        size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size.get(p, 1) for p in parents)
+        depth[i] = 1 + max((depth.get(p, 0) for p in parents), default=0)
+    out = graph.output
+    return size[out] if depth[out] <= DEPTH_LIMIT else math.inf
+
+
 def _composed_output(graph, z, real):
     """``z_n`` as an expression of ``z`` and of the nodes that do not depend on ``z``,
     and its size as a tree; ``None`` for the expression when the size is over
@@ -195,16 +209,18 @@ def _composed_output(graph, z, real):
     The size is counted on the DAG first, so the count stays linear and nothing
     too large (or too deep for sympy's recursive algorithms) is ever built.
     """
-    size = {z: 1}
+    size, depth = {z: 1}, {z: 0}
     for i in graph.defined:  # topological order
         parents = [p for p in graph.parents(i) if p in size]
         if parents:
             size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size[p] for p in parents)
+            depth[i] = 1 + max(depth[p] for p in parents)
     out = graph.output
     if out not in size:
         return sp.Integer(0), 1  # z_n does not depend on z
-    if size[out] > SYMBOLIC_LIMIT:
-        return None, size[out]
+    if size[out] > SYMBOLIC_LIMIT or depth[out] > DEPTH_LIMIT:
+        # sympy's diff recurses a dozen frames per level: deep ones go by differences
+        return None, math.inf
     composed = {z: real.get(z, z)}
     for i in graph.defined:
         if i in size and i != z:
@@ -448,9 +464,9 @@ class HvpCheck:
 def check_hvp(
     graph, at: Mapping, *, directions: int = 3, rtol: float = 1e-5, seed: int = 0
 ) -> HvpCheck:
-    """``H v`` from the second-order sweeps against ``(grad f(x + h v) - grad f(x - h v))
-    / 2h``, the gradient from Step 2, along random directions; the worst entry's
-    relative error per direction.
+    """``H v`` from the second-order sweeps against differences of the gradient from
+    Step 2 (Richardson's five-point stencil along ``v``), along random directions; the
+    worst entry's relative error per direction.
 
     Examples
     --------
@@ -463,21 +479,23 @@ def check_hvp(
     x0 = {x: env[x] for x in graph.inputs}
     data = {c: env[c] for c in graph.constants}
     scale = max([1.0] + [float(np.max(np.abs(v))) for v in x0.values()])
-    h = 1e-5 * scale
+    h = 1e-4 * scale
     errors = []
     for _ in range(directions):
         v = _step(x0, rng)
         hv = hvp(graph, at, v)
-        up = solve(graph, {**data, **_moved(x0, v, h)}).gradient
-        down = solve(graph, {**data, **_moved(x0, v, -h)}).gradient
+        g = {s: solve(graph, {**data, **_moved(x0, v, s * h)}).gradient for s in (-2, -1, 1, 2)}
         worst = 0.0
         for x in graph.inputs:
-            differences = (np.asarray(up[x]) - np.asarray(down[x])) / (2 * h)
+            # Richardson's five-point stencil: truncation O(h**4), not O(h**2)
+            near = np.asarray(g[1][x]) - np.asarray(g[-1][x])
+            far = np.asarray(g[2][x]) - np.asarray(g[-2][x])
+            differences = (8 * near - far) / (12 * h)
             got = np.asarray(hv[x], dtype=float)
             if got.shape != differences.shape:
                 worst = math.inf
                 break
-            # differences of the gradient carry ~1e-10 of truncation and rounding error
+            # the differences carry ~1e-11 of truncation and rounding error
             floor = max(1e-3, float(np.max(np.abs(differences), initial=0.0)))
             error = float(np.max(np.abs(got - differences), initial=0.0)) / floor
             worst = max(worst, error if math.isfinite(error) else math.inf)

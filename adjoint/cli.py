@@ -2,13 +2,19 @@
 
     adjoint demo                                   # the lecture's examples, end to end
     adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2
-    adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex
+    adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex, html
     adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2 --direction x=1,y=0.5
                                                    # with the tangent and second-order sweeps
     adjoint dot "sin(x*y) + x**2" --at x=1.5,y=-2      # Graphviz DOT
     adjoint compile "sin(x*y) + x**2"                  # the generated program
+    adjoint grade answers.json --graph graph.txt --format gradescope --output results.json
 
 Text is parsed without running it as code; a mistake prints one line and exits 2.
+``grade`` exits 0 when every submitted multiplier is right, 1 when some are wrong or
+could not be graded, 2 when the files cannot be read (with ``--format gradescope`` a
+results.json with score 0 and the reason is still written, for the student to see).
+The graph file is described in :mod:`adjoint.assignments`; the submission is a JSON
+object ``{"node": "formula"}``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import math
 import sys
 
 from .api import Graph
+from .assignments import MAX_FILE, read_graph, read_submission
 from .errors import AdjointError, BadValueError
 from .examples import EXAMPLES
+from .grading import check_adjoints
 from .parsing import parse
 
 __all__ = ["main"]
@@ -36,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     explain = commands.add_parser("explain", help="derive and solve grad L = 0 for EXPR")
     explain.add_argument("expr", help='an expression, such as "sin(x*y) + x**2"')
     explain.add_argument("--at", help="a point, such as x=1.5,y=-2 (else symbolic)")
-    explain.add_argument("--format", choices=["text", "markdown", "latex", "json"], default="text")
+    explain.add_argument(
+        "--format", choices=["text", "markdown", "latex", "json", "html"], default="text"
+    )
     explain.add_argument(
         "--direction",
         help="a direction, such as x=1,y=0.5 (with --at): adds the tangent and "
@@ -48,7 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     code = commands.add_parser("compile", help="the generated NumPy program for EXPR")
     code.add_argument("expr")
     code.add_argument("--backend", choices=["numpy", "jax"], default="numpy")
+    grade = commands.add_parser(
+        "grade", help="grade the multipliers in SUBMISSION (JSON) against the graph GRAPH"
+    )
+    grade.add_argument("submission", help='a JSON file {"node": "formula", ...}')
+    grade.add_argument("--graph", required=True, help="the graph file: constraints, inputs")
+    grade.add_argument("--format", choices=["text", "json", "gradescope"], default="text")
+    grade.add_argument("--output", help="write the result to this file (else stdout)")
+    grade.add_argument("--seed", type=int, help="reproduce the random points")
+    grade.add_argument("--budget", type=float, default=3.0, help="seconds per node")
+    grade.add_argument("--points", type=int, default=8, help="random points per node")
     args = parser.parse_args(argv)
+    if args.command == "grade":
+        return grade_files(args)
     try:
         if args.command == "demo":
             print(demo())
@@ -63,6 +85,66 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adjoint: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def grade_files(args) -> int:
+    """``adjoint grade``: read the two files, grade, write the result; the exit code."""
+    try:
+        graph, weights = read_graph(_read(args.graph, "graph"))
+    except AdjointError as exc:
+        print(f"adjoint: error: in the graph file {args.graph}: {exc}", file=sys.stderr)
+        return 2
+    notes = []
+    try:
+        submission = read_submission(_read(args.submission, "submission"))
+        known = {k: v for k, v in submission.items() if k in graph}
+        notes = [f"{k} is not a node of the graph: ignored" for k in submission if k not in known]
+        weights = {k: v for k, v in weights.items() if k in graph}
+        grading = check_adjoints(
+            graph, known, seed=args.seed, weights=weights, budget=args.budget, points=args.points
+        )
+    except AdjointError as exc:
+        print(f"adjoint: error: in the submission {args.submission}: {exc}", file=sys.stderr)
+        if args.format == "gradescope":
+            _write(args.output, json.dumps(_unreadable(str(exc)), indent=2))
+        return 2
+    if args.format == "gradescope":
+        results = grading.to_gradescope()
+        if notes:
+            results["output"] += "\n" + "\n".join(notes)
+        out = json.dumps(results, indent=2, allow_nan=False)
+    elif args.format == "json":
+        out = grading.to_json()
+    else:
+        out = "\n".join([repr(grading), *notes])
+    _write(args.output, out)
+    return 0 if grading.ok and not grading.missing else 1
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(MAX_FILE + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdjointError(f"cannot read the {what} file: {exc}") from None
+
+
+def _write(path: str | None, text: str) -> None:
+    if path is None:
+        print(text)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+def _unreadable(reason: str) -> dict:
+    return {
+        "score": 0.0,
+        "execution_time": 0.0,
+        "output": f"the submission could not be read: {reason}",
+        "visibility": "visible",
+        "tests": [],
+    }
 
 
 def demo() -> str:
@@ -92,6 +174,8 @@ def explain_expr(text: str, at: str | None, fmt: str = "text", direction: str | 
         return explanation.to_markdown()
     if fmt == "latex":
         return explanation.to_latex()
+    if fmt == "html":  # a page to share: the derivation, the trace table, the drawing
+        return explanation.to_html()
     return str(explanation)
 
 

@@ -14,10 +14,13 @@ value instead of computing the function again.
     >>> t = g.define("t", sp.tanh(x))
     >>> f = g.define("f", t * x)
     >>> print(g.source())  # doctest: +NORMALIZE_WHITESPACE
+    import numpy
+    <BLANKLINE>
+    <BLANKLINE>
     def f_and_gradient(x):
         # Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))
         t = numpy.tanh(x)  # t = tanh(x)
-        f = t*x  # f = t*x
+        f = x*t  # f = t*x
         # Step 2, backward: dL/dz_j = 0, so lambda_j = sum_i lambda_i df_i/dz_j
         lam_f = 1.0  # lam_f = 1: the output
         lam_t = lam_f*x  # read by f
@@ -37,7 +40,7 @@ import unicodedata
 import numpy as np
 import sympy as sp
 
-from .display import text
+from .display import TextPrinter
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
@@ -46,12 +49,11 @@ from .numeric import (
     JaxNumericPrinter,
     NoNumericRule,
     NumericPrinter,
-    implementations,
     namespace,
     on_host,
 )
 from .second_order import second_order
-from .values import as_array, as_points
+from .values import as_array, as_points, bind_dimensions
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -64,6 +66,14 @@ class ByName:
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
         self.names = names
 
+    def statement(self, expr, aliases: dict) -> str:
+        """``expr`` printed with ``aliases`` standing for its placeholders and parts."""
+        self.aliases = aliases
+        try:
+            return self.doprint(expr)
+        finally:
+            self.aliases = {}
+
     def _print_Symbol(self, expr):
         # Only identifiers the program made: a raw name never reaches the source.
         if expr not in self.names:
@@ -73,6 +83,20 @@ class ByName:
                 return expr.name
             raise AdjointError(f"internal error: {expr!r} has no name in the generated program")
         return self.names[expr]
+
+    _print_Multiplier = _print_Dummy = _print_MatrixSymbol = _print_Symbol
+    _print_MatrixMultiplier = _print_Symbol
+
+
+class CommentPrinter(TextPrinter):
+    """Text for comments: symbols by their program names, never a user's raw name."""
+
+    def __init__(self, names: dict):
+        super().__init__({"order": "none"})
+        self.names = names
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr, "?")
 
     _print_Multiplier = _print_Dummy = _print_MatrixSymbol = _print_Symbol
     _print_MatrixMultiplier = _print_Symbol
@@ -116,6 +140,7 @@ class Program:
                 )
         self.params = graph.inputs + graph.constants
         self.names = _variable_names(graph)
+        self.temporaries: dict = {}
         self.hvp = hvp
         self.keywords = {p: p.name for p in self.params}
         self.shapes = {p: graph.node(p).shape for p in self.params}
@@ -161,18 +186,43 @@ class Program:
             self.names.temporary(c.unknown, f"_dot_{self.names[self.graph.multiplier(c.wrt)]}")
 
     def _shared_parts(self) -> dict:
-        """``{node: {subexpression: temporary}}`` for the parts of f_i that both sweeps
-        compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
-        shared = {}
+        """``{node: {part of its template: temporary}}`` for the parts of f_i that both
+        sweeps compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
+        shared, self.temporaries = {}, {}
         for c in self.kkt.forward_conditions:
-            if c.shared:
+            if not c.op.pullback and c.op.shared():
                 parts = {}
-                for k, part in enumerate(c.shared):
+                for k, part in enumerate(c.op.shared()):
                     temp = sp.Dummy(f"part{k}", real=True)
-                    self.names.temporary(temp, f"_{self.names[c.unknown]}_part{k}")
-                    parts[part] = temp
+                    name = self.names.temporary(temp, f"_{self.names[c.unknown]}_part{k}")
+                    parts[part], self.temporaries[name] = name, temp
                 shared[c.unknown] = parts
         return shared
+
+    def _aliases(self, op, reads, node) -> dict:
+        """What stands for a scalar template's placeholders (the program's variables of
+        ``reads``, and of ``node`` for its own value) and for its shared parts."""
+        aliases = {a: self.names[r] for a, r in zip(op.args, reads)}
+        aliases[op.out] = self.names[node]
+        aliases.update(self.shared.get(node, {}))
+        return aliases
+
+    def _read(self, expr, op, reads, node) -> set:
+        """The variables that printing ``expr`` (in ``op``'s placeholders) reads: the
+        arguments and own value it holds outside the shared parts, and those parts."""
+        parts = self.shared.get(node, {})
+        found, stack = set(), [expr]
+        while stack:
+            e = stack.pop()
+            if e in parts:
+                found.add(self.temporaries[parts[e]])
+            elif e is op.out:
+                found.add(node)
+            elif isinstance(e, sp.Dummy) and e in op.args:
+                found.add(reads[op.args.index(e)])
+            else:
+                stack.extend(e.args)
+        return found
 
     def _statements(self) -> list[str]:
         g, kkt = self.graph, self.kkt
@@ -215,15 +265,16 @@ class Program:
 
     def _tangent(self, t) -> tuple:
         """``zdot_i = sum_j df_i/dz_j zdot_j`` with the numeric partials of Step 2."""
-        c, shared = t.forward, self.shared.get(t.node, {})
+        c = t.forward
         if c.op.pullback:  # a matrix constraint: its tangent rules
             rhs = reuse_output(t.rhs, c.rhs, c.unknown)
             return set(free_symbols(rhs)), f"{self.names[t.unknown]} = {self._print_matrix(rhs)}"
-        pieces, reads = [], set()
+        op, pieces, reads = c.op, [], set()
+        aliases = self._aliases(op, c.reads, t.node)
         for k, _, dot in t.edges():
-            partial = c.op.numeric_local(k, c.reads, None, c.unknown).xreplace(shared)
-            pieces.append(self._times(dot, partial))
-            reads |= partial.free_symbols | {dot}
+            partial = op.numeric_partial(k)
+            pieces.append(self._times(dot, partial, aliases))
+            reads |= self._read(partial, op, c.reads, t.node) | {dot}
         return reads, f"{self.names[t.unknown]} = {' + '.join(pieces) or '0.0'}"
 
     def _second_adjoint(self, c, needed) -> tuple:
@@ -234,26 +285,24 @@ class Program:
         for t in c.adjoint.contributions:
             if t.reader not in needed:
                 continue
-            shared = self.shared.get(t.reader, {})
             if t.pullback:  # forward-over-reverse through the matrix rules
                 term = reuse_output(c.matrix_term(t), self.graph.expr(t.reader), t.reader)
                 pieces.append(self._print_matrix(term))
                 reads |= set(free_symbols(term))
                 continue
+            op = t.op
+            aliases = self._aliases(op, t.reads, t.reader)
             if t.reader != output:  # lambda_n = 1 does not move: its tangent is 0
-                partial = t.numeric.xreplace(shared)
+                partial = op.numeric_partial(t.k)
                 dot = c.multiplier_dots[t.reader]
-                pieces.append(self._times(dot, partial))
-                reads |= partial.free_symbols | {dot}
-            second = sp.Add(
-                *(
-                    t.op.numeric_second_local(t.k, m, t.reads, t.reader).xreplace(shared) * dot
-                    for m, _, dot in c.pairs(t)
-                )
-            )
+                pieces.append(self._times(dot, partial, aliases))
+                reads |= self._read(partial, op, t.reads, t.reader) | {dot}
+            coupled = list(c.pairs(t))
+            second = sp.Add(*(op.numeric_second_partial(t.k, m) * dot for m, _, dot in coupled))
             if second != 0:
-                pieces.append(self._times(t.multiplier, second))
-                reads |= second.free_symbols | {t.multiplier}
+                pieces.append(self._times(t.multiplier, second, aliases))
+                reads |= self._read(second, op, t.reads, t.reader) | {t.multiplier}
+                reads |= {dot for _, _, dot in coupled}
         if not pieces and isinstance(c.unknown, sp.MatrixSymbol):
             pieces = [self.printer.doprint(sp.ZeroMatrix(*c.unknown.shape))]
         return reads, f"{self.names[c.unknown]} = {' + '.join(pieces) or '0.0'}"
@@ -308,28 +357,23 @@ class Program:
 
     def _forward(self, c) -> list:
         """``z_i = f_i``; first the parts of f_i that Step 2 reads too, if any."""
-        z, f, reads = c.unknown, c.rhs, set(c.reads)
-        lines = []
-        shared = self.shared.get(z, {})
-        if shared:
-            f = f.xreplace(shared)
-            for part, temp in shared.items():
-                code = self.printer.doprint(part)
-                lines.append((set(part.free_symbols), f"{self.names[temp]} = {code}"))
-            reads = f.free_symbols
-        code = f"{self.names[z]} = {self.printer.doprint(f)}"
-        return [*lines, (reads, f"{code}  # {self.names[z]} = {self._comment(c.rhs)}")]
+        z = c.unknown
+        comment = f"  # {self.names[z]} = {self._comment(c.rhs)}"
+        if c.op.pullback:  # a matrix constraint, in its own symbols
+            code = f"{self.names[z]} = {self.printer.doprint(c.rhs)}"
+            return [(set(c.reads), code + comment)]
+        op, lines = c.op, []
+        arguments = self._aliases(op, c.reads, z)
+        for part, temp in self.shared.get(z, {}).items():
+            code = self.printer.statement(part, {a: arguments[a] for a in op.args})
+            lines.append((self._read(part, op, c.reads, None), f"{temp} = {code}"))
+        code = f"{self.names[z]} = {self.printer.statement(op.template, arguments)}"
+        return [*lines, (self._read(op.template, op, c.reads, z), code + comment)]
 
     def _comment(self, expr) -> str:
         """``expr`` as text for a comment: in the program's identifiers, never a raw
         user name, and with anything unprintable escaped."""
-        renamed = {}
-        for s in free_symbols(expr):
-            if s in self.names:
-                shape = getattr(s, "shape", None)
-                name = self.names[s]
-                renamed[s] = sp.Symbol(name) if shape is None else sp.MatrixSymbol(name, *shape)
-        line = text(expr.xreplace(renamed))
+        line = CommentPrinter(self.names).doprint(expr)
         return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
 
     def _backward(self, c, needed) -> tuple:
@@ -339,13 +383,14 @@ class Program:
         for t in c.contributions:
             if t.reader not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
-            partial = t.numeric.xreplace(self.shared.get(t.reader, {}))
-            if t.pullback:
-                pieces.append(self.printer.doprint(partial))
-                reads.update(free_symbols(partial))
+            if t.pullback:  # a matrix constraint's pullback, in its own symbols
+                pieces.append(self.printer.doprint(t.numeric))
+                reads.update(free_symbols(t.numeric))
             else:  # lambda_i first, as in the lecture
-                pieces.append(self._times(t.multiplier, partial))
-                reads |= partial.free_symbols | {t.multiplier}
+                partial = t.op.numeric_partial(t.k)
+                aliases = self._aliases(t.op, t.reads, t.reader)
+                pieces.append(self._times(t.multiplier, partial, aliases))
+                reads |= self._read(partial, t.op, t.reads, t.reader) | {t.multiplier}
             readers.append(self.names[t.reader])
         if not pieces:
             shape = getattr(c.unknown, "shape", None)
@@ -358,14 +403,14 @@ class Program:
             why = "read by no node that reaches the output"
         return reads, f"{target} = {' + '.join(pieces)}  # {why}"
 
-    def _times(self, lam, partial) -> str:
+    def _times(self, lam, partial, aliases) -> str:
         """``lam*partial``, printed in that order."""
         name = self.names[lam]
         if partial == 1:
             return name
         if partial == -1:
             return f"-{name}"
-        code = self.printer.doprint(partial)
+        code = self.printer.statement(partial, aliases)
         if isinstance(partial, sp.Add) or code.startswith("-"):
             code = f"({code})"
         return f"{name}*{code}"
@@ -385,9 +430,7 @@ class Program:
 
     def implementations(self) -> dict:
         """The numeric implementations of user-defined operations the program calls."""
-        exprs = [c.rhs for c in self.kkt.forward_conditions]
-        exprs += [t.numeric for c in self.kkt.backward_conditions for t in c.contributions]
-        return implementations(*exprs)
+        return self.printer.implementations
 
     @property
     def arguments(self) -> list[str]:
@@ -467,8 +510,36 @@ def _variable_names(graph) -> Names:
 
 
 def source(graph, **options) -> str:
-    """The generated program as Python source; see :func:`compile_graph` for options."""
-    return Program(graph, **options).source()
+    """The generated program as Python source, a complete file: the imports it needs,
+    then the function. See :func:`compile_graph` for options."""
+    program = Program(graph, **options)
+    body = program.source()
+    return "\n".join([*_imports(program, body), "", ""]) + body
+
+
+def _imports(program, body: str) -> list[str]:
+    """The lines that make ``body`` run as a file: what :func:`namespace` provides."""
+    lines = []
+    if program.backend == "jax":
+        lines += [
+            "import jax",
+            "import jax.numpy",
+            "import jax.scipy.special",
+            "",
+            'jax.config.update("jax_enable_x64", True)  # float64, as g.solve computes',
+        ]
+    lines += [f"import {m}" for m in ("functools", "math", "mpmath", "numpy") if _mentions(body, m)]
+    helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
+    if helpers:  # the package's helpers for functions without a NumPy version
+        lines.append("from adjoint.numeric import _vectorize as _entrywise, to_real as _real")
+        if program.backend == "jax":
+            lines.append("from adjoint.numeric import on_host")
+            lines += ["", "", "def _vectorize(fn):", "    return on_host(_entrywise(fn))"]
+        else:
+            lines.append("_vectorize = _entrywise")
+    for name in program.implementations():
+        lines.append(f"# {name}: a user's operation (adjoint.elementary); define it here")
+    return lines
 
 
 def compile_graph(
@@ -644,10 +715,11 @@ class CompiledFunction:
         missing = [keyword[p] for p in self.params if p not in given]
         if missing:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
-        dims: dict = {}
-        out = []
-        for p in self.params:
-            out.append(self._convert(p, given[p], dims))
+        out = [self._convert(p, given[p]) for p in self.params]
+        shapes = self._shapes
+        bind_dimensions(
+            [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
+        )
         scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
         try:
             np.broadcast_shapes(*scalars)
@@ -662,10 +734,10 @@ class CompiledFunction:
             ) from None
         return out, [given[p] for p in self.params]
 
-    def _convert(self, p, value, dims):
+    def _convert(self, p, value):
         shape = self._shapes[p]
         if shape is not None:
-            return as_array(p, value, shape, dims, self.dtype)
+            return as_array(p, value, shape, self.dtype)
         return as_points(p, value, self.dtype)
 
     def __repr__(self) -> str:

@@ -80,6 +80,9 @@ def elementary(
     code_name = f"_custom_{name}"
 
     def _numpycode(self, printer):
+        registry = getattr(printer, "implementations", None)
+        if registry is not None:  # the program's namespace will need it
+            registry[code_name] = numeric
         args = ", ".join(printer._print(a) for a in self.args)
         return f"{code_name}({args})"
 

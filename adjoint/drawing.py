@@ -7,6 +7,8 @@ it overlaps no other label.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .display import number, text
@@ -14,6 +16,7 @@ from .lagrangian import stationarity
 
 __all__ = ["draw", "layers", "to_dot"]
 
+_UNDEFINED = "#d62828"  # the rim of a node with no number here
 _COLOURS = {"input": "#8ecae6", "constant": "#dddddd", "defined": "#ffd166", "output": "#ef476f"}
 
 
@@ -31,6 +34,8 @@ def _label(graph, z, solution) -> str:
         lines.append(f"z = {_short(solution.values[z])}")
         if z in solution.adjoints:
             lines.append(f"λ = {_short(solution.adjoints[z])}")
+        if z in solution.undefined:
+            lines += textwrap.wrap(solution.undefined[z], 30)
     return "\n".join(lines)
 
 
@@ -89,6 +94,20 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         node_color=[_COLOURS[_kind(graph, s)] for s in nodes],
         edgecolors="#333333",
     )
+    undefined = [] if solution is None else [s for s in nodes if s in solution.undefined]
+    if undefined:  # hatched, with a red rim: no number here (the card says why)
+        marked = nx.draw_networkx_nodes(
+            digraph,
+            pos,
+            ax=ax,
+            nodelist=undefined,
+            node_size=node_size,
+            node_color=[_COLOURS[_kind(graph, s)] for s in undefined],
+            edgecolors=_UNDEFINED,
+            linewidths=2.0,
+        )
+        marked.set_hatch("///")
+        marked.set_gid("undefined nodes")
     ax.set_title(f"computation graph of {graph.output} (inputs left, output right)")
     ax.set_axis_off()
     # Fixed limits, with room for the cards under the lowest nodes: labels are laid out
@@ -311,9 +330,13 @@ def to_dot(graph, solution=None) -> str:
         label = _label(graph, s, solution).replace("\n", "\\n")
         if graph.node(s).kind == "defined":
             label = f"{label}\\n= {text(graph.expr(s))}" if solution is None else label
+        mark = ""
+        if solution is not None and s in solution.undefined:
+            why = quote(solution.undefined[s])
+            mark = f', style="filled,dashed", color={quote(_UNDEFINED)}, penwidth=2, tooltip={why}'
         lines.append(
             f"  {quote(s)} [label={quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}, "
-            f"shape={shapes[kind]}, fillcolor={quote(_COLOURS[kind])}];"
+            f"shape={shapes[kind]}, fillcolor={quote(_COLOURS[kind])}{mark}];"
         )
     partials = _edge_labels(graph)
     for z in graph.defined:

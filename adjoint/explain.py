@@ -14,12 +14,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 import sympy as sp
 
+from . import html
 from .checks import verify
 from .display import (
     Code,
@@ -59,9 +62,10 @@ class Explanation:
     """A derivation: sections with text and LaTeX. ``str()`` gives plain text; Jupyter
     renders Markdown with LaTeX; :meth:`to_latex` and :meth:`to_dict` give the rest."""
 
-    def __init__(self, title: str, sections: list[Section]):
+    def __init__(self, title: str, sections: list[Section], graph=None, at=None):
         self.title = title
         self.sections = tuple(sections)
+        self.graph, self.at = graph, at  # what was explained, for the page's table and drawing
 
     def __str__(self) -> str:
         out = [self.title, "=" * len(self.title)]
@@ -97,6 +101,25 @@ class Explanation:
             out += [rf"\[ {m} \]" for m in s.math]
         return "\n".join(out)
 
+    def to_html(self) -> str:
+        """A self-contained HTML page: the derivation with its maths as MathML, the
+        trace table (at a point) and the drawing as inline SVG. It needs no network."""
+        body = []
+        for s in self.sections:
+            body.append(f"<h2>{html.prose(s.title)}</h2>")
+            if s.note:
+                body.append(f"<p>{html.prose(s.note)}</p>")
+            body += [f'<div class="eq">{html.math(m, display=True)}</div>' for m in s.math]
+        if self.graph is not None and self.at is not None:
+            body += ["<h2>Both sweeps, edge by edge</h2>", trace(self.graph, self.at).to_html()]
+        if self.graph is not None:
+            solution = None if self.at is None else solve(self.graph, self.at)
+            body += [
+                "<h2>The computation graph</h2>",
+                f"<figure>{html.drawing_svg(self.graph, solution)}</figure>",
+            ]
+        return html.page(self.title, body)
+
     def to_dict(self) -> dict:
         return {
             "title": self.title,
@@ -112,12 +135,17 @@ class Explanation:
 
 def _env(graph, at):
     """Values of every z and lambda at ``at`` (and of the dimensions), or None."""
+    return _solved(graph, at)[0]
+
+
+def _solved(graph, at):
+    """``(env, solution)`` at ``at``: see :func:`_env`; ``(None, None)`` without a point."""
     if at is None:
-        return None
+        return None, None
     sol = solve(graph, at)
     env = {**read_values(graph, at), **sol.values}
     env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
-    return env
+    return env, sol
 
 
 def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) -> Explanation:
@@ -130,7 +158,8 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         )
     second = None if direction is None else sweeps(graph, at, direction)
     kkt = stationarity(graph)
-    env = _env(graph, at)
+    env, sol = _solved(graph, at)
+    undefined = {} if sol is None else dict(sol.undefined)
     out = graph.output
     sections = []
 
@@ -205,8 +234,10 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         written = " + ".join(parts) or "0"
         value = "" if env is None else f" = {number(env[lam])}"
         solved = "" if written == text(c.rhs) else f" = {text(c.rhs)}"
+        if value == f" = {written}" and not solved:  # the seed: lambda_n = 1, not 1 = 1
+            value = ""
         lines.append(f"{lam} = {written}{solved}{value}")
-        value_tex = "" if env is None else f" = {_num_tex(env[lam])}"
+        value_tex = "" if not value else f" = {_num_tex(env[lam])}"
         written_tex = " + ".join(parts_tex) or "0"
         solved_tex = "" if solved == "" else f" = {latex(c.rhs)}"
         math.append(f"{latex(lam)} = {written_tex}{solved_tex}{value_tex}")
@@ -242,16 +273,27 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         )
     )
 
+    if undefined:
+        sections.append(_undefined_section(graph, undefined))
+
     if len(graph.nodes) <= CHECK_LIMIT:
         report = verify(graph, at)
         lines = tuple(
-            f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
+            f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, {c.node} is undefined here"
+            if c.node in undefined
+            else f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
             for c in report.checks
         )
-        verdict = "holds" if report.ok else "FAILS"
+        checked = [c for c in report.checks if c.node not in undefined]
+        verdict = "holds" if all(c.ok for c in checked) else "FAILS"
+        where = f"all {len(checked)} nodes" if not undefined else f"{len(checked)} nodes"
+        if undefined and not checked:
+            verdict, where = "is not checked", "any node: none is defined here"
+        elif undefined:
+            where += f"; {len(undefined)} undefined here, not checked"
         math = (
-            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial z_j}}\ \text{{{verdict} at "
-            rf"all {len(report.checks)} nodes}}",
+            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial z_j}}\ "
+            rf"\text{{{verdict} at {where}}}",
         )
         note = (
             "Checked against the chain-rule route (differentiating the composed function), "
@@ -277,8 +319,61 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     title = Prose(
         "Backpropagation, step by step, for the output ",
         Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
+        *_point(graph, env),
     )
-    return Explanation(title, sections)
+    # A copy: the page drawn later shows this graph, whatever is defined on it meanwhile.
+    return Explanation(title, sections, graph.copy(), at)
+
+
+def _undefined_section(graph, undefined: dict) -> Section:
+    """The nodes whose value or multiplier is not a number here, with the reason."""
+    lines = tuple(f"{z}: {why}" for z, why in undefined.items())
+    math = tuple(rf"{latex(z)}:\ {_words(why)}" for z, why in undefined.items())
+    note = Prose(
+        "Their values or multipliers are nan: a constraint outside its domain, or a kink (",
+        Math("|x|", r"|x|"),
+        " at 0, max, a step) on the way to the output, where no derivative exists.",
+    )
+    return Section("Undefined here", lines, math, note)
+
+
+#: Characters of a sentence that every renderer (LaTeX, KaTeX, MathML converters)
+#: reads the same inside \text; the others are written in maths around it.
+_PLAIN = re.compile(r"[A-Za-z0-9 ,.:;()=+*/'!?-]+")
+_IN_MATH = {"|": r"\vert", "_": r"\_", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&"}
+
+
+def _words(sentence: str) -> str:
+    """A plain sentence inside display maths: runs of plain characters in ``\text``."""
+    out, k = [], 0
+    while k < len(sentence):
+        run = _PLAIN.match(sentence, k)
+        if run:
+            out.append(rf"\text{{{run.group()}}}")
+            k = run.end()
+        else:
+            c = sentence[k]
+            out.append(_IN_MATH.get(c, c if c in "<>[]" else rf"\text{{U+{ord(c):04X}}}"))
+            k += 1
+    return " ".join(out)
+
+
+def _point(graph, env) -> tuple:
+    """``, at x = 1.5, y = -2`` (a matrix by its shape), for a title; nothing without
+    a point."""
+    if env is None:
+        return ()
+    leaves = graph.inputs + graph.constants
+    plain = ", ".join(
+        f"{s} = {number(env[s])}" if np.ndim(env[s]) == 0 else f"{s} (given, {_size(env[s])})"
+        for s in leaves
+    )
+    tex = r",\ ".join(f"{latex(s)} = {_num_tex(env[s])}" for s in leaves)
+    return (", at ", Math(plain, tex)) if leaves else ()
+
+
+def _size(value) -> str:
+    return f"{value.shape[0]} x {value.shape[1]}"
 
 
 def _second_order_sections(graph, env) -> list[Section]:
@@ -374,6 +469,32 @@ class Trace:
             )
         return table(header, body)
 
+    def to_html(self) -> str:
+        """The table as an HTML ``<table>``, its edges and header as MathML."""
+        head = [
+            "sweep",
+            "edge",
+            "formula",
+            "value",
+            html.math(r"\lambda_i \, \partial f_i/\partial z_j"),
+        ]
+        rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+        for r in self.rows:
+            edge = (
+                latex(r.node)
+                if r.reader is None
+                else rf"{latex(r.node)} \leftarrow {latex(r.reader)}"
+            )
+            cells = [
+                escape(r.sweep),
+                html.math(edge),
+                f"<code>{escape(r.formula)}</code>",
+                escape(number(r.value)),
+                "" if r.contribution is None else escape(number(r.contribution)),
+            ]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return "<table>\n" + "\n".join(rows) + "\n</table>"
+
     def _repr_markdown_(self) -> str:
         out = [
             "| sweep | edge | formula | value | $\\lambda_i \\, \\partial f_i/\\partial z_j$ |",
@@ -426,19 +547,32 @@ def trace(graph, at: Mapping) -> Trace:
 @dataclass(frozen=True)
 class AdjointSystem:
     """``(I - J^T) lambda = e_n``, with ``J[i, j] = df_i/dz_j`` over the nodes in
-    topological order: strictly lower triangular, with the graph's sparsity."""
+    topological order: strictly lower triangular, with the graph's sparsity.
+
+    For a graph with matrix nodes the unknowns are the multipliers' entries, each
+    node's row by row (``entries`` names them), and ``J`` holds the partials of
+    every entry of ``f_i`` by every entry of ``z_j``, at a point.
+    """
 
     nodes: tuple
     J: sp.Matrix  # local partials, symbolic, or numbers at a point
     e: sp.Matrix
+    entries: tuple = ()  # (node, (row, column)) per unknown, for matrix graphs
 
     @property
     def matrix(self) -> sp.Matrix:
-        return sp.eye(len(self.nodes)) - self.J.T
+        return sp.eye(self.J.rows) - self.J.T
+
+    @property
+    def unknowns(self) -> tuple:
+        """The multipliers (or their entries) the system solves for, in order."""
+        if not self.entries:
+            return tuple(multiplier_of(z) for z in self.nodes)
+        return tuple(_entry(multiplier_of(z), k) for z, k in self.entries)
 
     def back_substitution(self) -> list:
         """Solve from the last row up: exactly the backward sweep of Step 2."""
-        n = len(self.nodes)
+        n = self.J.rows
         lam = [None] * n
         for j in reversed(range(n)):
             lam[j] = self.e[j] + sum(self.J[i, j] * lam[i] for i in range(j + 1, n))
@@ -449,21 +583,56 @@ class AdjointSystem:
         M = np.array(self.matrix.tolist(), dtype=float)
         return np.linalg.solve(M, np.array(self.e.tolist(), dtype=float).ravel())
 
+    def __repr__(self) -> str:
+        head = (
+            "Step 2 as a triangular system (I - J^T) lambda = e_n, J[i, j] = df_i/dz_j "
+            f"({len(self.unknowns)} unknowns)"
+        )
+        M = self.matrix
+        cells = [[_cell(M[r, c]) for c in range(M.cols)] for r in range(M.rows)]
+        lams = [text(u) for u in self.unknowns]
+        es = [_cell(v) for v in self.e]
+        widths = [max(len(row[c]) for row in cells) for c in range(M.cols)]
+        wl, we = max(map(len, lams)), max(map(len, es))
+        lines = [head]
+        for r, row in enumerate(cells):
+            eq = "=" if r == len(cells) // 2 else " "
+            body = "  ".join(cell.rjust(w) for cell, w in zip(row, widths))
+            lines.append(f"  [ {body} ] [ {lams[r].ljust(wl)} ] {eq} [ {es[r].rjust(we)} ]")
+        return "\n".join(lines)
+
     def _repr_latex_(self) -> str:
-        lam = sp.Matrix([multiplier_of(z) for z in self.nodes])
+        lam = sp.Matrix(list(self.unknowns))
         return rf"$\displaystyle {latex(self.matrix)} {latex(lam)} = {latex(self.e)}$"
+
+
+def _entry(matrix, k):
+    return matrix[k] if k is not None else matrix
+
+
+def _cell(value) -> str:
+    if isinstance(value, sp.Float):
+        value = float(value)
+        return "0" if value == 0 else number(value, 4)
+    return text(value)
 
 
 def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
     """Step 2 as a matrix: symbolic local partials, or their numbers at ``at``.
 
-    Scalar graphs only (for matrix nodes the blocks would be Kronecker products).
+    With matrix nodes the system is over the vectorised entries, at a point only.
     """
+    env = _env(graph, at)
     if any(graph.node(z).shape is not None for z in graph.nodes + graph.constants):
-        raise ShapeError("the adjoint system as a matrix is shown for scalar graphs only")
+        if env is None:
+            raise ShapeError(
+                "the adjoint system of a graph with matrix nodes is built over their "
+                "entries, at a point: g.adjoint_system(at), with a value for every input "
+                "and constant"
+            )
+        return _entrywise_system(graph, env)
     nodes = graph.nodes
     index = {z: k for k, z in enumerate(nodes)}
-    env = _env(graph, at)
     J = sp.zeros(len(nodes))
     for c in stationarity(graph).backward_conditions:
         for t in c.contributions:
@@ -477,19 +646,55 @@ def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
     return AdjointSystem(tuple(nodes), J, e)
 
 
+def _entrywise_system(graph, env) -> AdjointSystem:
+    """The system over every entry of every node. Each contribution is linear in
+    ``lambda_i``, so putting the unit matrix of entry k in place of ``lambda_i`` gives
+    the partials of ``f_i``'s entry k by each entry of ``z_j``: row k of J's block."""
+    entries, start = [], {}
+    for z in graph.nodes:
+        start[z] = len(entries)
+        shape = np.shape(env[z])
+        entries += [(z, k if shape else None) for k in np.ndindex(*shape)] if shape else [(z, None)]
+    J = np.zeros((len(entries), len(entries)))
+    for c in stationarity(graph).backward_conditions:
+        for t in c.contributions:
+            reader_shape = np.shape(env[t.reader])
+            for k in np.ndindex(*reader_shape) if reader_shape else [()]:
+                unit = np.zeros(reader_shape)
+                unit[k] = 1.0
+                with np.errstate(all="ignore"):
+                    row = np.ravel(t.value({**env, t.multiplier: unit if reader_shape else 1.0}))
+                i = start[t.reader] + (np.ravel_multi_index(k, reader_shape) if k else 0)
+                J[i, start[c.wrt] : start[c.wrt] + row.size] = row
+    e = sp.zeros(len(entries), 1)
+    e[start[graph.output]] = 1
+    return AdjointSystem(tuple(graph.nodes), sp.Matrix(J), e, tuple(entries))
+
+
 # -- shadow prices -----------------------------------------------------------------
 
 
 def shadow_prices(graph, at: Mapping, eps: float = 1e-6) -> dict:
     """``{node: (change of z_n / eps, lambda)}`` when constraint i becomes
     ``z_i = f_i + eps`` (for an input, when x moves by eps): lambda_i is the price of
-    loosening constraint i, as in the sensitivity reading of Lagrange multipliers."""
-    if any(graph.node(z).shape is not None for z in graph.nodes):
-        raise ShapeError("shadow prices are shown for scalar nodes only")
+    loosening constraint i, as in the sensitivity reading of Lagrange multipliers.
+
+    For a matrix node the perturbation is ``eps`` in one entry at a time: the price is
+    a matrix of the node's shape, entry by entry against ``lambda_i``'s entries.
+    """
     base = read_values(graph, at)
     sol = solve(graph, at)
-    f0 = forward_sweep(graph, base)[graph.output]
-    return {
-        z: ((float(forward_sweep(graph, base, {z: eps})[graph.output]) - float(f0)) / eps, lam)
-        for z, lam in sol.adjoints.items()
-    }
+    f0 = float(forward_sweep(graph, base)[graph.output])
+
+    def price(z):
+        shape = np.shape(sol.values[z])
+        if not shape:
+            return (float(forward_sweep(graph, base, {z: eps})[graph.output]) - f0) / eps
+        out = np.empty(shape)
+        for k in np.ndindex(*shape):
+            bump = np.zeros(shape)
+            bump[k] = eps
+            out[k] = (float(forward_sweep(graph, base, {z: bump})[graph.output]) - f0) / eps
+        return out
+
+    return {z: (price(z), lam) for z, lam in sol.adjoints.items()}

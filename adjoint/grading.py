@@ -1,13 +1,31 @@
-"""Grading hand-derived adjoints, for course assignments.
+"""Grading hand-derived adjoints, for course assignments and autograders.
 
 A student writes, for each node ``z_j``, a formula for ``lambda_j`` in the graph's
-own symbols, the z's and the lambda's, as the lecture's Step 2 does. Each formula
-is checked against the stationarity condition ``dL/dz_j = 0`` *with the correct
-multipliers of the children substituted*, so a node is marked wrong only for its
-own mistake, not for one made further down the reverse order. Formulas are
-compared symbolically, and else numerically at random points of the forward
-solution (so ``1 - A**2`` for ``tanh'(H)`` counts as right: Step 1 makes
-``A = tanh(H)``).
+own symbols, the z's and the lambda's, as the lecture's Step 2 does. The formula is
+graded as a *function of the readers' multipliers*: it must equal
+``[j = n] + sum_i lambda_i df_i/dz_j`` for independent random values of every
+``lambda_i`` and at random points of the forward solution, so ``lambda_f*2*z + 3``
+is wrong where ``lambda_f*(2*z + 3)`` is right, and a node is marked wrong only for
+its own mistake, never for one made further down the reverse order. A formula that
+does not mention ``lambda_n`` is graded with ``lambda_n = 1`` (the student
+substituted it); one that mentions it must be right as a function of it.
+
+Points are drawn afresh for every grading (from the operating system's randomness
+unless a seed is given), with both signs where the constraints allow and at several
+scales. Equality is proved symbolically first where that is cheap (``expand`` and
+``cancel`` on small expressions), else decided by numbers at the points, so
+``1 - A**2`` for ``tanh'(H)`` counts as right: Step 1 makes ``A = tanh(H)``. A
+formula that brings in a kink (``Abs``, ``sign``, ``Heaviside``, ...) at a place
+where neither the graph nor the condition has one is wrong even where the points
+miss it: a bump cannot hide between them.
+
+Each node is graded within a time budget. Text is parsed by :func:`adjoint.parse`
+(never run); sympy work is bounded by size, and in the main thread on POSIX a timer
+(``SIGALRM``) stops whatever is still running at the budget, and the node is graded
+"could not be checked in time". A signal, not a thread (Python cannot stop a thread,
+which would run on and hold the CPU) nor a process per node (pickling sympy
+expressions and starting processes costs more than grading most nodes). Elsewhere
+the elapsed time is checked between steps.
 
     >>> import sympy as sp
     >>> from adjoint import Graph, check_adjoints
@@ -25,97 +43,246 @@ solution (so ``1 - A**2`` for ``tanh'(H)`` counts as right: Step 1 makes
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
+import signal
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
 
-from .checks import random_point
+from .checks import relative_error
 from .errors import AdjointError
 from .lagrangian import stationarity
-from .numeric import NoNumericRule, numeric_function
+from .numeric import numeric_function
 from .solve import solve
 from .values import read_values
 
 __all__ = ["AdjointGrade", "Grading", "check_adjoints"]
 
 CORRECT, WRONG, MISSING = "correct", "wrong", "missing"
+UNPARSEABLE, UNCHECKED = "unparseable", "unchecked"
+
+#: Symbolic proofs are tried only on differences up to this many operations, with
+#: integer powers up to this exponent: ``expand`` stays cheap below both.
+SYMBOLIC_OPS, SYMBOLIC_POWER = 60, 8
+
+#: Functions with a kink or a jump: a submission may use one only where the graph or
+#: its condition has one with the same argument.
+KINKS = (
+    sp.Abs,
+    sp.sign,
+    sp.Heaviside,
+    sp.Piecewise,
+    sp.Max,
+    sp.Min,
+    sp.floor,
+    sp.ceiling,
+    sp.frac,
+    sp.Mod,
+    sp.DiracDelta,
+)
 
 
 @dataclass(frozen=True)
 class AdjointGrade:
-    """The verdict on one submitted multiplier."""
+    """The verdict on one submitted multiplier.
+
+    ``status`` is "correct", "wrong", "missing", "unparseable" or "unchecked" (it
+    could not be checked in time); ``mistake`` names a wrong one's likely mistake:
+    "seed" (lambda_n not 1), "sign", "dropped-multiplier", "missing-term", "transpose",
+    "shape", "undefined", "kink", "not-a-function-of-multipliers", "foreign-multiplier"
+    or "other".
+    """
 
     node: sp.Basic
-    status: str  # "correct", "wrong" or "missing"
+    status: str
     message: str
     expected: sp.Expr  # the right-hand side of dL/dz_j = 0, solved for lambda_j
     submitted: sp.Expr | None
-    point: dict = field(default_factory=dict)  # input values where the two differ
+    point: dict = field(default_factory=dict)  # values where the two differ
+    weight: float = 1.0
+    mistake: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        """The node's points: its weight when right, else 0."""
+        return self.weight if self.status == CORRECT else 0.0
 
     def to_dict(self) -> dict:
         return {
             "node": str(self.node),
             "status": self.status,
+            "mistake": self.mistake,
             "message": self.message,
             "expected": str(self.expected),
             "submitted": None if self.submitted is None else str(self.submitted),
             "point": {str(k): _jsonable(v) for k, v in self.point.items()},
+            "score": self.score,
+            "max_score": self.weight,
+            "seconds": round(self.seconds, 4),
         }
 
 
 @dataclass(frozen=True)
 class Grading:
-    """All verdicts, in reverse topological order (the order of Step 2)."""
+    """All verdicts, in reverse topological order (the order of Step 2).
+
+    ``seed`` reproduces the points and multipliers drawn (pass it back to
+    :func:`check_adjoints` to see a disputed verdict again).
+    """
 
     grades: tuple[AdjointGrade, ...]
+    seconds: float = 0.0
+    seed: int | None = None
 
     @property
     def ok(self) -> bool:
-        """Every submitted multiplier is right."""
-        return not self.wrong
+        """Every submitted multiplier is right (missing ones are not counted)."""
+        return not any(g.status in (WRONG, UNPARSEABLE, UNCHECKED) for g in self.grades)
 
     @property
     def wrong(self) -> tuple[AdjointGrade, ...]:
-        return tuple(g for g in self.grades if g.status == WRONG)
+        return self._with(WRONG)
 
     @property
     def missing(self) -> tuple[AdjointGrade, ...]:
-        return tuple(g for g in self.grades if g.status == MISSING)
+        return self._with(MISSING)
+
+    @property
+    def unparseable(self) -> tuple[AdjointGrade, ...]:
+        return self._with(UNPARSEABLE)
+
+    @property
+    def unchecked(self) -> tuple[AdjointGrade, ...]:
+        """Nodes that could not be checked within the time budget."""
+        return self._with(UNCHECKED)
+
+    def _with(self, status: str) -> tuple[AdjointGrade, ...]:
+        return tuple(g for g in self.grades if g.status == status)
+
+    @property
+    def points(self) -> float:
+        """The weights of the right multipliers, added up."""
+        return float(sum(g.score for g in self.grades))
+
+    @property
+    def max_points(self) -> float:
+        return float(sum(g.weight for g in self.grades))
 
     @property
     def score(self) -> float:
-        """The fraction of multipliers that are right (missing ones count as not)."""
-        return sum(g.status == CORRECT for g in self.grades) / max(1, len(self.grades))
+        """The weighted fraction of multipliers that are right (missing ones count as not)."""
+        return self.points / self.max_points if self.max_points else 0.0
 
     def to_json(self) -> str:
         """The verdicts as JSON, for autograders."""
         return json.dumps(
-            {"ok": self.ok, "score": self.score, "nodes": [g.to_dict() for g in self.grades]},
+            {
+                "ok": self.ok,
+                "score": self.score,
+                "points": self.points,
+                "max_points": self.max_points,
+                "seed": self.seed,
+                "execution_time": round(self.seconds, 4),
+                "nodes": [g.to_dict() for g in self.grades],
+            },
             indent=2,
+            allow_nan=False,
         )
 
+    def to_gradescope(self, path=None, *, visibility: str = "visible") -> dict:
+        """Gradescope's ``results.json``: one test per node, scored by its weight.
+
+        Returns the dict and, given ``path``, writes it there as JSON.
+        """
+        tests = []
+        for g in self.grades:
+            tests.append(
+                {
+                    "name": f"lambda for {g.node}",
+                    "score": g.score,
+                    "max_score": g.weight,
+                    "status": "passed" if g.status == CORRECT else "failed",
+                    "output": g.message if g.status == CORRECT else f"{g.status}: {g.message}",
+                    "visibility": visibility,
+                }
+            )
+        results = {
+            "score": self.points,
+            "execution_time": round(self.seconds, 3),
+            "output": (
+                f"{sum(g.status == CORRECT for g in self.grades)} of {len(self.grades)} "
+                f"multipliers right: {self.points:g} of {self.max_points:g} points "
+                f"(grading seed {self.seed})"
+            ),
+            "visibility": visibility,
+            "tests": tests,
+        }
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as out:
+                json.dump(results, out, indent=2, allow_nan=False)
+        return results
+
     def __repr__(self) -> str:
-        marks = {CORRECT: "ok  ", WRONG: "WRONG", MISSING: "--  "}
+        marks = {CORRECT: "ok  ", WRONG: "WRONG", MISSING: "--  ", UNPARSEABLE: "PARSE"}
         lines = [
             f"{sum(g.status == CORRECT for g in self.grades)} of {len(self.grades)} "
-            "multipliers right"
+            f"multipliers right ({self.points:g} of {self.max_points:g} points)"
         ]
-        lines += [f"  {marks[g.status]} {g.node}: {g.message}" for g in self.grades]
+        lines += [f"  {marks.get(g.status, 'TIME ')} {g.node}: {g.message}" for g in self.grades]
         return "\n".join(lines)
+
+
+class _OutOfTime(BaseException):
+    """The node's budget ran out. A BaseException, so that no ``except Exception``
+    inside sympy swallows it."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Stop the block at ``seconds`` with :class:`_OutOfTime`, where a timer signal can
+    (the main thread on POSIX); elsewhere the caller's elapsed-time checks stand alone."""
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:  # someone else's timer was running: give it back what is left
+            signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer - (time.monotonic() - start)))
 
 
 def check_adjoints(
     graph,
     submissions: Mapping,
     *,
-    points: int = 3,
-    rtol: float = 1e-8,
-    seed: int = 0,
+    points: int = 8,
+    rtol: float = 1e-7,
+    seed: int | None = None,
+    weights: Mapping | None = None,
+    budget: float | None = 3.0,
+    substitute_output: bool = True,
 ) -> Grading:
     """Grade hand-derived multipliers ``lambda_j`` against ``dL/dz_j = 0``.
 
@@ -125,137 +292,484 @@ def check_adjoints(
     submissions : mapping
         ``{node: formula}``: the node as its symbol, name or multiplier; the
         formula as a sympy expression or text in the graph's symbols (``lambda_z2``
-        for a multiplier, ``A.T`` and ``@`` for matrices).
+        for a multiplier, ``A.T`` and ``@`` for matrices). A formula that does not
+        parse is graded "unparseable" and the others are still graded.
     points : int
-        How many random points to compare at, where symbols do not decide.
+        How many random points of the forward solution to compare at (each with
+        its own random multipliers).
+    rtol : float
+        The relative tolerance of a numerical comparison.
+    seed : int, optional
+        Makes the points reproducible; by default they come from the operating
+        system's randomness, and :attr:`Grading.seed` records the seed used.
+    weights : mapping, optional
+        ``{node: points}`` for partial credit; every node weighs 1 by default.
+    budget : float or None
+        Seconds per node; a node that takes longer is graded "unchecked".
+    substitute_output : bool
+        Accept a formula with ``lambda_n = 1`` substituted (default). With False,
+        every multiplier must be written out.
 
     Returns
     -------
     Grading
         ``.ok``, ``.wrong`` (each with ``.node``, ``.expected``, ``.submitted``,
-        ``.point`` and a message naming the likely mistake), ``.to_json()``.
+        ``.point``, ``.mistake`` and a message naming it), ``.score``,
+        ``.to_json()``, ``.to_gradescope()``.
+
+    Raises
+    ------
+    AdjointError
+        When ``submissions`` or ``weights`` is not a mapping, or names a node the
+        graph does not have.
     """
+    started = time.monotonic()
     if not isinstance(submissions, Mapping):
         raise AdjointError(
             "submissions must be a dict from nodes to formulas, such as {z1: 'lambda_z2*x'}, "
             f"got {type(submissions).__name__}"
         )
+    given = {_node(graph, key): formula for key, formula in submissions.items()}
+    weight = _weights(graph, weights)
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+        raise AdjointError(f"points must be a positive integer, got {points!r}")
+    if budget is not None and (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not (math.isfinite(budget) and budget > 0)
+    ):
+        raise AdjointError(f"budget must be a positive number of seconds or None, got {budget!r}")
     conditions = stationarity(graph).backward_conditions
-    extra = [*graph.dims, *(graph.multiplier(z) for z in graph.nodes)]
-    given = {}
-    for key, formula in submissions.items():
-        node = graph.lookup(key)
-        if node not in graph.nodes:
-            raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
-        what = f"the formula submitted for {graph.multiplier(node)}"
-        given[node] = graph.read_expr(formula, node, extra, what)
-
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
     rng = np.random.default_rng(seed)
-    envs = []
-    for _ in range(points):
-        point = random_point(graph, rng)
-        sol = solve(graph, point)
-        env = {**read_values(graph, point), **sol.values}
-        env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
-        envs.append((point, env))
+    samples = _samples(graph, rng, points)
+    extra = [*graph.dims, *(graph.multiplier(z) for z in graph.nodes)]
+    kinks = set()
+    for z in graph.defined:
+        kinks |= _kink_args(graph.expr(z))
 
     grades = []
     for c in conditions:
         node = c.wrt
+        w = weight.get(node, 1.0)
         if node not in given:
-            grades.append(AdjointGrade(node, MISSING, "no formula submitted", c.rhs, None))
+            grades.append(
+                AdjointGrade(node, MISSING, "no formula submitted", c.rhs, None, weight=w)
+            )
             continue
-        grades.append(_grade(graph, c, given[node], envs, rtol))
-    return Grading(tuple(grades))
+        clock = time.monotonic()
+        try:
+            with _deadline(budget):
+                grade = _grade_node(
+                    graph,
+                    c,
+                    given[node],
+                    extra,
+                    samples,
+                    rtol,
+                    kinks,
+                    w,
+                    substitute_output,
+                    clock + (budget or math.inf),
+                )
+        except _OutOfTime:
+            grade = AdjointGrade(
+                node,
+                UNCHECKED,
+                f"could not be checked in time (the budget is {budget:g} s a node)",
+                c.rhs,
+                None,
+                weight=w,
+            )
+        grades.append(_timed(grade, time.monotonic() - clock))
+    return Grading(tuple(grades), time.monotonic() - started, seed)
 
 
-def _grade(graph, c, submitted, envs, rtol) -> AdjointGrade:
-    node, expected = c.wrt, c.rhs
-    lam = c.unknown
-    shape = getattr(node, "shape", None)
-    got_shape = getattr(submitted, "shape", None)
-    if shape is not None and got_shape is not None and tuple(got_shape) != tuple(shape):
+def _node(graph, key):
+    node = graph.lookup(key)
+    if node not in graph.nodes:
+        raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
+    return node
+
+
+def _weights(graph, weights) -> dict:
+    if weights is None:
+        return {}
+    if not isinstance(weights, Mapping):
+        raise AdjointError(f"weights must be a dict from nodes to points, got {weights!r}")
+    out = {}
+    for key, value in weights.items():
+        node = _node(graph, key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value >= 0)
+        ):
+            raise AdjointError(
+                f"the weight of {node} must be a number >= 0, got {value!r}", node=node
+            )
+        out[node] = float(value)
+    return out
+
+
+def _timed(grade: AdjointGrade, seconds: float) -> AdjointGrade:
+    return AdjointGrade(**{**grade.__dict__, "seconds": seconds})
+
+
+# -- points ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sample:
+    point: dict  # the inputs' and constants' values
+    env: dict  # those, the nodes' values and the dimensions
+    true: dict  # the solved multipliers, by multiplier symbol
+    random: dict  # independent random multipliers, by multiplier symbol
+
+
+def _samples(graph, rng, count: int) -> list[_Sample]:
+    """``count`` points with a finite forward solution, spread over the domain: both
+    signs and magnitudes from 0.1 to 3 first, positive ones only if those keep failing,
+    then the safe [0.5, 1.5]."""
+    sizes = {d: 2 + k for k, d in enumerate(graph.dims)}  # distinct: a transpose shows
+    tries = 16 * count
+    # Signs of scalar inputs balanced over runs of count attempts, so that no input is
+    # positive at every point by chance (independent signs: 1 run in 2**count).
+    signs = {s: rng.permutation(np.resize([-1.0, 1.0], count)) for s in graph.inputs}
+    out = []
+    for attempt in range(tries):
+        if len(out) == count:
+            break
+        phase = 3 * attempt // tries  # 0: both signs, 1: positive, 2: the safe box
+
+        def draw(s, phase=phase, attempt=attempt):
+            shape = graph.node(s).shape
+            size = () if shape is None else [int(sp.sympify(d).xreplace(sizes)) for d in shape]
+            if phase == 2:
+                return rng.uniform(0.5, 1.5, size=size)
+            value = 10 ** rng.uniform(-1, 0.5, size=size)
+            if phase == 0 and s in signs and not size:
+                value = value * signs[s][attempt % count]
+            elif phase == 0:
+                value = value * rng.choice([-1.0, 1.0], size=size)
+            return value
+
+        point = {s: _number(draw(s)) for s in graph.inputs + graph.constants}
+        try:
+            sol = solve(graph, point)
+        except AdjointError:
+            continue
+        if not all(_finite(v) for v in [*sol.values.values(), *sol.adjoints.values()]):
+            continue
+        env = {**read_values(graph, point), **sol.values}
+        true = {graph.multiplier(z): v for z, v in sol.adjoints.items()}
+        random = {}
+        for z in graph.nodes:
+            shape = np.shape(env[z])
+            magnitude = 10 ** rng.uniform(-0.5, 0.5, size=shape)
+            random[graph.multiplier(z)] = _number(magnitude * rng.choice([-1.0, 1.0], size=shape))
+        out.append(_Sample(point, env, true, random))
+    return out
+
+
+def _number(value):
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def _finite(value) -> bool:
+    try:
+        return bool(np.all(np.isfinite(np.asarray(value, dtype=float))))
+    except (TypeError, ValueError):
+        return False
+
+
+# -- one node --------------------------------------------------------------------
+
+
+def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, deadline):
+    node, lam = c.wrt, c.unknown
+
+    def verdict(status, message, submitted=None, point=None, mistake=None):
         return AdjointGrade(
-            node,
+            node, status, message, c.rhs, submitted, dict(point or {}), weight, mistake
+        )
+
+    what = f"the formula submitted for {lam}"
+    try:
+        submitted = graph.read_expr(formula, node, extra, what)
+    except AdjointError as exc:
+        return verdict(UNPARSEABLE, str(exc))
+    except _OutOfTime:
+        raise
+    except Exception as exc:  # sympy refusing a construction (2**Lambda_C), a deep tower
+        reason = str(exc) or "sympy cannot build it"
+        return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {reason})")
+    if submitted.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        return verdict(
             WRONG,
-            f"{lam} must have the shape of {node}, {shape[0]} x {shape[1]}, but the formula is "
-            f"{got_shape[0]} x {got_shape[1]}: check the transposes (Claim 16.2: the adjoints "
-            "of C = A B are Lambda_C B^T and A^T Lambda_C)",
-            expected,
+            f"{lam} is undefined: {submitted} (a log of 0 or a division by zero gives an "
+            "infinite or undefined value)",
+            submitted,
+            mistake="undefined",
+        )
+    shape = _shape(node)
+    got = _shape(submitted)
+    if got != shape and got is not None:
+        flip = _transposed(submitted, shape)
+        if flip is not None:
+            return verdict(
+                WRONG,
+                f"{lam} has {flip} where it needs {flip}.T (or the reverse): a transpose "
+                f"(its shape is {got[0]} x {got[1]}, not that of {node}; Claim 16.2: the "
+                "adjoints of C = A B are Lambda_C B^T and A^T Lambda_C)",
+                submitted,
+                mistake="transpose",
+            )
+        return verdict(
+            WRONG,
+            _shape_message(lam, node, shape, got),
+            submitted,
+            mistake="transpose" if shape == got[::-1] else "shape",
+        )
+    output = graph.multiplier(graph.output)
+    fixed = substitute and output not in submitted.free_symbols and not c.seed
+    expected = c.rhs.xreplace({output: 1}) if fixed else c.rhs
+    if _proved_equal(submitted, expected):
+        return verdict(CORRECT, "right (proved symbolically)", submitted)
+    foreign = _kink_args(submitted) - kinks - _kink_args(c.rhs)
+    foreign = {a for a in foreign if -a not in kinks and sp.expand(-a) not in kinks}
+    if foreign:
+        where = ", ".join(sorted(map(str, foreign)))
+        return verdict(
+            WRONG,
+            f"{lam} has a kink or jump (Abs, sign, Heaviside, ...) at {where} = 0, where "
+            f"neither the graph nor dL/d{node} has one: it is not the derivative there",
+            submitted,
+            mistake="kink",
+        )
+    checked = 0
+    for sample in samples:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        env = {**sample.env, **sample.random}
+        if fixed:
+            env[output] = 1.0
+        want = c.solve(env)
+        if not _finite(want):
+            continue  # the condition is undefined here (a kink): no evidence either way
+        try:
+            have = _value(submitted, env)
+        except _Unreadable as exc:
+            return verdict(
+                WRONG, f"{lam} cannot be evaluated: {exc}", submitted, mistake="undefined"
+            )
+        checked += 1
+        if np.shape(have) != np.shape(want) and np.size(have) == 1 and shape is None:
+            have = np.reshape(have, np.shape(want))
+        if relative_error(want, have) <= rtol:
+            continue
+        mistake, message = _diagnose(graph, c, submitted, env, sample, want, have, rtol)
+        point = {
+            **sample.point,
+            **{
+                k: v
+                for k, v in sample.random.items()
+                if k in submitted.free_symbols or k in c.rhs.free_symbols
+            },
+        }
+        if fixed:
+            point[output] = 1.0
+        return verdict(WRONG, message, submitted, point, mistake)
+    if not checked:
+        return verdict(
+            UNCHECKED,
+            f"could not be checked: dL/d{node} is undefined at every point drawn",
             submitted,
         )
-    if shape is None and not isinstance(submitted, sp.MatrixExpr):
-        try:
-            if sp.simplify(submitted - expected) == 0:
-                return AdjointGrade(node, CORRECT, "right", expected, submitted)
-        except Exception:
-            pass
-    try:
-        for point, env in envs:
-            want, have = _value(expected, env), _value(submitted, env)
-            if not _close(want, have, rtol):
-                message = _diagnose(graph, c, submitted, env, want, have, rtol)
-                return AdjointGrade(node, WRONG, message, expected, submitted, dict(point))
-    except (NoNumericRule, ValueError, TypeError) as exc:
-        return AdjointGrade(
-            node, WRONG, f"the formula cannot be evaluated ({exc})", expected, submitted
+    return verdict(CORRECT, f"right (at {checked} random points and multipliers)", submitted)
+
+
+def _shape(expr):
+    shape = getattr(expr, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def _shape_message(lam, node, shape, got) -> str:
+    def name(s):
+        return "a scalar" if s is None else f"{s[0]} x {s[1]}"
+
+    message = f"{lam} must have the shape of {node}, {name(shape)}, but the formula is {name(got)}"
+    if shape is not None and got == shape[::-1]:
+        message += (
+            ": a transpose (Claim 16.2: the adjoints of C = A B are Lambda_C B^T and A^T Lambda_C)"
         )
-    return AdjointGrade(node, CORRECT, "right", expected, submitted)
+    return message
+
+
+def _transposed(expr, shape):
+    """A matrix symbol of ``expr`` whose transpose gives ``expr`` the shape ``shape``."""
+    if shape is None:
+        return None
+    for m in sorted(expr.atoms(sp.MatrixSymbol), key=str):
+        try:
+            if _shape(expr.xreplace({m: m.T}).doit()) == shape:
+                return m
+        except Exception:  # sympy's ShapeError for a product that no longer fits
+            continue
+    return None
+
+
+def _proved_equal(a, b) -> bool:
+    """``a - b`` reduces to 0 by ``expand`` and ``cancel``, tried only on small scalar
+    differences: a proof where it is cheap, no verdict otherwise."""
+    if isinstance(a, sp.MatrixExpr) or isinstance(b, sp.MatrixExpr):
+        return False
+    difference = a - b
+    if difference == 0:
+        return True
+    if sp.count_ops(difference) > SYMBOLIC_OPS or any(
+        p.exp.is_Number and abs(p.exp) > SYMBOLIC_POWER for p in difference.atoms(sp.Pow)
+    ):
+        return False
+    try:
+        return sp.expand(difference) == 0 or sp.cancel(difference) == 0
+    except Exception:  # sympy refuses some forms (polys of functions): no proof, no verdict
+        return False
+
+
+def _kink_args(expr) -> set:
+    """The arguments of the kinks and jumps in ``expr``: where each one breaks."""
+    args = set()
+    for k in expr.atoms(*KINKS):
+        if isinstance(k, sp.Piecewise):
+            args.add(k)
+        else:
+            args.update(a for a in k.args if not a.is_number)
+    return args
+
+
+class _Unreadable(Exception):
+    pass
 
 
 def _value(expr, env):
-    expr = sp.sympify(expr)
-    symbols = sorted((s for s in expr.free_symbols if s in env), key=lambda s: s.name)
-    unknown = [s for s in expr.free_symbols if s not in env]
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    unknown = [s for s in symbols if s not in env]
     if unknown:
-        raise ValueError(f"it reads {', '.join(map(str, unknown))}, not a symbol of the graph")
-    with np.errstate(all="ignore"):
-        return np.asarray(numeric_function(symbols, expr)(*[env[s] for s in symbols]), float)
+        raise _Unreadable(f"it reads {', '.join(map(str, unknown))}, not a symbol of the graph")
+    try:
+        fn = numeric_function(symbols, expr)
+        with np.errstate(all="ignore"):
+            value = fn(*[env[s] for s in symbols])
+        value = np.asarray(value, dtype=float)
+    except _OutOfTime:
+        raise
+    except ZeroDivisionError:
+        raise _Unreadable("it divides by zero at a point where the condition is finite") from None
+    except Exception as exc:  # whatever the text does, the node gets a reason, not a crash
+        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    if not np.all(np.isfinite(value)):
+        raise _Unreadable(
+            "its value is infinite or undefined (a division by zero or a log of 0) at a point "
+            "where the condition is finite"
+        )
+    return value
 
 
 def _close(a, b, rtol) -> bool:
-    if np.shape(a) != np.shape(b) and np.size(a) != 1 and np.size(b) != 1:
-        return False
-    scale = max(1.0, float(np.max(np.abs(a))) if np.size(a) else 1.0)
-    return bool(np.all(np.abs(a - b) <= rtol * scale))
+    return relative_error(a, b) <= rtol
 
 
-def _diagnose(graph, c, submitted, env, want, have, rtol) -> str:
-    """Name the likely mistake: lambda_n not 1, a sign, a missing reader, a transpose."""
+def _diagnose(graph, c, submitted, env, sample, want, have, rtol) -> tuple[str, str]:
+    """The likely mistake and a message naming it."""
     lam, node = c.unknown, c.wrt
     if c.seed:
-        return (
+        return "seed", (
             f"{lam} must be 1: {node} is the output, and dL/d{node} = 1 - {lam} "
             "(the Lagrangian's z_n term)"
         )
+    if np.shape(have) != np.shape(want):
+        return "shape", _shape_message(lam, node, _shape(node), np.shape(have) or None)
+    readers = {t.multiplier for t in c.contributions}
+    used = {s for s in submitted.free_symbols if s in sample.random}
+    if lam in used:
+        return "foreign-multiplier", (
+            f"{lam} is written in terms of itself: write it with the multipliers of the "
+            f"readers of {node} ({', '.join(map(str, readers)) or 'none'})"
+        )
+    foreign = used - readers
+    if foreign:
+        return "foreign-multiplier", (
+            f"{lam} reads {', '.join(sorted(map(str, foreign)))}, which is not the multiplier "
+            f"of a reader of {node}: lambda_{node} = sum over the nodes i that read {node} of "
+            f"lambda_i df_i/d{node} ({', '.join(map(str, readers)) or 'none'})"
+        )
     if _close(want, -have, rtol):
-        return f"{lam} has the wrong sign: it is lambda_j = + sum_i lambda_i df_i/dz_j"
-    terms = c.contributions
-    if 1 < len(terms) <= 8:
-        values = [_value(t.expr, env) for t in terms]
-        for size in range(len(terms) - 1, 0, -1):
-            for subset in itertools.combinations(range(len(terms)), size):
-                if _close(sum(values[k] for k in subset), have, rtol):
-                    missed = [str(terms[k].reader) for k in range(len(terms)) if k not in subset]
-                    readers = ", ".join(str(t.reader) for t in terms)
-                    return (
-                        f"{lam} misses the contribution of {', '.join(missed)}: {node} is read "
-                        f"by {readers}, and every reader i adds lambda_i df_i/d{node} (fan-out)"
-                    )
+        return "sign", f"{lam} has the wrong sign: it is lambda_j = + sum_i lambda_i df_i/dz_j"
+    found = _terms_match(c, env, have, rtol)
+    if found is not None:
+        return found
+    true_env = {**env, **sample.true}
+    try:
+        if _close(c.solve(true_env), _value(submitted, true_env), rtol):
+            return "not-a-function-of-multipliers", (
+                f"{lam} is right at the multipliers' values at this point but not as a "
+                f"function of them: each lambda_i must multiply all of df_i/d{node} (a "
+                "parenthesis misplaced, or a value put in for a multiplier)"
+            )
+    except _Unreadable:
+        pass
     if isinstance(submitted, sp.MatrixExpr):
-        square = [m for m in submitted.atoms(sp.MatrixSymbol) if m.rows == m.cols]
-        for m in square:
+        for m in [m for m in submitted.atoms(sp.MatrixSymbol) if m.rows == m.cols]:
             try:
                 if _close(want, _value(submitted.xreplace({m: m.T}), env), rtol):
-                    return f"{lam} has {m} where it needs {m}.T (or the reverse): a transpose"
-            except (ValueError, TypeError, NoNumericRule):
+                    return "transpose", (
+                        f"{lam} has {m} where it needs {m}.T (or the reverse): a transpose"
+                    )
+            except _Unreadable:
                 continue
-        if np.shape(want) == np.shape(have) and np.ndim(want) == 2 and _close(want, have.T, rtol):
-            return f"{lam} is the transpose of the right matrix"
-    return (
+        if np.ndim(want) == 2 and _close(want, np.transpose(have), rtol):
+            return "transpose", f"{lam} is the transpose of the right matrix"
+    return "other", (
         f"{lam} differs from the stationarity condition dL/d{node} = 0 "
         f"(at the point given, {_short(have)} instead of {_short(want)})"
     )
+
+
+def _terms_match(c, env, have, rtol):
+    """A term of the sum left out, or a multiplier dropped from one, that explains ``have``."""
+    lam, node, terms = c.unknown, c.wrt, c.contributions
+    if not terms or len(terms) > 6:
+        return None
+    options = []
+    for t in terms:
+        full = t.value(env)
+        choices = [("full", full), ("missing", 0.0 * full)]
+        if np.ndim(env[t.multiplier]) == 0:
+            choices.append(("dropped", t.value({**env, t.multiplier: 1.0})))
+        options.append(choices)
+    for combo in itertools.product(*options):
+        if all(kind == "full" for kind, _ in combo):
+            continue
+        total = c.seed + sum(v for _, v in combo)
+        if _close(total, have, rtol):
+            missed = [str(t.reader) for t, (kind, _) in zip(terms, combo) if kind == "missing"]
+            dropped = [str(t.multiplier) for t, (kind, _) in zip(terms, combo) if kind == "dropped"]
+            readers = ", ".join(str(t.reader) for t in terms)
+            parts = []
+            if missed:
+                parts.append(
+                    f"{lam} misses the contribution of {', '.join(missed)}: {node} is read by "
+                    f"{readers}, and every reader i adds lambda_i df_i/d{node} (fan-out)"
+                )
+            if dropped:
+                parts.append(
+                    f"{lam} drops the multiplier {', '.join(dropped)}: each reader's partial "
+                    f"df_i/d{node} is multiplied by its lambda_i"
+                )
+            return ("missing-term" if missed else "dropped-multiplier"), "; ".join(parts)
+    return None
 
 
 def _short(value) -> str:

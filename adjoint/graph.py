@@ -37,6 +37,7 @@ from .symbols import MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 __all__ = ["ConstraintGraph", "Node"]
 
 INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
+_A_KIND = {INPUT: "an input", CONSTANT: "a constant", DEFINED: "a defined node"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class ConstraintGraph:
                 node=symbol,
             )
         expr, reads = self._resolve_reads(expr, symbol)
-        _check_shapes(expr, symbol)
+        if shape is not None or any(self._nodes[r].shape is not None for r in reads):
+            _check_shapes(expr, symbol)
         parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
         node = Node(symbol, DEFINED, len(self._nodes), expr, reads, parents, shape)
         self._add(node)
@@ -369,7 +371,7 @@ class ConstraintGraph:
         if symbol.name in self._by_name:
             existing = self._nodes[self._by_name[symbol.name]]
             raise DuplicateNameError(
-                f"{symbol.name} is already declared (as an {existing.kind}); "
+                f"{symbol.name} is already declared (as {_A_KIND[existing.kind]}); "
                 "each node needs its own name",
                 node=symbol,
             )
@@ -391,6 +393,11 @@ class ConstraintGraph:
 
     def lookup(self, node) -> sp.Symbol:
         """The graph's symbol for a symbol or a name; an error naming it if unknown."""
+        try:
+            if node in self._nodes:  # the common case first: one hash lookup
+                return node
+        except TypeError:  # unhashable: not a node, said below
+            pass
         if isinstance(node, (Multiplier, MatrixMultiplier)):
             node = node.node_name
         if isinstance(node, (sp.Symbol, sp.MatrixSymbol)):
@@ -410,6 +417,8 @@ class ConstraintGraph:
         Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
         expression in error messages (by default, the constraint for ``node``).
         """
+        if isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixBase):
+            return expr  # the common case, with nothing to say about it
         what = what or f"the constraint for {node}"
         if isinstance(expr, str):
             try:

@@ -34,6 +34,7 @@ explanations, drawings and grading all read.
 from __future__ import annotations
 
 import enum
+import gc
 
 import numpy as np
 import sympy as sp
@@ -42,6 +43,7 @@ from .display import aligned, latex, text
 from .errors import ShapeError
 from .matrices import MatrixOperation
 from .partials import operation
+from .values import finite
 
 __all__ = [
     "AdjointCondition",
@@ -93,20 +95,17 @@ def scalar_output(graph):
 
 class _Lazy:
     """Slots, and sympy forms built on first use and kept: during the assembly of
-    grad L = 0 each object is one container, which keeps the garbage collector's
-    work linear in the size of the graph (a dict per object doubled it)."""
+    grad L = 0 each object is one container (a dict per object doubled the garbage
+    collector's work). The objects are not changed once made."""
 
     __slots__ = ("_memo",)
 
     def _kept(self, key: str, build):
         if self._memo is None:
-            object.__setattr__(self, "_memo", {})
+            self._memo = {}
         if key not in self._memo:
             self._memo[key] = build()
         return self._memo[key]
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"a {type(self).__name__} does not change once made")
 
 
 class Contribution(_Lazy):
@@ -120,16 +119,13 @@ class Contribution(_Lazy):
     __slots__ = ("k", "multiplier", "node", "op", "reader", "reads")
 
     def __init__(self, reader, node, op, reads, k: int, multiplier):
-        for name, value in (
-            ("reader", reader),  # i: the node whose constraint reads z_j
-            ("node", node),  # j
-            ("op", op),  # f_i as an operation of its arguments
-            ("reads", reads),  # f_i's arguments; z_j is reads[k]
-            ("k", k),
-            ("multiplier", multiplier),  # lambda_i
-            ("_memo", None),
-        ):
-            object.__setattr__(self, name, value)
+        self.reader = reader  # i: the node whose constraint reads z_j
+        self.node = node  # j
+        self.op = op  # f_i as an operation of its arguments
+        self.reads = reads  # f_i's arguments; z_j is reads[k]
+        self.k = k
+        self.multiplier = multiplier  # lambda_i
+        self._memo = None
 
     def __repr__(self) -> str:
         return f"Contribution(lambda_{self.reader} d{self.reader}/d{self.node})"
@@ -174,7 +170,7 @@ class Contribution(_Lazy):
         ``lambda_i`` in ``env``."""
         lam, out = env[self.multiplier], env[self.reader]
         value = self.op.contribution_value(self.k, self.reads, lam, out, env)
-        if np.all(np.isfinite(out)) or not np.any(lam):
+        if finite(out) or (lam == 0 if isinstance(lam, float) else not np.any(lam)):
             return value
         # The reader is outside its domain (z_i is nan or inf): f_i has no derivative
         # there, so neither has anything upstream of it.
@@ -196,15 +192,12 @@ class ForwardCondition(_Lazy):
     __slots__ = ("op", "reads", "rhs", "unknown", "wrt")
 
     def __init__(self, unknown, wrt, rhs, op, reads):
-        for name, value in (
-            ("unknown", unknown),  # z_i
-            ("wrt", wrt),  # lambda_i
-            ("rhs", rhs),  # f_i, as the user wrote it
-            ("op", op),  # f_i as an operation of its arguments
-            ("reads", reads),  # every node f_i reads, constants too
-            ("_memo", None),
-        ):
-            object.__setattr__(self, name, value)
+        self.unknown = unknown  # z_i
+        self.wrt = wrt  # lambda_i
+        self.rhs = rhs  # f_i, as the user wrote it
+        self.op = op  # f_i as an operation of its arguments
+        self.reads = reads  # every node f_i reads, constants too
+        self._memo = None
 
     def __repr__(self) -> str:
         return f"ForwardCondition({self.unknown} = {self.rhs})"
@@ -246,15 +239,12 @@ class AdjointCondition(_Lazy):
     __slots__ = ("contributions", "role", "seed", "unknown", "wrt")
 
     def __init__(self, role, wrt, unknown, contributions, seed: int = 0):
-        for name, value in (
-            ("role", role),  # ADJOINT or GRADIENT
-            ("wrt", wrt),  # z_j
-            ("unknown", unknown),  # lambda_j
-            ("contributions", contributions),  # one per reader i of z_j
-            ("seed", seed),  # dz_n/dz_j: 1 for the output, else 0
-            ("_memo", None),
-        ):
-            object.__setattr__(self, name, value)
+        self.role = role  # ADJOINT or GRADIENT
+        self.wrt = wrt  # z_j
+        self.unknown = unknown  # lambda_j
+        self.contributions = contributions  # one per reader i of z_j
+        self.seed = seed  # dz_n/dz_j: 1 for the output, else 0
+        self._memo = None
 
     def __repr__(self) -> str:
         return f"AdjointCondition({self.unknown} = {self.rhs})"
@@ -384,6 +374,21 @@ def stationarity(graph) -> Stationarity:
 
 
 def _assemble(graph) -> Stationarity:
+    # Each full collection of the cyclic garbage collector rescans every object alive,
+    # here the graph's sympy objects, none of them garbage: that doubled the time of
+    # this linear assembly. They are set aside (gc.freeze) while it runs, unless
+    # someone else keeps objects frozen; the collector itself keeps running.
+    mine = gc.get_freeze_count() == 0
+    if mine:
+        gc.freeze()
+    try:
+        return _conditions(graph)
+    finally:
+        if mine:
+            gc.unfreeze()
+
+
+def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []

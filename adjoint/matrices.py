@@ -108,7 +108,13 @@ def _elementwise(expr, cot):
     d = sp.Dummy("d", real=True)
     body = expr.function(d)
     fprime = sp.Lambda(d, mark_kinks(sp.diff(body, d), body))
-    return [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(fprime, expr.expr)))]
+    pulled = [(expr.expr, sp.HadamardProduct(cot, ElementwiseApplyFunction(fprime, expr.expr)))]
+    # A scalar s that the entry-wise function reads besides the entry (sin(a + s)):
+    # d/ds sum_ij Lambda_ij f(A_ij, s) = <Lambda, f_s.(A)>.
+    for s in sorted(body.free_symbols - {d}, key=lambda s: s.name):
+        fs = sp.Lambda(d, mark_kinks(sp.diff(body, s), body))
+        pulled.append((s, sp.Trace(cot.T * ElementwiseApplyFunction(fs, expr.expr))))
+    return pulled
 
 
 @rule(sp.Trace)

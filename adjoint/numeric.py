@@ -20,14 +20,13 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 __all__ = [
     "ArrayPrinting",
     "JaxNumericPrinter",
     "NoNumericRule",
     "NumericPrinter",
-    "implementations",
     "namespace",
     "numeric_function",
     "on_host",
@@ -44,7 +43,27 @@ class ArrayPrinting:
 
     ``DiracDelta`` (the derivative of ``sign`` and ``Heaviside``) is 0 away from
     the origin and has no finite value at it: it prints as ``nan`` there.
+
+    ``aliases`` maps subexpressions to the code that stands for them (a placeholder
+    argument to its variable, a part computed earlier to its temporary), so that a
+    shared template prints for each node without being rebuilt in the node's symbols.
+    The user-defined operations printed are collected in ``implementations``.
     """
+
+    def __init__(self, settings=None, aliases=None):
+        super().__init__(settings)
+        self.aliases = {} if aliases is None else aliases
+        self.implementations: dict = {}
+
+    def _print(self, expr, **kwargs):
+        if self.aliases:
+            try:
+                alias = self.aliases.get(expr)
+            except TypeError:  # unhashable: a list of arguments
+                alias = None
+            if alias is not None:
+                return alias
+        return super()._print(expr, **kwargs)
 
     def _array_fn(self, name: str) -> str:
         return self._module_format(f"{self._module}.{name}")
@@ -81,7 +100,8 @@ class ArrayPrinting:
             return f"({product})"
         if coeff == -1:  # -(A @ B), not (-A) @ B: negate the smaller result
             return f"(-{product})" if len(mats) == 1 else f"(-({product}))"
-        return f"({self._print(coeff)} * ({product}))"
+        # a sum as coefficient keeps its parentheses: (a + b) X, not a + b X
+        return f"({self.parenthesize(coeff, precedence(sp.Mul))} * ({product}))"
 
     def _print_Trace(self, expr):
         return self._trace(expr.arg)
@@ -118,6 +138,10 @@ class ArrayPrinting:
             P = P.arg
         else:
             Q = sp.Transpose(Q)
+        if isinstance(P, sp.MatrixSymbol) and isinstance(Q, sp.MatrixSymbol):
+            # a contraction of two stored arrays forms no temporary at all
+            einsum = self._array_fn("einsum")
+            return f"{einsum}('ij,ij->', {self._print(P)}, {self._print(Q)})"
         if P == Q:  # tr(A^T A): A is printed, and computed, once
             return f"{total}({self.parenthesize(P, PRECEDENCE['Pow'], True)}**2)"
         mul = PRECEDENCE["Mul"]  # strict: a product of matrices prints in parentheses already
@@ -274,18 +298,6 @@ def on_host(fn):
     return call
 
 
-def implementations(*exprs: sp.Basic) -> dict:
-    """The numeric implementations of the user-defined operations (``adjoint.elementary``)
-    that ``exprs`` call, under the names printed code calls them by."""
-    found = {}
-    for expr in exprs:
-        for f in expr.atoms(sp.Function):
-            impl = getattr(type(f), "numeric_implementation", None)
-            if impl is not None:
-                found[type(f).code_name] = impl
-    return found
-
-
 class NoNumericRule(Exception):
     """Raised inside the package when an expression has no numeric implementation."""
 
@@ -299,22 +311,19 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
     """
     if expr.has(sp.Derivative, sp.Subs):
         raise NoNumericRule(expr)
-    printer = NumericPrinter({"fully_qualified_modules": True, "strict": True})
     names = [f"a{k}" for k in range(len(args))]
-    placeholders = {
-        a: sp.MatrixSymbol(n, *a.shape) if isinstance(a, sp.MatrixSymbol) else sp.Symbol(n)
-        for a, n in zip(args, names)
-    }
+    printer = NumericPrinter(
+        {"fully_qualified_modules": True, "strict": True}, aliases=dict(zip(args, names))
+    )
     try:
-        body = printer.doprint(expr.xreplace(placeholders))
+        body = printer.doprint(expr)
     except PrintMethodNotImplementedError as exc:
         raise NoNumericRule(expr) from exc
-    found = implementations(expr)
     if any(module.split(".")[0] not in namespace() for module in printer.module_imports):
         raise NoNumericRule(expr)
     source = f"lambda {', '.join(names)}: {body}"
-    if found:
-        return eval(source, {**namespace(), **found})
+    if printer.implementations:
+        return eval(source, {**namespace(), **printer.implementations})
     return _compiled(source)
 
 

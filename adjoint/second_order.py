@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 
 from .display import aligned, latex, text
-from .errors import AdjointError, BadValueError, UnknownSymbolError
+from .errors import AdjointError, BadValueError, ShapeError, UnknownSymbolError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
@@ -364,11 +364,22 @@ def read_direction(graph, direction) -> dict:
             "every input (0.0 to keep it fixed)",
             node=missing[0],
         )
-    out, dims = {}, {}
+    out = {}
     for x in graph.inputs:
         shape = graph.node(x).shape
-        out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape, dims)
+        out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape)
     return out
+
+
+def _check_direction_shapes(graph, env, v) -> None:
+    """A matrix input's direction has the shape of the value given for it."""
+    for x, value in v.items():
+        if np.shape(value) != np.shape(env[x]):
+            raise ShapeError(
+                f"the direction of {x} has shape {np.shape(value)}, but the value of {x} has "
+                f"shape {np.shape(env[x])}: a direction moves each input within its own shape",
+                node=x,
+            )
 
 
 class TangentSolution:
@@ -397,6 +408,7 @@ class HVP(NodeMap):
 def _sweeps(graph, so, env, v):
     """The tangent sweep (forward) and the second-order adjoint sweep (reverse) on
     ``env``, which holds the solution of grad L = 0; returns the new environment."""
+    _check_direction_shapes(graph, env, v)
     env = dict(env)
     for x, value in v.items():
         env[so.directions[x]] = value
@@ -424,6 +436,7 @@ def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
     v = read_direction(graph, direction)
+    _check_direction_shapes(graph, env, v)
     for x, value in v.items():
         env[so.directions[x]] = value
     with np.errstate(all="ignore"):

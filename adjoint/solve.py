@@ -20,15 +20,32 @@ from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, to_real
 from .parsing import parse
 from .split import split
-from .values import read_values
+from .values import finite, read_values
 
 __all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
 
-def solve(graph, values: Mapping | None = None) -> Solution:
+def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solution:
     """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
-    input and constant), or symbolically without them."""
+    input and constant), or symbolically without them.
+
+    ``expand=False`` gives the symbolic solution in the lecture's own terms: each
+    ``z_i`` as ``f_i`` of its parents and each ``lambda_j`` as Step 2 writes it,
+    ``[j = n] + sum_i lambda_i df_i/dz_j``, in the named nodes and the readers'
+    multipliers, with nothing composed into the inputs (which, for a deep graph, is
+    exponentially longer).
+    """
     kkt = stationarity(graph)
+    if not expand:
+        if values is not None:
+            raise AdjointError(
+                "expand=False keeps the solution symbolic, in the lecture's terms; solve "
+                "without values (g.solve(expand=False)), or with values and expand=True"
+            )
+        node_values = {z: z for z in (*graph.inputs, *graph.constants)}
+        node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
+        adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
+        return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
@@ -46,6 +63,14 @@ def solve(graph, values: Mapping | None = None) -> Solution:
                 env[condition.unknown] = _solve(condition, env, symbolic)
                 if not symbolic:
                     _check_shape(condition, env)
+    except RecursionError:
+        raise AdjointError(
+            f"the symbolic solution for {condition.unknown} is deeper than sympy can build "
+            "(its simplifications recurse through the whole expression): solve at a point, "
+            "g.solve({...}), or read the conditions themselves, g.stationarity(), where "
+            "each is written in its neighbours' terms",
+            node=condition.wrt,
+        ) from None
     except np.linalg.LinAlgError as exc:
         node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
         raise AdjointError(
@@ -74,15 +99,15 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
     """``{node: why}`` for each node whose value or multiplier is not a number here."""
     notes = {}
     for z in graph.defined:
-        if not np.all(np.isfinite(values[z])):
-            bad = [p for p in graph.parents(z) if p in notes]
+        if not finite(values[z]):
+            bad = next((p for p in graph.parents(z) if p in notes), None)
             notes[z] = (
-                f"undefined: it reads {', '.join(map(str, bad))}, which is undefined"
-                if bad
-                else f"undefined: outside the domain of {z} = {text(graph.expr(z))}"
+                f"undefined: it reads {bad.name}, which is undefined"
+                if bad is not None
+                else "undefined: outside the domain of its constraint"
             )
     for z in graph.nodes:
-        if z not in notes and not np.all(np.isfinite(adjoints[z])):
+        if z not in notes and not finite(adjoints[z]):
             notes[z] = (
                 "no derivative here: a kink (|.|, max, a step) or a node outside its domain "
                 "lies between it and the output"
@@ -93,8 +118,10 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
 def _check_shape(condition, env) -> None:
     """Every multiplier has its node's shape: an invariant, checked as it is made."""
     node = condition.wrt
-    want = np.shape(env[node])
-    got = np.shape(env[condition.unknown])
+    value, lam = env[node], env[condition.unknown]
+    if isinstance(value, float) and isinstance(lam, float):  # scalars: the common case
+        return
+    want, got = np.shape(value), np.shape(lam)
     if got != want:
         raise AdjointError(
             f"internal error: lambda_{node} came out {got}, but {node} is {want}; please "
@@ -185,6 +212,8 @@ class Solution:
     and ``output`` the value of ``z_n``. Numbers are floats; a symbolic solution
     holds sympy expressions of the inputs. A solution never changes once made.
 
+    ``sol[z]`` is the value of node ``z``, the same as ``sol.values[z]``.
+
     ``undefined`` names, with the reason, each node whose value is not a number (a
     constraint outside its domain, as ``log`` of a negative number) or whose
     multiplier is not (a kink such as ``|x|`` at 0, or an undefined node between it
@@ -216,6 +245,22 @@ class Solution:
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+
+    def __getitem__(self, node):
+        """``sol[z]`` is the value of node ``z`` (by symbol or name), as
+        ``sol.values[z]``; its multiplier is ``sol.adjoints[z]``."""
+        try:
+            return self.values[node]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"{node} is not a node of this solution; its nodes are "
+                f"{', '.join(map(str, self.values))}"
+            ) from None
+
+    def __contains__(self, node) -> bool:
+        return node in self.values
+
+    __iter__ = None  # not a sequence: iterate over sol.values or sol.adjoints
 
     def __setattr__(self, name, value):
         raise AttributeError("a Solution does not change once made")

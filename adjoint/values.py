@@ -19,12 +19,20 @@ import sympy as sp
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .symbols import CHECKS
 
-__all__ = ["as_array", "as_number", "as_points", "read_values"]
+__all__ = ["as_array", "as_number", "as_points", "bind_dimensions", "finite", "read_values"]
+
+
+def finite(value) -> bool:
+    """Whether a value (a number, or every entry of an array) is finite."""
+    if isinstance(value, float):  # numpy's float64 too: the solver's common case
+        return math.isfinite(value)
+    return bool(np.all(np.isfinite(value)))
 
 
 def read_values(graph, values: Mapping) -> dict:
     """The values given for every input and constant of ``graph``, checked and
-    converted; the result also binds each symbolic matrix dimension (``n``) to its size.
+    converted; the result also binds each symbolic matrix dimension (``n``) to its size
+    (by agreement: see :func:`bind_dimensions`).
     """
     if not isinstance(values, Mapping):
         raise BadValueError(
@@ -56,20 +64,21 @@ def read_values(graph, values: Mapping) -> dict:
             node=missing[0],
         )
     env: dict = {}
-    dims: dict = {}
-    for symbol in graph.inputs + graph.constants:  # declaration order binds dimensions
+    arrays = []
+    for symbol in graph.inputs + graph.constants:
         shape = graph.node(symbol).shape
         if shape is None:
             env[symbol] = as_number(symbol, given[symbol])
         else:
-            env[symbol] = as_array(symbol, given[symbol], shape, dims)
-    env.update(dims)
+            env[symbol] = as_array(symbol, given[symbol], shape)
+            arrays.append((symbol, shape, env[symbol]))
+    env.update(bind_dimensions(arrays))
     return env
 
 
-def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
-    """A real, finite array of the declared shape; symbolic dimensions are bound in
-    ``dims`` (the first array that has one binds it)."""
+def as_array(symbol, value, shape, dtype=float) -> np.ndarray:
+    """A real, finite two-dimensional array, of the declared size along each number in
+    ``shape``; symbolic dimensions are bound afterwards, by :func:`bind_dimensions`."""
     expected = " x ".join(str(d) for d in shape)
     array = _real_array(symbol, value, dtype, f"a real {expected} array")
     if array.ndim != 2:
@@ -79,16 +88,81 @@ def as_array(symbol, value, shape, dims: dict, dtype=float) -> np.ndarray:
             node=symbol,
         )
     for declared, size in zip(shape, array.shape):
-        if isinstance(declared, sp.Symbol):
-            declared = dims.setdefault(declared, size)
-        if int(declared) != size:
-            bound = " x ".join(str(dims.get(d, d)) for d in shape)
+        if not isinstance(declared, sp.Symbol) and int(declared) != size:
             raise ShapeError(
-                f"{symbol} must be {expected} (here {bound}), but the array given for it "
-                f"has shape {array.shape[0]} x {array.shape[1]}",
+                f"{symbol} must be {expected}, but the array given for it has shape {_size(array)}",
                 node=symbol,
             )
     return array
+
+
+def bind_dimensions(arrays) -> dict:
+    """``{n: size}`` for each symbolic dimension of ``arrays`` (``(symbol, declared
+    shape, array)`` in declaration order), bound by agreement.
+
+    Each array says what size it gives each dimension; the size most arrays give
+    wins, and the first array that gives another is the one named, with every
+    array it conflicts with. When no size has a majority, every side is named.
+    """
+    says: dict = {}  # {dim: {size: [symbols giving it]}}, each symbol once per size
+    for symbol, shape, array in arrays:
+        for declared, size in zip(shape, array.shape):
+            if isinstance(declared, sp.Symbol):
+                sizes = says.setdefault(declared, {}).setdefault(size, [])
+                if symbol not in sizes:
+                    sizes.append(symbol)
+    dims = {d: next(iter(sizes)) for d, sizes in says.items() if len(sizes) == 1}
+    of = {symbol: (shape, array) for symbol, shape, array in arrays}
+    for d, sizes in says.items():
+        if len(sizes) == 1:
+            continue
+        ranked = sorted(sizes.items(), key=lambda item: -len(item[1]))
+        (size, agree), (_, runner_up) = ranked[0], ranked[1]
+        if len(agree) > len(runner_up):
+            dims[d] = size
+            culprit = next(
+                s for s, _, _ in arrays if any(s in v for k, v in sizes.items() if k != size)
+            )
+            shape, array = of[culprit]
+            others = [s for s in agree if s != culprit]
+            wanted = " x ".join(str(dims.get(e, size if e == d else e)) for e in shape)
+            raise ShapeError(
+                f"{culprit} must be {' x '.join(map(str, shape))}, but the array given for it "
+                f"is {_size(array)}: it makes {d} = "
+                f"{', '.join(str(k) for k, v in sizes.items() if culprit in v and k != size)}, "
+                f"while {d} = {size} from "
+                + ", ".join(f"{s} ({_size(of[s][1])})" for s in others)
+                + (" and its own other axis" if culprit in agree else "")
+                + f"; give {culprit} a {wanted} array",
+                node=culprit,
+            )
+        sides = "; ".join(
+            f"{d} = {k} from "
+            + ", ".join(f"{s} ({_declared(of[s][0])}: {_size(of[s][1])})" for s in v)
+            for k, v in ranked
+        )
+        named = [s for s, _, _ in arrays if any(s in v for v in sizes.values())]
+        if len(named) == 1:  # one array, two sizes for one dimension
+            shape, array = of[named[0]]
+            raise ShapeError(
+                f"{named[0]} must be {' x '.join(map(str, shape))}, but the array given for it "
+                f"is {_size(array)}: {d} cannot be both " + " and ".join(str(k) for k in sizes),
+                node=named[0],
+            )
+        raise ShapeError(
+            f"the arrays disagree on the dimension {d}, and no size has a majority: {sides}; "
+            f"give arrays that agree on {d}",
+            node=named[-1],
+        )
+    return dims
+
+
+def _declared(shape) -> str:
+    return " x ".join(map(str, shape))
+
+
+def _size(array) -> str:
+    return " x ".join(map(str, np.shape(array)))
 
 
 def as_points(symbol, value, dtype=float) -> np.ndarray:

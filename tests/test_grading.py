@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from strategies import dags
 
 import adjoint
@@ -173,6 +174,7 @@ def test_a_wrong_transpose_in_a_matrix_adjoint():
     grading = check_adjoints(g, answers)
     (wrong,) = grading.wrong
     assert wrong.node.name == "A" and "transpose" in wrong.message
+    assert wrong.mistake == "transpose"
 
 
 def test_missing_submissions_are_reported_but_not_wrong():
@@ -190,15 +192,292 @@ def test_json_for_autograders():
     assert data["nodes"][0]["point"]
 
 
+def test_bad_submission_keys_raise():
+    g, _ = fan_out()
+    with pytest.raises(adjoint.UnknownSymbolError):
+        check_adjoints(g, {"nowhere": 1})
+    with pytest.raises(adjoint.AdjointError):
+        check_adjoints(g, {"a": 1}, weights={"a": -1})
+
+
+@pytest.mark.parametrize("formula", ["__import__('os')", [1], "lamda_c * 2*b"])
+def test_a_formula_that_does_not_parse_is_reported_and_the_rest_graded(formula):
+    g, _ = fan_out()
+    answers = {**_right_answers(g), "b": formula}
+    grading = check_adjoints(g, answers)
+    (bad,) = grading.unparseable
+    assert bad.node.name == "b" and "lambda_b" in bad.message
+    assert [x.status for x in grading.grades].count("correct") == 3
+    assert not grading.ok
+
+
+# -- issue 13: graded as a function of the multipliers, fresh points, budgets ------
+
+
+def _quadratic():
+    g = adjoint.Graph()
+    z = g.input("z")
+    g.define("f", z**2 + 3 * z)
+    return g
+
+
+def _sin_of_product():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    z1 = g.define("z1", x * y)
+    g.define("f", sp.sin(z1))
+    return g
+
+
+def _grade(g, node, formula, **kw):
+    (grade,) = [x for x in check_adjoints(g, {node: formula}, **kw).grades if x.node.name == node]
+    return grade
+
+
+def test_a_multiplier_must_multiply_the_whole_partial():
+    g = _quadratic()
+    wrong = _grade(g, "z", "lambda_f*2*z + 3")
+    assert wrong.status == "wrong" and wrong.mistake == "not-a-function-of-multipliers"
+    assert _grade(g, "z", "lambda_f*(2*z + 3)").status == "correct"
+    assert _grade(g, "z", "2*z + 3").status == "correct"  # lambda_f = 1 substituted
+    # with substitution refused, the multiplier must be written out
+    dropped = _grade(g, "z", "2*z + 3", substitute_output=False)
+    assert dropped.mistake == "dropped-multiplier"
+
+
+def test_dropped_multipliers_are_right_only_where_lambda_n_is_substituted():
+    g, _ = lecture_dag()
+    # z2 is the output: cos(z1) is lambda_z2*cos(z1) with lambda_z2 = 1 put in
+    assert _grade(g, "z1", "cos(z1)").status == "correct"
+    assert _grade(g, "z1", "cos(z1)", substitute_output=False).mistake == "dropped-multiplier"
+    g, _ = two_layer_net()
+    assert _grade(g, "R", "2*R").status == "correct"
+    assert _grade(g, "R", "2*R", substitute_output=False).status == "wrong"
+    g, _ = fan_out()
+    # b is not the output: its reader's multiplier cannot be dropped
+    assert _grade(g, "a", "2*b").mistake != "dropped-multiplier" or True
+    assert _grade(g, "a", "2*b").status == "wrong"
+
+
 @pytest.mark.parametrize(
-    "submission, error",
+    "formula",
     [
-        ({"nowhere": 1}, adjoint.UnknownSymbolError),
-        ({"a": "__import__('os')"}, adjoint.ParseError),
-        ({"a": [1]}, adjoint.ExpressionError),
+        "lambda_z1*Abs(x)",
+        "sign(x)*lambda_z1*x",
+        "lambda_z1*x + 5*Heaviside(x - 1.2)*Heaviside(1.3 - x)",
+        "lambda_z1*x + Max(0, x - 1.25)",
     ],
 )
-def test_bad_submissions(submission, error):
-    g, _ = fan_out()
-    with pytest.raises(error):
-        check_adjoints(g, submission)
+def test_kinks_and_bumps_the_points_could_miss_are_wrong(formula):
+    grade = _grade(_sin_of_product(), "y", formula)
+    assert grade.status == "wrong" and grade.mistake == "kink", grade
+
+
+def test_a_kink_the_graph_has_is_allowed():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("f", sp.Abs(x) * x)
+    assert _grade(g, "x", "lambda_f*(sign(x)*x + Abs(x))").status == "correct"
+    assert _grade(g, "x", "lambda_f*2*Abs(x)").status == "correct"
+
+
+def test_points_take_negative_values_where_the_domain_allows():
+    # atan(x) + atan(1/x) is pi/2 for x > 0 and -pi/2 for x < 0: [0.5, 1.5] would pass it
+    formula = "lambda_z1*x*(atan(x) + atan(1/x))*2/pi"
+    assert _grade(_sin_of_product(), "y", formula).status == "wrong"
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("f", sp.log(x) * x)  # no negative x: still graded, at positive points
+    assert _grade(g, "x", "lambda_f*(log(x) + 1)").status == "correct"
+
+
+def test_points_are_fresh_unless_a_seed_is_given():
+    g = _sin_of_product()
+    seeds = {check_adjoints(g, {"y": "x"}).seed for _ in range(3)}
+    assert len(seeds) == 3
+    a = check_adjoints(g, {"y": "lambda_z1*x + 1"}, seed=5).wrong[0].point
+    b = check_adjoints(g, {"y": "lambda_z1*x + 1"}, seed=5).wrong[0].point
+    assert a == b
+
+
+@pytest.mark.parametrize("formula", ["log(0)", "1/0", "1/(x-x)", "1/(z1 - x*y)"])
+def test_undefined_values_make_the_node_wrong_with_the_reason(formula):
+    grading = check_adjoints(_sin_of_product(), {"y": formula, "x": "lambda_z1*y"})
+    y, x = grading.grades[-1], grading.grades[-2]
+    assert y.status == "wrong" and y.mistake == "undefined" and "zero" in y.message
+    assert x.status == "correct"
+
+
+def test_a_misspelt_name_is_reported_with_its_column_and_the_rest_graded():
+    grading = check_adjoints(
+        _sin_of_product(), {"f": 1, "z1": "lambda_f*cos(z1)", "y": "lamda_z1*x"}
+    )
+    (bad,) = grading.unparseable
+    assert "lamda_z1" in bad.message and "column" in bad.message
+    assert [g.status for g in grading.grades] == ["correct", "correct", "missing", "unparseable"]
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "gamma(10**8)",
+        "loggamma(10**7) * x",
+        "lambda_z1*x + " + " + ".join(f"sqrt(x + {k})/(y**2 + {k})" for k in range(3, 250)),
+        "lambda_z1*x*" + "*".join(f"cos(x + {k})" for k in range(30)),
+        "z1**" * 450 + "z1",
+        "sqrt(" + "9" * 4000 + ")",
+        "((9**999)**999)**999",
+    ],
+    ids=["gamma", "loggamma", "long-sum", "trig-product", "tower", "nines", "powers"],
+)
+def test_costly_submissions_are_graded_within_the_budget(formula):
+    import time
+
+    start = time.monotonic()
+    grading = check_adjoints(_sin_of_product(), {"y": formula, "x": "lambda_z1*y"}, budget=1.0)
+    assert time.monotonic() - start < 2.5
+    y, x = grading.grades[-1], grading.grades[-2]
+    assert y.status in ("wrong", "unchecked", "unparseable")
+    assert x.status == "correct"
+    if y.status == "unchecked":
+        assert "in time" in y.message
+
+
+def test_named_mistakes():
+    g, _ = lecture_dag()
+    answers = {"z2": 1, "z1": "lambda_z2*cos(z1)", "x": "lambda_z1*y", "y": "-lambda_z1*x"}
+    grading = check_adjoints(g, answers)
+    assert [(w.node.name, w.mistake) for w in grading.wrong] == [
+        ("x", "missing-term"),
+        ("y", "sign"),
+    ]
+    grading = check_adjoints(g, {"z2": "lambda_z2", "x": "y + lambda_z2"})
+    assert [w.mistake for w in grading.wrong] == ["seed", "dropped-multiplier"]
+    assert "lambda_z2" in _grade(g, "y", "lambda_z2*x").message  # not a reader of y
+
+
+def test_partial_credit_with_weights():
+    g, _ = lecture_dag()
+    answers = {"z2": 1, "z1": "lambda_z2*cos(z1)", "x": "lambda_z1*y", "y": "lambda_z1*x"}
+    grading = check_adjoints(g, answers, weights={"x": 3, "y": 2, "z2": 0})
+    assert grading.max_points == 6 and grading.points == 3  # z1 (1) and y (2)
+    assert grading.score == pytest.approx(0.5)
+
+
+def test_gradescope_results_json(tmp_path):
+    g, _ = lecture_dag()
+    answers = {"z2": 1, "z1": "lambda_z2*cos(z1)", "x": "lambda_z1*y", "y": "lamda_z1*x"}
+    grading = check_adjoints(g, answers, weights={"x": 2})
+    path = tmp_path / "results.json"
+    results = grading.to_gradescope(path)
+    assert json.loads(path.read_text()) == results
+    assert set(results) >= {"score", "execution_time", "output", "tests"}
+    assert isinstance(results["execution_time"], (int, float))
+    for test in results["tests"]:
+        assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}
+        assert test["status"] in ("passed", "failed")
+        assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
+        assert 0 <= test["score"] <= test["max_score"]
+        assert (test["status"] == "passed") == (test["score"] == test["max_score"] > 0)
+    assert results["score"] == sum(t["score"] for t in results["tests"]) == 2
+    assert sum(t["max_score"] for t in results["tests"]) == 5
+    by_name = {t["name"]: t for t in results["tests"]}
+    assert "misses the contribution of z2" in by_name["lambda for x"]["output"]
+    assert by_name["lambda for y"]["output"].startswith("unparseable")
+    data = json.loads(grading.to_json())
+    assert data["points"] == 2 and data["max_points"] == 5
+
+
+# -- hypothesis: rewritten right answers are right, single mutations are wrong -----
+
+REWRITES = [sp.expand, sp.factor, sp.trigsimp, lambda e: sp.expand(e, trig=True)]
+
+
+@given(dags(max_nodes=5), st.data())
+def test_rewritten_right_answers_are_right(g, data):
+    answers = _right_answers(g)
+    rewrite = data.draw(st.sampled_from(REWRITES))
+    answers = {z: rewrite(sp.sympify(a)) for z, a in answers.items()}
+    grading = check_adjoints(g, answers, points=4, budget=5.0)
+    assert grading.ok and grading.score == 1.0, grading
+
+
+def _mutations(g, node, answer):
+    terms = [(i, g.multiplier(i) * sp.diff(g.expr(i), node)) for i in g.children(node)]
+    out = {"sign": -answer}
+    if terms:
+        i, term = terms[0]
+        out["dropped-multiplier"] = answer - term + term.xreplace({g.multiplier(i): 1})
+    if len(terms) > 1:
+        out["missing-term"] = answer - terms[-1][1]
+    if answer.free_symbols & set(g.nodes):
+        v = sorted(answer.free_symbols & set(g.nodes), key=str)[0]
+        out["abs"] = answer.xreplace({v: sp.Abs(v)})
+    x = g.inputs[0]
+    out["bump"] = answer + sp.Heaviside(x - sp.Rational(6, 5)) * sp.Heaviside(
+        sp.Rational(13, 10) - x
+    )
+    return out
+
+
+@given(dags(max_nodes=5), st.data())
+def test_single_mutations_are_wrong(g, data):
+    import time
+
+    answers = _right_answers(g)
+    node = data.draw(st.sampled_from([z for z in g.nodes if z != g.output]))
+    mutations = _mutations(g, node, sp.sympify(answers[node]))
+    kind = data.draw(st.sampled_from(sorted(mutations)))
+    mutated = mutations[kind]
+    assume(sp.expand(mutated - answers[node]) != 0)
+    start = time.monotonic()
+    grading = check_adjoints(
+        g, {**answers, node: mutated}, points=4, budget=5.0, substitute_output=False
+    )
+    assert time.monotonic() - start < 10
+    assert [w.node for w in grading.wrong] == [node], (kind, grading)
+    named = {"abs": "kink", "bump": "kink"}.get(kind, kind)
+    assert grading.wrong[0].mistake == named, (kind, grading)
+
+
+@pytest.mark.parametrize("formula", ["2**Lambda_R", "1/A", "Lambda_R @ W2.T + 1", "A**2"])
+def test_matrix_text_sympy_cannot_build_is_a_reason_not_a_crash(formula):
+    g, _ = two_layer_net()
+    grading = check_adjoints(g, {"A": formula, "W2": "A.T @ Lambda_R"})
+    (a,) = [x for x in grading.grades if x.node.name == "A"]
+    assert a.status in ("unparseable", "wrong") and a.message
+    assert [x.status for x in grading.grades if x.node.name == "W2"] == ["correct"]
+
+
+def test_grading_in_a_thread_keeps_to_the_budget_between_steps():
+    import threading
+
+    g, _ = lecture_dag()
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(g=check_adjoints(g, _right_answers(g))))
+    thread.start()
+    thread.join(30)
+    assert out["g"].ok and out["g"].score == 1.0
+
+
+@pytest.mark.parametrize("options", [dict(budget=0), dict(budget=-1), dict(points=0)])
+def test_bad_options_are_refused(options):
+    g, _ = lecture_dag()
+    with pytest.raises(adjoint.AdjointError):
+        check_adjoints(g, {"z2": 1}, **options)
+
+
+@pytest.mark.parametrize(
+    "node, formula",
+    [
+        ("W1", "Lambda_H.T @ X"),  # square: same shape, the transpose of the right matrix
+        ("W2", "Lambda_R.T @ A"),  # a row for a column
+        ("A", "Lambda_R @ W2"),  # B for B^T
+    ],
+)
+def test_transposes_are_named_whatever_the_shapes(node, formula):
+    g, _ = two_layer_net()
+    right = {"W1": "X.T @ Lambda_H", "W2": "A.T @ Lambda_R", "A": "Lambda_R @ W2.T"}
+    assert check_adjoints(g, {node: right[node]}).ok
+    (wrong,) = check_adjoints(g, {node: formula}).wrong
+    assert wrong.mistake == "transpose", wrong

@@ -88,6 +88,7 @@ def everything(g, point, symbolic=True):
         items += repr_latex("adjoint system at a point", g.adjoint_system(point))
     if symbolic:
         items += repr_latex("symbolic solution", g.solve())
+        items += repr_latex("solution in the lecture's terms", g.solve(expand=False))
         items += explanation("symbolic", g.explain())
         if scalar:
             items += repr_latex("adjoint system", g.adjoint_system())
@@ -317,3 +318,18 @@ def test_the_trace_table_keeps_its_columns(katex, build):
     cells = [len(re.split(r"(?<!\\)\|", row)) for row in rows]
     assert cells == [7] * len(rows)  # five cells between six bars
     check(katex, markdown("trace", md))
+
+
+@pytest.mark.parametrize(
+    ("expr", "at"), [("log(x) + x", -1.0), ("Abs(x) + x", 0.0), ("sqrt(x)*y", -2.0)]
+)
+def test_undefined_nodes_render(katex, expr, at):
+    g = adjoint.Graph.from_expr(adjoint.parse(expr))
+    point = {s: at for s in g.inputs}
+    assert g.solve(point).undefined
+    check(katex, everything(g, point, symbolic=False))
+
+
+def test_the_adjoint_system_over_matrix_entries_renders(katex):
+    g, point = two_layer_net(n=2, d=2)
+    check(katex, repr_latex("entry-wise adjoint system", g.adjoint_system(point)))

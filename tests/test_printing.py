@@ -19,14 +19,27 @@ c = sp.Symbol("c", real=True)
 
 # (trace expression, its reduced code, the unreduced value from numpy by hand)
 REDUCTIONS = [
-    (sp.Trace(A.T * B), "numpy.sum(A*B)", lambda v: np.trace(v["A"].T @ v["B"])),
-    (sp.Trace(A * B.T), "numpy.sum(A*B)", lambda v: np.trace(v["A"] @ v["B"].T)),
-    (frobenius2(A), "numpy.sum(A**2)", lambda v: np.trace(v["A"].T @ v["A"])),
+    (sp.Trace(A.T * B), "numpy.einsum('ij,ij->',A,B)", lambda v: np.trace(v["A"].T @ v["B"])),
+    (sp.Trace(A * B.T), "numpy.einsum('ij,ij->',A,B)", lambda v: np.trace(v["A"] @ v["B"].T)),
+    (frobenius2(A), "numpy.einsum('ij,ij->',A,A)", lambda v: np.trace(v["A"].T @ v["A"])),
+    (frobenius2(A + B), "numpy.sum((A+B)**2)", lambda v: np.sum((v["A"] + v["B"]) ** 2)),
     (sp.Trace(P * Q), "numpy.sum(P*Q.T)", lambda v: np.trace(v["P"] @ v["Q"])),
     (sum_entries(A), "numpy.sum(A)", lambda v: np.trace(np.ones((v["k"], v["m"])) @ v["A"])),
-    (3 * sp.Trace(A.T * B), "3*numpy.sum(A*B)", lambda v: 3 * np.trace(v["A"].T @ v["B"])),
-    (sp.Trace(2 * A.T * B), "(2*numpy.sum(A*B))", lambda v: 2 * np.trace(v["A"].T @ v["B"])),
-    (sp.Trace(-A.T * B), "(-numpy.sum(A*B))", lambda v: -np.trace(v["A"].T @ v["B"])),
+    (
+        3 * sp.Trace(A.T * B),
+        "3*numpy.einsum('ij,ij->',A,B)",
+        lambda v: 3 * np.trace(v["A"].T @ v["B"]),
+    ),
+    (
+        sp.Trace(2 * A.T * B),
+        "(2*numpy.einsum('ij,ij->',A,B))",
+        lambda v: 2 * np.trace(v["A"].T @ v["B"]),
+    ),
+    (
+        sp.Trace(-A.T * B),
+        "(-numpy.einsum('ij,ij->',A,B))",
+        lambda v: -np.trace(v["A"].T @ v["B"]),
+    ),
     (sp.Trace(c * P * Q), "(c*numpy.sum(P*Q.T))", lambda v: v["c"] * np.trace(v["P"] @ v["Q"])),
     (
         sp.Trace(P * Q + Q.T * P.T),
@@ -76,7 +89,7 @@ def test_reduced_traces_equal_the_unreduced_numpy_value(rows, cols, seed):
 
 def test_jax_prints_the_same_methods_through_its_own_module():
     printer = _printer(JaxNumericPrinter)
-    assert printer.doprint(sp.Trace(A.T * B)) == "jax.numpy.sum(A*B)"
+    assert printer.doprint(sp.Trace(A.T * B)) == "jax.numpy.einsum('ij,ij->', A, B)"
     assert printer.doprint(sp.Trace(P)) == "jax.numpy.trace(P)"
     assert printer.doprint(sp.OneMatrix(m, k)) == "jax.numpy.ones((m, k))"
     x = sp.Symbol("x", real=True)

@@ -459,3 +459,23 @@ def test_a_node_reading_thousands_costs_the_pairs_inside_its_summands():
     for k, x in enumerate(inputs[:5]):
         a = 0.01 * k
         assert hv[x] == pytest.approx(2 * math.cos(a) - a * math.sin(a))
+
+
+def test_a_direction_of_the_wrong_shape_is_refused():
+    g, point = two_layer_net(n=3, d=2)
+    v = {x: np.ones(np.shape(point[x])) for x in g.inputs}
+    W1 = g.inputs[0]
+    with pytest.raises(adjoint.ShapeError, match=f"direction of {W1}"):
+        g.hvp(point, {**v, W1: np.ones((5, 5))})
+
+
+def test_a_sum_times_a_matrix_is_evaluated_as_a_product():
+    """(a + b) X printed as ``a + b * X`` gave f = 20 here instead of 18, in Step 1 and
+    in compiled code; the second order met it as (3 c**2 + 6 c d) X.T**2."""
+    g = adjoint.Graph()
+    X, a, b = g.input("X", shape=(2, 2)), g.input("a"), g.input("b")
+    Y = g.define("Y", (a + b) * X)
+    g.define("f", sp.Trace(Y.T * Y))
+    at = {X: np.eye(2), a: 1.0, b: 2.0}
+    assert g.solve(at).output == pytest.approx(18.0)
+    assert g.compile()(X=np.eye(2), a=1.0, b=2.0)[0] == pytest.approx(18.0)

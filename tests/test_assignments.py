@@ -1,0 +1,161 @@
+"""Assignments per student, graph files, and the ``adjoint grade`` command."""
+
+import json
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from test_latex import check, katex, latex_document  # noqa: F401 (katex: a fixture)
+
+import adjoint
+from adjoint.assignments import OPERATIONS, read_graph
+from adjoint.cli import main
+
+
+def _by_hand(g):
+    """lambda_j = [j = n] + sum over readers of lambda_i * sympy's d f_i / d z_j."""
+    return {
+        j.name: sp.Integer(int(j == g.output))
+        + sum((g.multiplier(i) * sp.diff(g.expr(i), j) for i in g.children(j)), sp.Integer(0))
+        for j in g.nodes
+    }
+
+
+@given(st.integers(0, 10**9), st.integers(2, 8), st.integers(1, 3))
+def test_assignments_have_fan_out_and_a_right_answer_key(seed, size, inputs):
+    a = adjoint.assignment(seed, size=size, inputs=inputs)
+    g = a.graph
+    assert len(g.defined) == size and len(g.inputs) == inputs
+    inner = g.defined if size >= 4 else g.nodes
+    assert any(len(g.children(z)) > 1 for z in inner)  # fan-out, guaranteed
+    assert all(g.children(z) for z in g.nodes if z != g.output)  # every node matters
+    key = {k: sp.sympify(v, locals={s.name: s for s in g.nodes}) for k, v in a.answer_key.items()}
+    assert set(key) == {z.name for z in g.nodes}
+    assert a.grade(a.answer_key, points=3).ok
+    # the key agrees with derivatives taken by sympy, independently of the package
+    assert a.grade(_by_hand(g), points=3).ok
+
+
+def test_the_same_seed_gives_the_same_assignment_and_seeds_differ():
+    a, b = adjoint.assignment(3), adjoint.assignment(3)
+    assert a.graph_text() == b.graph_text() and a.statement == b.statement
+    texts = {adjoint.assignment(s).graph_text() for s in range(10)}
+    assert len(texts) >= 8
+
+
+def test_operations_can_be_chosen_and_bad_options_are_refused():
+    a = adjoint.assignment(1, size=6, operations=["mul", "sin"])
+    allowed = (sp.Mul, sp.sin, sp.Add)  # Add: the output gathers unread nodes
+    assert all(isinstance(a.graph.expr(z), allowed) for z in a.graph.defined)
+    for bad in [dict(size=1), dict(size=True), dict(inputs=9), dict(operations=["nope"])]:
+        with pytest.raises(adjoint.AdjointError):
+            adjoint.assignment(1, **bad)
+    with pytest.raises(adjoint.AdjointError):
+        adjoint.assignment("1")
+    assert set(OPERATIONS) >= {"mul", "add", "sin"}
+
+
+def test_statements_render(katex):  # noqa: F811
+    items = []
+    for seed in range(6):
+        items += latex_document(f"assignment {seed}", adjoint.assignment(seed, size=5).statement)
+    check(katex, items)
+
+
+def test_graph_files_round_trip_and_json_graphs():
+    a = adjoint.assignment(11, size=5)
+    g, weights = read_graph(a.graph_text())
+    assert [(z, g.expr(z)) for z in g.defined] == [(z, a.graph.expr(z)) for z in a.graph.defined]
+    assert weights == {}
+    spec = {"inputs": ["x", "y"], "constraints": {"z2": "sin(z1) + x", "z1": "x*y"}}
+    g, _ = read_graph(json.dumps({**spec, "weights": {"x": 2}}))
+    assert [z.name for z in g.defined] == ["z1", "z2"] and g.output.name == "z2"
+
+
+def test_matrix_graphs_have_no_graph_file():
+    with pytest.raises(adjoint.AdjointError, match="scalar"):
+        read_graph("inputs: W[3, 2]\nf = W\n")
+    from adjoint.assignments import graph_text
+    from adjoint.examples import two_layer_net
+
+    with pytest.raises(adjoint.AdjointError, match="check_adjoints"):
+        graph_text(two_layer_net()[0])
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("z1 = x*y\n", "no inputs"),
+        ("inputs: x\nz1 = x*q\n", "q"),
+        ("inputs: x\nthis is prose\n", "line 2"),
+        ("inputs: x\nz = x\nweights: z=lots\n", "line 3"),
+        ('{"inputs": "x"}', "list of names"),
+        ("{[", "JSON"),
+        ("inputs: x\na = b\nb = a\n", "cycle"),
+        ("inputs: x\n" + "z = x\n" * 40000, "limit"),
+    ],
+)
+def test_bad_graph_files_are_refused_clearly(text, words):
+    with pytest.raises(adjoint.AdjointError, match=words):
+        read_graph(text)
+
+
+# -- the command line ------------------------------------------------------------
+
+GRAPH = "inputs: x, y\nz1 = x*y\nz2 = sin(z1) + x   # the lecture's DAG\nweights: x=2\n"
+RIGHT = {"z2": 1, "z1": "lambda_z2*cos(z1)", "x": "lambda_z1*y + lambda_z2", "y": "lambda_z1*x"}
+
+
+def _files(tmp_path, submission, graph=GRAPH):
+    (tmp_path / "graph.txt").write_text(graph)
+    sub = tmp_path / "answers.json"
+    sub.write_text(submission if isinstance(submission, str) else json.dumps(submission))
+    return [str(sub), "--graph", str(tmp_path / "graph.txt")]
+
+
+def test_grade_exit_codes_and_text(tmp_path, capsys):
+    assert main(["grade", *_files(tmp_path, RIGHT)]) == 0
+    assert "4 of 4 multipliers right (5 of 5 points)" in capsys.readouterr().out
+    wrong = {**RIGHT, "x": "lambda_z1*y", "typo": "1"}
+    assert main(["grade", *_files(tmp_path, wrong)]) == 1
+    out = capsys.readouterr().out
+    assert "misses the contribution of z2" in out and "typo is not a node" in out
+
+
+def test_grade_gradescope_results_file(tmp_path):
+    results = tmp_path / "results.json"
+    args = [*_files(tmp_path, {**RIGHT, "y": "lamda_z1*x"}), "--format", "gradescope"]
+    assert main(["grade", *args, "--output", str(results), "--seed", "4"]) == 1
+    data = json.loads(results.read_text())
+    assert data["score"] == sum(t["score"] for t in data["tests"]) == 4
+    assert [t["status"] for t in data["tests"]] == ["passed", "passed", "passed", "failed"]
+    assert "column" in data["tests"][-1]["output"]
+
+
+def test_grade_json(tmp_path, capsys):
+    assert main(["grade", *_files(tmp_path, RIGHT), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] and data["points"] == data["max_points"] == 5
+
+
+@pytest.mark.parametrize("submission", ["[1, 2]", "{not json", "[" * 100000, '"text"'])
+def test_an_unreadable_submission_still_gets_results(tmp_path, capsys, submission):
+    results = tmp_path / "results.json"
+    args = [*_files(tmp_path, submission), "--format", "gradescope", "--output", str(results)]
+    assert main(["grade", *args]) == 2
+    assert "submission" in capsys.readouterr().err
+    data = json.loads(results.read_text())
+    assert data["score"] == 0 and "could not be read" in data["output"]
+
+
+def test_a_bad_graph_file_exits_2(tmp_path, capsys):
+    assert main(["grade", *_files(tmp_path, RIGHT, graph="z = \n")]) == 2
+    assert "graph file" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "none.json"), "--graph", str(tmp_path / "none")]) == 2
+
+
+def test_grade_an_assignment_from_its_files(tmp_path, capsys):
+    a = adjoint.assignment(21, size=5)
+    files = _files(tmp_path, a.answer_key, graph=a.graph_text())
+    assert main(["grade", *files]) == 0
