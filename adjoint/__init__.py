@@ -18,10 +18,12 @@ from .api import Graph
 from .assignments import Assignment, assignment
 from .checks import (
     GradientCheck,
+    HvpCheck,
     NodeCheck,
     TaylorTest,
     VerifyReport,
     check_gradient,
+    check_hvp,
     dot_product_test,
     taylor_test,
     verify,
@@ -56,10 +58,18 @@ from .graph import ConstraintGraph, Node
 from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
 from .matrices import frobenius2, sum_entries
 from .parsing import parse
+from .second_order import (
+    HVP,
+    SecondAdjointCondition,
+    SecondOrder,
+    TangentCondition,
+    TangentSolution,
+)
 from .solve import NodeMap, Solution, grad
 from .symbols import Multiplier
 
 __all__ = [
+    "HVP",
     "AdjointCondition",
     "AdjointError",
     "AdjointGrade",
@@ -74,6 +84,7 @@ __all__ = [
     "GradientCheck",
     "Grading",
     "Graph",
+    "HvpCheck",
     "MissingValueError",
     "Multiplier",
     "Node",
@@ -81,15 +92,20 @@ __all__ = [
     "NodeMap",
     "ParseError",
     "Role",
+    "SecondAdjointCondition",
+    "SecondOrder",
     "ShapeError",
     "Solution",
     "Stationarity",
+    "TangentCondition",
+    "TangentSolution",
     "TaylorTest",
     "UnknownSymbolError",
     "VerifyReport",
     "assignment",
     "check_adjoints",
     "check_gradient",
+    "check_hvp",
     "column_sums",
     "cross_entropy",
     "dot_product_test",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import checks, codegen, drawing, explain, lagrangian, solve, split
+from . import checks, codegen, drawing, explain, lagrangian, second_order, solve, split
 from .display import graph_latex, text
 from .graph import ConstraintGraph
 
@@ -73,6 +73,22 @@ class Graph(ConstraintGraph):
         """
         return solve.solve(self, values, expand=expand)
 
+    def tangent(self, at: Mapping, direction: Mapping) -> second_order.TangentSolution:
+        """Forward mode: ``zdot_i = sum_j df_i/dz_j zdot_j`` solved along ``direction``."""
+        return second_order.tangent(self, at, direction)
+
+    def hvp(self, at: Mapping, direction: Mapping) -> second_order.HVP:
+        """(Hessian of f) v, by the tangent and second-order adjoint sweeps."""
+        return second_order.hvp(self, at, direction)
+
+    def hessian(self, at: Mapping | None = None):
+        """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order."""
+        return second_order.hessian(self, at)
+
+    def second_order(self) -> second_order.SecondOrder:
+        """The tangent and second-order adjoint conditions as sympy ``Eq`` lists."""
+        return second_order.second_order(self)
+
     def verify(self, at: Mapping | None = None, **options) -> checks.VerifyReport:
         """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""
         return checks.verify(self, at, **options)
@@ -84,23 +100,30 @@ class Graph(ConstraintGraph):
         gradient: bool = True,
         dtype: str = "float64",
         backend: str = "numpy",
+        hvp: bool = False,
     ):
         """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
         program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
 
-        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``
+        ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``; with ``hvp=True`` it
+        also takes a direction (``v_x=...``) and returns the Hessian-vector product.
         """
-        return codegen.compile_graph(self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend)
+        return codegen.compile_graph(
+            self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp
+        )
 
     def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
         """The generated program (both sweeps, one statement per node) as Python source,
         in NumPy or (``backend="jax"``) in ``jax.numpy``."""
         return codegen.source(self, wrt=wrt, gradient=gradient, backend=backend)
 
-    def explain(self, at: Mapping | None = None) -> explain.Explanation:
+    def explain(
+        self, at: Mapping | None = None, direction: Mapping | None = None
+    ) -> explain.Explanation:
         """The derivation step by step, as the lecture gives it (Markdown+LaTeX in
-        Jupyter, plain text from ``str()``); see :func:`adjoint.explain.explain`."""
-        return explain.explain(self, at)
+        Jupyter, plain text from ``str()``); with ``direction``, the tangent and
+        second-order sweeps too. See :func:`adjoint.explain.explain`."""
+        return explain.explain(self, at, direction)
 
     def trace(self, at: Mapping) -> explain.Trace:
         """Both sweeps edge by edge, each partial with its value."""

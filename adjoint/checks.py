@@ -9,6 +9,9 @@
   the function along random directions.
 * :func:`taylor_test` watches the remainder ``|f(x + h v) - f(x) - h <g, v>|``
   shrink like ``h**2`` (rate 2) when the gradient is right, like ``h`` when not.
+* :func:`check_hvp` compares the Hessian-vector product of the second-order sweeps
+  with central differences of the gradient along random directions; ``taylor_test(...,
+  order=2)`` watches the second-order remainder shrink like ``h**3``.
 * :func:`dot_product_test` checks each matrix node's pullback against its Jacobian:
   ``<V, J U>`` by differences against ``<J^T V, U>``.
 """
@@ -23,17 +26,21 @@ import numpy as np
 import sympy as sp
 
 from .codegen import compile_graph
+from .errors import AdjointError
 from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function, to_real
+from .second_order import hvp
 from .solve import forward_sweep, solve
 from .values import read_values
 
 __all__ = [
     "GradientCheck",
+    "HvpCheck",
     "NodeCheck",
     "TaylorTest",
     "VerifyReport",
     "check_gradient",
+    "check_hvp",
     "dot_product_test",
     "random_point",
     "relative_error",
@@ -392,10 +399,12 @@ class TaylorTest:
 
     steps: tuple[float, ...]
     remainders: tuple[float, ...]
+    order: int = 1
 
     @property
     def rates(self) -> tuple[float, ...]:
-        """log(r_k / r_{k+1}) / log(h_k / h_{k+1}): 2 when the gradient is right."""
+        """log(r_k / r_{k+1}) / log(h_k / h_{k+1}): ``order + 1`` when the derivatives
+        are right (2 for the gradient, 3 with the Hessian-vector product too)."""
         out = []
         for (h0, r0), (h1, r1) in zip(
             zip(self.steps, self.remainders), zip(self.steps[1:], self.remainders[1:])
@@ -408,24 +417,31 @@ class TaylorTest:
         if max(self.remainders) <= 1e-12:  # f is linear along v: exact to rounding
             return True
         rates = [r for r in self.rates if math.isfinite(r)]
-        return bool(rates) and float(np.median(rates)) > 1.8
+        return bool(rates) and float(np.median(rates)) > self.order + 0.8
 
     def __repr__(self) -> str:
         rows = [f"  h = {h:.3g}: remainder {r:.3g}" for h, r in zip(self.steps, self.remainders)]
         rates = ", ".join(f"{r:.2f}" for r in self.rates)
+        what = "the gradient is" if self.order == 1 else "the gradient and Hessian are"
         return "\n".join(
-            [f"Taylor test: rates {rates} (2 when the gradient is right, 1 when not)", *rows]
+            [
+                f"Taylor test: rates {rates} ({self.order + 1} when {what} right, "
+                f"{self.order} when not)",
+                *rows,
+            ]
         )
 
 
 def taylor_test(
-    graph, at: Mapping, *, steps: int = 6, h0: float = 0.1, seed: int = 0
+    graph, at: Mapping, *, steps: int = 6, h0: float = 0.1, seed: int = 0, order: int = 1
 ) -> TaylorTest:
     """Remainders of the first-order Taylor expansion along a random direction.
 
     With the right gradient, ``|f(x + h v) - f(x) - h <g, v>|`` is O(h**2): halving h
     divides it by 4 and the rates approach 2. A wrong gradient leaves an O(h) term:
-    rates near 1.
+    rates near 1. With ``order=2`` the remainder is ``|f(x + h v) - f(x) - h <g, v> -
+    h**2/2 <v, H v>|`` with ``H v`` from the second-order sweeps: rates near 3 when it
+    is right, 2 when not.
 
     Examples
     --------
@@ -437,10 +453,81 @@ def taylor_test(
     rng = np.random.default_rng(seed)
     f, x0, gradient = _function_and_gradient(graph, at)
     v = _step(x0, rng)
+    if order not in (1, 2):
+        raise AdjointError(f"order must be 1 or 2, got {order!r}")
     f0, slope = f(x0), _inner(gradient, v)
+    curvature = _inner(hvp(graph, at, v), v) if order == 2 else 0.0
     hs = tuple(h0 / 2**k for k in range(steps))
-    remainders = tuple(abs(f(_moved(x0, v, h)) - f0 - h * slope) for h in hs)
-    return TaylorTest(hs, remainders)
+    remainders = tuple(
+        abs(f(_moved(x0, v, h)) - f0 - h * slope - h * h / 2 * curvature) for h in hs
+    )
+    return TaylorTest(hs, remainders, order)
+
+
+@dataclass(frozen=True)
+class HvpCheck:
+    """The Hessian-vector product against central differences of the gradient."""
+
+    errors: tuple[float, ...]
+    rtol: float
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(self.errors)
+
+    @property
+    def ok(self) -> bool:
+        return all(e <= self.rtol for e in self.errors)
+
+    def __repr__(self) -> str:
+        status = "ok" if self.ok else "FAILS"
+        return (
+            f"Hessian-vector product {status} against differences of the gradient in "
+            f"{len(self.errors)} directions: worst relative error {self.max_rel_error:.2g} "
+            f"(tolerance {self.rtol:g})"
+        )
+
+
+def check_hvp(
+    graph, at: Mapping, *, directions: int = 3, rtol: float = 1e-5, seed: int = 0
+) -> HvpCheck:
+    """``H v`` from the second-order sweeps against differences of the gradient from
+    Step 2 (Richardson's five-point stencil along ``v``), along random directions; the
+    worst entry's relative error per direction.
+
+    Examples
+    --------
+    >>> from adjoint import Graph, check_hvp
+    >>> check_hvp(Graph.from_expr("sin(x*y) + x^3"), at={"x": 1.5, "y": -2.0}).ok
+    True
+    """
+    rng = np.random.default_rng(seed)
+    env = read_values(graph, at)
+    x0 = {x: env[x] for x in graph.inputs}
+    data = {c: env[c] for c in graph.constants}
+    scale = max([1.0] + [float(np.max(np.abs(v))) for v in x0.values()])
+    h = 1e-4 * scale
+    errors = []
+    for _ in range(directions):
+        v = _step(x0, rng)
+        hv = hvp(graph, at, v)
+        g = {s: solve(graph, {**data, **_moved(x0, v, s * h)}).gradient for s in (-2, -1, 1, 2)}
+        worst = 0.0
+        for x in graph.inputs:
+            # Richardson's five-point stencil: truncation O(h**4), not O(h**2)
+            near = np.asarray(g[1][x]) - np.asarray(g[-1][x])
+            far = np.asarray(g[2][x]) - np.asarray(g[-2][x])
+            differences = (8 * near - far) / (12 * h)
+            got = np.asarray(hv[x], dtype=float)
+            if got.shape != differences.shape:
+                worst = math.inf
+                break
+            # the differences carry ~1e-11 of truncation and rounding error
+            floor = max(1e-3, float(np.max(np.abs(differences), initial=0.0)))
+            error = float(np.max(np.abs(got - differences), initial=0.0)) / floor
+            worst = max(worst, error if math.isfinite(error) else math.inf)
+        errors.append(worst)
+    return HvpCheck(tuple(errors), rtol)
 
 
 def dot_product_test(graph, at: Mapping, *, rtol: float = 1e-6, seed: int = 0) -> dict:

@@ -3,6 +3,8 @@
     adjoint demo                                   # the lecture's examples, end to end
     adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2
     adjoint explain "sin(x*y) + x**2" --format json    # or markdown, latex, html
+    adjoint explain "sin(x*y) + x**2" --at x=1.5,y=-2 --direction x=1,y=0.5
+                                                   # with the tangent and second-order sweeps
     adjoint dot "sin(x*y) + x**2" --at x=1.5,y=-2      # Graphviz DOT
     adjoint compile "sin(x*y) + x**2"                  # the generated program
     adjoint grade answers.json --graph graph.txt --format gradescope --output results.json
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument(
         "--format", choices=["text", "markdown", "latex", "json", "html"], default="text"
     )
+    explain.add_argument(
+        "--direction",
+        help="a direction, such as x=1,y=0.5 (with --at): adds the tangent and "
+        "second-order sweeps and the Hessian-vector product",
+    )
     dot = commands.add_parser("dot", help="the computation graph of EXPR as Graphviz DOT")
     dot.add_argument("expr")
     dot.add_argument("--at", help="a point, to show values and multipliers on the nodes")
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             print(demo())
         elif args.command == "explain":
-            print(explain_expr(args.expr, args.at, args.format))
+            print(explain_expr(args.expr, args.at, args.format, args.direction))
         elif args.command == "dot":
             g = Graph.from_expr(parse(args.expr))
             print(g.to_dot(g.solve(_read_point(args.at, g)) if args.at else None))
@@ -150,13 +157,18 @@ def demo() -> str:
     return "\n\n".join(parts)
 
 
-def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
+def explain_expr(text: str, at: str | None, fmt: str = "text", direction: str | None = None) -> str:
     g = Graph.from_expr(parse(text))
     point = _read_point(at, g) if at else None
-    explanation = g.explain(point)
+    if direction and point is None:
+        raise BadValueError("--direction needs --at: the second order is shown at a point")
+    v = _read_point(direction, g, "--direction") if direction else None
+    explanation = g.explain(point, direction=v)
     if fmt == "json":
         data = explanation.to_dict()
         data["result"] = _as_json(g, point)
+        if v is not None:
+            data["result"]["hvp"] = {str(x): _json_number(h) for x, h in g.hvp(point, v).items()}
         return json.dumps(data, indent=2, allow_nan=False)
     if fmt == "markdown":
         return explanation.to_markdown()
@@ -167,12 +179,14 @@ def explain_expr(text: str, at: str | None, fmt: str = "text") -> str:
     return str(explanation)
 
 
-def _read_point(text: str, g: Graph) -> dict:
+def _read_point(text: str, g: Graph, option: str = "--at") -> dict:
     point = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
         if not sep:
-            raise BadValueError(f"--at expects name=value pairs such as x=1.5,y=-2, got {item!r}")
+            raise BadValueError(
+                f"{option} expects name=value pairs such as x=1.5,y=-2, got {item!r}"
+            )
         number = parse(value.strip(), symbols=[])
         if not number.is_number:
             raise BadValueError(f"the value of {name.strip()} is not a number: {value!r}")

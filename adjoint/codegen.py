@@ -44,6 +44,7 @@ from .display import TextPrinter
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
+from .matrices import reuse_output
 from .numeric import (
     JaxNumericPrinter,
     NoNumericRule,
@@ -51,6 +52,7 @@ from .numeric import (
     namespace,
     on_host,
 )
+from .second_order import second_order
 from .values import as_array, as_points, bind_dimensions
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
@@ -121,7 +123,7 @@ class Program:
     identifiers, never a user's raw name.
     """
 
-    def __init__(self, graph, *, wrt=None, gradient=True, backend="numpy", name=None):
+    def __init__(self, graph, *, wrt=None, gradient=True, backend="numpy", name=None, hvp=False):
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
         self.graph = graph
@@ -139,8 +141,13 @@ class Program:
         self.params = graph.inputs + graph.constants
         self.names = _variable_names(graph)
         self.temporaries: dict = {}
+        self.hvp = hvp
+        self.keywords = {p: p.name for p in self.params}
+        self.shapes = {p: graph.node(p).shape for p in self.params}
+        if hvp:
+            self._hvp_parameters(wrt, gradient)
         self.shared = self._shared_parts() if gradient else {}
-        self.name = name or ("f_and_gradient" if gradient else "f")
+        self.name = name or ("f_gradient_hvp" if hvp else "f_and_gradient" if gradient else "f")
         self.printer = BACKENDS[backend](self.names)
         try:
             self.lines = self._statements()
@@ -150,6 +157,33 @@ class Program:
                 "undefined function or an unevaluated derivative); give the function one "
                 "with adjoint.elementary"
             ) from None
+
+    def _hvp_parameters(self, wrt, gradient) -> None:
+        """The direction, one argument ``v_x`` per input after the inputs and constants;
+        names for the tangents and the multipliers' tangents."""
+        if wrt is not None or not gradient:
+            raise AdjointError(
+                "compile(hvp=True) differentiates with respect to every input and returns "
+                "the gradient too: leave wrt and gradient at their defaults"
+            )
+        self.so = second_order(self.graph)
+        for x in self.graph.inputs:
+            keyword = f"v_{x.name}"
+            if keyword in self.keywords.values():
+                raise AdjointError(
+                    f"compile(hvp=True) names the direction of {x} {keyword}, but {keyword} "
+                    f"is a node of this graph already; rename the node {keyword}",
+                    node=x,
+                )
+            dot = self.so.dots[x]
+            self.names.claim(dot, keyword)
+            self.keywords[dot] = keyword
+            self.shapes[dot] = self.graph.node(x).shape
+            self.params = [*self.params, dot]
+        for z in self.graph.defined:
+            self.names.temporary(self.so.dots[z], f"_dot_{self.names[z]}")
+        for c in self.so.backward_conditions:
+            self.names.temporary(c.unknown, f"_dot_{self.names[self.graph.multiplier(c.wrt)]}")
 
     def _shared_parts(self) -> dict:
         """``{node: {part of its template: temporary}}`` for the parts of f_i that both
@@ -199,9 +233,16 @@ class Program:
         ancestors = _closure([output], g.parents)
         # (symbols read, line) for each line of the program
         program = [(set(), "# Step 1, forward: dL/dlambda_i = 0, so z_i = f_i(z_alpha(i))")]
+        if self.hvp:
+            program[0] = (set(), program[0][1] + "; tangents zdot_i = sum_j df_i/dz_j zdot_j")
+            tangents = dict(zip(kkt.forward_conditions, self.so.tangent_conditions))
         for c in kkt.forward_conditions:
             if c.unknown in ancestors:
                 program += self._forward(c)
+                if self.hvp:
+                    program.append(self._tangent(tangents[c]))
+        if self.hvp:
+            return self._hvp_statements(program, ancestors)
         returned = {output}
         if self.gradient:
             # lambda_j is needed where j lies on a path from a chosen input to z_n.
@@ -223,6 +264,79 @@ class Program:
         else:
             program.append((set(), f"return {self.names[output]}"))
         lines = self._with_frees(program, returned)
+        return self._dimensions("\n".join(lines)) + lines
+
+    def _tangent(self, t) -> tuple:
+        """``zdot_i = sum_j df_i/dz_j zdot_j`` with the numeric partials of Step 2."""
+        c = t.forward
+        if c.op.pullback:  # a matrix constraint: its tangent rules
+            rhs = reuse_output(t.rhs, c.rhs, c.unknown)
+            return set(free_symbols(rhs)), f"{self.names[t.unknown]} = {self._print_matrix(rhs)}"
+        op, pieces, reads = c.op, [], set()
+        aliases = self._aliases(op, c.reads, t.node)
+        for k, _, dot in t.edges():
+            partial = op.numeric_partial(k)
+            pieces.append(self._times(dot, partial, aliases))
+            reads |= self._read(partial, op, c.reads, t.node) | {dot}
+        return reads, f"{self.names[t.unknown]} = {' + '.join(pieces) or '0.0'}"
+
+    def _second_adjoint(self, c, needed) -> tuple:
+        """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
+        zdot_k)``, with the numeric partials."""
+        output = self.graph.output
+        pieces, reads = [], set()
+        for t in c.adjoint.contributions:
+            if t.reader not in needed:
+                continue
+            if t.pullback:  # forward-over-reverse through the matrix rules
+                term = reuse_output(c.matrix_term(t), self.graph.expr(t.reader), t.reader)
+                pieces.append(self._print_matrix(term))
+                reads |= set(free_symbols(term))
+                continue
+            op = t.op
+            aliases = self._aliases(op, t.reads, t.reader)
+            if t.reader != output:  # lambda_n = 1 does not move: its tangent is 0
+                partial = op.numeric_partial(t.k)
+                dot = c.multiplier_dots[t.reader]
+                pieces.append(self._times(dot, partial, aliases))
+                reads |= self._read(partial, op, t.reads, t.reader) | {dot}
+            coupled = list(c.pairs(t))
+            second = sp.Add(*(op.numeric_second_partial(t.k, m) * dot for m, _, dot in coupled))
+            if second != 0:
+                pieces.append(self._times(t.multiplier, second, aliases))
+                reads |= self._read(second, op, t.reads, t.reader) | {t.multiplier}
+                reads |= {dot for _, _, dot in coupled}
+        if not pieces and isinstance(c.unknown, sp.MatrixSymbol):
+            pieces = [self.printer.doprint(sp.ZeroMatrix(*c.unknown.shape))]
+        return reads, f"{self.names[c.unknown]} = {' + '.join(pieces) or '0.0'}"
+
+    def _print_matrix(self, expr) -> str:
+        """A tangent expression; a zero tangent as zeros of its shape."""
+        if isinstance(expr, sp.MatrixExpr) and expr.is_ZeroMatrix:
+            return self.printer.doprint(sp.ZeroMatrix(*expr.shape))
+        return f"({self.printer.doprint(expr)})"
+
+    def _hvp_statements(self, program, ancestors) -> list[str]:
+        """Step 2 and the second-order adjoints, interleaved in reverse, then the
+        gradient and the Hessian-vector product."""
+        g, kkt = self.graph, self.kkt
+        needed = _closure(g.inputs, g.children) & (ancestors | set(g.inputs))
+        program.append((set(), "# Step 2, backward, with lambdadot_j, the tangent of lambda_j"))
+        pairs = list(zip(kkt.backward_conditions, self.so.backward_conditions))
+        for c, d in pairs[: len(pairs) - len(g.inputs)]:
+            if c.wrt in needed:
+                program += [self._backward(c, needed), self._second_adjoint(d, needed)]
+        program.append((set(), "# gradient lambda_x and Hessian-vector product lambdadot_x"))
+        for c, d in pairs[len(pairs) - len(g.inputs) :]:
+            program += [self._backward(c, needed), self._second_adjoint(d, needed)]
+        lams = [g.multiplier(x) for x in g.inputs]
+        dots = [d.unknown for d in self.so.backward_conditions[len(pairs) - len(g.inputs) :]]
+
+        def group(symbols):
+            return ", ".join(self.names[s] for s in symbols) + ("," if len(symbols) == 1 else "")
+
+        program.append((set(), f"return {self.names[g.output]}, ({group(lams)}), ({group(dots)})"))
+        lines = self._with_frees(program, {g.output, *lams, *dots})
         return self._dimensions("\n".join(lines)) + lines
 
     def _with_frees(self, program, returned) -> list[str]:
@@ -434,7 +548,7 @@ def _imports(program, body: str) -> list[str]:
 
 
 def compile_graph(
-    graph, *, wrt=None, gradient=True, dtype="float64", backend="numpy"
+    graph, *, wrt=None, gradient=True, dtype="float64", backend="numpy", hvp=False
 ) -> CompiledFunction:
     """Compile ``graph`` into a function of its inputs and constants.
 
@@ -452,6 +566,10 @@ def compile_graph(
         global ``jax_enable_x64`` setting: each call enables it for its own duration
         only (``jax.enable_x64``, thread-local). Results come back as NumPy arrays, as
         from the NumPy backend.
+    hvp : bool
+        True for ``(value, gradient, Hessian-vector product)`` from one program that
+        also takes a direction: one argument per input after the constants (by name
+        ``v_x``). Scalar graphs only.
     """
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
@@ -460,10 +578,12 @@ def compile_graph(
     if backend == "jax":
         _require_jax()
     key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype, backend)
+    if hvp:
+        key = (*key, "hvp")
     return graph.derived(
         key,
         lambda g: CompiledFunction(
-            g, Program(g, wrt=wrt, gradient=gradient, backend=backend), np.dtype(dtype)
+            g, Program(g, wrt=wrt, gradient=gradient, backend=backend, hvp=hvp), np.dtype(dtype)
         ),
     )
 
@@ -503,11 +623,12 @@ class CompiledFunction:
         self.gradient = program.gradient
         self.backend = program.backend
         self.dtype = dtype
-        self._shapes = {p: graph.node(p).shape for p in self.params}
+        self.hvp = program.hvp
+        self._shapes = dict(program.shapes)
         self._output_scalar = all(
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
-        self._names = {p.name: p for p in self.params}
+        self._names = {program.keywords[p]: p for p in self.params}
         implemented = program.implementations()  # adjoint.elementary operations
         if self.backend == "jax":
             implemented = {name: on_host(fn) for name, fn in implemented.items()}
@@ -527,7 +648,11 @@ class CompiledFunction:
             raise AdjointError(
                 f"numpy says {exc}: a matrix the program inverts is singular at these values"
             ) from None
-        value, grad = result if self.gradient else (result, ())
+        hv = None
+        if self.hvp:
+            value, grad, hv = result
+        else:
+            value, grad = result if self.gradient else (result, ())
         # Scalar nodes broadcast over arrays of points; a value or multiplier that
         # happens not to depend on them (a constant output, lambda_x = 1) is spread
         # to the points' shape too, so every result has the same shape.
@@ -543,9 +668,18 @@ class CompiledFunction:
             else g
             for w, g in zip(self.wrt, grad)
         )
+        if hv is not None:
+            hv = tuple(
+                np.broadcast_to(h, points).astype(self.dtype, copy=True)
+                if self._shapes[w] is None
+                else h
+                for w, h in zip(self.wrt, hv)
+            )
         if not np.all(np.isfinite(value)):  # no finite gradient through a nan value
             grad = tuple(_undefined_where(value, g) for g in grad)
-        return value, grad
+            if hv is not None:
+                hv = tuple(_undefined_where(value, h) for h in hv)
+        return (value, grad) if hv is None else (value, grad, hv)
 
     def _run(self, values, given):
         if self.backend == "numpy":
@@ -569,8 +703,7 @@ class CompiledFunction:
         """The checked values (NumPy) and the values as given, in parameter order."""
         if len(args) > len(self.params):
             raise BadValueError(
-                f"too many values: the function takes {len(self.params)} "
-                f"({', '.join(p.name for p in self.params)})"
+                f"too many values: the function takes {len(self.params)} ({', '.join(self._names)})"
             )
         given = dict(zip(self.params, args))
         for name, value in kwargs.items():
@@ -583,7 +716,8 @@ class CompiledFunction:
             if self._names[name] in given:
                 raise BadValueError(f"{name} is given twice", node=name)
             given[self._names[name]] = value
-        missing = [p.name for p in self.params if p not in given]
+        keyword = {p: k for k, p in self._names.items()}
+        missing = [keyword[p] for p in self.params if p not in given]
         if missing:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
         out = [self._convert(p, given[p]) for p in self.params]
@@ -621,7 +755,7 @@ class CompiledFunction:
         return as_points(p, value, self.dtype)
 
     def __repr__(self) -> str:
-        return f"<compiled adjoint program of {', '.join(p.name for p in self.params)}>"
+        return f"<compiled adjoint program of {', '.join(self._names)}>"
 
 
 def _to_numpy(x):

@@ -38,6 +38,7 @@ from .display import (
 )
 from .errors import AdjointError, ShapeError
 from .lagrangian import lagrangian, stationarity
+from .second_order import second_order, sweeps
 from .solve import forward_sweep, solve
 from .symbols import multiplier_of
 from .values import read_values
@@ -147,8 +148,15 @@ def _solved(graph, at):
     return env, sol
 
 
-def explain(graph, at: Mapping | None = None) -> Explanation:
-    """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step."""
+def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) -> Explanation:
+    """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step;
+    with a ``direction`` (and a point ``at``), the tangent sweep and the second-order
+    adjoint sweep too, whose input entries are the Hessian-vector product."""
+    if direction is not None and at is None:
+        raise AdjointError(
+            "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
+        )
+    second = None if direction is None else sweeps(graph, at, direction)
     kkt = stationarity(graph)
     env, sol = _solved(graph, at)
     undefined = {} if sol is None else dict(sol.undefined)
@@ -306,6 +314,8 @@ def explain(graph, at: Mapping | None = None) -> Explanation:
         Math("lambda_j = d z_n / d z_j", r"\lambda_j = \partial z_n / \partial z_j"),
     )
     sections.append(Section(theorem, lines, math, note))
+    if second is not None:
+        sections += _second_order_sections(graph, second)
     title = Prose(
         "Backpropagation, step by step, for the output ",
         Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
@@ -364,6 +374,58 @@ def _point(graph, env) -> tuple:
 
 def _size(value) -> str:
     return f"{value.shape[0]} x {value.shape[1]}"
+
+
+def _second_order_sections(graph, env) -> list[Section]:
+    """The tangent sweep and the second-order adjoint sweep, each condition with its
+    value."""
+    so = second_order(graph)
+
+    def rows(conditions):
+        lines, math = [], []
+        for c in conditions:
+            rhs = c.rhs
+            lines.append(f"{c.unknown} = {text(rhs)} = {number(env[c.unknown])}")
+            math.append(f"{latex(c.unknown)} = {latex(rhs)} = {_num_tex(env[c.unknown])}")
+        return tuple(lines), tuple(math)
+
+    directions = ", ".join(f"{x} = {number(env[so.dots[x]])}" for x in graph.inputs)
+    tangent = Section(
+        "Tangent sweep: forward mode along the direction",
+        *rows(so.tangent_conditions),
+        Prose(
+            "The forward conditions linearised along the direction (",
+            Math(
+                directions,
+                r",\ ".join(
+                    f"{latex(so.dots[x])} = {_num_tex(env[so.dots[x]])}" for x in graph.inputs
+                ),
+            ),
+            "): ",
+            Math(
+                "zdot_i = sum_j df_i/dz_j zdot_j",
+                r"\dot{z}_i = \sum_{j \in \alpha(i)} \partial f_i / \partial z_j \, \dot{z}_j",
+            ),
+            ", forward substitution on the same triangular system. The output's tangent "
+            "is the directional derivative.",
+        ),
+    )
+    adjoint = Section(
+        "Second-order adjoint sweep: the Hessian-vector product",
+        *rows(so.backward_conditions),
+        Prose(
+            "The adjoint conditions differentiated along the tangent, solved in reverse: ",
+            Math(
+                "lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k "
+                "d2f_i/dz_j dz_k zdot_k)",
+                r"\dot{\lambda}_j = \sum_{i \in \beta(j)} \big(\dot{\lambda}_i \,"
+                r" \partial f_i / \partial z_j + \lambda_i \sum_k \partial^2 f_i / "
+                r"\partial z_j \partial z_k \, \dot{z}_k\big)",
+            ),
+            "; for each input the entry of the Hessian times the direction.",
+        ),
+    )
+    return [tangent, adjoint]
 
 
 def _num_tex(value) -> str:

@@ -22,9 +22,20 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from .errors import AdjointError
 from .expressions import free_symbols
 from .numeric import numeric_function
-from .primitives import derivative_from_output, mark_kinks
+from .primitives import derivative_from_output, kinks, mark_kinks, undefined_at_zero
 
-__all__ = ["RULES", "MatrixOperation", "frobenius2", "pullback", "rule", "sum_entries"]
+__all__ = [
+    "RULES",
+    "TANGENTS",
+    "MatrixOperation",
+    "frobenius2",
+    "pullback",
+    "reuse_output",
+    "rule",
+    "sum_entries",
+    "tangent",
+    "tangent_rule",
+]
 
 
 def sum_entries(A: sp.MatrixExpr) -> sp.Expr:
@@ -190,6 +201,226 @@ def pullback(expr: sp.Expr, cot: sp.Expr, target: sp.Basic) -> sp.Expr:
         return sp.ZeroMatrix(*target.shape) if isinstance(target, sp.MatrixExpr) else sp.S.Zero
     total = sp.MatAdd(*found) if isinstance(target, sp.MatrixExpr) else sp.Add(*found)
     return total.doit() if isinstance(total, sp.MatrixExpr) else total
+
+
+# -- tangents: the derivative of an expression along the tangents of its symbols --------
+
+#: ``TANGENTS[cls](expr, d)`` gives the tangent of ``expr`` (``d(e)`` is the tangent
+#: of a subexpression ``e``): forward mode, one class at a time. Applied to a pullback
+#: (whose multiplier has a tangent too) it gives the second-order adjoint contribution.
+TANGENTS: dict[type, Callable] = {}
+
+
+def tangent_rule(cls: type):
+    """Register the tangent rule of a sympy class."""
+
+    def register(fn):
+        TANGENTS[cls] = fn
+        return fn
+
+    return register
+
+
+def _zero(e):
+    return sp.ZeroMatrix(*e.shape) if isinstance(e, sp.MatrixExpr) else sp.S.Zero
+
+
+def _is_zero(e) -> bool:
+    return isinstance(e, sp.ZeroMatrix) or (not isinstance(e, sp.MatrixExpr) and e == 0)
+
+
+def _sum(terms, like):
+    terms = [t for t in terms if not _is_zero(t)]
+    if not terms:
+        return _zero(like)
+    if len(terms) == 1:
+        return terms[0]
+    return sp.MatAdd(*terms) if isinstance(like, sp.MatrixExpr) else sp.Add(*terms)
+
+
+@tangent_rule(sp.MatAdd)
+def _d_matadd(expr, d):
+    return _sum([d(a) for a in expr.args], expr)
+
+
+@tangent_rule(sp.MatMul)
+def _d_matmul(expr, d):
+    # d(c A_1 ... A_k) = dc A_1 ... A_k + sum_m c A_1 .. dA_m .. A_k
+    coeff, mats = expr.as_coeff_matrices()
+    c = [] if coeff == 1 else [coeff]
+    terms = []
+    for m, factor in enumerate(mats):
+        dm = d(factor)
+        if not _is_zero(dm):
+            terms.append(sp.MatMul(*c, *mats[:m], dm, *mats[m + 1 :]))
+    dc = d(coeff)
+    if not _is_zero(dc):
+        terms.append(sp.MatMul(dc, *mats))
+    return _sum(terms, expr)
+
+
+@tangent_rule(sp.Transpose)
+def _d_transpose(expr, d):
+    da = d(expr.arg)
+    return _zero(expr) if _is_zero(da) else sp.Transpose(da)
+
+
+@tangent_rule(sp.HadamardProduct)
+def _d_hadamard(expr, d):
+    args = expr.args
+    terms = []
+    for m, a in enumerate(args):
+        da = d(a)
+        if not _is_zero(da):
+            terms.append(sp.HadamardProduct(*args[:m], da, *args[m + 1 :]))
+    return _sum(terms, expr)
+
+
+@tangent_rule(sp.HadamardPower)
+def _d_hadamard_power(expr, d):
+    base, exp = expr.args
+    if exp.free_symbols:
+        raise AdjointError(f"{expr}: an element-wise power with a variable exponent")
+    db = d(base)
+    if _is_zero(db):
+        return _zero(expr)
+    return sp.HadamardProduct(exp * sp.HadamardPower(base, exp - 1), db)
+
+
+def _unmarked(e):
+    """``e`` without its kink marks, and the expressions whose zeros they mark."""
+    marks = e.atoms(undefined_at_zero)
+    return e.xreplace({m: m.args[0] for m in marks}), {m.args[1] for m in marks}
+
+
+@tangent_rule(ElementwiseApplyFunction)
+def _d_elementwise(expr, d):
+    # d f.(X) = f'.(X) o dX, f' nan at the kinks of f and of f itself where f is a
+    # derivative already (the pullback's f'.(X), differentiated again).
+    dx = d(expr.expr)
+    if _is_zero(dx):
+        return _zero(expr)
+    var = sp.Dummy("d", real=True)
+    body, marked = _unmarked(expr.function(var))
+    fprime = sp.diff(body, var)
+    for u in {*marked, *kinks(fprime, body)}:
+        fprime = undefined_at_zero(fprime, u)
+    return sp.HadamardProduct(ElementwiseApplyFunction(sp.Lambda(var, fprime), expr.expr), dx)
+
+
+@tangent_rule(sp.Trace)
+def _d_trace(expr, d):
+    da = d(expr.arg)
+    return sp.S.Zero if _is_zero(da) else sp.Trace(da)
+
+
+@tangent_rule(sp.Inverse)
+def _d_inverse(expr, d):
+    # d X^-1 = -X^-1 dX X^-1
+    dx = d(expr.arg)
+    return _zero(expr) if _is_zero(dx) else sp.MatMul(-1, expr, dx, expr)
+
+
+@tangent_rule(sp.Determinant)
+def _d_determinant(expr, d):
+    # d det X = det X tr(X^-1 dX)
+    dx = d(expr.arg)
+    return sp.S.Zero if _is_zero(dx) else expr * sp.Trace(sp.Inverse(expr.arg) * dx)
+
+
+@tangent_rule(sp.MatPow)
+def _d_matpow(expr, d):
+    base, k = expr.args
+    if not (k.is_Integer and k > 0):
+        raise AdjointError(f"{expr}: only positive integer powers of a matrix have a rule")
+    db = d(base)
+    if _is_zero(db):
+        return _zero(expr)
+    k = int(k)
+    power = lambda m: [sp.MatPow(base, m).doit()] if m else []  # noqa: E731
+    return _sum([sp.MatMul(*power(m), db, *power(k - 1 - m)) for m in range(k)], expr)
+
+
+@tangent_rule(undefined_at_zero)
+def _d_undefined(expr, d):
+    value, u = expr.args
+    dv = d(value)
+    return sp.S.Zero if _is_zero(dv) else undefined_at_zero(dv, u)
+
+
+def _d_scalar(expr, d):
+    """A scalar operation (Add, Mul, sin, ...): partials from sympy's ``diff``."""
+    if any(isinstance(arg, sp.MatrixExpr) for arg in expr.args):
+        raise AdjointError(
+            f"no tangent rule for {type(expr).__name__}, which reads a matrix (in {expr}); "
+            f"the matrix operations with tangent rules are: "
+            f"{', '.join(c.__name__ for c in TANGENTS)}. Add one with "
+            "@adjoint.matrices.tangent_rule"
+        )
+    terms = []
+    for arg in expr.args:
+        if not arg.free_symbols or not isinstance(arg, sp.Expr):
+            continue
+        da = d(arg)
+        if _is_zero(da):
+            continue
+        var = sp.Dummy("d", real=True)
+        body = expr.xreplace({arg: var})
+        partial = mark_kinks(sp.diff(body, var), body).xreplace({var: arg})
+        terms.append(partial * da)
+    return sp.Add(*terms)
+
+
+def tangent(expr: sp.Expr, dots: dict) -> sp.Expr:
+    """The derivative of ``expr`` along ``dots``, ``{symbol: its tangent}`` (symbols
+    not in ``dots`` are held fixed), by the rules in :data:`TANGENTS`."""
+    memo: dict = {}
+    moving = tuple(dots)
+
+    def d(e):
+        if e in dots:
+            return dots[e]
+        if e in memo:
+            return memo[e]
+        if isinstance(e, _LEAVES) or not isinstance(e, sp.Basic) or not e.has(*moving):
+            out = _zero(e)
+        else:
+            fn = TANGENTS.get(type(e))
+            if fn is None:
+                if isinstance(e, sp.MatrixExpr):
+                    raise AdjointError(
+                        f"no tangent rule for {type(e).__name__} (in {expr}); the matrix "
+                        f"operations with tangent rules are: "
+                        f"{', '.join(c.__name__ for c in TANGENTS)}. Add one with "
+                        "@adjoint.matrices.tangent_rule"
+                    )
+                fn = _d_scalar
+            out = fn(e, d)
+        memo[e] = out
+        return out
+
+    return d(expr)
+
+
+def reuse_output(expr: sp.Expr, F: sp.Expr, Z: sp.MatrixSymbol) -> sp.Expr:
+    """``expr`` with ``F`` read from its stored node ``Z``; for an element-wise ``F =
+    f.(X)``, every ``g.(X)`` whose ``g`` can be written with ``f`` alone (``tanh'' =
+    -2 tanh (1 - tanh**2)``) becomes a function of ``Z``: generated code then does not
+    compute ``f`` again for the second order."""
+    replacements = {F: Z}
+    if isinstance(F, ElementwiseApplyFunction):
+        var, body = F.function.variables[0], F.function.expr
+        y = sp.Dummy("y", real=True)
+        for e in expr.atoms(ElementwiseApplyFunction):
+            if e == F or e.expr != F.expr:
+                continue
+            v = e.function.variables[0]
+            written = e.function.expr.xreplace({body.xreplace({var: v}): y})
+            if v not in written.free_symbols:
+                replacements[e] = (
+                    Z if written == y else ElementwiseApplyFunction(sp.Lambda(y, written), Z)
+                )
+    return expr.xreplace(replacements)
 
 
 class MatrixOperation:

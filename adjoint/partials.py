@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import sympy as sp
 
 from .numeric import numeric_function
-from .primitives import derivative_from_output, mark_kinks
+from .primitives import derivative_from_output, kinks, mark_kinks, undefined_at_zero
 
 __all__ = ["Operation", "operation", "placeholders"]
 
@@ -54,9 +54,12 @@ class Operation:
     pullback = False
 
     __slots__ = (
+        "_coupled",
         "_numeric",
         "_partials",
         "_parts",
+        "_second",
+        "_second_numeric",
         "_shared",
         "_value_fn",
         "args",
@@ -73,6 +76,9 @@ class Operation:
         self._parts: dict | None = None
         self._value_fn = None
         self._shared = None
+        self._second: dict[tuple[int, int], sp.Expr] = {}
+        self._second_numeric: dict[tuple[int, int], list] = {}
+        self._coupled: dict[int, tuple[int, ...]] = {}
 
     def _summands(self, k: int) -> list | None:
         """For a sum, the summands that read ``a_k``; ``None`` for anything else."""
@@ -101,6 +107,78 @@ class Operation:
             else:
                 self._partials[k] = sp.Add(*(_summand_partial(t, a) for t in terms))
         return self._partials[k]
+
+    def second_partial(self, k: int, m: int) -> sp.Expr:
+        """``d2f/da_k da_m``, derived once per operation like :meth:`partial`: for a sum,
+        from the summands that hold both arguments, each through its own operation."""
+        key = (min(k, m), max(k, m))
+        if key not in self._second:
+            a, b = self.args[key[0]], self.args[key[1]]
+            terms = self._summands(key[0])
+            if terms is None:
+                self._second[key] = sp.diff(self.partial(key[0]), b)
+            else:
+                both = [t for t in terms if b in t.free_symbols]
+                self._second[key] = sp.Add(*(_summand_second(t, a, b) for t in both))
+        return self._second[key]
+
+    def coupled(self, k: int) -> tuple[int, ...]:
+        """The arguments ``m`` with ``d2f/da_k da_m`` not zero, in order: for a sum, only
+        those sharing a summand with ``a_k``, so that a node reading thousands of others
+        costs the pairs inside its summands, not all pairs of its arguments."""
+        if k not in self._coupled:
+            terms = self._summands(k)
+            if terms is None:
+                candidates = range(len(self.args))
+            else:
+                held = set().union(*(t.free_symbols for t in terms)) if terms else set()
+                candidates = sorted(_POSITION[a] for a in held if a in _POSITION)
+            self._coupled[k] = tuple(m for m in candidates if self.second_partial(k, m) != 0)
+        return self._coupled[k]
+
+    def numeric_second_partial(self, k: int, m: int) -> sp.Expr:
+        """``d2f/da_k da_m`` as it is evaluated: nan at the kinks of ``f`` and of its first
+        partials; in the own value where the first partial is declared in it
+        (``tanh'' = -2 y (1 - y**2)``)."""
+        return self._second_entry(k, m)[0]
+
+    def _second_entry(self, k: int, m: int) -> list:
+        key = (min(k, m), max(k, m))
+        if key not in self._second_numeric:
+            first = self.numeric_partial(key[0])
+            if self.out in first.free_symbols:
+                # the chain rule through the own value: y' is the numeric partial in a_l
+                second = sp.diff(first, self.args[key[1]]) + sp.diff(
+                    first, self.out
+                ) * self.numeric_partial(key[1])
+            else:
+                second = self.second_partial(*key)
+                part = self.part(key[0])
+                for u in {*kinks(self.partial(key[0]), part), *kinks(second, part)}:
+                    second = undefined_at_zero(second, u)
+            self._second_numeric[key] = [second, None, None]
+        return self._second_numeric[key]
+
+    def numeric_second_partial_fn(self, k: int, m: int):
+        """:meth:`numeric_second_partial` as a function, and the placeholders it reads."""
+        entry = self._second_entry(k, m)
+        if entry[1] is None:
+            entry[2] = tuple(sorted(_POSITION.keys() & entry[0].free_symbols, key=_POSITION.get))
+            entry[1] = numeric_function(entry[2], entry[0])
+        return entry[1], entry[2]
+
+    def second_local(self, k: int, m: int, reads) -> sp.Expr:
+        """``d2f_i/dz_j dz_k`` for ``z_j = reads[k]``, ``z_k = reads[m]``, in the node's
+        own symbols."""
+        return self.instantiate(self.second_partial(k, m), reads)
+
+    def numeric_second_local(self, k: int, m: int, reads, out) -> sp.Expr:
+        return self.instantiate(self.numeric_second_partial(k, m), reads, out)
+
+    def second_local_value(self, k: int, m: int, reads, out, env):
+        """The numeric second partial at the values in ``env``; ``out`` is ``z_i``'s value."""
+        fn, needs = self.numeric_second_partial_fn(k, m)
+        return fn(*(out if a is self.out else env[reads[_POSITION[a]]] for a in needs))
 
     def numeric_partial(self, k: int) -> sp.Expr:
         """``df/da_k`` as it is evaluated: in the own value where declared, nan at kinks."""
@@ -211,6 +289,15 @@ def _shared(template: sp.Expr, arity: int) -> Operation:
             _OPERATIONS.clear()
         op = _OPERATIONS[template] = Operation(template, arity)
     return op
+
+
+def _summand_second(term: sp.Expr, a: sp.Dummy, b: sp.Dummy) -> sp.Expr:
+    """``d2 term / da db`` for one summand of a sum, through the summand's own operation."""
+    held = sorted(_POSITION.keys() & term.free_symbols, key=_POSITION.get)
+    canonical = placeholders(len(held))
+    op = _shared(term.xreplace(dict(zip(held, canonical))), len(held))
+    second = op.second_partial(held.index(a), held.index(b))
+    return second.xreplace(dict(zip(canonical, held)))
 
 
 def _summand_partial(term: sp.Expr, a: sp.Dummy) -> sp.Expr:

@@ -1,0 +1,519 @@
+"""Second order from the same Lagrangian: tangents and second-order adjoints.
+
+Linearise the forward conditions ``z_i = f_i(z_alpha(i))`` along a direction ``v`` of
+the inputs and they become the *tangent conditions*
+
+    zdot_i = sum_{j in alpha(i)} df_i/dz_j zdot_j,        zdot_x = v_x for an input,
+
+forward substitution on the triangular system whose back substitution is Step 2
+(forward mode). Differentiate the adjoint conditions ``lambda_j = [j = n] + sum_i
+lambda_i df_i/dz_j`` along that tangent and they become the *second-order adjoint
+conditions*
+
+    lambdadot_j = sum_{i in beta(j)} (lambdadot_i df_i/dz_j
+                                      + lambda_i sum_{k in alpha(i)} d2f_i/dz_j dz_k zdot_k),
+
+solved in reverse like Step 2; at the inputs ``lambdadot_x`` is the Hessian-vector
+product (Pearlmutter's trick, forward-over-reverse).
+
+Both are assembled from the condition objects of :mod:`adjoint.lagrangian`: the first
+partials of its contributions and the second partials of each operation
+(:meth:`adjoint.partials.Operation.second_partial`, derived once per kind of
+operation and instantiated per pair of edges into a node). Nothing composed is ever
+differentiated: the work is linear in the nodes, the edges and the pairs of edges
+that share a node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+from .display import aligned, latex, text
+from .errors import AdjointError, BadValueError, ShapeError, UnknownSymbolError
+from .expressions import free_symbols
+from .lagrangian import Role, stationarity
+from .matrices import tangent as tangent_of
+from .numeric import numeric_function
+from .solve import NodeMap, forward_sweep, solve
+from .values import as_array, as_number, read_values
+
+__all__ = [
+    "HVP",
+    "SecondAdjointCondition",
+    "SecondOrder",
+    "TangentCondition",
+    "TangentSolution",
+    "hessian",
+    "hvp",
+    "second_order",
+    "sweeps",
+    "tangent",
+]
+
+
+class Tangent(sp.Symbol):
+    """``zdot_j``: the derivative of node ``z_j`` along the direction (forward mode)."""
+
+    PREFIX = "zdot_"
+
+    def _latex(self, printer) -> str:
+        return r"\dot{" + printer._print(sp.Symbol(self.name[len(self.PREFIX) :])) + "}"
+
+
+class MultiplierTangent(sp.Symbol):
+    """``lambdadot_j``: the derivative of ``lambda_j`` along the direction."""
+
+    PREFIX = "lambdadot_"
+
+    def _latex(self, printer) -> str:
+        node = printer._print(sp.Symbol(self.name[len(self.PREFIX) :]))
+        return r"\dot{\lambda}_{" + node + "}"
+
+
+class MatrixTangent(sp.MatrixSymbol):
+    """``Zdot_j`` for a matrix node."""
+
+    PREFIX = "zdot_"
+
+    def _latex(self, printer) -> str:
+        return r"\dot{" + printer._print(sp.Symbol(self.name[len(self.PREFIX) :])) + "}"
+
+
+class MatrixMultiplierTangent(sp.MatrixSymbol):
+    """``Lambdadot_j`` for a matrix node."""
+
+    PREFIX = "lambdadot_"
+
+    def _latex(self, printer) -> str:
+        node = printer._print(sp.Symbol(self.name[len(self.PREFIX) :]))
+        return r"\dot{\Lambda}_{" + node + "}"
+
+
+def _dot_symbols(graph, scalar, matrix) -> dict:
+    out = {}
+    for z in graph.nodes:
+        shape = graph.node(z).shape
+        name = scalar.PREFIX + z.name
+        out[z] = scalar(name, real=True) if shape is None else matrix(name, *z.shape)
+    return out
+
+
+class _Numeric:
+    """An expression of nodes, multipliers and their tangents, evaluated from ``env``."""
+
+    __slots__ = ("args", "expr", "fn")
+
+    def __init__(self, expr):
+        self.expr = expr
+        self.args = tuple(free_symbols(expr))
+        self.fn = numeric_function(self.args, expr)
+
+    def __call__(self, env):
+        return self.fn(*(env[a] for a in self.args))
+
+
+class TangentCondition:
+    """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised."""
+
+    __slots__ = ("_numeric", "forward", "node", "unknown", "wrt")
+
+    def __init__(self, forward, unknown, wrt):
+        self.forward = forward  # the ForwardCondition z_i = f_i
+        self.node = forward.unknown
+        self.unknown = unknown  # zdot_i
+        self.wrt = wrt  # {read: zdot_read} for the reads that are not constants
+        self._numeric = None
+
+    def edges(self):
+        """``(k, z_j, zdot_j)`` for each argument of ``f_i`` that moves with the inputs."""
+        for k, r in enumerate(self.forward.reads):
+            if r in self.wrt:
+                yield k, r, self.wrt[r]
+
+    @property
+    def rhs(self) -> sp.Expr:
+        op, reads = self.forward.op, self.forward.reads
+        if op.pullback:  # a matrix constraint: its tangent rules (adjoint.matrices)
+            return tangent_of(self.forward.rhs, self.wrt)
+        return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
+
+    @property
+    def eq(self) -> sp.Eq:
+        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+
+    def solve(self, env):
+        op, reads, out = self.forward.op, self.forward.reads, env[self.node]
+        if op.pullback:
+            if self._numeric is None:
+                self._numeric = _Numeric(self.rhs)
+            return _shaped(self._numeric(env), env[self.node])
+        total = 0.0
+        for k, _, dot in self.edges():
+            total = total + op.local_value(k, reads, out, env) * env[dot]
+        if not np.isfinite(out):
+            return np.nan  # z_i outside its domain: no derivative there
+        return total
+
+    def __repr__(self) -> str:
+        return f"TangentCondition({self.unknown} = {text(self.rhs)})"
+
+
+class SecondAdjointCondition:
+    """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
+    zdot_k)``: the adjoint condition of ``z_j`` differentiated along the tangent."""
+
+    __slots__ = ("_numeric", "adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
+
+    def __init__(self, adjoint, unknown, multiplier_dots, dots):
+        self._numeric = {}
+        self.adjoint = adjoint  # the AdjointCondition lambda_j = ...
+        self.role = adjoint.role
+        self.wrt = adjoint.wrt
+        self.unknown = unknown  # lambdadot_j
+        self.multiplier_dots = multiplier_dots  # {reader i: lambdadot_i}
+        self.dots = dots  # {node: zdot}
+
+    def pairs(self, t):
+        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
+        ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
+        for m in t.op.coupled(t.k):
+            r = t.reads[m]
+            if r in self.dots:
+                yield m, r, self.dots[r]
+
+    def matrix_term(self, t) -> sp.Expr:
+        """A pullback ``J^T Lambda_i`` differentiated along the tangents of the nodes
+        and of ``Lambda_i`` (forward-over-reverse, by the tangent rules)."""
+        dots = {r: self.dots[r] for r in t.reads if r in self.dots}
+        dots[t.multiplier] = self.multiplier_dots[t.reader]
+        return tangent_of(t.expr, dots)
+
+    @property
+    def rhs(self) -> sp.Expr:
+        terms = []
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            terms = [self.matrix_term(t) for t in self.adjoint.contributions]
+            terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
+            return sp.MatAdd(*terms) if terms else sp.ZeroMatrix(*self.unknown.shape)
+        for t in self.adjoint.contributions:
+            if t.pullback:
+                terms.append(self.matrix_term(t))
+                continue
+            terms.append(self.multiplier_dots[t.reader] * t.partial)
+            second = sp.Add(
+                *(t.op.second_local(t.k, m, t.reads) * dot for m, _, dot in self.pairs(t))
+            )
+            terms.append(t.multiplier * second)
+        return sp.Add(*terms)
+
+    @property
+    def eq(self) -> sp.Eq:
+        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+
+    def solve(self, env):
+        total = 0.0
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            total = np.zeros(np.shape(env[self.wrt]))
+        for t in self.adjoint.contributions:
+            lam, out = env[t.multiplier], env[t.reader]
+            if t.pullback:
+                if t not in self._numeric:
+                    self._numeric[t] = _Numeric(self.matrix_term(t))
+                total = total + self._numeric[t](env)
+                continue
+            total = total + env[self.multiplier_dots[t.reader]] * t.partial_value(env)
+            for m, _, dot in self.pairs(t):
+                total = total + lam * t.op.second_local_value(t.k, m, t.reads, out, env) * env[dot]
+            if not np.isfinite(out) and lam != 0:
+                return np.nan
+        return _shaped(total, env[self.wrt])
+
+
+def _shaped(value, like):
+    """A matrix result with its node's shape (a zero tangent prints as a scalar 0)."""
+    if np.ndim(like) and np.shape(value) != np.shape(like):
+        return np.broadcast_to(value, np.shape(like)).astype(float)
+    return value
+
+    def __repr__(self) -> str:
+        return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
+
+
+_TITLES = {
+    "tangent": "tangent, forward (zdot_i = sum_j df_i/dz_j zdot_j)",
+    "adjoint": "second-order adjoint, backward (lambdadot_j = d lambda_j along zdot)",
+    "hvp": "Hessian-vector product (lambdadot_x = (H v)_x)",
+}
+_LATEX_TITLES = {
+    "tangent": r"\text{tangent (forward): } \dot{z}_i = \sum_j \frac{\partial f_i}"
+    r"{\partial z_j} \dot{z}_j",
+    "adjoint": r"\text{second-order adjoint (backward): } \dot{\lambda}_j = \sum_i "
+    r"\Big(\dot{\lambda}_i \frac{\partial f_i}{\partial z_j} + \lambda_i \sum_k "
+    r"\frac{\partial^2 f_i}{\partial z_j \partial z_k} \dot{z}_k\Big)",
+    "hvp": r"\text{Hessian-vector product: } \dot{\lambda}_x = (\nabla^2 f\, v)_x",
+}
+
+
+class SecondOrder:
+    """The tangent and second-order adjoint conditions of a graph.
+
+    ``tangent``, ``adjoint`` and ``hvp`` are lists of sympy ``Eq``;
+    ``tangent_conditions`` and ``backward_conditions`` (adjoint, then hvp) the
+    condition objects in solving order.
+    """
+
+    def __init__(self, tangents, adjoint, gradient, dots, inputs):
+        self.tangent_conditions: tuple[TangentCondition, ...] = tangents
+        self.backward_conditions: tuple[SecondAdjointCondition, ...] = adjoint + gradient
+        self.dots = dots  # {node: zdot_node}
+        self.directions = {x: dots[x] for x in inputs}  # the direction's symbols
+        self._groups = {"tangent": tangents, "adjoint": adjoint, "hvp": gradient}
+
+    @property
+    def tangent(self) -> list[sp.Eq]:
+        """``zdot_i = sum_j df_i/dz_j zdot_j`` in topological order."""
+        return [c.eq for c in self._groups["tangent"]]
+
+    @property
+    def adjoint(self) -> list[sp.Eq]:
+        """The second-order adjoint conditions, output first."""
+        return [c.eq for c in self._groups["adjoint"]]
+
+    @property
+    def hvp(self) -> list[sp.Eq]:
+        """For each input x: ``lambdadot_x``, the entry x of (Hessian of f) v."""
+        return [c.eq for c in self._groups["hvp"]]
+
+    @property
+    def equations(self) -> list[sp.Eq]:
+        return self.tangent + self.adjoint + self.hvp
+
+    def __len__(self) -> int:
+        return len(self.tangent_conditions) + len(self.backward_conditions)
+
+    def __repr__(self) -> str:
+        lines = []
+        for key, conditions in self._groups.items():
+            lines.append(f"{_TITLES[key]}:")
+            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in conditions]
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        rows = []
+        for key, conditions in self._groups.items():
+            rows.append((None, _LATEX_TITLES[key]))
+            rows += [(latex(c.unknown), latex(c.rhs)) for c in conditions]
+        return aligned(rows)
+
+
+def second_order(graph) -> SecondOrder:
+    """The tangent and second-order adjoint conditions, assembled from the same
+    condition objects as ``grad L = 0``; kept with the graph until it changes."""
+    return graph.derived("second_order", _assemble)
+
+
+def _assemble(graph) -> SecondOrder:
+    kkt = stationarity(graph)
+    dots = _dot_symbols(graph, Tangent, MatrixTangent)
+    ldots = _dot_symbols(graph, MultiplierTangent, MatrixMultiplierTangent)
+    tangents = tuple(
+        TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
+        for c in kkt.forward_conditions
+    )
+    adjoint = tuple(
+        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.ADJOINT)
+    )
+    gradient = tuple(
+        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.GRADIENT)
+    )
+    return SecondOrder(tangents, adjoint, gradient, dots, graph.inputs)
+
+
+def read_direction(graph, direction) -> dict:
+    """A direction ``v``: one value for every input (arrays of the input's shape for
+    matrix inputs), keyed by symbol or name; constants are data and do not move."""
+    if not isinstance(direction, Mapping):
+        raise BadValueError(
+            f"the direction must be a dict from inputs to numbers, such as {{x: 1.0}}, got "
+            f"{type(direction).__name__}"
+        )
+    given = {}
+    for key, value in direction.items():
+        try:
+            symbol = graph.lookup(key)
+        except UnknownSymbolError:
+            raise UnknownSymbolError(
+                f"the direction gives {key}, which is not a node of this graph; its inputs "
+                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
+                node=key,
+            ) from None
+        if symbol not in graph.inputs:
+            raise BadValueError(
+                f"the direction gives {symbol}, which is not an input: only inputs move "
+                "along a direction (constants are data, nodes are computed)",
+                node=symbol,
+            )
+        given[symbol] = value
+    missing = [x for x in graph.inputs if x not in given]
+    if missing:
+        raise BadValueError(
+            f"the direction gives no value for {', '.join(map(str, missing))}; give one for "
+            "every input (0.0 to keep it fixed)",
+            node=missing[0],
+        )
+    out = {}
+    for x in graph.inputs:
+        shape = graph.node(x).shape
+        out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape)
+    return out
+
+
+def _check_direction_shapes(graph, env, v) -> None:
+    """A matrix input's direction has the shape of the value given for it."""
+    for x, value in v.items():
+        if np.shape(value) != np.shape(env[x]):
+            raise ShapeError(
+                f"the direction of {x} has shape {np.shape(value)}, but the value of {x} has "
+                f"shape {np.shape(env[x])}: a direction moves each input within its own shape",
+                node=x,
+            )
+
+
+class TangentSolution:
+    """The tangent conditions solved at a point along a direction: ``tangents[z]`` is
+    ``zdot_z = d z / ds`` along ``x + s v``, ``derivative`` the output's, ``<grad f, v>``."""
+
+    __slots__ = ("derivative", "tangents", "values")
+
+    def __init__(self, values, tangents, output):
+        self.values = NodeMap(values)
+        self.tangents = NodeMap(tangents)
+        self.derivative = tangents[output]
+
+    def __repr__(self) -> str:
+        def show(v):
+            return f"{v:.6g}" if np.ndim(v) == 0 else f"{np.shape(v)[0]}x{np.shape(v)[1]} array"
+
+        rows = ", ".join(f"{z}: {show(v)}" for z, v in self.tangents.items())
+        return f"TangentSolution(derivative={show(self.derivative)}; {rows})"
+
+
+class HVP(NodeMap):
+    """``{input: entry of (Hessian of f) v}``, in input order."""
+
+
+def _sweeps(graph, so, env, v):
+    """The tangent sweep (forward) and the second-order adjoint sweep (reverse) on
+    ``env``, which holds the solution of grad L = 0; returns the new environment."""
+    _check_direction_shapes(graph, env, v)
+    env = dict(env)
+    for x, value in v.items():
+        env[so.directions[x]] = value
+    with np.errstate(all="ignore"):
+        for c in so.tangent_conditions:
+            env[c.unknown] = c.solve(env)
+        for c in so.backward_conditions:
+            env[c.unknown] = c.solve(env)
+    return env
+
+
+def _solved(graph, at):
+    so = second_order(graph)
+    sol = solve(graph, at)
+    env = {
+        **read_values(graph, at),
+        **sol.values,
+        **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()},
+    }
+    return so, sol, env
+
+
+def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
+    """Forward mode: the tangent conditions solved at ``at`` along ``direction``."""
+    so = second_order(graph)
+    env = forward_sweep(graph, read_values(graph, at))
+    v = read_direction(graph, direction)
+    _check_direction_shapes(graph, env, v)
+    for x, value in v.items():
+        env[so.directions[x]] = value
+    with np.errstate(all="ignore"):
+        for c in so.tangent_conditions:
+            env[c.unknown] = c.solve(env)
+    nodes = (*graph.inputs, *graph.defined)
+    tangents = {z: _finish(env[so.dots[z]]) for z in nodes}
+    return TangentSolution({z: _finish(env[z]) for z in nodes}, tangents, graph.output)
+
+
+def sweeps(graph, at: Mapping, direction: Mapping) -> dict:
+    """Every value of both sweeps at ``at`` along ``direction``: ``{zdot_i: value,
+    lambdadot_j: value}`` keyed by the unknowns of :func:`second_order`'s conditions,
+    with the nodes' values and multipliers."""
+    so, _, env = _solved(graph, at)
+    return _sweeps(graph, so, env, read_direction(graph, direction))
+
+
+def hvp(graph, at: Mapping, direction: Mapping) -> HVP:
+    """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep."""
+    so, _, env = _solved(graph, at)
+    env = _sweeps(graph, so, env, read_direction(graph, direction))
+    gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
+    return HVP({c.wrt: _finish(env[c.unknown]) for c in gradient})
+
+
+def _finish(value):
+    """A float, or a float array for a matrix node."""
+    if np.ndim(value):
+        return np.array(value, dtype=float)
+    return float(value)
+
+
+def hessian(graph, at: Mapping | None = None):
+    """The Hessian of f, rows and columns in input order, by one Hessian-vector product
+    per unit vector: a numpy array at ``at``, a sympy Matrix without it. The numeric
+    Hessian is checked symmetric (the two sweeps do not make it so by construction)."""
+    inputs = graph.inputs
+    n = len(inputs)
+    matrices = [x for x in inputs if graph.node(x).shape is not None]
+    if matrices:
+        raise AdjointError(
+            f"g.hessian() is for scalar inputs, and {matrices[0]} is a matrix: use "
+            "g.hvp(at, direction) for Hessian-vector products",
+            node=matrices[0],
+        )
+    if at is None:
+        so, sol = second_order(graph), solve(graph)
+        env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
+        columns = []
+        for x in inputs:
+            unit = {y: sp.Integer(int(y == x)) for y in inputs}
+            env_x = _symbolic_sweeps(so, env, unit)
+            columns.append([env_x[c.unknown] for c in so.backward_conditions[-n:]])
+        return sp.Matrix(n, n, lambda i, j: columns[j][i])
+    so, _, env = _solved(graph, at)
+    H = np.empty((n, n))
+    for j, x in enumerate(inputs):
+        out = _sweeps(graph, so, env, {y: float(y == x) for y in inputs})
+        H[:, j] = [out[c.unknown] for c in so.backward_conditions[-n:]]
+    finite = np.isfinite(H) & np.isfinite(H.T)
+    scale = max(1.0, float(np.max(np.abs(H[finite]), initial=0.0)))
+    if not np.allclose(H[finite], H.T[finite], rtol=1e-9, atol=1e-12 * scale):
+        raise AdjointError(
+            "internal error: the Hessian from the second-order adjoint sweeps is not "
+            f"symmetric (worst asymmetry {np.max(np.abs(H - H.T)[finite]):.3g}); please "
+            "report this with the graph"
+        )
+    return H
+
+
+def _symbolic_sweeps(so, env, v):
+    env = dict(env)
+    for x, value in v.items():
+        env[so.directions[x]] = value
+    for c in so.tangent_conditions:
+        env[c.unknown] = c.rhs.xreplace(env)
+    for c in so.backward_conditions:
+        env[c.unknown] = c.rhs.xreplace(env)
+    return env

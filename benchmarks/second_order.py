@@ -1,0 +1,209 @@
+"""Second order: the cost of the Hessian-vector product, side by side in one run.
+
+1. A random scalar DAG of 2000 nodes on 10^5 points: the compiled value, gradient
+   and Hessian-vector product (``compile(hvp=True)``) as a ratio to the compiled
+   value and gradient (target <= 3.0, aim 2.5), checked against central differences
+   of the compiled gradient.
+2. Symbolic: declare + ``second_order()`` + a numeric ``hvp`` on random DAGs of
+   10^3 .. 3x10^4 nodes, as a ratio to building the sympy right-hand sides (target
+   <= 3), with the scaling exponent between sizes (target <= 1.15).
+
+3. The two-layer net ||tanh(X W1) W2 - y||^2, X 1024 x 256, float64: the compiled
+   HVP against a hand-written NumPy Pearlmutter R-op (checked by differences of its
+   gradient), and ``compile(backend="jax", hvp=True)`` against ``jax.jit`` of
+   ``jax.jvp`` over ``jax.grad`` (targets: within 1.15x of each).
+
+Run: python benchmarks/second_order.py [--sizes 1000 10000 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+from sympy.core.cache import clear_cache
+
+import adjoint
+from adjoint.examples import random_constraints, random_dag
+
+
+def best(fns: dict, repeats: int = 5) -> dict:
+    """The best time of each function, interleaved so that load falls on all alike."""
+    times = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name] = min(times[name], time.perf_counter() - t)
+    return times
+
+
+def scalar_dag() -> None:
+    g, _ = random_dag(2000, seed=1)
+    rng = np.random.default_rng(0)
+    points = [rng.uniform(-1, 1, 100_000) for _ in g.inputs]
+    direction = [rng.standard_normal() for _ in g.inputs]
+    t0 = time.perf_counter()
+    both, second = g.compile(), g.compile(hvp=True)
+    built = time.perf_counter() - t0
+    # the Hessian-vector product against central differences of the compiled gradient
+    h = 1e-6
+    up = both(*(p + h * v for p, v in zip(points, direction)))[1]
+    down = both(*(p - h * v for p, v in zip(points, direction)))[1]
+    hv = second(*points, *direction)[2]
+    worst = 0.0
+    for a, b, c in zip(hv, up, down):
+        diff = (b - c) / (2 * h)
+        ok = np.isfinite(a) & np.isfinite(diff)
+        worst = max(
+            worst, float(np.max(np.abs(a[ok] - diff[ok]) / np.maximum(1, np.abs(diff[ok]))))
+        )
+    t = best({"both": lambda: both(*points), "hvp": lambda: second(*points, *direction)}, repeats=5)
+    print(f"1. random DAG, 2000 nodes, 10^5 points (compiling both programs: {built:.1f} s)")
+    print(f"   value and gradient          {t['both']:8.3f} s")
+    print(
+        f"   value, gradient and HVP     {t['hvp']:8.3f} s   ratio {t['hvp'] / t['both']:.2f} "
+        "(target <= 3.0, aim 2.5)"
+    )
+    print(f"   HVP against differences of the gradient: worst relative error {worst:.1e}")
+
+
+def measure(n: int, seed: int) -> dict:
+    clear_cache()  # sympy would otherwise find the right-hand sides of a rerun cached
+    t0 = time.perf_counter()
+    inputs, rhs = random_constraints(n, 4, seed)
+    t1 = time.perf_counter()
+    g = adjoint.Graph()
+    for x in inputs:
+        g.input(x)
+    for z, f in rhs:
+        g.define(z, f)
+    g.second_order()
+    at = {x: 0.1 * (k + 1) for k, x in enumerate(inputs)}
+    hv = g.hvp(at, {x: 1.0 for x in inputs})
+    t2 = time.perf_counter()
+    assert all(math.isfinite(v) or math.isnan(v) for v in hv.values())
+    return {"n": n, "rhs": t1 - t0, "total": t2 - t1}
+
+
+def symbolic(sizes, seed: int) -> None:
+    measure(200, seed)  # warm the caches of operations
+    print("2. declare + second_order() + hvp, against building the right-hand sides")
+    print(f"   {'N':>7} {'rhs s':>8} {'total s':>8} {'ratio':>6} {'exponent':>8}")
+    previous = None
+    for n in sizes:
+        runs = [measure(n, seed) for _ in range(3 if n <= 10_000 else 1)]
+        r = {key: min(run[key] for run in runs) for key in runs[0]}
+        exponent = ""
+        if previous is not None:
+            exponent = (
+                f"{math.log(r['total'] / previous['total']) / math.log(n / previous['n']):.2f}"
+            )
+        print(
+            f"   {n:>7} {r['rhs']:>8.2f} {r['total']:>8.2f} {r['total'] / r['rhs']:>6.2f} "
+            f"{exponent:>8}"
+        )
+        previous = r
+    print("   (targets: ratio <= 3, exponent <= 1.15)")
+
+
+def two_layer() -> None:
+    from adjoint.examples import two_layer_net
+
+    g, point = two_layer_net(n=1024, d=256, seed=0)
+    args = {s.name: v for s, v in point.items()}
+    X, y, W1, W2 = args["X"], args["y"], args["W1"], args["W2"]
+    rng = np.random.default_rng(1)
+    V1, V2 = rng.standard_normal(W1.shape), rng.standard_normal(W2.shape)
+
+    def gradient(W1, W2):
+        A = np.tanh(X @ W1)
+        R = A @ W2 - y
+        lam_H = (2 * R @ W2.T) * (1 - A * A)
+        return X.T @ lam_H, A.T @ (2 * R)
+
+    def by_hand():
+        # Pearlmutter's R-op: the forward sweep and its tangent, then the backward sweep
+        # and its tangent, written out for this network
+        H = X @ W1
+        A = np.tanh(H)
+        dA = 1 - A * A
+        R = A @ W2 - y
+        H_dot = X @ V1
+        A_dot = dA * H_dot
+        R_dot = A_dot @ W2 + A @ V2
+        lam_R, lam_R_dot = 2 * R, 2 * R_dot
+        lam_A = lam_R @ W2.T
+        lam_A_dot = lam_R_dot @ W2.T + lam_R @ V2.T
+        lam_H = lam_A * dA
+        lam_H_dot = lam_A_dot * dA - 2 * A * A_dot * lam_A
+        f = float(np.sum(R * R))
+        return f, (X.T @ lam_H, A.T @ lam_R), (X.T @ lam_H_dot, A.T @ lam_R_dot + A_dot.T @ lam_R)
+
+    h = 1e-6
+    up, down = gradient(W1 + h * V1, W2 + h * V2), gradient(W1 - h * V1, W2 - h * V2)
+    _, _, hand_hv = by_hand()
+    for got, a, b in zip(hand_hv, up, down):
+        assert np.allclose(got, (a - b) / (2 * h), rtol=1e-5, atol=1e-5 * np.max(np.abs(got)))
+    compiled = g.compile(hvp=True)
+    fns = {
+        "by hand R-op (NumPy)": by_hand,
+        "adjoint hvp=True": lambda: compiled(**args, v_W1=V1, v_W2=V2),
+    }
+    _, _, ours = fns["adjoint hvp=True"]()
+    for a, b in zip(ours, hand_hv):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-9 * np.max(np.abs(b)))
+    fns.update(_jax_hvp(g, args, V1, V2))
+    t = best(fns, repeats=15)
+    print("3. two-layer net, X 1024 x 256, float64: value, gradient and HVP")
+    hand, jax_time = t["by hand R-op (NumPy)"], t.get("JAX jit(jvp(grad))")
+    for name, seconds in t.items():
+        line = f"   {name:30s}{1e3 * seconds:8.2f} ms   / by hand {seconds / hand:5.2f}"
+        if jax_time:
+            line += f"   / JAX {seconds / jax_time:5.2f}"
+        print(line)
+    print("   (targets: adjoint / by hand <= 1.15; adjoint, backend=jax / JAX <= 1.15)")
+
+
+def _jax_hvp(g, args, V1, V2) -> dict:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+    with jax.enable_x64(True):
+        j = {k: jnp.asarray(v) for k, v in args.items()}
+        jv1, jv2 = jnp.asarray(V1), jnp.asarray(V2)
+
+        def loss(W1, W2):
+            return jnp.sum((jnp.tanh(j["X"] @ W1) @ W2 - j["y"]) ** 2)
+
+        step = jax.jit(lambda w, v: jax.jvp(jax.grad(loss, argnums=(0, 1)), w, v))
+        jax.block_until_ready(step((j["W1"], j["W2"]), (jv1, jv2)))
+
+    def reference():
+        with jax.enable_x64(True):
+            return jax.block_until_ready(step((j["W1"], j["W2"]), (jv1, jv2)))
+
+    ours = g.compile(backend="jax", hvp=True)
+    ours(**j, v_W1=jv1, v_W2=jv2)
+    return {
+        "JAX jit(jvp(grad))": reference,
+        "adjoint hvp=True, backend=jax": lambda: ours(**j, v_W1=jv1, v_W2=jv2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 30_000])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    scalar_dag()
+    symbolic(args.sizes, args.seed)
+    two_layer()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""Second order from the same Lagrangian: tangents, Hessian-vector products, Hessians.
+
+Every check goes through an independent route: sympy's diff and hessian of the
+composed expression (tests/reference.py), or central differences of the gradient.
+"""
+
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+import rendering
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import composed, evaluate
+from strategies import dags, points
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+import adjoint
+from adjoint.examples import two_layer_net
+from adjoint.matrices import RULES, TANGENTS, tangent
+from adjoint.numeric import numeric_function
+from adjoint.partials import operation
+from adjoint.primitives import undefined_at_zero
+
+
+def _direction(g, draw_values):
+    return dict(zip(g.inputs, draw_values))
+
+
+def _sympy_hessian(g):
+    return sp.hessian(composed(g)[g.output], g.inputs)
+
+
+@given(data=st.data())
+def test_tangent_is_the_derivative_of_the_composed_expression_along_v(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=8))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    t = g.tangent(at, v)
+    env = composed(g)
+    for z in g.defined:
+        expected = sum(sp.diff(env[z], x) * v[x] for x in g.inputs)
+        want = evaluate(sp.sympify(expected), at)
+        assert t.tangents[z] == pytest.approx(want, rel=1e-8, abs=1e-9), z
+    assert t.derivative == t.tangents[g.output]
+
+
+@settings(max_examples=20)
+@given(data=st.data())
+def test_hvp_is_sympys_hessian_times_v_on_small_graphs(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=5))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    hv = g.hvp(at, v)
+    H = _sympy_hessian(g)
+    assert list(hv) == list(g.inputs)
+    for r, x in enumerate(g.inputs):
+        want = evaluate(sum(H[r, c] * v[y] for c, y in enumerate(g.inputs)), at)
+        assert hv[x] == pytest.approx(want, rel=1e-7, abs=1e-8), x
+
+
+@given(data=st.data())
+def test_hvp_matches_differences_of_the_gradient(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=14))
+    at = data.draw(points(g))
+    report = adjoint.check_hvp(g, at, seed=data.draw(st.integers(0, 99)))
+    assert report.ok, report
+
+
+@settings(max_examples=10)
+@given(g=dags(max_inputs=2, max_nodes=4))
+def test_the_symbolic_hessian_is_sympys(g):
+    got = g.hessian()
+    want = _sympy_hessian(g)
+    assert got.shape == want.shape
+    # equal as functions: at random points to high precision (simplify may not decide)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        at = {x: float(rng.uniform(-1.5, 1.5)) for x in g.inputs}
+        for i in range(got.rows):
+            for j in range(got.cols):
+                assert evaluate(got[i, j], at) == pytest.approx(
+                    evaluate(want[i, j], at), rel=1e-9, abs=1e-10
+                )
+
+
+def test_the_symbolic_hessian_of_the_readme_example():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    z1 = g.define("z1", x * y)
+    g.define("z2", sp.sin(z1) + x**2 * y)
+    want = sp.hessian(sp.sin(x * y) + x**2 * y, (x, y))
+    assert sp.simplify(g.hessian() - want) == sp.zeros(2, 2)
+
+
+@settings(max_examples=15)
+@given(data=st.data())
+def test_the_numeric_hessian_is_sympys_and_symmetric(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=6))
+    at = data.draw(points(g))
+    H = g.hessian(at)
+    want = _sympy_hessian(g)
+    n = len(g.inputs)
+    assert H.shape == (n, n)
+    expected = np.array([[evaluate(want[i, j], at) for j in range(n)] for i in range(n)])
+    np.testing.assert_allclose(H, expected, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(H, H.T, rtol=1e-9, atol=1e-12)
+
+
+@given(data=st.data())
+def test_second_order_taylor_remainders_shrink_like_h_cubed(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=10))
+    at = data.draw(points(g, -1.0, 1.0))
+    seed = data.draw(st.integers(0, 99))
+    report = adjoint.taylor_test(g, at, order=2, steps=9, seed=seed)
+    # h**3 and h**4 terms can cancel at large h; the rate is 3 once h**3 dominates
+    assert report.ok or min(report.rates[-3:]) > 2.8, report
+
+
+def test_a_wrong_hessian_fails_the_second_order_taylor_test():
+    """The check is stricter than the code: a remainder without the h**2 term (what a
+    zero Hessian would give) shrinks at rate 2, which order=2 refuses."""
+    report = adjoint.TaylorTest((0.1, 0.05, 0.025), (1e-2, 2.5e-3, 6.25e-4), order=2)
+    assert not report.ok
+    assert adjoint.TaylorTest((0.1, 0.05, 0.025), (1e-3, 1.25e-4, 1.5625e-5), order=2).ok
+
+
+def test_the_conditions_are_assembled_from_local_partials():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    z1 = g.define("z1", x * y)
+    z2 = g.define("z2", sp.sin(z1) + x)
+    so = g.second_order()
+    zd = {s.name: s for eq in so.tangent for s in eq.free_symbols}
+    lam = {z: g.multiplier(z) for z in g.nodes}
+    zdot_x, zdot_y, zdot_z1 = zd["zdot_x"], zd["zdot_y"], zd["zdot_z1"]
+    assert [eq.lhs.name for eq in so.tangent] == ["zdot_z1", "zdot_z2"]
+    assert sp.expand(so.tangent[0].rhs - (y * zdot_x + x * zdot_y)) == 0
+    assert sp.expand(so.tangent[1].rhs - (sp.cos(z1) * zdot_z1 + zdot_x)) == 0
+    assert [eq.lhs.name for eq in so.adjoint] == ["lambdadot_z2", "lambdadot_z1"]
+    assert so.adjoint[0].rhs == 0  # lambda_z2 = 1 does not move
+    ld = {s.name: s for eq in so.adjoint + so.hvp for s in eq.free_symbols}
+    want = ld["lambdadot_z2"] * sp.cos(z1) - lam[z2] * sp.sin(z1) * zdot_z1
+    assert sp.expand(so.adjoint[1].rhs - want) == 0
+    assert [eq.lhs.name for eq in so.hvp] == ["lambdadot_x", "lambdadot_y"]
+    hvp_x = ld["lambdadot_z1"] * y + lam[z1] * zdot_y + ld["lambdadot_z2"]
+    assert sp.expand(so.hvp[0].rhs - hvp_x) == 0
+    assert "tangent" in repr(so) and "lambdadot_x" in repr(so)
+
+
+def test_second_partials_are_derived_once_per_kind_and_split_over_sums():
+    a, b = sp.symbols("a b", real=True)
+    op = operation(sp.sin(a) * b, [a, b])
+    assert op.second_partial(0, 1) is op.second_partial(1, 0)
+    p, q = sp.symbols("p q", real=True)
+    assert operation(sp.sin(p) * q, [p, q]) is op
+    xs = sp.symbols("x0:300", real=True)
+    big = operation(sum(x**2 for x in xs), list(xs))
+    assert big.second_partial(5, 5) == 2
+    assert big.second_partial(5, 6) == 0
+
+
+@pytest.mark.parametrize(
+    ("expr", "kink"),
+    [("abs(x)", 0.0), ("max(x, 0)", 0.0), ("relu(x)", 0.0), ("max(x, y)", 0.5)],
+)
+def test_the_second_derivative_is_nan_at_a_kink(expr, kink):
+    g = adjoint.Graph.from_expr(expr)
+    at = {x.name: (kink if x.name == "x" else 0.5) for x in g.inputs}
+    v = {x: 1.0 for x in g.inputs}
+    assert math.isnan(g.hvp(at, v)[g.inputs[0]])
+    away = {k: val + (0.3 if k == "x" else 0.0) for k, val in at.items()}
+    assert g.hvp(away, v)[g.inputs[0]] == 0.0
+
+
+def test_a_node_outside_its_domain_has_no_second_derivative():
+    g = adjoint.Graph.from_expr("log(x) + y^2")
+    hv = g.hvp({"x": -1.0, "y": 2.0}, {"x": 1.0, "y": 1.0})
+    assert math.isnan(hv[g.inputs[0]])
+
+
+def test_constants_do_not_move_along_the_direction():
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.constant("c")
+    g.define("z", c * x**3)
+    assert g.hvp({x: 2.0, c: 5.0}, {x: 1.0})[x] == pytest.approx(6 * 5.0 * 2.0)
+    assert g.hessian({x: 2.0, c: 5.0}) == pytest.approx(np.array([[60.0]]))
+    with pytest.raises(adjoint.AdjointError, match="not an input"):
+        g.hvp({x: 2.0, c: 5.0}, {x: 1.0, c: 1.0})
+
+
+@pytest.mark.parametrize(
+    ("direction", "message"),
+    [
+        ({"x": 1.0}, "no value for y"),
+        ({"x": 1.0, "y": 1.0, "w": 2.0}, "not a node"),
+        ({"x": 1.0, "y": "a"}, "y"),
+        ({"x": 1.0, "y": float("nan")}, "y"),
+        ([1.0, 2.0], "dict"),
+    ],
+)
+def test_a_bad_direction_is_refused_clearly(direction, message):
+    g = adjoint.Graph.from_expr("sin(x*y)")
+    for call in (g.tangent, g.hvp):
+        with pytest.raises(adjoint.AdjointError, match=message):
+            call({"x": 1.0, "y": 2.0}, direction)
+
+
+A = sp.MatrixSymbol("A", 2, 3)
+B = sp.MatrixSymbol("B", 3, 2)
+C = sp.MatrixSymbol("C", 2, 3)
+S = sp.MatrixSymbol("S", 3, 3)
+s_ = sp.Symbol("s", real=True)
+
+# For each tangent rule, expressions F: every class in the table must appear here (a
+# rule without an example fails the coverage test), each checked against differences.
+TANGENT_EXAMPLES = {
+    sp.MatAdd: [A + C, A + 2 * C],
+    sp.MatMul: [A * B, 2 * A * B * A, s_ * A * B, A * S * S],
+    sp.Transpose: [A.T, A.T * C],
+    sp.HadamardProduct: [sp.HadamardProduct(A, C), sp.HadamardProduct(A, C, A)],
+    sp.HadamardPower: [sp.HadamardPower(A, 3)],
+    ElementwiseApplyFunction: [
+        A.applyfunc(sp.tanh),
+        (A * B).applyfunc(lambda t: 1 / (1 + sp.exp(-t))),
+        A.applyfunc(sp.Abs),
+    ],
+    sp.Trace: [sp.Trace(S), sp.Trace(A.T * A), sp.Trace(S) ** 2 + s_],
+    sp.Inverse: [sp.Inverse(S), sp.Inverse(S) * S.T],
+    sp.MatPow: [S**3, A * S * S],
+    sp.Determinant: [sp.Determinant(S), sp.Determinant(A * B) * s_],
+    undefined_at_zero: [undefined_at_zero(s_**3, s_ - 5) * A],
+}
+
+
+def test_every_tangent_rule_has_an_example():
+    assert set(TANGENTS) <= set(TANGENT_EXAMPLES)
+    assert set(RULES) <= set(TANGENTS)  # a tangent beside every pullback
+
+
+@pytest.mark.parametrize(
+    ("cls", "F"),
+    [(cls, F) for cls, cases in TANGENT_EXAMPLES.items() for F in cases],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_tangent_rule_matches_central_differences(cls, F):
+    assert any(isinstance(e, cls) for e in sp.preorder_traversal(F))
+    rng = np.random.default_rng(3)
+    atoms = sorted({a for a in F.atoms(sp.MatrixSymbol, sp.Symbol) if a.free_symbols}, key=str)
+    point = {
+        a: (rng.uniform(0.5, 1.5, a.shape) + (3 * np.eye(3) if a == S else 0))
+        if isinstance(a, sp.MatrixSymbol)
+        else rng.uniform(0.5, 1.5)
+        for a in atoms
+    }
+    direction = {a: rng.standard_normal(np.shape(point[a])) for a in atoms}
+    dots = {
+        a: sp.MatrixSymbol(f"d{a.name}", *a.shape)
+        if isinstance(a, sp.MatrixSymbol)
+        else sp.Symbol(f"d{a.name}", real=True)
+        for a in atoms
+    }
+    dF = tangent(F, dots)
+    value = numeric_function(atoms, F)
+    slope = numeric_function([*atoms, *dots.values()], dF)
+    h = 1e-6
+    up = value(*(point[a] + h * direction[a] for a in atoms))
+    down = value(*(point[a] - h * direction[a] for a in atoms))
+    want = (np.asarray(up) - np.asarray(down)) / (2 * h)
+    got = np.broadcast_to(
+        slope(*(point[a] for a in atoms), *(direction[a] for a in atoms)), np.shape(want)
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_tangent_of_a_kinked_entry_is_nan_there():
+    dA = sp.MatrixSymbol("dA", 2, 3)
+    fn = numeric_function([A, dA], tangent(A.applyfunc(sp.Abs), {A: dA}))
+    at = np.array([[0.0, 1.0, -1.0], [2.0, -2.0, 0.5]])
+    out = fn(at, np.ones((2, 3)))
+    assert np.isnan(out[0, 0]) and np.all(np.isfinite(out.ravel()[1:]))
+
+
+@settings(max_examples=8)
+@given(n=st.integers(1, 6), d=st.integers(1, 4), seed=st.integers(0, 99))
+def test_the_two_layer_nets_hvp_matches_differences_of_the_gradient(n, d, seed):
+    g, point = two_layer_net(n=n, d=d, seed=seed)
+    report = adjoint.check_hvp(g, point, seed=seed)
+    assert report.ok, report
+    rng = np.random.default_rng(seed)
+    v = {x: rng.standard_normal(np.shape(point[x])) for x in g.inputs}
+    f = g.compile(hvp=True)
+    args = {s.name: value for s, value in point.items()}
+    _, _, hv = f(**args, **{f"v_{x.name}": v[x] for x in g.inputs})
+    want = g.hvp(point, v)  # itself checked against differences just above
+    for x, got in zip(g.inputs, hv):
+        np.testing.assert_allclose(got, want[x], rtol=1e-10, atol=1e-12)
+
+
+def test_matrix_graphs_with_inverses_determinants_and_powers():
+    g = adjoint.Graph()
+    X = g.input("X", shape=(3, 3))
+    c = g.input("c")
+    Y = g.define("Y", sp.Inverse(X) * X.T + c * sp.HadamardPower(X, 2))
+    g.define("f", sp.Trace(Y * Y) + sp.log(sp.Determinant(X * X.T)) + c**2 * sp.Trace(X**3))
+    rng = np.random.default_rng(0)
+    at = {X: rng.uniform(-1, 1, (3, 3)) + 3 * np.eye(3), c: 0.7}
+    assert adjoint.check_hvp(g, at, directions=4).ok
+    with pytest.raises(adjoint.AdjointError, match="scalar inputs"):
+        g.hessian(at)
+
+
+@pytest.fixture(scope="module")
+def katex():
+    try:
+        prefix = rendering.install()
+    except rendering.Unavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
+        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
+    renderer = rendering.KaTeX(prefix)
+    yield renderer
+    renderer.close()
+
+
+def test_the_second_order_conditions_render(katex):
+    g = adjoint.Graph.from_expr("tanh(x*y) + exp(-x^2) * y + abs(y)")
+    src, display = rendering.from_repr_latex(g.second_order()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None], src
+    assert r"\dot{\lambda}" in src and r"\dot{x}" in src
+    net, _ = two_layer_net(n=3, d=2)
+    src, display = rendering.from_repr_latex(net.second_order()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None], src
+    assert r"\dot{\Lambda}_{W_{1}}" in src
+
+
+@settings(max_examples=20)
+@given(data=st.data())
+def test_the_compiled_hvp_is_sympys_hessian_times_v(data):
+    g = data.draw(dags(max_inputs=3, max_nodes=6))
+    at = data.draw(points(g))
+    v = {x: data.draw(st.floats(-1, 1)) for x in g.inputs}
+    f = g.compile(hvp=True)
+    value, gradient, hv = f(*(at[x] for x in g.inputs), *(v[x] for x in g.inputs))
+    env = composed(g)
+    H = _sympy_hessian(g)
+    assert float(value) == pytest.approx(evaluate(env[g.output], at), rel=1e-9, abs=1e-12)
+    for r, x in enumerate(g.inputs):
+        want = evaluate(sum(H[r, c] * v[y] for c, y in enumerate(g.inputs)), at)
+        assert float(hv[r]) == pytest.approx(want, rel=1e-7, abs=1e-8), x
+        slope = evaluate(sp.diff(env[g.output], x), at)
+        assert float(gradient[r]) == pytest.approx(slope, rel=1e-7, abs=1e-8), x
+
+
+def test_the_compiled_hvp_takes_the_direction_by_name_and_broadcasts_over_points():
+    g = adjoint.Graph.from_expr("sin(x*y) + x^3")
+    f = g.compile(hvp=True)
+    xs = np.array([0.5, 1.5, -1.0])
+    _, _, hv = f(x=xs, y=-2.0, v_x=1.0, v_y=0.5)
+    x, y = sp.symbols("x y", real=True)
+    H = sp.hessian(sp.sin(x * y) + x**3, (x, y))
+    for k, xk in enumerate(xs):
+        want = np.array(H.subs({x: xk, y: -2.0}), dtype=float) @ [1.0, 0.5]
+        np.testing.assert_allclose([hv[0][k], hv[1][k]], want, rtol=1e-12)
+    assert hv[0].shape == (3,) and hv[1].shape == (3,)
+    with pytest.raises(adjoint.AdjointError, match="v_y"):
+        f(x=1.0, y=2.0, v_x=1.0)
+    with pytest.raises(adjoint.AdjointError, match="hvp=True"):
+        g.compile(hvp=True, gradient=False)
+    assert "def f_and_gradient(x, y):" in g.source()  # the first-order program as it was
+
+
+def test_the_compiled_hvp_is_nan_at_a_kink_and_outside_the_domain():
+    g = adjoint.Graph.from_expr("abs(x) + log(y)")
+    f = g.compile(hvp=True)
+    _, _, hv = f(x=np.array([0.0, 1.0]), y=np.array([1.0, -1.0]), v_x=1.0, v_y=1.0)
+    assert math.isnan(hv[0][0]) and math.isnan(hv[0][1]) and math.isnan(hv[1][1])
+    _, _, hv = f(x=1.0, y=2.0, v_x=1.0, v_y=1.0)
+    assert float(hv[0]) == 0.0 and float(hv[1]) == pytest.approx(-0.25)
+
+
+def test_an_argument_named_like_a_direction_is_refused_by_the_hvp_program():
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.constant("v_x")
+    g.define("f", c * x**2)
+    with pytest.raises(adjoint.AdjointError, match="rename the node v_x"):
+        g.compile(hvp=True)
+    h = adjoint.Graph()
+    x = h.input("x")
+    h.define("v_x", x**2)  # a computed node is no argument: no clash
+    assert h.compile(hvp=True)(x=3.0, v_x=1.0)[2][0] == pytest.approx(2.0)
+
+
+def test_explain_with_a_direction_shows_both_sweeps_and_renders(katex):
+    g = adjoint.Graph.from_expr("sin(x*y) + x^2")
+    at, v = {"x": 1.5, "y": -2.0}, {"x": 1.0, "y": 0.5}
+    e = g.explain(at, direction=v)
+    plain = str(e)
+    assert "Tangent sweep" in plain and "Second-order adjoint sweep" in plain
+    x, y = sp.symbols("x y", real=True)
+    want = np.array(sp.hessian(sp.sin(x * y) + x**2, (x, y)).subs({x: 1.5, y: -2.0}), dtype=float)
+    hv = want @ [1.0, 0.5]
+    assert "lambdadot_x = " in plain and f"{hv[0]:.6g}" in plain and f"{hv[1]:.6g}" in plain
+    items = rendering.from_markdown(e.to_markdown())
+    errors = katex.errors(items)
+    assert errors == [None] * len(items), [(s, err) for (s, _), err in zip(items, errors) if err]
+    with pytest.raises(adjoint.AdjointError, match="needs a point"):
+        g.explain(direction=v)
+
+
+def test_the_cli_explains_the_second_order(capsys):
+    from adjoint.cli import main
+
+    assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x=1,y=1"]) == 0
+    assert "Second-order adjoint sweep" in capsys.readouterr().out
+    args = ["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x=1,y=1"]
+    assert main([*args, "--format", "json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    # H of x e^y at (2, 0) is [[0, 1], [1, 2]]: H (1, 1) = (1, 3)
+    assert data["result"]["hvp"] == {"x": pytest.approx(1.0), "y": pytest.approx(3.0)}
+    assert main(["explain", "x*exp(y)", "--direction", "x=1,y=1"]) == 2
+    assert "--direction needs --at" in capsys.readouterr().err
+    assert main(["explain", "x*exp(y)", "--at", "x=2,y=0", "--direction", "x"]) == 2
+    assert "--direction expects" in capsys.readouterr().err
+
+
+def test_check_hvp_catches_a_slightly_wrong_product(monkeypatch):
+    import adjoint.checks as checks
+
+    g = adjoint.Graph.from_expr("sin(x*y) + x^3")
+    at = {"x": 0.3, "y": -0.2}
+    assert adjoint.check_hvp(g, at).ok
+    right = checks.hvp
+    monkeypatch.setattr(
+        checks, "hvp", lambda *a: {x: 1.0001 * h + 1e-7 for x, h in right(*a).items()}
+    )
+    assert not adjoint.check_hvp(g, at).ok
+    monkeypatch.setattr(checks, "hvp", lambda *a: {x: 0.0 for x in right(*a)})
+    report = adjoint.taylor_test(g, at, order=2)
+    assert not report.ok, report
+
+
+def test_a_node_reading_thousands_costs_the_pairs_inside_its_summands():
+    xs = sp.symbols("x0:2000", real=True)
+    op = operation(sp.Add(*(x**2 for x in xs), xs[0] * xs[1]), list(xs))
+    assert op.coupled(0) == (0, 1) and op.coupled(7) == (7,)
+    g = adjoint.Graph()
+    inputs = [g.input(x) for x in xs[:300]]
+    g.define("f", sp.Add(*(sp.sin(x) * x for x in inputs)))
+    at = {x: 0.01 * k for k, x in enumerate(inputs)}
+    t0 = time.perf_counter()
+    hv = g.hvp(at, {x: 1.0 for x in inputs})
+    assert time.perf_counter() - t0 < 5.0
+    for k, x in enumerate(inputs[:5]):
+        a = 0.01 * k
+        assert hv[x] == pytest.approx(2 * math.cos(a) - a * math.sin(a))
+
+
+def test_a_direction_of_the_wrong_shape_is_refused():
+    g, point = two_layer_net(n=3, d=2)
+    v = {x: np.ones(np.shape(point[x])) for x in g.inputs}
+    W1 = g.inputs[0]
+    with pytest.raises(adjoint.ShapeError, match=f"direction of {W1}"):
+        g.hvp(point, {**v, W1: np.ones((5, 5))})
+
+
+def test_a_sum_times_a_matrix_is_evaluated_as_a_product():
+    """(a + b) X printed as ``a + b * X`` gave f = 20 here instead of 18, in Step 1 and
+    in compiled code; the second order met it as (3 c**2 + 6 c d) X.T**2."""
+    g = adjoint.Graph()
+    X, a, b = g.input("X", shape=(2, 2)), g.input("a"), g.input("b")
+    Y = g.define("Y", (a + b) * X)
+    g.define("f", sp.Trace(Y.T * Y))
+    at = {X: np.eye(2), a: 1.0, b: 2.0}
+    assert g.solve(at).output == pytest.approx(18.0)
+    assert g.compile()(X=np.eye(2), a=1.0, b=2.0)[0] == pytest.approx(18.0)
