@@ -51,7 +51,7 @@ __all__ = [
 #: Composed expressions larger than this (in tree nodes), or deeper than this (in
 #: constraints), are checked numerically.
 SYMBOLIC_LIMIT = 400
-DEPTH_LIMIT = 40
+DEPTH_LIMIT = 12
 
 
 @dataclass(frozen=True)

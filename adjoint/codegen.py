@@ -39,9 +39,10 @@ import unicodedata
 
 import numpy as np
 import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .display import TextPrinter
-from .errors import AdjointError, BadValueError, MissingValueError, ShapeError
+from .errors import AdjointError, BadValueError, MissingValueError, ShapeError, as_list
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import reuse_output
@@ -130,7 +131,8 @@ class Program:
         self.kkt = stationarity(graph)
         self.gradient = gradient
         self.backend = backend
-        self.wrt = tuple(graph.inputs if wrt is None else (graph.lookup(w) for w in wrt))
+        chosen = graph.inputs if wrt is None else as_list(wrt, "wrt")
+        self.wrt = tuple(graph.lookup(w) for w in chosen)
         for w in self.wrt:
             if graph.node(w).kind != "input":
                 raise AdjointError(
@@ -151,9 +153,10 @@ class Program:
         self.printer = BACKENDS[backend](self.names)
         try:
             self.lines = self._statements()
-        except NoNumericRule as exc:
+        except (NoNumericRule, PrintMethodNotImplementedError) as exc:
+            what = exc.args[0] if isinstance(exc, NoNumericRule) else "an expression"
             raise AdjointError(
-                f"cannot compile {exc.args[0]}: it has no numeric implementation (an "
+                f"cannot compile {what}: it has no numeric implementation (an "
                 "undefined function or an unevaluated derivative); give the function one "
                 "with adjoint.elementary"
             ) from None
@@ -577,7 +580,13 @@ def compile_graph(
         raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
     if backend == "jax":
         _require_jax()
-    key = ("compiled", None if wrt is None else tuple(wrt), gradient, dtype, backend)
+    key = (
+        "compiled",
+        None if wrt is None else tuple(as_list(wrt, "wrt")),
+        gradient,
+        dtype,
+        backend,
+    )
     if hvp:
         key = (*key, "hvp")
     return graph.derived(

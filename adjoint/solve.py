@@ -90,6 +90,12 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
             "adjoint.elementary",
             node=node,
         ) from None
+    if not symbolic and not finite(env[graph.output]):
+        # f is undefined here, so is its derivative by every input: an input f does
+        # not read gets nan too, as compiled programs give
+        for x in graph.inputs:
+            lam = graph.multiplier(x)
+            env[lam] = np.full(np.shape(env[lam]), np.nan)[()]
     if not symbolic:
         env = {k: _finish(v) for k, v in env.items()}
     node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}

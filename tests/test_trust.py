@@ -563,3 +563,32 @@ def test_a_value_given_twice_is_refused():
     g.define("f", x**2)
     with pytest.raises(BadValueError, match="two values"):
         g.solve({x: 1.0, "x": 2.0})
+
+
+def test_where_the_function_is_undefined_every_gradient_entry_is_nan_alike():
+    g = adjoint.Graph()
+    x, y = g.input("x"), g.input("y")
+    g.define("f", sp.log(x))  # f does not read y
+    sol = g.solve({x: -1.0, y: 2.0})
+    _, compiled = g.compile()(-1.0, 2.0)
+    assert all(np.isnan(v) for v in sol.gradient.values())
+    assert all(np.isnan(v) for v in compiled)
+
+
+def test_compiling_what_has_no_numeric_form_or_a_bad_wrt_is_the_packages_error():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("f", sp.floor(x) + x)
+    with pytest.raises(AdjointError, match="numeric implementation"):
+        g.compile()
+    with pytest.raises(AdjointError, match="wrt"):
+        g.compile(wrt=5)
+
+
+def test_verify_of_a_chain_that_reads_its_input_at_every_level():
+    g = adjoint.Graph()
+    x = g.input("x")
+    z = x
+    for k in range(50):
+        z = g.define(f"z{k}", sp.sin(z) * 0.5 + x * 0.001)
+    assert g.verify(points=1).ok
