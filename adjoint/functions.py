@@ -23,7 +23,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.precedence import PRECEDENCE
 
 from .errors import ShapeError
-from .matrices import rule, sum_entries
+from .matrices import rule, sum_entries, tangent_rule
 
 __all__ = [
     "ColumnRepeat",
@@ -568,3 +568,51 @@ def _matrix_element(expr, cot):
     # d M_ij / d M = e_i e_j^T.
     M, i, j = expr.args
     return [(M, sp.MatMul(cot, _unit(M, i, j)))]
+
+
+# -- tangents (forward mode) beside each rule, for second order ----------------------
+
+
+def _zero_like(e):
+    return sp.ZeroMatrix(*e.shape) if isinstance(e, sp.MatrixExpr) else sp.S.Zero
+
+
+def _linear(make):
+    """The tangent of a map linear in its first argument: the map of its tangent."""
+
+    def tangent(expr, d):
+        da = d(expr.args[0])
+        if isinstance(da, sp.ZeroMatrix) or da == 0:
+            return _zero_like(expr)
+        return make(expr, da)
+
+    return tangent
+
+
+tangent_rule(RowRepeat)(_linear(lambda e, da: RowRepeat(da, e.args[1])))
+tangent_rule(ColumnRepeat)(_linear(lambda e, da: ColumnRepeat(da, e.args[1])))
+tangent_rule(RowSums)(_linear(lambda e, da: RowSums(da)))
+tangent_rule(ColumnSums)(_linear(lambda e, da: ColumnSums(da)))
+tangent_rule(Entry)(_linear(lambda e, da: Entry(da, *e.args[1:])))
+tangent_rule(MatrixElement)(_linear(lambda e, da: Entry(da, *e.args[1:])))
+
+
+@tangent_rule(LogSumExp)
+def _d_logsumexp(expr, d):
+    # d lse(a) = sum over the axis of softmax(a) o da
+    da = d(expr.arg)
+    if isinstance(da, sp.ZeroMatrix):
+        return _zero_like(expr)
+    reduce = RowSums if expr.axis == 1 else ColumnSums
+    return reduce(sp.HadamardProduct(Softmax(*expr.args), da))
+
+
+@tangent_rule(Softmax)
+def _d_softmax(expr, d):
+    # dS = S o (da - (sum over the axis of S o da), spread back)
+    da = d(expr.arg)
+    if isinstance(da, sp.ZeroMatrix):
+        return _zero_like(expr)
+    reduce = RowSums if expr.axis == 1 else ColumnSums
+    inner = _spread(reduce(sp.HadamardProduct(expr, da)), expr.arg, expr.axis)
+    return sp.HadamardProduct(expr, sp.MatAdd(da, -inner))

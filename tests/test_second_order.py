@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from reference import composed, evaluate
 from strategies import dags, points
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 import adjoint
+from adjoint import functions as fn
 from adjoint.examples import two_layer_net
 from adjoint.matrices import RULES, TANGENTS, tangent
 from adjoint.numeric import numeric_function
@@ -233,6 +235,15 @@ TANGENT_EXAMPLES = {
     sp.MatPow: [S**3, A * S * S],
     sp.Determinant: [sp.Determinant(S), sp.Determinant(A * B) * s_],
     undefined_at_zero: [undefined_at_zero(s_**3, s_ - 5) * A],
+    # the matrix calculus after the lecture (adjoint.functions)
+    fn.RowRepeat: [fn.repeat_rows(sp.MatrixSymbol("b", 1, 3), 2)],
+    fn.ColumnRepeat: [fn.repeat_columns(sp.MatrixSymbol("c", 2, 1), 3)],
+    fn.RowSums: [fn.RowSums(sp.HadamardProduct(A, A))],
+    fn.ColumnSums: [fn.ColumnSums(A * S)],
+    fn.LogSumExp: [fn.LogSumExp(A, 1), fn.LogSumExp(A * S, 0)],
+    fn.Softmax: [fn.Softmax(A, 1), fn.Softmax(A, 0)],
+    fn.Entry: [fn.Entry(A * S, 1, 2) * A],
+    MatrixElement: [A[0, 1] * C],
 }
 
 
