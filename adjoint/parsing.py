@@ -589,13 +589,16 @@ class _Reader:
 
     def nary(self, node: ast.BinOp, ops: list[ast.operator], args: list):
         if _FAMILY[type(ops[0])] == "sum":
-            terms = [args[0], *(-a if isinstance(o, ast.Sub) else a for o, a in zip(ops, args[1:]))]
+            signs = [1, *(-1 if isinstance(o, ast.Sub) else 1 for o in ops)]
+            self.check_sum(node, args, signs)
+            terms = [a if sign > 0 else -a for a, sign in zip(args, signs)]
             return self.apply(node, "the sum fails", sp.Add, *terms)
-        factors = [args[0]]
-        for o, a in zip(ops, args[1:]):
-            if isinstance(o, ast.Div):
-                a = self.apply(node, "the division fails", sp.Pow, a, -1)
-            factors.append(a)
+        inverted = [False, *(isinstance(o, ast.Div) for o in ops)]
+        self.check_product(node, args, inverted)
+        factors = [
+            self.apply(node, "the division fails", sp.Pow, a, -1) if inverse else a
+            for a, inverse in zip(args, inverted)
+        ]
         return self.apply(node, "the product fails", sp.Mul, *factors)
 
     def binary(self, step: ast.BinOp, right: ast.AST, a, b):
@@ -608,6 +611,10 @@ class _Reader:
             raise self.fail(right, "the matrix product @ needs matrices; for numbers use *")
         elif kind is ast.Pow:
             self.check_power(right, a, b, this)
+        elif kind in (ast.Add, ast.Sub):
+            self.check_sum(step, [a, b], [1, -1 if kind is ast.Sub else 1])
+        else:
+            self.check_product(step, [a, b], [False, kind is ast.Div])
         what = f"the operation {_SYMBOLS[kind]} in {this} fails"
         return self.apply(right, what, _BINARY[kind], a, b)
 
@@ -643,6 +650,43 @@ class _Reader:
         for number in numbers:
             if _size(number) >= MAX_DIGITS:
                 raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+
+    def check_sum(self, node: ast.AST, terms: list, signs: list[int]) -> None:
+        """Refuse a sum whose exact coefficients grow beyond the bounds as sympy adds
+        up like terms (``x/p + x/q + ...`` has the product of the p's as denominator).
+
+        The coefficients are added here first, as sympy will, while they stay small.
+        """
+        totals: dict = {}
+        for term, sign in zip(terms, signs):
+            for arg in sp.Add.make_args(term):
+                coeff, rest = arg.as_coeff_Mul()
+                if coeff.is_Rational and coeff:
+                    totals[rest] = total = totals.get(rest, sp.S.Zero) + sign * coeff
+                    if _size(total) >= MAX_DIGITS:
+                        raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+
+    def check_product(self, node: ast.AST, factors: list, inverted: list[bool]) -> None:
+        """Refuse a product whose exact coefficient grows beyond the bounds, or whose
+        roots of numbers sympy would multiply into one root of a huge number
+        (``sqrt(p)*sqrt(q) = sqrt(p*q)``, which it then factors).
+        """
+        coeff, roots = sp.S.One, 0.0
+        for factor, inverse in zip(factors, inverted):
+            for arg in sp.Mul.make_args(factor):
+                if arg.is_Rational:
+                    coeff = coeff / arg if inverse else coeff * arg
+                    if _size(coeff) >= MAX_DIGITS:
+                        raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+                elif arg.is_Pow and arg.base.is_Rational and arg.exp.is_Rational:
+                    roots += _size(arg.base)
+                    if roots >= MAX_ROOT_DIGITS:
+                        raise self.fail(
+                            node,
+                            f"{self.snippet(node)} multiplies roots of numbers of "
+                            f"{math.ceil(roots)} digits in all, which sympy would factor (the "
+                            f"limit is {MAX_ROOT_DIGITS} digits); write the numbers as floats",
+                        )
 
     def check_power(self, node: ast.AST, base, exponent, this: str | None = None) -> None:
         """Refuse ``base**exponent`` if sympy would compute a huge exact number for it.

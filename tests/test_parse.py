@@ -169,6 +169,13 @@ NINES = "9" * 4000
         (f"cbrt({NINES[:900]}/7)", parsing.MAX_ROOT_DIGITS),
         (f"({NINES[:500]})**(2/3)", parsing.MAX_ROOT_DIGITS),
         ("sqrt(10**999 - 1)", parsing.MAX_ROOT_DIGITS),
+        # sympy multiplies roots into one, sqrt(p*q*...), and factors it: hours
+        ("*".join(f"sqrt({10**60 + i})" for i in range(1, 60)), parsing.MAX_ROOT_DIGITS),
+        ("sqrt(10**150 + 1) * sqrt(10**150 + 3)", parsing.MAX_ROOT_DIGITS),
+        # like terms add up their coefficients: denominators multiply
+        ("x/(9**999 + 1) + x/(9**999 + 2)", parsing.MAX_DIGITS),
+        ("+".join(f"x/(9**999 + {i})" for i in range(40)), parsing.MAX_DIGITS),
+        ("*".join(f"((9**999 + {i})/(7**999 + {i}))" for i in range(40)), parsing.MAX_DIGITS),
         (f"exp({NINES})", parsing.MAX_DIGITS),
         (f"sin({NINES})", parsing.MAX_DIGITS),
         # exact numbers too large to build
@@ -223,6 +230,10 @@ def test_huge_numbers_are_refused_quickly_naming_the_limit(text, limit):
         ("sqrt(10**100)", sp.Integer(10) ** 50),
         ("sqrt(2**600 * 3)", 2**300 * sp.sqrt(3)),
         ("gamma(450)", sp.factorial(449)),
+        ("10**600 * x / 10**600", x),
+        ("10**600 * x - 10**600 * x + (10**600 - 1) * x", (sp.Integer(10) ** 600 - 1) * x),
+        ("sqrt(2) * sqrt(3) * sqrt(5)", sp.sqrt(30)),
+        ("+".join(f"x/{i}" for i in range(1, 60)), sp.harmonic(59) * x),
         ("gamma(7/2)", sp.gamma(sp.Rational(7, 2))),
         ("loggamma(x + 10**8)", sp.loggamma(x + 10**8)),
         ("exp(10**999)", sp.exp(sp.Integer(10) ** 999)),
