@@ -477,12 +477,14 @@ class _Reader:
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.UnaryOp):
-            return -args[0] if isinstance(node.op, ast.USub) else args[0]
+            if isinstance(node.op, ast.UAdd):
+                return args[0]
+            return self.apply(node, "the sign - fails", lambda a: -a, args[0])
         if isinstance(node, ast.Attribute):
             if not isinstance(args[0], sp.MatrixExpr):
                 what = self.snippet(node.value)
                 raise self.fail(node, f"{what} is not a matrix, so it has no transpose .T")
-            return args[0].T
+            return self.apply(node, "the transpose fails", lambda a: a.T, args[0])
         if isinstance(node, ast.BinOp):
             return self.chain(node, children, args)
         return self.call(node, args)
@@ -503,7 +505,9 @@ class _Reader:
             )
         if decimal and abs(decimal.adjusted()) >= MAX_DIGITS:
             raise self.fail(node, f"{self.snippet(node)} is too large or too small: {_NUMBERS}")
-        return sp.Float(literal)
+        # As many digits as written, at least a double's: sympy alone would give 1e300
+        # 301 digits (it reads an integer-valued literal as exact), and slow work on them.
+        return sp.Float(literal, max(15, len(decimal.as_tuple().digits)))
 
     def name(self, node: ast.Name):
         name = node.id
@@ -519,12 +523,12 @@ class _Reader:
             names = list(self.known)
             hint = _did_you_mean(name, [*names, *CONSTANTS])
             if len(names) > _FEW_SYMBOLS:
-                listing = f" (none of the {len(names)} symbols)"
+                what = f"unknown symbol {name!r}, none of the {len(names)} symbols{hint}"
             elif hint:
-                listing = f" The symbols are: {', '.join(names)}."
+                what = f"unknown symbol {name!r}{hint} The symbols are: {', '.join(names)}."
             else:
-                listing = f"; the symbols are: {', '.join(names) or 'none'}"
-            raise self.fail(node, f"unknown symbol {name!r}{hint}{listing}")
+                what = f"unknown symbol {name!r}; the symbols are: {', '.join(names) or 'none'}"
+            raise self.fail(node, what)
         if name not in self.created:
             self.created[name] = sp.Symbol(name, real=True)
         return self.created[name]
