@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
+import mpmath
 import sympy as sp
 
 from .errors import ParseError
@@ -879,12 +880,13 @@ def _log10(number: sp.Number) -> float:
     """log10 |number| of a rational or float, without overflow; 0 for zero."""
     if number.is_Rational:
         return math.log10(abs(number.p) or 1) - math.log10(number.q)
-    _, mantissa, exponent, bits = number._mpf_
-    if not mantissa:  # zero, or an infinity or nan
+    mantissa, exponent = mpmath.mpf(number).man_exp
+    if not mantissa:
         return 0.0
-    if abs(exponent + bits) > 10**6:  # mpmath's exponents are unbounded integers
-        return math.inf if exponent + bits > 0 else -math.inf
-    return math.log10(mantissa) + exponent * math.log10(2)
+    magnitude = exponent + mantissa.bit_length()
+    if abs(magnitude) > 10**6:  # mpmath's exponents are unbounded integers
+        return math.inf if magnitude > 0 else -math.inf
+    return math.log10(abs(mantissa)) + exponent * math.log10(2)
 
 
 def _raised(base):
