@@ -26,7 +26,7 @@ import sys
 
 from .api import Graph
 from .assignments import MAX_FILE, read_graph, read_submission
-from .errors import AdjointError, BadValueError
+from .errors import AdjointError, BadValueError, ParseError
 from .examples import EXAMPLES
 from .grading import check_adjoints
 from .parsing import parse
@@ -180,18 +180,31 @@ def explain_expr(text: str, at: str | None, fmt: str = "text", direction: str | 
 
 
 def _read_point(text: str, g: Graph, option: str = "--at") -> dict:
+    """``x=1.5,y=-2`` as ``{"x": 1.5, "y": -2.0}``; a value may be a constant expression."""
     point = {}
     for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not sep:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name:
             raise BadValueError(
                 f"{option} expects name=value pairs such as x=1.5,y=-2, got {item!r}"
             )
-        number = parse(value.strip(), symbols=[])
-        if not number.is_number:
-            raise BadValueError(f"the value of {name.strip()} is not a number: {value!r}")
-        point[name.strip()] = float(number) if number.is_real else number
+        if name in point:
+            raise BadValueError(f"{name} is given twice in {option} {text!r}")
+        point[name] = _real_number(name, value)
     return point
+
+
+def _real_number(name: str, value: str) -> float:
+    try:
+        number = parse(value, symbols=[])  # no names: only numbers and constants
+        number = float(number) if number.is_number and number.is_real else None
+    except (ParseError, TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or not math.isfinite(number):
+        raise BadValueError(
+            f"the value of {name} must be a real number (such as 1.5, -2 or pi/4), got {value!r}"
+        )
+    return number
 
 
 def _as_json(g: Graph, point) -> dict:

@@ -5,13 +5,30 @@ node kinds is turned into sympy objects: numbers, names of symbols, the
 arithmetic operators and calls of the elementary functions listed in
 :data:`FUNCTIONS`. Nothing is evaluated by Python's ``eval``, so attribute access,
 imports, lambdas, strings and the like are errors, not code.
+
+Text may come from hundreds of people, some of them hostile, so reading it is
+bounded: in length (:data:`MAX_LENGTH`), in nesting (:data:`MAX_DEPTH`), in the
+size of every number sympy would compute exactly (:data:`MAX_DIGITS`, so neither
+``9**9**9`` nor ``gamma(10**8)`` runs for minutes) and in time
+(:data:`TIME_LIMIT`). Every refusal is a :class:`~adjoint.errors.ParseError`
+that says what is wrong and, where it can, how to write it instead.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import ctypes
+import difflib
+import keyword
+import math
+import re
+import threading
+import time
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 
+import mpmath
 import sympy as sp
 
 from .errors import ParseError
@@ -20,10 +37,23 @@ __all__ = ["FUNCTIONS", "parse"]
 
 #: The longest text accepted, in characters.
 MAX_LENGTH = 20_000
-#: The deepest nesting of parentheses and operators accepted.
-MAX_DEPTH = 100
-#: The largest exponent allowed between two numbers, so ``9**9**9`` is refused.
-MAX_NUMERIC_EXPONENT = 1_000
+#: The deepest nesting of parentheses, calls and operators accepted. sympy recurses
+#: on nested expressions, and so do printing and differentiation later.
+MAX_DEPTH = 50
+#: Exact numbers (integers, numerators, denominators) have at most this many digits,
+#: and floats lie between ``10**-MAX_DIGITS`` and ``10**MAX_DIGITS`` in magnitude.
+MAX_DIGITS = 1_000
+#: A float literal has at most this many significant digits (sympy keeps them all).
+MAX_FLOAT_DIGITS = 100
+#: A root (a fractional power) of an exact number with more digits is refused:
+#: sympy factors the number to simplify the root.
+MAX_ROOT_DIGITS = 200
+#: ``gamma`` and ``loggamma`` of an exact number larger than this are refused:
+#: sympy computes them as exact factorials (``gamma(450)`` has 998 digits).
+MAX_GAMMA = 450
+#: Seconds (of the reading thread's CPU time) that building one expression may take;
+#: sympy is stopped after that.
+TIME_LIMIT = 1.0
 
 
 def _sigmoid(x):
@@ -54,6 +84,16 @@ FUNCTIONS: Mapping[str, object] = {
 
 CONSTANTS: Mapping[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
+# How many arguments each function takes, where it is not exactly one (None: any
+# number but none). sqrt and cbrt would take a second one, as sympy's evaluate flag.
+_ARGUMENTS = {
+    "atan2": (2,),
+    "log": (1, 2),  # log(x, base)
+    "ln": (1, 2),
+    "Heaviside": (1, 2),  # Heaviside(x, value at 0)
+    **dict.fromkeys(["Max", "Min", "max", "min"]),
+}
+
 _BINARY = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -62,6 +102,39 @@ _BINARY = {
     ast.Pow: lambda a, b: a**b,
     ast.MatMult: lambda a, b: a * b,  # A @ B: sympy's product of matrix symbols
 }
+_SYMBOLS = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.Pow: "**",
+    ast.MatMult: "@",
+}
+# Operators of one precedence level, read left to right: a chain of them is one n-ary
+# node, so x + x + ... + x is neither deep nor rebuilt term by term.
+_FAMILY = {
+    ast.Add: "sum",
+    ast.Sub: "sum",
+    ast.Mult: "product",
+    ast.Div: "product",
+    ast.MatMult: "product",
+}
+# Chains longer than this are built by one sympy call; shorter ones one operator at a
+# time, exactly as Python would (the two can differ in the last bit of a float).
+_NARY = 32
+# Extra sympy levels that a function adds to its argument: sigmoid(x) = 1/(1 + exp(-x)).
+_EXTRA_DEPTH = {"sigmoid": 3}
+# exp(t) is beyond 10**MAX_DIGITS (or below its inverse) when |t| exceeds this.
+_EXP_LIMIT = MAX_DIGITS * math.log(10)
+_BIG = 10**MAX_DIGITS
+_FEW_SYMBOLS = 12  # known symbols are listed in an error only when there are this few
+
+
+class _OutOfTime(BaseException):
+    """Raised inside sympy by the watchdog when the time is up.
+
+    A BaseException, so that no ``except Exception`` in sympy swallows it.
+    """
 
 
 def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
@@ -74,17 +147,20 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
         too), parentheses and calls of the functions in :data:`FUNCTIONS`; for
         matrix symbols also ``@`` and the transpose ``.T``.
     symbols : iterable of Symbol, optional
-        The symbols the text may name. A name that is not among them is an error.
-        With ``None``, every unknown name becomes a new real symbol.
+        The symbols (or matrix symbols) the text may name. A name that is not among
+        them is an error. With ``None``, every unknown name becomes a new real symbol.
 
     Returns
     -------
     sympy.Expr
+        (a ``sympy.MatrixExpr`` when the text computes a matrix).
 
     Raises
     ------
     ParseError
-        For anything outside that grammar, naming the offending piece and its column.
+        For anything outside that grammar or beyond the bounds of this module
+        (length, nesting, size of exact numbers, time), naming the offending piece
+        and its column.
 
     Examples
     --------
@@ -104,61 +180,273 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
             f"cannot parse text of {len(text)} characters: the limit is {MAX_LENGTH}; "
             "build large expressions with sympy or with Graph.define, one node at a time"
         )
-    _check_depth(text)
-    # x^2 means a power, as on paper; nothing else may contain ^ (no strings are allowed).
-    source = text.strip().replace("^", "**")
+    reader = _Reader(text, _known_symbols(symbols))
     try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        col = f" (column {exc.offset})" if exc.offset else ""
-        raise ParseError(f"cannot parse {_quote(text)}: invalid syntax{col}") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise ParseError(
-            f"cannot parse {_quote(text)}: its chain of operators is too long for Python's "
-            "parser; build it with sympy instead"
+        tree = reader.syntax_tree()
+        reader.check_nesting(tree)
+        return _read_in_time(reader, tree)
+    except ParseError:
+        raise
+    except Exception as exc:  # a gap in the checks: still no raw error for the user
+        raise reader.fail(None, f"unexpected error ({_exception_text(exc)})") from exc
+
+
+def _read_in_time(reader: _Reader, tree: ast.Expression):
+    deadline = time.thread_time() + TIME_LIMIT
+    watchdog = _Watchdog()
+    try:
+        try:
+            watchdog.start(TIME_LIMIT)
+            return reader.read(tree, deadline)
+        finally:
+            watchdog.stop()  # once it returns, no _OutOfTime can arrive any more
+    except _OutOfTime:
+        # sympy was stopped anywhere: drop what it cached on the way.
+        sp.core.cache.clear_cache()
+        raise reader.fail(
+            None,
+            f"building it takes longer than the time limit of {TIME_LIMIT:g} s; "
+            "split it into smaller expressions (with Graph.define, one node at a time)",
         ) from None
-    if symbols is not None and (isinstance(symbols, str) or not hasattr(symbols, "__iter__")):
+
+
+def _known_symbols(symbols) -> dict[str, sp.Basic] | None:
+    if symbols is None:
+        return None
+    if isinstance(symbols, str) or not hasattr(symbols, "__iter__"):
         raise ParseError(f"symbols must be a list of sympy symbols, got {symbols!r}")
-    known = None if symbols is None else {s.name: s for s in symbols}
-    return _Reader(source, known).read(tree.body)
+    known = {}
+    for s in symbols:
+        if not isinstance(s, (sp.Symbol, sp.MatrixSymbol)):
+            raise ParseError(
+                "symbols must be sympy Symbols or MatrixSymbols, got "
+                f"{type(s).__name__} {_quote(repr(s))}"
+            )
+        known[s.name] = s
+    return known
+
+
+class _Watchdog:
+    """Stops the calling thread with :class:`_OutOfTime` once it has used up its time.
+
+    sympy may spend seconds inside one call (``Max`` of many arguments, nested
+    ``Abs``), out of reach of the reader's loop, which checks the clock only between
+    operations. A watching thread then raises the exception in the reading thread
+    with ``PyThreadState_SetAsyncExc`` (CPython delivers it between two bytecodes).
+    That costs nothing while the text is read, unlike a profile or trace hook, which
+    slows sympy down two to three times. Time is the reading thread's CPU time where
+    the system tells it, so a busy machine does not refuse text it reads in time.
+    Where ctypes cannot reach CPython's API, only the reader's loop watches.
+    """
+
+    _raise_in = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
+
+    def __init__(self):
+        self.target = threading.get_ident()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.fired = False
+
+    def start(self, seconds: float) -> None:
+        if self._raise_in is None:
+            return
+        try:
+            clock = time.pthread_getcpuclockid(self.target)
+            time.clock_gettime(clock)
+        except (AttributeError, OSError):  # not on this system: the wall clock, then
+            clock = None
+        # Without a thread to be had, the reader's loop still watches.
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=self.watch, args=(seconds, clock), daemon=True).start()
+
+    def watch(self, seconds: float, clock) -> None:
+        def now():
+            return time.perf_counter() if clock is None else time.clock_gettime(clock)
+
+        end = now() + seconds
+        # CPU time runs no faster than the wall clock: sleep the rest, then look again.
+        while not self.stopped.wait(max(end - now(), 0.0)):
+            if now() >= end:
+                with self.lock:
+                    if not self.stopped.is_set():
+                        self.fired = True
+                        self._raise_in(ctypes.c_ulong(self.target), ctypes.py_object(_OutOfTime))
+                return
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped.set()
+            if self.fired:  # raised, perhaps not yet delivered: the reading is over anyway
+                self._raise_in(ctypes.c_ulong(self.target), None)
 
 
 def _quote(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def _check_depth(text: str) -> None:
-    """Refuse deep nesting before :mod:`ast` meets it (it would recurse)."""
-    depth = 0
-    for column, char in enumerate(text, 1):
-        if char in "([{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ParseError(
-                    f"cannot parse the text: parentheses nest deeper than {MAX_DEPTH} "
-                    f"(column {column})"
-                )
-        elif char in ")]}":
-            depth -= 1
+def _did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str:
+    """``"; did you mean 'sin'?"`` for the candidates closest to ``name``, or ``""``."""
+    candidates = list(candidates)
+    same_letters = [c for c in candidates if c.lower() == name.lower()]
+    close = same_letters[:n] or difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = [repr(c) for c in close]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"; did you mean {listed}?"
+
+
+def _shape(matrix: sp.MatrixExpr) -> str:
+    return f"{matrix.rows} x {matrix.cols}"
+
+
+def _exception_text(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a message holding a number too long to print, say
+        text = ""
+    return _quote(text, 120)[1:-1] if text else type(exc).__name__
 
 
 class _Reader:
-    def __init__(self, text: str, known: dict[str, sp.Symbol] | None):
+    def __init__(self, text: str, known: dict[str, sp.Basic] | None):
         self.text = text
         self.known = known
         self.created: dict[str, sp.Symbol] = {}
+        stripped = text.lstrip()
+        self.indent = len(text) - len(stripped)
+        # x^2 means a power, as on paper; nothing else may contain ^ (no strings are
+        # allowed). Each ^ becomes two characters: remember where, for columns.
+        self.source = stripped.rstrip().replace("^", "**")
+        self.carets = [i + k for k, i in enumerate(m.start() for m in re.finditer(r"\^", stripped))]
+        self.lines = [line.encode() for line in self.source.splitlines()] or [b""]
 
-    def fail(self, node: ast.AST, what: str) -> ParseError:
+    # --- errors ---------------------------------------------------------------------
+
+    def column(self, node: ast.AST | None) -> str:
         col = getattr(node, "col_offset", None)
-        where = f" (column {col + 1})" if col is not None else ""
-        return ParseError(f"cannot parse {_quote(self.text)}: {what}{where}")
+        if col is None or getattr(node, "lineno", 1) != 1:
+            return ""
+        col = len(self.lines[0][:col].decode(errors="replace"))
+        return f" (column {self.text_column(col) + 1})"
 
-    def read(self, root: ast.AST):
+    def text_column(self, col: int) -> int:
+        """The 0-based column in the text as written of column ``col`` of the source."""
+        return col - sum(1 for i in self.carets if i < col) + self.indent
+
+    def fail(self, node: ast.AST | None, what: str) -> ParseError:
+        return ParseError(f"cannot parse {_quote(self.text)}: {what}{self.column(node)}")
+
+    def segment(self, node: ast.AST) -> str:
+        """The source text of ``node`` (with ``**`` for ``^``)."""
+        if node.lineno != node.end_lineno:
+            return ast.get_source_segment(self.source, node) or "the expression"
+        return self.lines[node.lineno - 1][node.col_offset : node.end_col_offset].decode()
+
+    def snippet(self, node: ast.AST, limit: int = 40, tail: bool = False) -> str:
+        """The source text of ``node``, shortened for a message (to its end if ``tail``)."""
+        text = " ".join(self.segment(node).split())
+        if len(text) <= limit:
+            return text
+        return "..." + text[3 - limit :] if tail else text[: limit - 3] + "..."
+
+    # --- syntax -------------------------------------------------------------------------
+
+    def syntax_tree(self) -> ast.Expression:
+        if "\x00" in self.text:
+            raise self.fail(None, "the text contains a NUL character")
+        self.check_parentheses()
+        try:
+            return ast.parse(self.source, mode="eval")
+        except SyntaxError as exc:
+            raise self.syntax_error(exc) from None
+        except (RecursionError, MemoryError, ValueError):
+            raise self.fail(
+                None,
+                "its chain of operators is too long for Python's parser; "
+                "build it with sympy instead",
+            ) from None
+
+    def check_parentheses(self) -> None:
+        """Refuse deep nesting before :mod:`ast` meets it (it would recurse)."""
+        depth = 0
+        for column, char in enumerate(self.text, 1):
+            if char in "([{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ParseError(
+                        f"cannot parse the text: parentheses nest deeper than {MAX_DEPTH} "
+                        f"levels, the limit (column {column})"
+                    )
+            elif char in ")]}":
+                depth -= 1
+
+    def syntax_error(self, exc: SyntaxError) -> ParseError:
+        where = ""
+        if exc.offset and (exc.lineno or 1) == 1:
+            where = f" (column {self.text_column(exc.offset - 1) + 1})"
+        message = exc.msg or ""
+        reserved = [w for w in re.findall(r"[A-Za-z_]\w*", self.source) if keyword.iskeyword(w)]
+        if "integer string conversion" in message:
+            hint = f"a number has more than {MAX_DIGITS} digits, the limit for exact numbers"
+        elif reserved and reserved[0] not in ("True", "False", "None"):
+            word = reserved[0]
+            names = [*(self.known or ()), *FUNCTIONS]
+            suggestion = _did_you_mean(word, names, n=3) or f"; rename it, as in {word}_1"
+            hint = f"{word!r} is a reserved word of Python, so it cannot name a symbol{suggestion}"
+        elif message.startswith("invalid decimal literal"):
+            hint = "a number is followed by a name: a product needs *, as in 2*x"
+        elif message.startswith("invalid character"):
+            hint = f"{message}; write powers as x**2 or x^2 and products with *"
+        elif re.search(r"(?<![=<>!])=(?!=)", self.source):
+            hint = "an equation or assignment; write only the expression, as in x**2 + 1"
+        elif "never closed" in message or "unmatched" in message or "does not match" in message:
+            hint = message
+        else:
+            hint = ""
+        why = f"invalid syntax: {hint}" if hint else "invalid syntax"
+        return ParseError(f"cannot parse {_quote(self.text)}: {why}{where}")
+
+    def check_nesting(self, tree: ast.Expression) -> None:
+        """Refuse expressions that nest deeper than :data:`MAX_DEPTH` (towers x**x**...).
+
+        A chain of one precedence level (x + y - z, x*y/z) is one level, as is a run
+        of signs (--x); every other operator, call and transpose adds one.
+        """
+        stack = [(tree.body, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise self.fail(
+                    node,
+                    f"operators and calls nest deeper than {MAX_DEPTH} levels, the limit; "
+                    "split the expression into smaller ones (with Graph.define)",
+                )
+            for child in ast.iter_child_nodes(node):
+                if not isinstance(child, ast.expr):
+                    continue
+                step = 1
+                if isinstance(node, ast.BinOp) and child is node.left:
+                    step = 0 if _same_chain(node, child) else 1
+                elif isinstance(node, ast.UnaryOp):
+                    step = 0 if isinstance(child, ast.UnaryOp) else 1
+                elif isinstance(node, ast.Call):
+                    if child is node.func:
+                        continue
+                    name = node.func.id if isinstance(node.func, ast.Name) else ""
+                    step += _EXTRA_DEPTH.get(name, 0)
+                stack.append((child, depth + step))
+
+    # --- reading ------------------------------------------------------------------------
+
+    def read(self, tree: ast.Expression, deadline: float):
         # An explicit stack, so a long sum like x + x + ... + x cannot exhaust
         # Python's recursion limit.
-        stack: list[tuple[ast.AST, bool]] = [(root, False)]
+        stack: list[tuple[ast.AST, bool]] = [(tree.body, False)]
         done: list = []
         while stack:
+            if time.thread_time() > deadline:  # where the watchdog cannot act
+                raise _OutOfTime
             node, ready = stack.pop()
             children = self.children(node)
             if not ready:
@@ -167,7 +455,7 @@ class _Reader:
                 continue
             args = done[len(done) - len(children) :]
             del done[len(done) - len(children) :]
-            done.append(self.build(node, args))
+            done.append(self.build(node, children, args))
         return done[0]
 
     def children(self, node: ast.AST) -> list[ast.AST]:
@@ -176,7 +464,7 @@ class _Reader:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
             return [node.operand]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return [node.left, node.right]
+            return _chain(node)[0]
         if isinstance(node, ast.Call):
             self.check_call(node)
             return list(node.args)
@@ -184,39 +472,43 @@ class _Reader:
             return [node.value]
         raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
 
-    def build(self, node: ast.AST, args: list):
+    def build(self, node: ast.AST, children: list[ast.AST], args: list):
         if isinstance(node, ast.Constant):
             return self.number(node)
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.UnaryOp):
-            return -args[0] if isinstance(node.op, ast.USub) else args[0]
+            if isinstance(node.op, ast.UAdd):
+                return args[0]
+            return self.apply(node, "the sign - fails", lambda a: -a, args[0])
         if isinstance(node, ast.Attribute):
             if not isinstance(args[0], sp.MatrixExpr):
-                raise self.fail(node, f"{args[0]} is not a matrix, so it has no transpose .T")
-            return args[0].T
+                what = self.snippet(node.value)
+                raise self.fail(node, f"{what} is not a matrix, so it has no transpose .T")
+            return self.apply(node, "the transpose fails", lambda a: a.T, args[0])
         if isinstance(node, ast.BinOp):
-            left, right = args
-            if isinstance(node.op, ast.Pow):
-                self.check_power(node, left, right)
-            try:
-                return _BINARY[type(node.op)](left, right)
-            except (TypeError, ValueError, ZeroDivisionError) as exc:
-                raise self.fail(node, f"the operation fails ({exc})") from None
-        name = node.func.id
-        try:
-            return FUNCTIONS[name](*args)
-        except (TypeError, ValueError) as exc:
-            raise self.fail(node, f"{name}() cannot take these arguments ({exc})") from None
+            return self.chain(node, children, args)
+        return self.call(node, args)
 
     def number(self, node: ast.Constant):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
         if isinstance(value, int):
+            if abs(value) >= _BIG:
+                raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
             return sp.Integer(value)
-        literal = ast.get_source_segment(self.text, node) or repr(value)
-        return sp.Float(literal.replace("_", ""))
+        literal = self.segment(node).replace("_", "")
+        decimal = Decimal(literal)  # every Python float literal is a Decimal literal
+        if len(decimal.as_tuple().digits) > MAX_FLOAT_DIGITS:
+            raise self.fail(
+                node, f"a float has more than {MAX_FLOAT_DIGITS} significant digits, the limit"
+            )
+        if decimal and abs(decimal.adjusted()) >= MAX_DIGITS:
+            raise self.fail(node, f"{self.snippet(node)} is too large or too small: {_NUMBERS}")
+        # As many digits as written, at least a double's: sympy alone would give 1e300
+        # 301 digits (it reads an integer-valued literal as exact), and slow work on them.
+        return sp.Float(literal, max(15, len(decimal.as_tuple().digits)))
 
     def name(self, node: ast.Name):
         name = node.id
@@ -229,28 +521,391 @@ class _Reader:
         if name in FUNCTIONS:
             raise self.fail(node, f"{name!r} is a function: call it, as in {name}(x)")
         if self.known is not None:
-            allowed = ", ".join(sorted(self.known)) or "none"
-            raise self.fail(node, f"unknown symbol {name!r}; the symbols are: {allowed}")
+            names = list(self.known)
+            hint = _did_you_mean(name, [*names, *CONSTANTS])
+            if len(names) > _FEW_SYMBOLS:
+                what = f"unknown symbol {name!r}, none of the {len(names)} symbols{hint}"
+            elif hint:
+                what = f"unknown symbol {name!r}{hint} The symbols are: {', '.join(names)}."
+            else:
+                what = f"unknown symbol {name!r}; the symbols are: {', '.join(names) or 'none'}"
+            raise self.fail(node, what)
         if name not in self.created:
             self.created[name] = sp.Symbol(name, real=True)
         return self.created[name]
 
     def check_call(self, node: ast.Call) -> None:
-        if not isinstance(node.func, ast.Name):
-            raise self.fail(node, f"{_describe(node.func)} cannot be called")
-        name = node.func.id
+        func = node.func
+        if not isinstance(func, ast.Name):
+            what = f"{_describe(func)} cannot be called"
+            if isinstance(func, ast.Constant) and isinstance(func.value, (int, float)):
+                inside = ", ".join(self.snippet(a) for a in node.args)
+                what += f": a product needs *, as in {self.snippet(func)}*({inside})"
+            raise self.fail(node, what)
+        name = func.id
         if name not in FUNCTIONS:
-            raise self.fail(
-                node,
-                f"a call of {name!r}, which is not an elementary function "
-                "(the allowed ones are in adjoint.parsing.FUNCTIONS)",
+            inside = ", ".join(self.snippet(a) for a in node.args)
+            if (self.known is not None and name in self.known) or name in CONSTANTS:
+                kind = "symbol" if name not in CONSTANTS else "constant"
+                raise self.fail(
+                    node,
+                    f"{name} is a {kind}, not a function: a product needs *, "
+                    f"as in {name}*({inside})",
+                )
+            hint = _did_you_mean(name, FUNCTIONS) or (
+                "; the functions are: " + ", ".join(sorted(FUNCTIONS, key=str.lower))
             )
+            raise self.fail(node, f"a call of {name!r}, which is not an allowed function{hint}")
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.fail(node, f"{name}() takes plain positional arguments only")
+        counts = _ARGUMENTS.get(name, (1,))
+        given = len(node.args)
+        if counts is None and not given:
+            raise self.fail(node, f"{name}() takes at least one argument")
+        if counts is not None and given not in counts:
+            expected = " or ".join(map(str, counts))
+            plural = "" if counts == (1,) else "s"
+            raise self.fail(node, f"{name}() takes {expected} argument{plural}, got {given}")
 
-    def check_power(self, node, base, exponent):
-        if base.is_Number and exponent.is_Number and abs(exponent) > MAX_NUMERIC_EXPONENT:
-            raise self.fail(node, f"the number {base}**{exponent} is too large to compute")
+    # --- operations ---------------------------------------------------------------------
+
+    def apply(self, node: ast.AST, what: str, fn, *args):
+        """``fn(*args)``, every failure of sympy as a ParseError saying ``what`` failed."""
+        try:
+            value = fn(*args)
+        except RecursionError:
+            raise self.fail(
+                node, f"the expression nests too deeply (the limit is {MAX_DEPTH} levels)"
+            ) from None
+        except Exception as exc:  # sympy raises many kinds (NotImplementedError, ...)
+            raise self.fail(node, f"{what} ({_exception_text(exc)})") from None
+        self.check_size(node, value)
+        return value
+
+    def chain(self, node: ast.BinOp, operands: list[ast.AST], args: list):
+        _, ops, steps = _chain(node)
+        matrices = any(isinstance(a, sp.MatrixExpr) for a in args)
+        if len(args) > _NARY and not matrices and not any(isinstance(o, ast.MatMult) for o in ops):
+            return self.nary(node, ops, args)
+        value = args[0]
+        for step, right, arg in zip(steps, operands[1:], args[1:]):
+            value = self.binary(step, right, value, arg)
+        return value
+
+    def nary(self, node: ast.BinOp, ops: list[ast.operator], args: list):
+        if _FAMILY[type(ops[0])] == "sum":
+            signs = [1, *(-1 if isinstance(o, ast.Sub) else 1 for o in ops)]
+            self.check_sum(node, args, signs)
+            terms = [a if sign > 0 else -a for a, sign in zip(args, signs)]
+            return self.apply(node, "the sum fails", sp.Add, *terms)
+        inverted = [False, *(isinstance(o, ast.Div) for o in ops)]
+        self.check_product(node, args, inverted)
+        factors = [
+            self.apply(node, "the division fails", sp.Pow, a, -1) if inverse else a
+            for a, inverse in zip(args, inverted)
+        ]
+        return self.apply(node, "the product fails", sp.Mul, *factors)
+
+    def binary(self, step: ast.BinOp, right: ast.AST, a, b):
+        """``a op b`` for the operator of ``step``, whose right operand ``right`` gives b."""
+        kind = type(step.op)
+        this = self.snippet(step, tail=True)
+        if isinstance(a, sp.MatrixExpr) or isinstance(b, sp.MatrixExpr):
+            self.check_matrices(right, step, kind, a, b)
+        elif kind is ast.MatMult:
+            raise self.fail(right, "the matrix product @ needs matrices; for numbers use *")
+        elif kind is ast.Pow:
+            self.check_power(right, a, b, this)
+        elif kind in (ast.Add, ast.Sub):
+            self.check_sum(step, [a, b], [1, -1 if kind is ast.Sub else 1])
+        else:
+            self.check_product(step, [a, b], [False, kind is ast.Div])
+        what = f"the operation {_SYMBOLS[kind]} in {this} fails"
+        return self.apply(right, what, _BINARY[kind], a, b)
+
+    def call(self, node: ast.Call, args: list):
+        name = node.func.id
+        for arg, child in zip(args, node.args):
+            if isinstance(arg, sp.MatrixExpr):
+                what = self.snippet(child)
+                example = ""
+                if _ARGUMENTS.get(name, (1,)) == (1,) and hasattr(sp, name):
+                    example = f", as in ({what}).applyfunc(sp.{name})"
+                raise self.fail(
+                    child,
+                    f"{name}() takes numbers, and {what} is a {_shape(arg)} matrix; element-wise "
+                    f"functions have no text form: build them in Python{example}",
+                )
+        check = _CHECKS.get(name)
+        if check is not None and len(args) == 1:
+            check(self, node, args[0])
+        return self.apply(node, f"{name}() cannot take these arguments", FUNCTIONS[name], *args)
+
+    # --- bounds on exact numbers ------------------------------------------------------------
+
+    def check_size(self, node: ast.AST, value) -> None:
+        """Refuse a built number beyond the bounds (a product of two large ones, say).
+
+        Only the value and the first two arguments are looked at: sympy keeps the
+        number of a sum or product first, and the base and exponent of a power.
+        """
+        if not isinstance(value, sp.Basic):
+            return
+        numbers = [value] if value.is_Number else [a for a in value.args[:2] if a.is_Number]
+        for number in numbers:
+            if _size(number) >= MAX_DIGITS:
+                raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+
+    def check_sum(self, node: ast.AST, terms: list, signs: list[int]) -> None:
+        """Refuse a sum whose exact coefficients grow beyond the bounds as sympy adds
+        up like terms (``x/p + x/q + ...`` has the product of the p's as denominator).
+
+        The coefficients are added here first, as sympy will, while they stay small.
+        """
+        totals: dict = {}
+        for term, sign in zip(terms, signs):
+            for arg in sp.Add.make_args(term):
+                coeff, rest = arg.as_coeff_Mul()
+                if coeff.is_Rational and coeff:
+                    totals[rest] = total = totals.get(rest, sp.S.Zero) + sign * coeff
+                    if _size(total) >= MAX_DIGITS:
+                        raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+
+    def check_product(self, node: ast.AST, factors: list, inverted: list[bool]) -> None:
+        """Refuse a product whose exact coefficient grows beyond the bounds, or whose
+        roots of numbers sympy would multiply into one root of a huge number
+        (``sqrt(p)*sqrt(q) = sqrt(p*q)``, which it then factors).
+        """
+        coeff, roots = sp.S.One, 0.0
+        for factor, inverse in zip(factors, inverted):
+            for arg in sp.Mul.make_args(factor):
+                if arg.is_Rational:
+                    coeff = coeff / arg if inverse else coeff * arg
+                    if _size(coeff) >= MAX_DIGITS:
+                        raise self.fail(node, f"{self.snippet(node)} is too large: {_NUMBERS}")
+                elif arg.is_Pow and arg.base.is_Rational and arg.exp.is_Rational:
+                    roots += _size(arg.base)
+                    if roots >= MAX_ROOT_DIGITS:
+                        raise self.fail(
+                            node,
+                            f"{self.snippet(node)} multiplies roots of numbers of "
+                            f"{math.ceil(roots)} digits in all, which sympy would factor (the "
+                            f"limit is {MAX_ROOT_DIGITS} digits); write the numbers as floats",
+                        )
+
+    def check_power(self, node: ast.AST, base, exponent, this: str | None = None) -> None:
+        """Refuse ``base**exponent`` if sympy would compute a huge exact number for it.
+
+        sympy evaluates a power of numbers at once (``9**999``), distributes it over a
+        product (``(2*x)**n = 2**n x**n``), multiplies exponents (``(x**a)**b``) and
+        takes exact roots (``sqrt(n)`` factors ``n``). The sizes are estimated from
+        the logarithms before anything is computed.
+        """
+        this = this or self.snippet(node)
+        if base is sp.E:
+            return self.check_exp(node, exponent)
+        if not (exponent.is_Rational or exponent.is_Float) or not exponent:
+            return
+        log_exponent = _log10(exponent)
+        root = exponent.is_Rational and not exponent.is_Integer
+        for number, log_multiplier, is_exponent in _raised(base):
+            size = _size(number)
+            if not size:
+                continue
+            if is_exponent:  # an exponent that ours multiplies: their digits add up
+                too_large = size + _size(exponent) + abs(log_multiplier) >= MAX_DIGITS
+            else:  # a number raised to our power: its digits are multiplied
+                too_large = math.log10(size) + log_exponent + log_multiplier >= math.log10(
+                    MAX_DIGITS
+                )
+            if too_large:
+                raise self.fail(node, f"{this} is too large: {_NUMBERS}")
+            if root and number.is_Rational and not is_exponent and size >= MAX_ROOT_DIGITS:
+                raise self.fail(
+                    node,
+                    f"a root of a number of {math.ceil(size)} digits is not computed exactly "
+                    f"(the limit is {MAX_ROOT_DIGITS} digits); write the number as a float, "
+                    "as in sqrt(1e300)",
+                )
+
+    def check_exp(self, node: ast.AST, arg) -> None:
+        """Refuse ``exp(arg)`` when sympy would compute a huge number for it.
+
+        ``exp(c*log(u))`` is ``u**c`` to sympy; a float argument is evaluated.
+        """
+        for term in sp.Add.make_args(arg):
+            coeff, rest = term.as_coeff_Mul()
+            if isinstance(rest, sp.log) and coeff.is_Number:
+                self.check_power(node, rest.args[0], coeff)
+        self.check_growth(node, arg, sp.S.One)
+
+    def check_growth(self, node: ast.AST, arg, unit) -> None:
+        """Refuse a function of a float ``t*unit`` that grows like ``exp(|t|)``.
+
+        mpmath takes seconds for ``exp(1e999)``, and the value is beyond the bounds
+        anyway: so for the exponential and hyperbolic functions (``unit`` 1) and the
+        trigonometric ones of an imaginary argument (``unit`` I, sin(I t) = I sinh(t)).
+        """
+        for term in sp.Add.make_args(arg):
+            coeff, rest = term.as_coeff_Mul()
+            if coeff.is_Float and rest == unit and abs(coeff) > _EXP_LIMIT:
+                raise self.fail(node, f"{self.snippet(node)} is too large or too small: {_NUMBERS}")
+
+    def check_gamma(self, node: ast.Call, arg) -> None:
+        """Refuse gamma and loggamma of large exact numbers: sympy computes factorials."""
+        if arg.is_Rational and abs(arg) > MAX_GAMMA:
+            name = node.func.id
+            instead = (
+                "write a float, as in loggamma(1e8)"
+                if name == "loggamma"
+                else f"the factorial would have more than {MAX_DIGITS} digits"
+            )
+            raise self.fail(
+                node,
+                f"{name} of an exact number beyond {MAX_GAMMA} in magnitude, the limit, is "
+                f"computed as an exact factorial; {instead}",
+            )
+
+    def check_sigmoid(self, node: ast.Call, arg) -> None:
+        self.check_exp(node, -arg)
+
+    # --- matrices ---------------------------------------------------------------------------
+
+    def check_matrices(self, node: ast.AST, step: ast.BinOp, kind: type, a, b) -> None:
+        """Refuse an operation on matrices that is not defined, saying why.
+
+        ``step`` is the operation in the text, ``node`` its right operand.
+        """
+        left, right = isinstance(a, sp.MatrixExpr), isinstance(b, sp.MatrixExpr)
+        this = self.snippet(step, tail=True)
+        if kind is ast.Pow:
+            if right:
+                raise self.fail(
+                    node,
+                    f"a power with a matrix exponent ({this}) is not defined; a number raised "
+                    "to a matrix power has no text form",
+                )
+            if a.rows != a.cols and (a.rows - a.cols).is_number:
+                raise self.fail(
+                    node, f"only a square matrix has powers, and the base is {_shape(a)}"
+                )
+        elif kind is ast.Div and right:
+            raise self.fail(
+                node,
+                f"dividing by a matrix ({this}) is not defined: multiply by its inverse, "
+                f"written {self.snippet(node)}**-1, or, for element-wise division, build "
+                f"sp.HadamardProduct({self.snippet(step.left, tail=True)}, "
+                f"sp.HadamardPower({self.snippet(node)}, -1)) in Python",
+            )
+        elif kind in (ast.Add, ast.Sub):
+            if left != right:
+                raise self.fail(
+                    node,
+                    f"cannot add a scalar and a matrix (at {this}); to add a number to every "
+                    "entry, multiply it by a matrix of ones built in Python",
+                )
+            if _differ(a.shape, b.shape):
+                raise self.fail(
+                    node,
+                    f"cannot add a {_shape(a)} matrix and a {_shape(b)} matrix (at {this})",
+                )
+        elif kind in (ast.Mult, ast.MatMult) and left and right and _differ((a.cols,), (b.rows,)):
+            raise self.fail(
+                node,
+                f"a {_shape(a)} matrix times a {_shape(b)} matrix (at {this}): the product "
+                "needs the columns of the left one to equal the rows of the right one",
+            )
+
+
+_NUMBERS = (
+    f"exact numbers are limited to {MAX_DIGITS} digits and floats to magnitudes "
+    f"from 10**-{MAX_DIGITS} to 10**{MAX_DIGITS}"
+)
+
+_CHECKS = {
+    "exp": _Reader.check_exp,
+    "sigmoid": _Reader.check_sigmoid,
+    "gamma": _Reader.check_gamma,
+    "loggamma": _Reader.check_gamma,
+    "sqrt": lambda reader, node, a: reader.check_power(node, a, sp.Rational(1, 2)),
+    "cbrt": lambda reader, node, a: reader.check_power(node, a, sp.Rational(1, 3)),
+    **dict.fromkeys(["sinh", "cosh", "tanh", "coth", "sech", "csch"], _Reader.check_exp),
+    **{
+        name: lambda reader, node, a: reader.check_growth(node, a, sp.I)
+        for name in ("sin", "cos", "tan", "cot", "sec", "csc")
+    },
+}
+
+
+def _chain(node: ast.BinOp):
+    """The operands, operators and BinOp nodes of the left-to-right chain ending at ``node``.
+
+    Operator k joins operands k and k + 1; its node spans the chain up to there.
+    """
+    operands, ops, steps = [node.right], [node.op], [node]
+    head = node.left
+    while isinstance(head, ast.BinOp) and _same_chain(node, head):
+        operands.append(head.right)
+        ops.append(head.op)
+        steps.append(head)
+        head = head.left
+    operands.append(head)
+    return operands[::-1], ops[::-1], steps[::-1]
+
+
+def _same_chain(node: ast.BinOp, child: ast.AST) -> bool:
+    family = _FAMILY.get(type(node.op))
+    return (
+        family is not None
+        and isinstance(child, ast.BinOp)
+        and _FAMILY.get(type(child.op)) == family
+    )
+
+
+def _differ(shape_a, shape_b) -> bool:
+    """Whether two shapes differ for certain (symbolic dimensions may agree)."""
+    return any((p - q).is_number and p != q for p, q in zip(shape_a, shape_b))
+
+
+def _size(number: sp.Number) -> float:
+    """About the number of digits of a number: log10 of its numerator or denominator,
+    whichever is larger, for an exact number; |log10 |x|| for a float (1e-300: 300).
+    Zero and one have none."""
+    if number.is_Rational:
+        return max(math.log10(abs(number.p) or 1), math.log10(number.q))
+    return abs(_log10(number)) if number.is_Float else 0.0
+
+
+def _log10(number: sp.Number) -> float:
+    """log10 |number| of a rational or float, without overflow; 0 for zero."""
+    if number.is_Rational:
+        return math.log10(abs(number.p) or 1) - math.log10(number.q)
+    mantissa, exponent = mpmath.mpf(number).man_exp
+    if not mantissa:
+        return 0.0
+    magnitude = exponent + mantissa.bit_length()
+    if abs(magnitude) > 10**6:  # mpmath's exponents are unbounded integers
+        return math.inf if magnitude > 0 else -math.inf
+    return math.log10(abs(mantissa)) + exponent * math.log10(2)
+
+
+def _raised(base):
+    """The numbers sympy would raise to a power when raising ``base`` to one.
+
+    Yields ``(number, log10 of the power it is already under, is_exponent)``: the
+    numbers of a product and the bases of powers with numeric exponents (raised),
+    and those exponents (multiplied). Sums and functions are left as they are.
+    """
+    stack = [(base, 0.0)]
+    while stack:
+        expr, log_k = stack.pop()
+        if expr.is_Rational or expr.is_Float:
+            yield expr, log_k, False
+        elif expr.is_Mul:
+            stack.extend((arg, log_k) for arg in expr.args)
+        elif expr.is_Pow and (expr.exp.is_Rational or expr.exp.is_Float) and expr.exp:
+            yield expr.exp, log_k, True
+            stack.append((expr.base, log_k + _log10(expr.exp)))
 
 
 def _describe(node: ast.AST) -> str:

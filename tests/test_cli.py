@@ -76,3 +76,26 @@ def test_python_dash_m_runs_without_a_traceback():
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "syntax" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "at, message",
+    [
+        ("x=1,y=abc", "the value of y must be a real number (such as 1.5, -2 or pi/4), got 'abc'"),
+        ("x=1,y=1/0", "the value of y must be a real number (such as 1.5, -2 or pi/4), got '1/0'"),
+        ("x=sqrt(-1),y=1", "the value of x must be a real number"),
+        ("x=1e999**2,y=1", "the value of x must be a real number"),
+        ("x=1, y=2, x=3", "x is given twice"),
+        ("=1,y=2", "name=value"),
+    ],
+)
+def test_values_at_the_point_must_be_real_numbers(capsys, at, message):
+    assert main(["explain", "x*y", "--at", at]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_values_at_the_point_may_be_written_as_expressions(capsys):
+    assert main(["explain", "x*y", "--at", "x=pi/4, y=-2", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["result"]["gradient"] == {"x": -2.0, "y": math.pi / 4}
