@@ -384,9 +384,12 @@ def _second_order_sections(graph, env) -> list[Section]:
     def rows(conditions):
         lines, math = [], []
         for c in conditions:
-            rhs = c.rhs
-            lines.append(f"{c.unknown} = {text(rhs)} = {number(env[c.unknown])}")
-            math.append(f"{latex(c.unknown)} = {latex(rhs)} = {_num_tex(env[c.unknown])}")
+            rhs, value = c.rhs, env[c.unknown]
+            # a right-hand side that is a number already (lambdadot_n = 0) is said once
+            said = rhs.is_number if isinstance(rhs, sp.Expr) else False
+            lines.append(f"{c.unknown} = {text(rhs)}" + ("" if said else f" = {number(value)}"))
+            tail = "" if said else f" = {_num_tex(value)}"
+            math.append(f"{latex(c.unknown)} = {latex(rhs)}{tail}")
         return tuple(lines), tuple(math)
 
     directions = ", ".join(f"{x} = {number(env[so.dots[x]])}" for x in graph.inputs)

@@ -522,8 +522,8 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
     if submitted.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         return verdict(
             WRONG,
-            f"{lam} is undefined: {submitted} (a log of 0 or a division by zero gives an "
-            "infinite or undefined value)",
+            f"{lam} is undefined: {submitted} (zoo is sympy's complex infinity: a log of 0 "
+            "or a division by zero gives an infinite or undefined value)",
             submitted,
             mistake="undefined",
         )

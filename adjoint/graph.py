@@ -406,6 +406,11 @@ class ConstraintGraph:
             node = node.name
         if isinstance(node, str) and node in self._by_name:
             return self._by_name[node]
+        if isinstance(node, str) and node.startswith((Multiplier.PREFIX, MatrixMultiplier.PREFIX)):
+            # a multiplier's name stands for its node, as the multiplier itself does
+            name = node.split("_", 1)[1]
+            if name in self._by_name:
+                return self._by_name[name]
         known = ", ".join(s.name for s in self._nodes) or "none yet"
         raise UnknownSymbolError(
             f"{node} is not a node of this graph (its nodes: {known})", node=node

@@ -198,8 +198,8 @@ def as_number(symbol, value) -> np.float64:
         value = math.inf
     if not math.isfinite(value):
         raise BadValueError(
-            f"the value of {symbol} is {value}, not a finite number (a float ranges to about "
-            "1.8e308)",
+            f"the value of {symbol} is {value}, not a finite number"
+            + ("" if math.isnan(value) else " (a float ranges to about 1.8e308)"),
             node=symbol,
         )
     _check_assumptions(symbol, np.float64(value))

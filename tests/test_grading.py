@@ -492,3 +492,10 @@ def test_a_students_own_symbols_are_read_by_name():
     assert grade.status == "correct", grade.message
     wrong = check_adjoints(g, {"z1": lz2 * sp.sin(z1)}, seed=1)
     assert [gr.node.name for gr in wrong.wrong] == ["z1"]
+
+
+def test_answers_keyed_by_the_multipliers_name_are_graded():
+    g, _ = lecture_dag()
+    grading = check_adjoints(g, {"lambda_z1": "lambda_z2*cos(z1)"}, seed=2)
+    (grade,) = [gr for gr in grading.grades if gr.node.name == "z1"]
+    assert grade.status == "correct"

@@ -592,3 +592,18 @@ def test_verify_of_a_chain_that_reads_its_input_at_every_level():
     for k in range(50):
         z = g.define(f"z{k}", sp.sin(z) * 0.5 + x * 0.001)
     assert g.verify(points=1).ok
+
+
+def test_a_nan_value_is_named_as_such():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("f", x**2)
+    with pytest.raises(BadValueError) as info:
+        g.solve({x: float("nan")})
+    assert "1.8e308" not in str(info.value) and "nan" in str(info.value)
+
+
+def test_explain_says_a_number_once():
+    g = adjoint.Graph.from_expr("sin(x*y) + x**2")
+    text = str(g.explain({"x": 1.5, "y": -2.0}, direction={"x": 1.0, "y": 0.0}))
+    assert " = 0 = 0" not in text and " = 1 = 1" not in text
