@@ -597,6 +597,11 @@ def compile_graph(
     )
 
 
+def _number(a):
+    """A 0-d array as the numpy number it holds; anything else as it is."""
+    return a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a
+
+
 def _undefined_where(value, g):
     """``g`` with nan wherever the value is not a number (every entry, for a matrix
     gradient: the points of a matrix graph are not separable)."""
@@ -688,7 +693,10 @@ class CompiledFunction:
             grad = tuple(_undefined_where(value, g) for g in grad)
             if hv is not None:
                 hv = tuple(_undefined_where(value, h) for h in hv)
-        return (value, grad) if hv is None else (value, grad, hv)
+        # one point gives numbers, as the value is, not 0-d arrays
+        grad = tuple(_number(g) for g in grad)
+        hv = None if hv is None else tuple(_number(h) for h in hv)
+        return (_number(value), grad) if hv is None else (_number(value), grad, hv)
 
     def _run(self, values, given):
         if self.backend == "numpy":

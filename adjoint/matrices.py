@@ -358,14 +358,16 @@ def _d_scalar(expr, d):
             "@adjoint.matrices.tangent_rule"
         )
     terms = []
-    for arg in expr.args:
+    args = expr.args
+    for k, arg in enumerate(args):
         if not arg.free_symbols or not isinstance(arg, sp.Expr):
             continue
         da = d(arg)
         if _is_zero(da):
             continue
+        # this argument alone: the same subexpression elsewhere has its own term
         var = sp.Dummy("d", real=True)
-        body = expr.xreplace({arg: var})
+        body = expr.func(*(var if i == k else a for i, a in enumerate(args)))
         partial = mark_kinks(sp.diff(body, var), body).xreplace({var: arg})
         terms.append(partial * da)
     return sp.Add(*terms)

@@ -428,6 +428,8 @@ def _solved(graph, at):
         **sol.values,
         **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()},
     }
+    # numpy numbers, not Python floats: 1/0 is inf (and marked), never ZeroDivisionError
+    env = {k: np.float64(v) if isinstance(v, float) else v for k, v in env.items()}
     return so, sol, env
 
 
