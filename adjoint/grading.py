@@ -658,6 +658,8 @@ def _kink_args(expr) -> set:
     for k in expr.atoms(*KINKS):
         if isinstance(k, sp.Piecewise):
             args.add(k)
+        elif isinstance(k, (sp.Max, sp.Min)):  # breaks where two arguments tie
+            args.update(sp.expand(a - b) for a, b in itertools.combinations(k.args, 2) if a != b)
         else:
             args.update(a for a in k.args if not a.is_number)
     return args

@@ -499,3 +499,17 @@ def test_answers_keyed_by_the_multipliers_name_are_graded():
     grading = check_adjoints(g, {"lambda_z1": "lambda_z2*cos(z1)"}, seed=2)
     (grade,) = [gr for gr in grading.grades if gr.node.name == "z1"]
     assert grade.status == "correct"
+
+
+def test_a_step_at_the_wrong_place_is_wrong_on_a_max():
+    # The kink of Max(x, y) is at x = y: Heaviside(x) breaks elsewhere.
+    x, y = sp.symbols("x y", real=True)
+    g = adjoint.Graph()
+    g.input(x), g.input(y)
+    z1 = g.define("z1", sp.Max(x, y))
+    g.define("f", sp.sin(z1))
+    for seed in range(40):
+        grading = check_adjoints(g, {"x": "lambda_z1*Heaviside(x)"}, seed=seed)
+        assert [gr.node.name for gr in grading.wrong] == ["x"], seed
+    right = check_adjoints(g, {"x": "lambda_z1*Heaviside(x - y)"}, seed=3)
+    assert not right.wrong
