@@ -321,8 +321,8 @@ def _axis(axis) -> int:
     return int(axis)
 
 
-class LogSumExp(_Helper):
-    """``log sum_j e^{A_ij}`` along each row (axis 1: n x 1) or each column (axis 0: 1 x d)."""
+class _AlongAxis(_Helper):
+    """A function of a matrix along each row (axis 1) or each column (axis 0)."""
 
     def __new__(cls, A, axis=1):
         return sp.Basic.__new__(cls, sp.sympify(A), sp.Integer(_axis(axis)))
@@ -330,6 +330,10 @@ class LogSumExp(_Helper):
     @property
     def axis(self) -> int:
         return int(self.args[1])
+
+
+class LogSumExp(_AlongAxis):
+    """``log sum_j e^{A_ij}`` along each row (axis 1: n x 1) or each column (axis 0: 1 x d)."""
 
     @property
     def shape(self):
@@ -343,15 +347,8 @@ class LogSumExp(_Helper):
         return sp.log(_total(lambda k: sp.exp(self.arg[k, j]), r))
 
 
-class Softmax(_Helper):
+class Softmax(_AlongAxis):
     """``e^{A_ij} / sum_k e^{A_ik}`` along each row (axis 1) or column (axis 0); A's shape."""
-
-    def __new__(cls, A, axis=1):
-        return sp.Basic.__new__(cls, sp.sympify(A), sp.Integer(_axis(axis)))
-
-    @property
-    def axis(self) -> int:
-        return int(self.args[1])
 
     @property
     def shape(self):

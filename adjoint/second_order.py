@@ -32,13 +32,13 @@ import numpy as np
 import sympy as sp
 
 from .display import aligned, latex, text
-from .errors import AdjointError, BadValueError, ShapeError, UnknownSymbolError
+from .errors import AdjointError, BadValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
 from .numeric import numeric_function
 from .solve import NodeMap, forward_sweep, solve
-from .values import as_array, as_number, read_values
+from .values import as_array, as_number, by_node, read_values
 
 __all__ = [
     "HVP",
@@ -335,28 +335,14 @@ def _assemble(graph) -> SecondOrder:
 def read_direction(graph, direction) -> dict:
     """A direction ``v``: one value for every input (arrays of the input's shape for
     matrix inputs), keyed by symbol or name; constants are data and do not move."""
-    if not isinstance(direction, Mapping):
-        raise BadValueError(
-            f"the direction must be a dict from inputs to numbers, such as {{x: 1.0}}, got "
-            f"{type(direction).__name__}"
-        )
-    given = {}
-    for key, value in direction.items():
-        try:
-            symbol = graph.lookup(key)
-        except UnknownSymbolError:
-            raise UnknownSymbolError(
-                f"the direction gives {key}, which is not a node of this graph; its inputs "
-                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
-                node=key,
-            ) from None
+    given = by_node(graph, direction, "the direction's values")
+    for symbol in given:
         if symbol not in graph.inputs:
             raise BadValueError(
                 f"the direction gives {symbol}, which is not an input: only inputs move "
                 "along a direction (constants are data, nodes are computed)",
                 node=symbol,
             )
-        given[symbol] = value
     missing = [x for x in graph.inputs if x not in given]
     if missing:
         raise BadValueError(

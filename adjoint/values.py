@@ -19,7 +19,15 @@ import sympy as sp
 from .errors import BadValueError, MissingValueError, ShapeError, UnknownSymbolError
 from .symbols import CHECKS
 
-__all__ = ["as_array", "as_number", "as_points", "bind_dimensions", "finite", "read_values"]
+__all__ = [
+    "as_array",
+    "as_number",
+    "as_points",
+    "bind_dimensions",
+    "by_node",
+    "finite",
+    "read_values",
+]
 
 
 def finite(value) -> bool:
@@ -29,38 +37,46 @@ def finite(value) -> bool:
     return bool(np.all(np.isfinite(value)))
 
 
+def by_node(graph, mapping, what: str) -> dict:
+    """``mapping`` keyed by the graph's own symbols: each key a node's symbol or name,
+    each node given once. ``what`` names the mapping in messages ("the values")."""
+    if not isinstance(mapping, Mapping):
+        raise BadValueError(
+            f"{what} must be a dict from inputs to numbers, such as {{x: 1.5}}, got "
+            f"{type(mapping).__name__}"
+        )
+    given = {}
+    for key, value in mapping.items():
+        try:
+            symbol = graph.lookup(key)
+        except UnknownSymbolError:
+            raise UnknownSymbolError(
+                f"{what} give {key}, which is not a node of this graph; its inputs "
+                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
+                node=key,
+            ) from None
+        if symbol in given:
+            raise BadValueError(
+                f"{what} give {symbol} twice (as {symbol} and by name); give it once",
+                node=symbol,
+            )
+        given[symbol] = value
+    return given
+
+
 def read_values(graph, values: Mapping) -> dict:
     """The values given for every input and constant of ``graph``, checked and
     converted; the result also binds each symbolic matrix dimension (``n``) to its size
     (by agreement: see :func:`bind_dimensions`).
     """
-    if not isinstance(values, Mapping):
-        raise BadValueError(
-            f"values must be a dict from inputs to numbers, such as {{x: 1.5}}, got "
-            f"{type(values).__name__}"
-        )
-    given = {}
-    for key, value in values.items():
-        try:
-            symbol = graph.lookup(key)
-        except UnknownSymbolError:
-            raise UnknownSymbolError(
-                f"a value is given for {key}, which is not a node of this graph; its inputs "
-                f"are {', '.join(map(str, graph.inputs)) or 'none'}",
-                node=key,
-            ) from None
+    given = by_node(graph, values, "the values")
+    for symbol in given:
         if graph.node(symbol).kind == "defined":
             raise BadValueError(
                 f"a value is given for {symbol}, but {symbol} = {graph.expr(symbol)} is "
                 "computed by its constraint; give values only for inputs and constants",
                 node=symbol,
             )
-        if symbol in given:
-            raise BadValueError(
-                f"{symbol} is given two values (as {symbol} and by name); give it one",
-                node=symbol,
-            )
-        given[symbol] = value
     missing = [s for s in graph.inputs + graph.constants if s not in given]
     if missing:
         raise MissingValueError(
