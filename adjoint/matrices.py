@@ -127,8 +127,11 @@ def _trace(expr, cot):
 def _matpow(expr, cot):
     # A^k = A A ... A: the product rule, summed over the k places A stands in.
     base, k = expr.args
+    if k.is_Integer and k < 0:  # A^-k = (A^-1)^k: the inverse's rule, then the product's
+        inverse = sp.Inverse(base)
+        return [(inverse, cot)] if k == -1 else _matpow(sp.MatPow(inverse, -k), cot)
     if not (k.is_Integer and k > 0):
-        raise AdjointError(f"{expr}: only positive integer powers of a matrix have a rule")
+        raise AdjointError(f"{expr}: only integer powers of a matrix have a rule")
     k = int(k)
     power = lambda m: sp.MatPow(base, m).doit() if m else sp.Identity(base.rows)  # noqa: E731
     return [(base, sp.MatMul(power(m).T, cot, power(k - 1 - m).T)) for m in range(k)]
@@ -331,8 +334,11 @@ def _d_determinant(expr, d):
 @tangent_rule(sp.MatPow)
 def _d_matpow(expr, d):
     base, k = expr.args
+    if k.is_Integer and k < 0:  # A^-k = (A^-1)^k
+        inverse = sp.Inverse(base)
+        return d(inverse) if k == -1 else _d_matpow(sp.MatPow(inverse, -k), d)
     if not (k.is_Integer and k > 0):
-        raise AdjointError(f"{expr}: only positive integer powers of a matrix have a rule")
+        raise AdjointError(f"{expr}: only integer powers of a matrix have a rule")
     db = d(base)
     if _is_zero(db):
         return _zero(expr)

@@ -30,7 +30,7 @@ RULE_EXAMPLES = {
     ],
     sp.Trace: [(sp.Trace(S), S), (sp.Trace(A.T * A), A), (sp.Trace(S) ** 2 + s, S)],
     sp.Inverse: [(sp.Inverse(S), S)],
-    sp.MatPow: [(S**3, S), (A * S * S, S)],
+    sp.MatPow: [(S**3, S), (A * S * S, S), (sp.MatPow(S, -2), S)],
     sp.Determinant: [(sp.Determinant(S), S), (sp.Determinant(A * B) * s, B)],
 }
 

@@ -232,7 +232,7 @@ TANGENT_EXAMPLES = {
     ],
     sp.Trace: [sp.Trace(S), sp.Trace(A.T * A), sp.Trace(S) ** 2 + s_],
     sp.Inverse: [sp.Inverse(S), sp.Inverse(S) * S.T],
-    sp.MatPow: [S**3, A * S * S],
+    sp.MatPow: [S**3, A * S * S, sp.MatPow(S, -2), sp.Trace(sp.MatPow(S, -3))],
     sp.Determinant: [sp.Determinant(S), sp.Determinant(A * B) * s_],
     undefined_at_zero: [undefined_at_zero(s_**3, s_ - 5) * A],
     # the matrix calculus after the lecture (adjoint.functions)
