@@ -437,6 +437,9 @@ def _samples(graph, rng, count: int) -> list[_Sample]:
     # Signs of scalar inputs balanced over runs of count attempts, so that no input is
     # positive at every point by chance (independent signs: 1 run in 2**count).
     signs = {s: rng.permutation(np.resize([-1.0, 1.0], count)) for s in graph.inputs}
+    # The same for the multipliers, drawn independently of the point: half of the points
+    # give each a negative value, so that a formula right for one sign only shows.
+    lam_signs = {z: rng.permutation(np.resize([-1.0, 1.0], count)) for z in graph.nodes}
     out = []
     for attempt in range(tries):
         if len(out) == count:
@@ -468,7 +471,8 @@ def _samples(graph, rng, count: int) -> list[_Sample]:
         for z in graph.nodes:
             shape = np.shape(env[z])
             magnitude = 10 ** rng.uniform(-0.5, 0.5, size=shape)
-            random[graph.multiplier(z)] = _number(magnitude * rng.choice([-1.0, 1.0], size=shape))
+            sign = lam_signs[z][len(out) % count] if not shape else rng.choice([-1.0, 1.0], shape)
+            random[graph.multiplier(z)] = _number(magnitude * sign)
         out.append(_Sample(point, env, true, random))
     return out
 

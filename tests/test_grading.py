@@ -513,3 +513,11 @@ def test_a_step_at_the_wrong_place_is_wrong_on_a_max():
         assert [gr.node.name for gr in grading.wrong] == ["x"], seed
     right = check_adjoints(g, {"x": "lambda_z1*Heaviside(x - y)"}, seed=3)
     assert not right.wrong
+
+
+def test_a_formula_right_for_one_sign_of_a_multiplier_is_wrong():
+    # lambda_z1*x*tanh(1e6*lambda_z1) equals lambda_z1*x only where lambda_z1 > 0.
+    g, _ = lecture_dag()
+    for seed in range(30):
+        grading = check_adjoints(g, {"y": "lambda_z1*x*tanh(10**6*lambda_z1)"}, seed=seed)
+        assert [gr.node.name for gr in grading.wrong] == ["y"], seed
