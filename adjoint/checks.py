@@ -501,6 +501,8 @@ def check_hvp(
     >>> check_hvp(Graph.from_expr("sin(x*y) + x^3"), at={"x": 1.5, "y": -2.0}).ok
     True
     """
+    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
+        raise AdjointError(f"directions must be a positive integer, got {directions!r}")
     rng = np.random.default_rng(seed)
     env = read_values(graph, at)
     x0 = {x: env[x] for x in graph.inputs}

@@ -226,8 +226,11 @@ class Grading:
             "tests": tests,
         }
         if path is not None:
-            with open(path, "w", encoding="utf-8") as out:
-                json.dump(results, out, indent=2, allow_nan=False)
+            try:
+                with open(path, "w", encoding="utf-8") as out:
+                    json.dump(results, out, indent=2, allow_nan=False)
+            except OSError as exc:
+                raise AdjointError(f"cannot write the results to {path}: {exc.strerror}") from None
         return results
 
     def __repr__(self) -> str:
@@ -339,6 +342,9 @@ def check_adjoints(
         or not (math.isfinite(budget) and budget > 0)
     ):
         raise AdjointError(f"budget must be a positive number of seconds or None, got {budget!r}")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+        # a grader stricter than the code it grades: never a tolerance that passes anything
+        raise AdjointError(f"rtol must be a number between 0 and 1, such as 1e-7, got {rtol!r}")
     conditions = stationarity(graph).backward_conditions
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)

@@ -521,3 +521,14 @@ def test_a_formula_right_for_one_sign_of_a_multiplier_is_wrong():
     for seed in range(30):
         grading = check_adjoints(g, {"y": "lambda_z1*x*tanh(10**6*lambda_z1)"}, seed=seed)
         assert [gr.node.name for gr in grading.wrong] == ["y"], seed
+
+
+def test_a_tolerance_that_would_pass_anything_is_refused(tmp_path):
+    g, _ = lecture_dag()
+    for rtol in (float("inf"), float("nan"), -1.0, 2.0):
+        with pytest.raises(adjoint.AdjointError, match="rtol"):
+            check_adjoints(g, {"z2": "1"}, rtol=rtol)
+    with pytest.raises(adjoint.AdjointError, match="cannot write"):
+        check_adjoints(g, {"z2": "1"}, seed=1).to_gradescope(tmp_path)
+    with pytest.raises(adjoint.AdjointError, match="directions"):
+        adjoint.check_hvp(g, {"x": 1.0, "y": 2.0}, directions=0)
