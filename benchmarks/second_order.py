@@ -23,21 +23,11 @@ import math
 import time
 
 import numpy as np
+from compiled import best
 from sympy.core.cache import clear_cache
 
 import adjoint
 from adjoint.examples import random_constraints, random_dag
-
-
-def best(fns: dict, repeats: int = 5) -> dict:
-    """The best time of each function, interleaved so that load falls on all alike."""
-    times = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name] = min(times[name], time.perf_counter() - t)
-    return times
 
 
 def scalar_dag() -> None:
