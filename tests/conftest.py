@@ -1,5 +1,7 @@
 import os
 
+import pytest
+import rendering
 from hypothesis import HealthCheck, settings
 
 # sympy is slow per example; correctness, not speed, is under test here.
@@ -11,3 +13,18 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def katex():
+    """KaTeX in one node process for the session; npm installs it on first use. Without
+    node or npm the LaTeX tests are skipped, except under CI, where that fails."""
+    try:
+        prefix = rendering.install()
+    except rendering.Unavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
+        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
+    renderer = rendering.KaTeX(prefix)
+    yield renderer
+    renderer.close()

@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from test_latex import check, katex, latex_document  # noqa: F401 (katex: a fixture)
+from test_latex import check, latex_document
 
 import adjoint
 from adjoint.assignments import OPERATIONS, read_graph
@@ -56,7 +56,7 @@ def test_operations_can_be_chosen_and_bad_options_are_refused():
     assert set(OPERATIONS) >= {"mul", "add", "sin"}
 
 
-def test_statements_render(katex):  # noqa: F811
+def test_statements_render(katex):
     items = []
     for seed in range(6):
         items += latex_document(f"assignment {seed}", adjoint.assignment(seed, size=5).statement)

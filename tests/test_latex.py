@@ -8,7 +8,6 @@ pdflatex does not.
 """
 
 import keyword
-import os
 import re
 import unicodedata
 
@@ -24,20 +23,6 @@ import adjoint
 from adjoint.cli import main
 from adjoint.display import float_latex, latex, number_latex
 from adjoint.examples import EXAMPLES, fan_out, lecture_dag, two_layer_net, warm_up
-
-
-@pytest.fixture(scope="session")
-def katex():
-    """KaTeX in a node process for the session; npm installs it on first use."""
-    try:
-        prefix = rendering.install()
-    except rendering.Unavailable as exc:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
-        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
-    renderer = rendering.KaTeX(prefix)
-    yield renderer
-    renderer.close()
 
 
 def check(katex, items):

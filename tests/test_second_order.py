@@ -5,7 +5,6 @@ composed expression (tests/reference.py), or central differences of the gradient
 """
 
 import math
-import os
 import time
 
 import numpy as np
@@ -322,19 +321,6 @@ def test_matrix_graphs_with_inverses_determinants_and_powers():
     assert adjoint.check_hvp(g, at, directions=4).ok
     with pytest.raises(adjoint.AdjointError, match="scalar inputs"):
         g.hessian(at)
-
-
-@pytest.fixture(scope="module")
-def katex():
-    try:
-        prefix = rendering.install()
-    except rendering.Unavailable as exc:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"CI is set, so the LaTeX output must be rendered: {exc}")
-        pytest.skip(f"{exc}; the tests of LaTeX output are skipped")
-    renderer = rendering.KaTeX(prefix)
-    yield renderer
-    renderer.close()
 
 
 def test_the_second_order_conditions_render(katex):
