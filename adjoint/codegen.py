@@ -53,6 +53,7 @@ from .numeric import (
     namespace,
     on_host,
 )
+from .partials import position
 from .second_order import second_order
 from .values import as_array, as_points, bind_dimensions
 
@@ -113,6 +114,28 @@ class JaxCodePrinter(ByName, JaxNumericPrinter):
 
 #: The printer of each backend's program.
 BACKENDS = {"numpy": CodePrinter, "jax": JaxCodePrinter}
+
+
+class _Aliases:
+    """The aliases of one node's template, looked up as the printer meets them (a
+    node that reads thousands of others would otherwise build thousands of aliases for
+    every one of its partials)."""
+
+    __slots__ = ("names", "node", "op", "parts", "reads")
+
+    def __init__(self, names, op, reads, node, parts):
+        self.names, self.op, self.reads, self.node, self.parts = names, op, reads, node, parts
+
+    def get(self, e, default=None):
+        if e is self.op.out:
+            return self.names[self.node]
+        k = position(e)
+        if k is not None and k < len(self.reads):
+            return self.names[self.reads[k]]
+        return self.parts.get(e, default)
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class Program:
@@ -202,13 +225,11 @@ class Program:
                 shared[c.unknown] = parts
         return shared
 
-    def _aliases(self, op, reads, node) -> dict:
+    def _aliases(self, op, reads, node, parts=True) -> _Aliases:
         """What stands for a scalar template's placeholders (the program's variables of
-        ``reads``, and of ``node`` for its own value) and for its shared parts."""
-        aliases = {a: self.names[r] for a, r in zip(op.args, reads)}
-        aliases[op.out] = self.names[node]
-        aliases.update(self.shared.get(node, {}))
-        return aliases
+        ``reads``, and of ``node`` for its own value) and, with ``parts``, for its
+        shared parts."""
+        return _Aliases(self.names, op, reads, node, self.shared.get(node, {}) if parts else {})
 
     def _read(self, expr, op, reads, node) -> set:
         """The variables that printing ``expr`` (in ``op``'s placeholders) reads: the
@@ -224,8 +245,8 @@ class Program:
                 stack.extend(e.args)
             elif e is op.out:
                 found.add(node)
-            elif isinstance(e, sp.Dummy) and e in op.args:
-                found.add(reads[op.args.index(e)])
+            elif isinstance(e, sp.Dummy) and position(e) is not None:
+                found.add(reads[position(e)])
             else:
                 stack.extend(e.args)
         return found
@@ -371,7 +392,7 @@ class Program:
         op, lines = c.op, []
         arguments = self._aliases(op, c.reads, z)
         for part, temp in self.shared.get(z, {}).items():
-            code = self.printer.statement(part, {a: arguments[a] for a in op.args})
+            code = self.printer.statement(part, self._aliases(op, c.reads, z, parts=False))
             lines.append((self._read(part, op, c.reads, None), f"{temp} = {code}"))
         code = f"{self.names[z]} = {self.printer.statement(op.template, arguments)}"
         return [*lines, (self._read(op.template, op, c.reads, z), code + comment)]

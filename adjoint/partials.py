@@ -24,7 +24,7 @@ import sympy as sp
 from .numeric import numeric_function
 from .primitives import derivative_from_output, kinks, mark_kinks, undefined_at_zero
 
-__all__ = ["Operation", "operation", "placeholders"]
+__all__ = ["Operation", "operation", "placeholders", "position"]
 
 _PLACEHOLDERS: list[sp.Dummy] = []
 _POSITION: dict[sp.Dummy, int] = {}
@@ -38,6 +38,11 @@ def placeholders(n: int) -> list[sp.Dummy]:
         _POSITION[a] = len(_PLACEHOLDERS)
         _PLACEHOLDERS.append(a)
     return _PLACEHOLDERS[:n]
+
+
+def position(a) -> int | None:
+    """The index of a placeholder ``a_k`` (``k``); None for anything else."""
+    return _POSITION.get(a)
 
 
 class Operation:
