@@ -301,14 +301,127 @@ def relative_error(a, b, floor: float = 1.0) -> float:
 
 
 # -- checks of the gradient against the function itself ------------------------
+#
+# Differences lose digits at a critical point, beside a pole, across inputs of
+# different scales and on linear functions. A checker that calls a right answer wrong
+# there teaches a class to ignore it, so each difference comes with a bound on its own
+# truncation and rounding error, and an answer is judged only against that bound:
+# "agrees" within it, "wrong" when the disagreement is well beyond it, and otherwise
+# "inconclusive", with the reason.
+
+#: The steps of the differences, relative to each entry's own scale (|x|, or 1 at 0).
+STEPS = tuple(0.1 / 4**k for k in range(9))
+_EPS = float(np.finfo(float).eps)
 
 
 @dataclass(frozen=True)
-class GradientCheck:
-    """Central differences along random directions against ``<gradient, v>``."""
+class Differences:
+    """A derivative along a direction by central differences, Richardson-extrapolated
+    over several steps, with a bound on its error (per entry)."""
 
-    errors: tuple[float, ...]  # relative error along each direction
+    value: np.ndarray
+    bound: np.ndarray
+    step: float  # the step whose estimate was kept; nan when none was finite
+    resolved: bool  # whether the estimates settled as the step shrank
+
+
+def differences(phi, steps: tuple[float, ...] = STEPS) -> Differences:
+    """``phi'(0)`` for ``phi`` (numbers or arrays of ``t``), with an error bound.
+
+    With steps in ratio 4, ``(16 D(h/4) - D(h)) / 15`` cancels the ``h**2`` term of the
+    central difference ``D``; the change between neighbouring estimates bounds the
+    truncation error left, and ``eps |phi| / h`` the rounding error. The step with the
+    smallest bound is kept.
+    """
+    central = []
+    for h in steps:
+        with np.errstate(all="ignore"):
+            plus, minus = np.asarray(phi(h), dtype=float), np.asarray(phi(-h), dtype=float)
+            central.append(((plus - minus) / (2 * h), np.maximum(abs(plus), abs(minus)) / h))
+    with np.errstate(all="ignore"):
+        richardson = [
+            ((16 * central[k + 1][0] - central[k][0]) / 15, central[k + 1][1])
+            for k in range(len(central) - 1)
+        ]
+    # The derivative being checked carries rounding of its own, of the order of the
+    # function's size over the region probed: a floor under every bound.
+    sizes = [size * h for (_, size), h in zip(central, steps)]
+    with np.errstate(all="ignore"):
+        floor = 100 * _EPS * np.nanmax([np.where(np.isfinite(m), m, np.nan) for m in sizes], axis=0)
+    floor = np.where(np.isfinite(floor), floor, 0.0) / steps[0]
+    best = None
+    changes = [
+        float(np.max(abs(richardson[k + 1][0] - richardson[k][0])))
+        for k in range(len(richardson) - 1)
+    ]
+    for k in range(2, len(richardson) - 1):
+        (a, _), (b, size), (c, _) = richardson[k - 1], richardson[k], richardson[k + 1]
+        with np.errstate(all="ignore"):
+            rounding = 100 * _EPS * size + floor
+            bound = np.maximum(abs(a - b), abs(b - c)) + rounding
+            # Resolved: the estimates settle as the step shrinks (each of the last two
+            # changes a quarter of the one before, where Richardson's h**4 gives 1/256),
+            # or agree to rounding. Steps too coarse for the function (sin(1e8 x)) give
+            # estimates that jump about, and can look steady for one step by chance.
+            level = 10 * float(np.max(rounding))
+            resolved = all(
+                changes[m] <= changes[m - 1] / 4 or changes[m] <= level for m in (k - 1, k)
+            )
+        if not (np.all(np.isfinite(b)) and np.all(np.isfinite(bound))):
+            continue
+        key = (not resolved, float(np.max(bound)))
+        if best is None or key < best[0]:
+            best = key, Differences(b, bound, steps[k + 1], resolved)
+    if best is None:
+        shape = np.shape(central[0][0])
+        return Differences(np.full(shape, np.nan), np.full(shape, np.inf), math.nan, False)
+    return best[1]
+
+
+def judge(got, reference: Differences, rtol: float) -> tuple[float, str, str]:
+    """``(relative error beyond the bound, verdict, why)`` for a derivative ``got``
+    against differences; the verdict is "agrees", "wrong" or "inconclusive".
+
+    The error is what is left of ``|got - differences|`` once the differences' own
+    error bound (twice over) is taken off, relative to the larger of the two. A shape
+    mismatch or a value that is not a number is wrong, never broadcast into a pass.
+    """
+    got = np.asarray(got, dtype=float)
+    ref, bound = reference.value, reference.bound
+    if got.shape != ref.shape:
+        return math.inf, "wrong", f"a derivative of shape {got.shape}, expected {ref.shape}"
+    if not np.all(np.isfinite(got)):
+        return math.inf, "wrong", "the derivative is not a number"
+    if not math.isfinite(reference.step):
+        return math.inf, "inconclusive", "the function is not finite at any step near the point"
+    gap = np.abs(got - ref)
+    scale = max(float(np.max(np.abs(got), initial=0.0)), float(np.max(np.abs(ref), initial=0.0)))
+    excess = float(np.max(np.maximum(gap - 2 * bound, 0.0), initial=0.0))
+    error = 0.0 if excess == 0 else (excess / scale if scale > 0 else math.inf)
+    if error <= rtol:
+        return error, "agrees", ""
+    if reference.resolved and float(np.max(gap)) > 10 * float(np.max(bound)):
+        return error, "wrong", ""
+    if not reference.resolved:
+        return error, "inconclusive", (
+            "the differences do not settle as the step shrinks: the function varies on a "
+            "scale finer than the smallest step, or is not smooth here"
+        )
+    return error, "inconclusive", (
+        f"differences resolve the derivative only to {float(np.max(bound)):.2g}, no better "
+        f"than the disagreement {float(np.max(gap)):.2g}"
+    )
+
+
+@dataclass(frozen=True)
+class _Verdicts:
+    """What :class:`GradientCheck` and :class:`HvpCheck` share: a verdict per
+    direction ("agrees", "wrong" or "inconclusive"), and the reasons."""
+
+    errors: tuple[float, ...]  # relative error along each direction, beyond the bound
     rtol: float
+    verdicts: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
 
     @property
     def max_rel_error(self) -> float:
@@ -316,14 +429,47 @@ class GradientCheck:
 
     @property
     def ok(self) -> bool:
+        """Every direction agrees with its differences."""
+        if self.verdicts:
+            return all(v == "agrees" for v in self.verdicts)
         return self.max_rel_error <= self.rtol
 
+    @property
+    def wrong(self) -> bool:
+        """Some direction disagrees by more than the differences' own error."""
+        if self.verdicts:
+            return "wrong" in self.verdicts
+        return not self.ok
+
+    @property
+    def inconclusive(self) -> bool:
+        """Not wrong, but some direction could not be decided by differences."""
+        return not self.ok and not self.wrong
+
+    def _status(self, what: str) -> str:
+        n = len(self.errors)
+        if self.ok:
+            status = f"{what} agrees with differences along {n} directions"
+        elif self.wrong:
+            status = f"{what} DISAGREES with differences along {self.verdicts.count('wrong')} of {n} directions"
+        else:
+            why = next((r for r in self.reasons if r), "")
+            status = f"{what}: INCONCLUSIVE along some of {n} directions ({why})"
+        return f"{status}: worst relative error {self.max_rel_error:.2g} (tolerance {self.rtol:g})"
+
+
+class GradientCheck(_Verdicts):
+    """Central differences along random directions against ``<gradient, v>``."""
+
     def __repr__(self) -> str:
-        verdict = "agrees with" if self.ok else "DISAGREES with"
-        return (
-            f"the gradient {verdict} central differences along {len(self.errors)} random "
-            f"directions: worst relative error {self.max_rel_error:.2g} (tolerance {self.rtol:g})"
-        )
+        return self._status("the gradient")
+
+
+class HvpCheck(_Verdicts):
+    """The Hessian-vector product against differences of the gradient."""
+
+    def __repr__(self) -> str:
+        return self._status("the Hessian-vector product")
 
 
 def _function_and_gradient(graph, at):
@@ -340,8 +486,15 @@ def _function_and_gradient(graph, at):
     return f, x0, solve(graph, at).gradient
 
 
-def _step(x0, rng):
-    return {x: rng.standard_normal(np.shape(v)) for x, v in x0.items()}
+def _step(x0, rng, scaled: bool = False):
+    """A random direction; ``scaled``: each entry times its own scale (``|x|``, or 1
+    where x is 0), so that inputs of different sizes move alike in relative terms."""
+    v = {x: rng.standard_normal(np.shape(value)) for x, value in x0.items()}
+    if scaled:
+        for x, value in x0.items():
+            size = np.abs(np.asarray(value, dtype=float))
+            v[x] = v[x] * np.where(size > 0, size, 1.0)
+    return v
 
 
 def _moved(x0, v, h):
@@ -365,8 +518,12 @@ def check_gradient(
 ) -> GradientCheck:
     """The reverse sweep against central differences, in random directions.
 
-    Along each random direction ``v`` (drawn for every input at once), compares
-    ``<gradient, v>`` with ``(f(x + h v) - f(x - h v)) / 2h``, by relative error.
+    Along each random direction ``v`` (every entry scaled by its own size), compares
+    ``<gradient, v>`` with differences of ``f`` along ``v``, extrapolated over several
+    steps with a bound on their own error (:func:`differences`). A direction agrees
+    when the two differ by no more than ``rtol`` beyond that bound, is wrong when they
+    differ by far more than it, and is inconclusive otherwise (``report.inconclusive``,
+    with the reason): never called wrong where differences cannot tell.
 
     Examples
     --------
@@ -375,31 +532,40 @@ def check_gradient(
     >>> g = Graph.from_expr("sin(x*y) + x^2")
     >>> check_gradient(g, at={"x": 1.5, "y": -2.0}).ok
     True
+    >>> check_gradient(Graph.from_expr("x^3 - 3*x"), at={"x": 1.0}).ok   # f'(1) = 0
+    True
     """
     rng = np.random.default_rng(seed)
     f, x0, gradient = _function_and_gradient(graph, at)
-    scale = max([1.0] + [float(np.max(np.abs(v))) for v in x0.values()])
-    h = 1e-6 * scale
-    errors = []
+    errors, verdicts, reasons = [], [], []
     for _ in range(directions):
-        v = _step(x0, rng)
+        v = _step(x0, rng, scaled=True)
         # Along v, and along v restricted to each input in turn (up to 20 of them): a
         # wrong gradient of a small input must not hide behind a large one.
         parts = [v] if len(v) == 1 or len(v) > 20 else [v, *({x: v[x]} for x in v)]
         for u in parts:
             u = {x: u.get(x, np.zeros(np.shape(v[x]))) for x in v}
-            differences = (f(_moved(x0, u, h)) - f(_moved(x0, u, -h))) / (2 * h)
-            errors.append(relative_error(_inner(gradient, u), differences, floor=1e-8))
-    return GradientCheck(tuple(errors), rtol)
+            reference = differences(lambda h, u=u: f(_moved(x0, u, h)))
+            error, verdict, why = judge(_inner(gradient, u), reference, rtol)
+            errors.append(error)
+            verdicts.append(verdict)
+            reasons.append(why)
+    return GradientCheck(tuple(errors), rtol, tuple(verdicts), tuple(reasons))
 
 
 @dataclass(frozen=True)
 class TaylorTest:
-    """Remainders ``|f(x + h v) - f(x) - h <g, v>|`` for shrinking ``h``."""
+    """Remainders ``|f(x + h v) - f(x) - h <g, v>|`` for shrinking ``h``.
+
+    ``scales`` holds, per step, the size of the numbers whose difference the remainder
+    is (``|f(x + h v)|``, ``|f(x)|``, ...): a remainder within rounding of them says
+    nothing about a rate, and is left out of :attr:`resolved`.
+    """
 
     steps: tuple[float, ...]
     remainders: tuple[float, ...]
     order: int = 1
+    scales: tuple[float, ...] = ()
 
     @property
     def rates(self) -> tuple[float, ...]:
@@ -412,11 +578,37 @@ class TaylorTest:
             out.append(math.log(r0 / r1) / math.log(h0 / h1) if r0 > 0 and r1 > 0 else math.nan)
         return tuple(out)
 
+    def _above_rounding(self) -> list[bool]:
+        scales = self.scales or (0.0,) * len(self.remainders)
+        return [r > 1e3 * _EPS * s for r, s in zip(self.remainders, scales)]
+
+    @property
+    def resolved(self) -> tuple[float, ...]:
+        """The rates between remainders both above rounding level: the ones judged."""
+        above = self._above_rounding()
+        return tuple(
+            r for k, r in enumerate(self.rates) if above[k] and above[k + 1] and math.isfinite(r)
+        )
+
+    @property
+    def reason(self) -> str:
+        """Why the test passed or failed, in words."""
+        above, rates = self._above_rounding(), self.resolved
+        if not any(above):
+            return "every remainder is at rounding level: the expansion is exact to rounding"
+        if not rates:
+            return (
+                "inconclusive: too few remainders above rounding level to measure a rate "
+                "(try a larger h0)"
+            )
+        median = float(np.median(rates))
+        return f"median rate {median:.2f} over {len(rates)} resolved steps"
+
     @property
     def ok(self) -> bool:
-        if max(self.remainders) <= 1e-12:  # f is linear along v: exact to rounding
+        above, rates = self._above_rounding(), self.resolved
+        if not any(above):
             return True
-        rates = [r for r in self.rates if math.isfinite(r)]
         return bool(rates) and float(np.median(rates)) > self.order + 0.8
 
     def __repr__(self) -> str:
@@ -426,7 +618,7 @@ class TaylorTest:
         return "\n".join(
             [
                 f"Taylor test: rates {rates} ({self.order + 1} when {what} right, "
-                f"{self.order} when not)",
+                f"{self.order} when not); {self.reason}",
                 *rows,
             ]
         )
@@ -441,7 +633,8 @@ def taylor_test(
     divides it by 4 and the rates approach 2. A wrong gradient leaves an O(h) term:
     rates near 1. With ``order=2`` the remainder is ``|f(x + h v) - f(x) - h <g, v> -
     h**2/2 <v, H v>|`` with ``H v`` from the second-order sweeps: rates near 3 when it
-    is right, 2 when not.
+    is right, 2 when not. Remainders at rounding level of the values involved are not
+    used for rates (``report.reason`` says how many were).
 
     Examples
     --------
@@ -450,50 +643,33 @@ def taylor_test(
     >>> report.ok, round(report.rates[-1])
     (True, 2)
     """
+    if order not in (1, 2):
+        raise AdjointError(f"order must be 1 or 2, got {order!r}")
     rng = np.random.default_rng(seed)
     f, x0, gradient = _function_and_gradient(graph, at)
     v = _step(x0, rng)
-    if order not in (1, 2):
-        raise AdjointError(f"order must be 1 or 2, got {order!r}")
     f0, slope = f(x0), _inner(gradient, v)
     curvature = _inner(hvp(graph, at, v), v) if order == 2 else 0.0
     hs = tuple(h0 / 2**k for k in range(steps))
-    remainders = tuple(
-        abs(f(_moved(x0, v, h)) - f0 - h * slope - h * h / 2 * curvature) for h in hs
-    )
-    return TaylorTest(hs, remainders, order)
+    remainders, scales = [], []
+    for h in hs:
+        terms = (f(_moved(x0, v, h)), -f0, -h * slope, -h * h / 2 * curvature)
+        remainders.append(abs(math.fsum(terms)))
+        scales.append(max(abs(t) for t in terms))
+    return TaylorTest(hs, tuple(remainders), order, tuple(scales))
 
 
-@dataclass(frozen=True)
-class HvpCheck:
-    """The Hessian-vector product against central differences of the gradient."""
-
-    errors: tuple[float, ...]
-    rtol: float
-
-    @property
-    def max_rel_error(self) -> float:
-        return max(self.errors)
-
-    @property
-    def ok(self) -> bool:
-        return all(e <= self.rtol for e in self.errors)
-
-    def __repr__(self) -> str:
-        status = "ok" if self.ok else "FAILS"
-        return (
-            f"Hessian-vector product {status} against differences of the gradient in "
-            f"{len(self.errors)} directions: worst relative error {self.max_rel_error:.2g} "
-            f"(tolerance {self.rtol:g})"
-        )
+#: Steps for differences of the gradient: each needs a solve, so fewer of them.
+HVP_STEPS = STEPS[:7]
 
 
 def check_hvp(
     graph, at: Mapping, *, directions: int = 3, rtol: float = 1e-5, seed: int = 0
 ) -> HvpCheck:
     """``H v`` from the second-order sweeps against differences of the gradient from
-    Step 2 (Richardson's five-point stencil along ``v``), along random directions; the
-    worst entry's relative error per direction.
+    Step 2 along ``v`` (every entry scaled by its own size), extrapolated over several
+    steps with a bound on their error, as :func:`check_gradient` does; a direction is
+    judged on the whole vector ``H v``, relative to its largest entry.
 
     Examples
     --------
@@ -507,29 +683,28 @@ def check_hvp(
     env = read_values(graph, at)
     x0 = {x: env[x] for x in graph.inputs}
     data = {c: env[c] for c in graph.constants}
-    scale = max([1.0] + [float(np.max(np.abs(v))) for v in x0.values()])
-    h = 1e-4 * scale
-    errors = []
+
+    def flat(gradient) -> np.ndarray:
+        return np.concatenate([np.ravel(np.asarray(gradient[x], dtype=float)) for x in x0])
+
+    errors, verdicts, reasons = [], [], []
     for _ in range(directions):
-        v = _step(x0, rng)
+        v = _step(x0, rng, scaled=True)
         hv = hvp(graph, at, v)
-        g = {s: solve(graph, {**data, **_moved(x0, v, s * h)}).gradient for s in (-2, -1, 1, 2)}
-        worst = 0.0
-        for x in graph.inputs:
-            # Richardson's five-point stencil: truncation O(h**4), not O(h**2)
-            near = np.asarray(g[1][x]) - np.asarray(g[-1][x])
-            far = np.asarray(g[2][x]) - np.asarray(g[-2][x])
-            differences = (8 * near - far) / (12 * h)
-            got = np.asarray(hv[x], dtype=float)
-            if got.shape != differences.shape:
-                worst = math.inf
-                break
-            # the differences carry ~1e-11 of truncation and rounding error
-            floor = max(1e-3, float(np.max(np.abs(differences), initial=0.0)))
-            error = float(np.max(np.abs(got - differences), initial=0.0)) / floor
-            worst = max(worst, error if math.isfinite(error) else math.inf)
-        errors.append(worst)
-    return HvpCheck(tuple(errors), rtol)
+        if any(np.shape(hv[x]) != np.shape(x0[x]) for x in x0):
+            errors.append(math.inf)
+            verdicts.append("wrong")
+            reasons.append("a Hessian-vector product of the wrong shape")
+            continue
+        reference = differences(
+            lambda h, v=v: flat(solve(graph, {**data, **_moved(x0, v, h)}).gradient),
+            HVP_STEPS,
+        )
+        error, verdict, why = judge(flat(hv), reference, rtol)
+        errors.append(error)
+        verdicts.append(verdict)
+        reasons.append(why)
+    return HvpCheck(tuple(errors), rtol, tuple(verdicts), tuple(reasons))
 
 
 def dot_product_test(graph, at: Mapping, *, rtol: float = 1e-6, seed: int = 0) -> dict:
