@@ -63,23 +63,31 @@ class Graph(ConstraintGraph):
         """The conditions ``grad L = 0``: forward, adjoint and gradient."""
         return lagrangian.stationarity(self)
 
-    def solve(self, values: Mapping | None = None, *, expand: bool = True) -> solve.Solution:
+    def solve(
+        self, values: Mapping | None = None, *, expand: bool = True, kinks: str = "convention"
+    ) -> solve.Solution:
         """Solve ``grad L = 0``: Step 1 forward for ``z``, Step 2 in reverse for ``lambda``.
 
         With ``values`` (a number for every input and constant, keyed by symbol or
         name) the solution is numeric; without, it holds sympy expressions: of the
         inputs, or with ``expand=False`` in the lecture's terms (``z_i = f_i`` of its
         parents, ``lambda_j`` of the readers' multipliers), as Steps 1 and 2 write them.
+        At a kink the partial takes its conventional value, or ``nan`` with
+        ``kinks="nan"``; ``solution.kinks`` lists every kink met.
         """
-        return solve.solve(self, values, expand=expand)
+        return solve.solve(self, values, expand=expand, kinks=kinks)
 
-    def tangent(self, at: Mapping, direction: Mapping) -> second_order.TangentSolution:
+    def tangent(
+        self, at: Mapping, direction: Mapping, *, kinks: str = "convention"
+    ) -> second_order.TangentSolution:
         """Forward mode: ``zdot_i = sum_j df_i/dz_j zdot_j`` solved along ``direction``."""
-        return second_order.tangent(self, at, direction)
+        return second_order.tangent(self, at, direction, kinks=kinks)
 
-    def hvp(self, at: Mapping, direction: Mapping) -> second_order.HVP:
+    def hvp(
+        self, at: Mapping, direction: Mapping, *, kinks: str = "convention"
+    ) -> second_order.HVP:
         """(Hessian of f) v, by the tangent and second-order adjoint sweeps."""
-        return second_order.hvp(self, at, direction)
+        return second_order.hvp(self, at, direction, kinks=kinks)
 
     def hessian(self, at: Mapping | None = None):
         """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order."""
@@ -101,6 +109,7 @@ class Graph(ConstraintGraph):
         dtype: str = "float64",
         backend: str = "numpy",
         hvp: bool = False,
+        kinks: str = "convention",
     ):
         """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
         program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
@@ -109,7 +118,7 @@ class Graph(ConstraintGraph):
         also takes a direction (``v_x=...``) and returns the Hessian-vector product.
         """
         return codegen.compile_graph(
-            self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp
+            self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp, kinks=kinks
         )
 
     def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:

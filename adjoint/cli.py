@@ -91,6 +91,12 @@ def grade_files(args) -> int:
     """``adjoint grade``: read the two files, grade, write the result; the exit code."""
     try:
         graph, weights = read_graph(_read(args.graph, "graph"))
+        unknown = [k for k in weights if k not in graph]
+        if unknown:  # as the Python call refuses it: a weight nobody can earn is a typo
+            raise AdjointError(
+                f"weights: {', '.join(map(str, unknown))} is not a node of the graph; its "
+                f"nodes are {', '.join(map(str, graph.nodes))}"
+            )
     except AdjointError as exc:
         print(f"adjoint: error: in the graph file {args.graph}: {exc}", file=sys.stderr)
         return 2
@@ -99,7 +105,6 @@ def grade_files(args) -> int:
         submission = read_submission(_read(args.submission, "submission"))
         known = {k: v for k, v in submission.items() if k in graph}
         notes = [f"{k} is not a node of the graph: ignored" for k in submission if k not in known]
-        weights = {k: v for k, v in weights.items() if k in graph}
         grading = check_adjoints(
             graph, known, seed=args.seed, weights=weights, budget=args.budget, points=args.points
         )

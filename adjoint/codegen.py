@@ -55,7 +55,7 @@ from .numeric import (
 )
 from .partials import position
 from .second_order import second_order
-from .values import as_array, as_points, bind_dimensions
+from .values import as_array, as_points, bind_dimensions, check_square
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -147,9 +147,20 @@ class Program:
     identifiers, never a user's raw name.
     """
 
-    def __init__(self, graph, *, wrt=None, gradient=True, backend="numpy", name=None, hvp=False):
+    def __init__(
+        self,
+        graph,
+        *,
+        wrt=None,
+        gradient=True,
+        backend="numpy",
+        name=None,
+        hvp=False,
+        kinks="convention",
+    ):
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        _check_kinks(kinks)
         self.graph = graph
         self.kkt = stationarity(graph)
         self.gradient = gradient
@@ -174,6 +185,7 @@ class Program:
         self.shared = self._shared_parts() if gradient else {}
         self.name = name or ("f_gradient_hvp" if hvp else "f_and_gradient" if gradient else "f")
         self.printer = BACKENDS[backend](self.names)
+        self.printer.kinks = kinks
         try:
             self.lines = self._statements()
         except (NoNumericRule, PrintMethodNotImplementedError) as exc:
@@ -571,8 +583,20 @@ def _imports(program, body: str) -> list[str]:
     return lines
 
 
+def _check_kinks(kinks) -> None:
+    if kinks not in ("convention", "nan"):
+        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
+
+
 def compile_graph(
-    graph, *, wrt=None, gradient=True, dtype="float64", backend="numpy", hvp=False
+    graph,
+    *,
+    wrt=None,
+    gradient=True,
+    dtype="float64",
+    backend="numpy",
+    hvp=False,
+    kinks="convention",
 ) -> CompiledFunction:
     """Compile ``graph`` into a function of its inputs and constants.
 
@@ -593,12 +617,17 @@ def compile_graph(
     hvp : bool
         True for ``(value, gradient, Hessian-vector product)`` from one program that
         also takes a direction: one argument per input after the constants (by name
-        ``v_x``). Scalar graphs only.
+        ``v_x``).
+    kinks : "convention" or "nan"
+        At a kink (``relu`` at 0, ``|x|`` at 0, ``max`` at a tie) a partial takes the
+        conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
+        1/2``), or ``nan`` at the kinked entries, as :func:`adjoint.solve.solve` does.
     """
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:
         raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    _check_kinks(kinks)
     if backend == "jax":
         _require_jax()
     key = (
@@ -607,13 +636,16 @@ def compile_graph(
         gradient,
         dtype,
         backend,
+        kinks,
     )
     if hvp:
         key = (*key, "hvp")
     return graph.derived(
         key,
         lambda g: CompiledFunction(
-            g, Program(g, wrt=wrt, gradient=gradient, backend=backend, hvp=hvp), np.dtype(dtype)
+            g,
+            Program(g, wrt=wrt, gradient=gradient, backend=backend, hvp=hvp, kinks=kinks),
+            np.dtype(dtype),
         ),
     )
 
@@ -660,6 +692,7 @@ class CompiledFunction:
         self.dtype = dtype
         self.hvp = program.hvp
         self._shapes = dict(program.shapes)
+        self._square = graph.square_operands()
         self._output_scalar = all(
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
@@ -760,9 +793,11 @@ class CompiledFunction:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
         out = [self._convert(p, given[p]) for p in self.params]
         shapes = self._shapes
-        bind_dimensions(
+        dims = bind_dimensions(
             [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
         )
+        if dims:
+            check_square(self._square, dims)
         if not self._output_scalar:
             for p, v in zip(self.params, out):
                 if self._shapes[p] is None and np.ndim(v):

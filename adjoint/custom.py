@@ -22,6 +22,7 @@ two operations printed alike would be mistaken for each other.
 
 from __future__ import annotations
 
+import copyreg
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -72,6 +73,7 @@ def elementary(
             + "; give this one another name, or reuse the existing one"
         )
     partials = tuple(partials)
+    _check_partials(name, partials)
     symbol = latex or rf"\operatorname{{{name}}}"
 
     def fdiff(self, argindex=1):
@@ -90,7 +92,7 @@ def elementary(
         body = rf"{symbol}\left({', '.join(printer._print(a) for a in self.args)}\right)"
         return body if exp is None else rf"{body}^{{{exp}}}"
 
-    op = type(
+    op = ElementaryClass(
         name,
         (sp.Function,),
         {
@@ -103,7 +105,41 @@ def elementary(
             "_latex": _latex,
             "__doc__": f"The user-defined elementary operation {name}.",
             "__module__": __name__,
+            "elementary_spec": (name, numeric, partials, latex),
         },
     )
     _IN_USE[name] = op
     return op
+
+
+def _check_partials(name: str, partials) -> None:
+    """Each partial, called on real symbols, gives a sympy expression: a NumPy function
+    given where a sympy expression belongs is refused now, not at the first solve."""
+    args = sp.symbols(f"_a0:{len(partials)}", real=True)
+    for k, partial in enumerate(partials):
+        try:
+            value = partial(*args)
+            ok = isinstance(sp.sympify(value, strict=True), sp.Expr)
+        except Exception:  # whatever the user's callable raises on symbols
+            ok = False
+        if not ok:
+            raise AdjointError(
+                f"elementary({name!r}): partial {k} must give a sympy expression of the "
+                f"arguments (as lambda x: 1 - sp.tanh(x)**2), but called on symbols it does "
+                "not; NumPy functions belong in numeric=, not in partials="
+            )
+
+
+class ElementaryClass(type(sp.Function)):
+    """The class of a user's operation: pickled as the call that makes it, so that a
+    graph holding one crosses to another process (an autograder's worker)."""
+
+
+def _remake(name, numeric, partials, latex):
+    existing = _IN_USE.get(name)
+    if existing is not None and existing.elementary_spec == (name, numeric, partials, latex):
+        return existing
+    return elementary(name, numeric, partials, latex)
+
+
+copyreg.pickle(ElementaryClass, lambda op: (_remake, op.elementary_spec))

@@ -275,16 +275,20 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
 
     if undefined:
         sections.append(_undefined_section(graph, undefined))
+    if sol is not None and sol.kinks:
+        sections.append(_kinks_section(sol.kinks))
 
     if len(graph.nodes) <= CHECK_LIMIT:
         report = verify(graph, at)
         lines = tuple(
             f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, {c.node} is undefined here"
             if c.node in undefined
+            else f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, a kink lies on its way"
+            if c.method == "kink"
             else f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
             for c in report.checks
         )
-        checked = [c for c in report.checks if c.node not in undefined]
+        checked = [c for c in report.checks if c.node not in undefined and c.method != "kink"]
         verdict = "holds" if all(c.ok for c in checked) else "FAILS"
         where = f"all {len(checked)} nodes" if not undefined else f"{len(checked)} nodes"
         if undefined and not checked:
@@ -335,6 +339,20 @@ def _undefined_section(graph, undefined: dict) -> Section:
         " at 0, max, a step) on the way to the output, where no derivative exists.",
     )
     return Section("Undefined here", lines, math, note)
+
+
+def _kinks_section(kinks) -> Section:
+    """Each kink met: the node, the partial, the entries, and the value taken."""
+    lines = tuple(f"{k.node}: {k}" for k in kinks)
+    math = tuple(rf"{latex(k.node)}:\ {_words(str(k))}" for k in kinks)
+    note = Prose(
+        "A partial does not exist at a kink (",
+        Math("|x|", r"|x|"),
+        " or relu at 0, max at a tie); its one-sided values differ there. The "
+        "conventional value is taken, as JAX and PyTorch take it, unless the solution "
+        "was asked for nan there (kinks='nan').",
+    )
+    return Section("Kinks met", lines, math, note)
 
 
 #: Characters of a sentence that every renderer (LaTeX, KaTeX, MathML converters)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
-__all__ = ["free_symbols", "postorder", "scan"]
+__all__ = ["SUM_LIMIT", "expand_sums", "free_symbols", "postorder", "scan"]
 
 
 def postorder(expr: sp.Basic, enter: Callable[[sp.Basic], bool] | None = None) -> list:
@@ -65,3 +65,38 @@ def scan(expr: sp.Basic) -> tuple[list, bool]:
 def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:
     """The free symbols of ``expr`` (MatrixSymbols too), sorted by name, in one DAG walk."""
     return scan(expr)[0]
+
+
+#: A finite sum or product is written out when it has at most this many terms.
+SUM_LIMIT = 1000
+
+
+def expand_sums(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each finite ``Sum`` and ``Product`` over numbers written out
+    (``Sum(x**k, (k, 0, 3))`` is ``1 + x + x**2 + x**3``), so that every term is an
+    elementary operation; ``ValueError`` (with what to write instead) for one whose
+    bounds are not numbers or that has more than :data:`SUM_LIMIT` terms.
+    """
+    found = [e for e in postorder(expr) if isinstance(e, (sp.Sum, sp.Product))]
+    if not found:
+        return expr
+    if any(e.atoms(sp.matrices.expressions.matexpr.MatrixElement) for e in found):
+        return expr  # an entry of a matrix product: the shape checks explain it
+    replaced = {}
+    for e in found:  # inner ones first: postorder
+        e = e.xreplace(replaced)
+        count = 1
+        for _, low, high in e.limits:
+            if not (low.is_Integer and high.is_Integer):
+                raise ValueError(
+                    f"{e} runs over a symbolic range: write its terms out, or give the "
+                    "bounds as numbers"
+                )
+            count *= max(int(high) - int(low) + 1, 0)
+        if count > SUM_LIMIT:
+            raise ValueError(
+                f"{e} has {count} terms (more than {SUM_LIMIT}): write it with matrices "
+                "(sum_entries of an element-wise expression) instead"
+            )
+        replaced[e] = e.doit()
+    return expr.xreplace(replaced)

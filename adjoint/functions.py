@@ -141,7 +141,7 @@ class sigmoid_prime(_Elementwise):
 
 
 class relu(_Elementwise):
-    """``max(x, 0)``; its derivative :class:`relu_prime` is nan at the kink 0."""
+    """``max(x, 0)``; its derivative :class:`relu_prime` is 0 at the kink 0 by convention."""
 
     @classmethod
     def eval(cls, x):
@@ -159,12 +159,15 @@ class relu(_Elementwise):
 
 
 class relu_prime(_Elementwise):
-    """The step ``[x > 0]``, undefined (nan) at the kink ``x = 0``."""
+    """The step ``[x > 0]``; at the kink ``x = 0`` it is 0 by convention (as in JAX and
+    PyTorch), 0 from the left and 1 from the right."""
+
+    one_sided = (sp.S.Zero, sp.S.One)
 
     @classmethod
     def eval(cls, x):
         if x.is_Number:
-            return sp.nan if x == 0 else (sp.S.One if x > 0 else sp.S.Zero)
+            return sp.S.One if x > 0 else sp.S.Zero
 
     def fdiff(self, argindex=1):
         return sp.S.Zero

@@ -407,15 +407,17 @@ def _weights(graph, weights) -> dict:
     out = {}
     for key, value in weights.items():
         node = _node(graph, key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not (math.isfinite(value) and value >= 0)
+        try:  # an int past a float's range (10**400) is no weight either
+            number = None if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = None
+        if not isinstance(value, (int, float)) or number is None or not (
+            math.isfinite(number) and number >= 0
         ):
             raise AdjointError(
                 f"the weight of {node} must be a number >= 0, got {value!r}", node=node
             )
-        out[node] = float(value)
+        out[node] = number
     return out
 
 

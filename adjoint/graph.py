@@ -30,7 +30,7 @@ from .errors import (
     UnknownSymbolError,
     as_list,
 )
-from .expressions import free_symbols, postorder, scan
+from .expressions import expand_sums, free_symbols, postorder, scan
 from .parsing import parse
 from .symbols import CHECKS, MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
@@ -253,6 +253,12 @@ class ConstraintGraph:
 
     # -- derived views ----------------------------------------------------
 
+    def square_operands(self) -> tuple:
+        """``(node, operation, operand)`` for each trace, determinant, inverse or matrix
+        power whose operand is square only if its symbolic dimensions agree (``M`` of
+        shape ``n x m``): checked when values bind the dimensions."""
+        return self.derived("square operands", _square_operands)
+
     def derived(self, key, build):
         """A view of the graph built by ``build(graph)`` once, and kept until the graph
         changes (the modules above this one keep the Lagrangian, ``grad L = 0`` and
@@ -422,9 +428,9 @@ class ConstraintGraph:
         Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
         expression in error messages (by default, the constraint for ``node``).
         """
-        if isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixBase):
-            return expr  # the common case, with nothing to say about it
         what = what or f"the constraint for {node}"
+        if isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixBase):
+            return self._expanded(expr, node, what)  # the common case
         if isinstance(expr, str):
             try:
                 return parse(expr, symbols=[*self._nodes, *extra_symbols])
@@ -446,7 +452,15 @@ class ConstraintGraph:
             raise ExpressionError(
                 f"{what} must be an expression, got {type(expr).__name__} {expr}", node=node
             )
-        return expr
+        return self._expanded(expr, node, what)
+
+    @staticmethod
+    def _expanded(expr, node, what):
+        """A finite ``Sum`` written out; any other refused, naming the node."""
+        try:
+            return expand_sums(expr)
+        except ValueError as exc:
+            raise ExpressionError(f"in {what}: {exc}", node=node) from None
 
     def _resolve_reads(self, expr: sp.Expr, node: sp.Symbol):
         """The nodes ``expr`` reads, in declaration order; unknown symbols are errors.
@@ -537,6 +551,21 @@ def _constraint(item):
 
 def _shape(e) -> str:
     return f"{e.shape[0]} x {e.shape[1]}"
+
+
+_SQUARE = (sp.Trace, sp.Determinant, sp.Inverse, sp.MatPow)
+
+
+def _square_operands(graph) -> tuple:
+    found = []
+    for z in graph.defined:
+        for e in postorder(graph.expr(z), enter=lambda e: not isinstance(e, sp.MatrixSymbol)):
+            if isinstance(e, _SQUARE):
+                operand = e.args[0]
+                rows, cols = operand.shape
+                if rows != cols:
+                    found.append((z, type(e).__name__, operand))
+    return tuple(found)
 
 
 def _check_shapes(expr: sp.Expr, node) -> None:

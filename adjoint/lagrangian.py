@@ -276,15 +276,19 @@ class AdjointCondition(_Lazy):
             return sp.MatAdd(self.rhs, -self.unknown)
         return self.rhs - self.unknown
 
-    def solve(self, env, live=None):
+    def solve(self, env, live=None, kinks=None):
         """``lambda_j`` from the values of the readers' multipliers and the nodes.
 
         Readers outside ``live`` (when given: the nodes the output depends on) have
         ``lambda_i = 0`` and add nothing, even where their own partial does not exist.
+        ``kinks`` (from :func:`adjoint.numeric.watch_kinks`) learns which contribution
+        each kink met belongs to.
         """
         total = self.seed
         for t in self.contributions:
             if live is None or t.reader in live:
+                if kinks is not None:
+                    kinks.at = t
                 total = total + t.value(env)
         if isinstance(total, int) and isinstance(self.unknown, sp.MatrixSymbol):
             return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))

@@ -10,6 +10,8 @@ programs use the same printer.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from collections.abc import Sequence
@@ -22,6 +24,8 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from .primitives import one_sided
+
 __all__ = [
     "ArrayPrinting",
     "JaxNumericPrinter",
@@ -31,6 +35,7 @@ __all__ = [
     "numeric_function",
     "on_host",
     "to_real",
+    "watch_kinks",
 ]
 
 
@@ -50,10 +55,13 @@ class ArrayPrinting:
     The user-defined operations printed are collected in ``implementations``.
     """
 
-    def __init__(self, settings=None, aliases=None):
+    def __init__(self, settings=None, aliases=None, kinks: str = "convention"):
         super().__init__(settings)
         self.aliases = {} if aliases is None else aliases
         self.implementations: dict = {}
+        if kinks not in KINK_MODES:
+            raise ValueError(f"kinks must be one of {KINK_MODES}, got {kinks!r}")
+        self.kinks = kinks
 
     def _print(self, expr, **kwargs):
         if self.aliases:
@@ -68,9 +76,68 @@ class ArrayPrinting:
     def _array_fn(self, name: str) -> str:
         return self._module_format(f"{self._module}.{name}")
 
+    # -- kinks: where a derivative does not exist (see adjoint.primitives) --------
+    #
+    # "convention" prints the derivative with the markers' conventional values at the
+    # kink (sign(0) = 0, Heaviside(0) = 1/2, relu'(0) = 0, as JAX and PyTorch give);
+    # "nan" gives nan at each kinked entry, unless the one-sided derivatives agree there
+    # (the derivative of max(0, 1 - x)**2 at 1 exists and is 0); "watch" prints a call
+    # of _kink, which solving uses to record every kink met, per entry, and to choose
+    # between the two at run time (see :func:`watch_kinks`).
+
+    def _at_kink(self, value, u, sides) -> str:
+        """``value`` (printed) at a kink where ``u`` (printed) is zero."""
+        if self.kinks == "convention":
+            return f"({value})"  # it stands where a function call stood: parenthesised
+        where, nan = self._array_fn("where"), self._array_fn("nan")
+        if self.kinks == "nan":
+            if sides is None:
+                return f"{where}(({u}) == 0, {nan}, {value})"
+            left, right = (self._print(side) for side in sides)
+            at = f"{where}(({left}) == ({right}), {left}, {nan})"
+            return f"{where}(({u}) == 0, {at}, {value})"
+        if sides is None:
+            return f"_kink({value}, {u})"
+        left, right = (self._print(side) for side in sides)
+        return f"_kink({value}, {u}, lambda: ({left}, {right}))"
+
+    def _print_undefined_at_zero(self, expr):
+        value, u = expr.args
+        return self._at_kink(self._print(value), self._print(u), one_sided(value, u))
+
+    # Numbers beyond a float's exact integers are printed as the float they become in
+    # arithmetic (JAX refuses a Python int past int64), and past a float's range as
+    # inf, the number they are in floating point, never an OverflowError.
+    def _print_Integer(self, expr):
+        if abs(int(expr)) < _EXACT:
+            return super()._print_Integer(expr)
+        return self._float_literal(expr)
+
+    def _print_Rational(self, expr):
+        if abs(expr.p) < _EXACT and expr.q < _EXACT:
+            return super()._print_Rational(expr)
+        return self._float_literal(expr)
+
+    def _float_literal(self, number) -> str:
+        value = float(sp.Float(number, 17))  # mpmath's float: inf past the range
+        if math.isinf(value):
+            return f"({'-' if value < 0 else ''}{self._array_fn('inf')})"
+        return repr(value)
+
+    def _print_Heaviside(self, expr):
+        # printed directly: sympy's printers rewrite it as a Piecewise, which for the
+        # derivative of a max of several arguments (Heaviside(a - Max(b, c, d))) nests
+        # into a select numpy cannot evaluate
+        h = self._print(expr.args[0])
+        at_zero = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        where, nan = self._array_fn("where"), self._array_fn("nan")
+        step = f"{where}(_h > 0, 1.0, {where}(_h < 0, 0.0, {where}(_h == 0, {at_zero}, {nan})))"
+        return f"(lambda _h: {step})({h})"
+
     def _print_DiracDelta(self, expr):
+        # the derivative of a step: 0 away from it, no finite value on it
         x = self._print(expr.args[0])
-        return f"{self._array_fn('where')}(({x}) == 0, {self._array_fn('nan')}, 0.0)"
+        return self._at_kink(f"0.0*({x})", x, None)
 
     def _print_Piecewise(self, expr):
         # numpy reads nan > 0 as False and would pick another piece: a value computed
@@ -82,10 +149,6 @@ class ArrayPrinting:
         guard = self._print(sp.Add(*(r.lhs - r.rhs for r in relations)))
         isnan, where = self._array_fn("isnan"), self._array_fn("where")
         return f"{where}({isnan}({guard}), {self._array_fn('nan')}, {chosen})"
-
-    def _print_undefined_at_zero(self, expr):
-        value, u = (self._print(a) for a in expr.args)
-        return f"{self._array_fn('where')}(({u}) == 0, {self._array_fn('nan')}, {value})"
 
     # Python's compiler recurses once per binary operator, so a sum of thousands of
     # terms (a loss over many inputs) is printed as one call instead of a chain.
@@ -178,9 +241,9 @@ class ArrayPrinting:
         return f"{self._array_fn('maximum')}({self._print(expr.args[0])}, 0.0)"
 
     def _print_relu_prime(self, expr):
-        # nan at the kink, as adjoint.primitives has it for every kink
+        # relu'(0) = 0 by convention; 0 from the left, 1 from the right
         x = self._print(expr.args[0])
-        return f"{self._array_fn('where')}(({x}) == 0, {self._array_fn('nan')}, 1.0*(({x}) > 0))"
+        return self._at_kink(f"(1.0*(({x}) > 0))", x, (sp.S.Zero, sp.S.One))
 
     def _print_softplus(self, expr):
         return f"{self._array_fn('logaddexp')}(0.0, {self._print(expr.args[0])})"
@@ -335,6 +398,7 @@ class JaxNumericPrinter(ArrayPrinting, JaxPrinter):
 
 
 _MPMATH_NAMES = {"LambertW": "lambertw"}
+_EXACT = 2**53  # integers below it are exact in a float
 _CHAIN_LIMIT = 100
 
 
@@ -370,6 +434,7 @@ def namespace(backend: str = "numpy") -> dict:
         "functools": functools,
         "_vectorize": _vectorize,
         "_real": to_real,
+        "_kink": _kink,
     }
     if backend == "jax":
         import jax
@@ -403,6 +468,58 @@ def on_host(fn):
     return call
 
 
+KINK_MODES = ("convention", "nan", "watch")
+
+
+class Kinks:
+    """The kinks met while solving: ``met`` gets, for each call of a derivative at a
+    kink, what was being evaluated and the boolean mask of the entries at the kink;
+    ``nan`` says whether those entries are ``nan`` (or the conventional value)."""
+
+    __slots__ = ("at", "met", "nan")
+
+    def __init__(self, nan: bool = False):
+        self.met: list = []  # (what was being evaluated, mask of the entries at a kink)
+        self.nan = nan
+        self.at = None  # set by the solver: the contribution being evaluated
+
+
+_WATCH: contextvars.ContextVar[Kinks | None] = contextvars.ContextVar("kinks", default=None)
+
+
+@contextlib.contextmanager
+def watch_kinks(nan: bool = False):
+    """Within it, numeric functions (from :func:`numeric_function`) record each kink
+    they meet in the :class:`Kinks` yielded, and give ``nan`` there when ``nan``."""
+    kinks = Kinks(nan)
+    token = _WATCH.set(kinks)
+    try:
+        yield kinks
+    finally:
+        _WATCH.reset(token)
+
+
+def _kink(value, u, sides=None):
+    """A derivative ``value`` that has a kink where ``u`` is zero (printed by
+    ``kinks="watch"``): recorded when a :func:`watch_kinks` is on, and nan there if it
+    asks so (the one-sided value, where ``sides`` gives both and they agree)."""
+    kinks = _WATCH.get()
+    if kinks is None:
+        return value
+    hit = np.asarray(u) == 0
+    if not hit.any():
+        return value
+    shape = np.broadcast_shapes(np.shape(value), hit.shape)
+    kinks.met.append((kinks.at, np.broadcast_to(hit, shape)))
+    if not kinks.nan:
+        return value
+    at = np.nan
+    if sides is not None:
+        left, right = sides()
+        at = np.where(np.asarray(left) == np.asarray(right), left, np.nan)
+    return np.where(hit, at, value)[()]
+
+
 class NoNumericRule(Exception):
     """Raised inside the package when an expression has no numeric implementation."""
 
@@ -418,7 +535,9 @@ def numeric_function(args: Sequence[sp.Symbol], expr: sp.Expr):
         raise NoNumericRule(expr)
     names = [f"a{k}" for k in range(len(args))]
     printer = NumericPrinter(
-        {"fully_qualified_modules": True, "strict": True}, aliases=dict(zip(args, names))
+        {"fully_qualified_modules": True, "strict": True},
+        aliases=dict(zip(args, names)),
+        kinks="watch",
     )
     try:
         body = printer.doprint(expr)

@@ -9,9 +9,12 @@ and generated code alike:
   static method ``output_derivative(y)``; the table below covers sympy's own.
 * **kinks**: where a derivative does not exist (``|x|`` at 0, ``max`` at a tie, the
   boundary of a piecewise function, the cut of ``atan2``). sympy differentiates
-  ``Abs`` to ``sign`` and ``Max`` to ``Heaviside``, whose values at 0 are conventions;
-  there the package's derivative is ``nan``, never a one-sided number.
-  :func:`mark_kinks` wraps a derivative in :class:`undefined_at_zero`.
+  ``Abs`` to ``sign`` and ``Max`` to ``Heaviside``, whose values at 0 are conventions.
+  :func:`mark_kinks` wraps a derivative in :class:`undefined_at_zero`, so that every
+  kink is known: solving records each one met (per node and entry) and gives the
+  conventional value there (``sign(0) = 0``, ``Heaviside(0) = 1/2``, ``relu'(0) = 0``,
+  as JAX and PyTorch do), or ``nan`` when asked (``kinks="nan"``), except where the
+  one-sided derivatives agree (:func:`one_sided`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "derivative_from_output",
     "kinks",
     "mark_kinks",
+    "one_sided",
     "undefined_at_zero",
 ]
 
@@ -85,12 +89,51 @@ def mark_kinks(derivative: sp.Expr, f: sp.Expr) -> sp.Expr:
     return derivative
 
 
-class undefined_at_zero(sp.Function):
-    """``undefined_at_zero(value, u)``: ``value``, except where ``u = 0``: ``nan``.
+#: The values of a kink's marker just below and just above the kink. A class may
+#: declare its own as ``one_sided = (below, above)`` (relu' does).
+_SIDES = {sp.sign: (-1, 1), sp.Heaviside: (0, 1)}
 
-    Marks a derivative at a kink, so numbers say "not differentiable" there instead
-    of picking a one-sided value. It prints as ``value`` alone in text and LaTeX,
-    and as a ``where`` in numeric code.
+
+def one_sided(value: sp.Expr, u: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """``value``'s limits as ``u`` tends to 0 from below and from above, read off the
+    markers in it whose argument is ``u`` (or ``-u``); ``None`` when there are none
+    (the boundary of a piecewise function, a ``DiracDelta``): then nothing is known.
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> one_sided(2 * sp.Max(0, 1 - x) * -sp.Heaviside(1 - x), 1 - x)
+    (0, -2*Max(0, 1 - x))
+    """
+    markers = [m for m in value.atoms(sp.Function) if _sides_of(m) is not None]
+    below, above = {}, {}
+    for m in markers:
+        w = m.args[0]
+        if w == u:
+            flip = False
+        elif w == -u or sp.expand(w + u) == 0:
+            flip = True
+        else:
+            continue
+        lo, hi = _sides_of(m)
+        below[m], above[m] = (hi, lo) if flip else (lo, hi)
+    if not below or value.has(sp.DiracDelta):
+        return None
+    return value.xreplace(below), value.xreplace(above)
+
+
+def _sides_of(marker):
+    declared = getattr(type(marker), "one_sided", None)
+    if declared is not None:
+        return declared
+    return _SIDES.get(type(marker))
+
+
+class undefined_at_zero(sp.Function):
+    """``undefined_at_zero(value, u)``: the derivative ``value``, which has a kink
+    where ``u = 0``.
+
+    It prints as ``value`` alone in text and LaTeX. In numeric code it is the
+    conventional value, ``nan`` at the kink (``kinks="nan"``), or a call that records
+    the kink (solving): see :class:`adjoint.numeric.ArrayPrinting`.
     """
 
     nargs = 2
@@ -100,10 +143,3 @@ class undefined_at_zero(sp.Function):
 
     def _latex(self, printer):
         return printer._print(self.args[0])
-
-    def _numpycode(self, printer):
-        value, u = (printer._print(a) for a in self.args)
-        module = getattr(printer, "_module", "numpy")
-        where = printer._module_format(f"{module}.where")
-        nan = printer._module_format(f"{module}.nan")
-        return f"{where}(({u}) == 0, {nan}, {value})"

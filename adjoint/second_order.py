@@ -36,7 +36,7 @@ from .errors import AdjointError, BadValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
-from .numeric import numeric_function
+from .numeric import numeric_function, watch_kinks
 from .solve import NodeMap, forward_sweep, solve
 from .values import as_array, as_number, by_node, read_values
 
@@ -406,9 +406,9 @@ def _sweeps(graph, so, env, v):
     return env
 
 
-def _solved(graph, at):
+def _solved(graph, at, kinks="convention"):
     so = second_order(graph)
-    sol = solve(graph, at)
+    sol = solve(graph, at, kinks=kinks)
     env = {
         **read_values(graph, at),
         **sol.values,
@@ -419,15 +419,20 @@ def _solved(graph, at):
     return so, sol, env
 
 
-def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
-    """Forward mode: the tangent conditions solved at ``at`` along ``direction``."""
+def tangent(
+    graph, at: Mapping, direction: Mapping, *, kinks: str = "convention"
+) -> TangentSolution:
+    """Forward mode: the tangent conditions solved at ``at`` along ``direction``. At a
+    kink a partial takes its conventional value, or ``nan`` with ``kinks="nan"`` (as
+    in :func:`adjoint.solve.solve`)."""
+    _check_kinks(kinks)
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
     v = read_direction(graph, direction)
     _check_direction_shapes(graph, env, v)
     for x, value in v.items():
         env[so.directions[x]] = value
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan"):
         for c in so.tangent_conditions:
             env[c.unknown] = c.solve(env)
     nodes = (*graph.inputs, *graph.defined)
@@ -435,20 +440,31 @@ def tangent(graph, at: Mapping, direction: Mapping) -> TangentSolution:
     return TangentSolution({z: _finish(env[z]) for z in nodes}, tangents, graph.output)
 
 
-def sweeps(graph, at: Mapping, direction: Mapping) -> dict:
+def sweeps(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") -> dict:
     """Every value of both sweeps at ``at`` along ``direction``: ``{zdot_i: value,
     lambdadot_j: value}`` keyed by the unknowns of :func:`second_order`'s conditions,
     with the nodes' values and multipliers."""
-    so, _, env = _solved(graph, at)
-    return _sweeps(graph, so, env, read_direction(graph, direction))
+    _check_kinks(kinks)
+    so, _, env = _solved(graph, at, kinks)
+    with watch_kinks(nan=kinks == "nan"):
+        return _sweeps(graph, so, env, read_direction(graph, direction))
 
 
-def hvp(graph, at: Mapping, direction: Mapping) -> HVP:
-    """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep."""
-    so, _, env = _solved(graph, at)
-    env = _sweeps(graph, so, env, read_direction(graph, direction))
+def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") -> HVP:
+    """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
+    kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
+    JAX), or ``nan`` with ``kinks="nan"``."""
+    _check_kinks(kinks)
+    so, _, env = _solved(graph, at, kinks)
+    with watch_kinks(nan=kinks == "nan"):
+        env = _sweeps(graph, so, env, read_direction(graph, direction))
     gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
     return HVP({c.wrt: _finish(env[c.unknown]) for c in gradient})
+
+
+def _check_kinks(kinks) -> None:
+    if kinks not in ("convention", "nan"):
+        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
 
 
 def _finish(value):

@@ -8,6 +8,7 @@ system is triangular. Step 1 and Step 2 below are the lecture's two steps.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
@@ -17,17 +18,26 @@ from .errors import AdjointError, as_list
 from .expressions import free_symbols
 from .graph import ConstraintGraph
 from .lagrangian import ForwardCondition, stationarity
-from .numeric import NoNumericRule, to_real
+from .numeric import NoNumericRule, to_real, watch_kinks
 from .parsing import parse
 from .split import split
 from .values import finite, read_values
 
-__all__ = ["NodeMap", "Solution", "forward_sweep", "grad", "solve"]
+__all__ = ["Kink", "NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
 
-def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solution:
+def solve(
+    graph, values: Mapping | None = None, *, expand: bool = True, kinks: str = "convention"
+) -> Solution:
     """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
     input and constant), or symbolically without them.
+
+    At a kink (``relu`` or ``|x|`` at 0, ``max`` at a tie), where a partial does not
+    exist, ``kinks="convention"`` takes the conventional one-sided value
+    (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) = 1/2``, as JAX and PyTorch do)
+    and ``kinks="nan"`` gives ``nan`` at the kinked entries only (unless the one-sided
+    derivatives agree there). Either way every kink met is listed, per node and
+    entry, in ``solution.kinks``.
 
     ``expand=False`` gives the symbolic solution in the lecture's own terms: each
     ``z_i`` as ``f_i`` of its parents and each ``lambda_j`` as Step 2 writes it,
@@ -46,6 +56,8 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
         node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
         adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
         return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
+    if kinks not in ("convention", "nan"):
+        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
@@ -53,7 +65,7 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
         env = read_values(graph, values)
     condition = None
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan") as met:
             # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order.
             for condition in kkt.forward_conditions:
                 env[condition.unknown] = _solve(condition, env, symbolic)
@@ -64,7 +76,7 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
                 if symbolic:
                     env[condition.unknown] = condition.solve_symbolic(env)
                 else:
-                    env[condition.unknown] = condition.solve(env, live)
+                    env[condition.unknown] = condition.solve(env, live, met)
                     _check_shape(condition, env)
     except RecursionError:
         raise AdjointError(
@@ -101,7 +113,48 @@ def solve(graph, values: Mapping | None = None, *, expand: bool = True) -> Solut
     node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
-    return Solution(graph, node_values, adjoints, symbolic, undefined)
+    return Solution(graph, node_values, adjoints, symbolic, undefined, _kinks(met, kinks))
+
+
+@dataclass(frozen=True)
+class Kink:
+    """A kink met while solving: the partial ``d node / d argument`` does not exist at
+    ``entries`` (index tuples into the kinked expression of ``node``'s constraint; one
+    empty tuple for a scalar), where it took the conventional value or ``nan``."""
+
+    node: sp.Symbol
+    argument: sp.Symbol
+    entries: tuple[tuple[int, ...], ...]
+    taken: str  # "convention" or "nan"
+
+    def where(self) -> str:
+        """The entries in words: "" for a scalar, "at entries (0, 1), (2, 0)" else."""
+        if self.entries == ((),):
+            return ""
+        shown = ", ".join(str(e) for e in self.entries[:4])
+        more = f" and {len(self.entries) - 4} more" if len(self.entries) > 4 else ""
+        return f" at entr{'y' if len(self.entries) == 1 else 'ies'} {shown}{more}"
+
+    def __str__(self) -> str:
+        value = (
+            "nan (kinks='nan')"
+            if self.taken == "nan"
+            else "the conventional one-sided value (relu'(0) = 0, sign(0) = 0, "
+            "Heaviside(0) = 1/2); kinks='nan' gives nan instead"
+        )
+        return f"kink{self.where()}: d{self.node}/d{self.argument} is {value}"
+
+
+def _kinks(met, taken: str) -> tuple[Kink, ...]:
+    """The kinks recorded in ``met`` (contribution, mask) as :class:`Kink` s, one per
+    partial, entries merged, in the order Step 2 met them."""
+    found: dict = {}
+    for t, mask in met.met:
+        if t is None:  # not a partial of Step 2
+            continue
+        entries = found.setdefault((t.reader, t.node), set())
+        entries.update(tuple(int(i) for i in e) for e in np.argwhere(mask))
+    return tuple(Kink(r, j, tuple(sorted(e)), taken) for (r, j), e in found.items())
 
 
 def _undefined(graph, values: dict, adjoints: dict) -> dict:
@@ -237,15 +290,19 @@ class Solution:
 
     ``undefined`` names, with the reason, each node whose value is not a number (a
     constraint outside its domain, as ``log`` of a negative number) or whose
-    multiplier is not (a kink such as ``|x|`` at 0, or an undefined node between it
-    and the output). There the multipliers are ``nan``: never a finite number
-    computed through a ``nan``, and never a one-sided derivative at a kink.
+    multiplier is not (an undefined node between it and the output, or a kink solved
+    with ``kinks="nan"``). There the multipliers are ``nan``: never a finite number
+    computed through a ``nan``.
+
+    ``kinks`` lists every kink met (:class:`Kink`: the node, the partial, the entries,
+    and whether the conventional value or ``nan`` was taken there).
     """
 
     __slots__ = (
         "_formulas",
         "adjoints",
         "gradient",
+        "kinks",
         "output",
         "output_node",
         "symbolic",
@@ -253,9 +310,12 @@ class Solution:
         "values",
     )
 
-    def __init__(self, graph, values: dict, adjoints: dict, symbolic: bool, undefined=None):
+    def __init__(
+        self, graph, values: dict, adjoints: dict, symbolic: bool, undefined=None, kinks=()
+    ):
         fields = {
             "undefined": NodeMap(undefined or {}),
+            "kinks": tuple(kinks),
             "values": NodeMap(values),
             "adjoints": NodeMap(adjoints),
             "gradient": NodeMap({x: adjoints[x] for x in graph.inputs}),
@@ -311,10 +371,21 @@ class Solution:
             )
             for z, f, v, lam in self.rows()
         ]
-        if not self.undefined:
+        notes = self.notes()
+        if not notes:
             return table(("node", "f_i", "z", "lambda"), body)
-        notes = [self.undefined.get(z, "") for z, *_ in self.rows()]
-        return table(("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, notes)])
+        column = ["; ".join(notes.get(z, ())) for z, *_ in self.rows()]
+        return table(("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, column)])
+
+    def notes(self) -> dict:
+        """``{node: (note, ...)}``: why a node is undefined, and the kinks of its
+        constraint; what tables, explanations and drawings print beside it."""
+        notes: dict = {}
+        for z, why in self.undefined.items():
+            notes.setdefault(z, []).append(why)
+        for k in self.kinks:
+            notes.setdefault(k.node, []).append(str(k))
+        return {z: tuple(n) for z, n in notes.items()}
 
 
 def _rebuild_solution(state: dict) -> Solution:
@@ -356,7 +427,7 @@ def grad(expr, wrt, at: Mapping | None = None):
     wrt_list = [wrt] if single else as_list(wrt, "wrt")
     if isinstance(expr, str):
         expr = parse(expr)
-    names = {w.name if isinstance(w, sp.Symbol) else w for w in wrt_list}
+    names = {w.name if isinstance(w, (sp.Symbol, sp.MatrixSymbol)) else w for w in wrt_list}
     constants = (
         [s for s in free_symbols(expr) if s.name not in names] if isinstance(expr, sp.Basic) else []
     )

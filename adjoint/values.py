@@ -24,6 +24,7 @@ __all__ = [
     "as_number",
     "as_points",
     "bind_dimensions",
+    "check_square",
     "by_node",
     "finite",
     "read_values",
@@ -94,7 +95,24 @@ def read_values(graph, values: Mapping) -> dict:
             env[symbol] = as_array(symbol, given[symbol], shape)
             arrays.append((symbol, shape, env[symbol]))
     env.update(bind_dimensions(arrays))
+    check_square(graph.square_operands(), env)
     return env
+
+
+def check_square(operands, dims: Mapping) -> None:
+    """Each trace, determinant, inverse or power has a square operand once the
+    symbolic dimensions have sizes (``dims``): ``Trace(M)`` of an ``n x m`` matrix is
+    refused at ``n = 2, m = 3``, naming the node and the sizes. ``operands`` are the
+    graph's :meth:`~adjoint.graph.ConstraintGraph.square_operands`."""
+    for node, operation, operand in operands:
+        rows, cols = (sp.sympify(sp.sympify(d).xreplace(dims)) for d in operand.shape)
+        if rows.is_Integer and cols.is_Integer and rows != cols:
+            raise ShapeError(
+                f"the constraint for {node} takes the {operation} of {operand}, which is "
+                f"{operand.shape[0]} x {operand.shape[1]}: with these values {rows} x {cols}, "
+                f"not square; give arrays for which {operand.shape[0]} = {operand.shape[1]}",
+                node=node,
+            )
 
 
 def as_array(symbol, value, shape, dtype=float) -> np.ndarray:

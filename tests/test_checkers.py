@@ -153,3 +153,8 @@ def test_under_ci_hypothesis_draws_the_same_examples_every_run():
     env.pop("HYPOTHESIS_PROFILE", None)
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert out.returncode == 0 and "ci profile" in out.stdout, out.stderr
+
+
+def test_a_taylor_test_through_a_nan_never_passes():
+    report = adjoint.TaylorTest((0.1, 0.05), (float("nan"), float("nan")), 1, (1.0, 1.0))
+    assert not report.ok and "not a number" in report.reason

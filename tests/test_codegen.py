@@ -107,9 +107,11 @@ def test_float32():
     )
 
 
-def test_kinks_are_nan_in_compiled_code_too():
+def test_kinks_take_the_convention_in_compiled_code_too_or_nan_when_asked():
     g = adjoint.Graph.from_expr(sp.Abs(sp.Symbol("x", real=True)) + sp.Symbol("x", real=True))
     _, (grad,) = g.compile()(np.array([-1.0, 0.0, 2.0]))
+    assert list(grad) == [0.0, 1.0, 2.0]  # sign(0) = 0, as solving takes it
+    _, (grad,) = g.compile(kinks="nan")(np.array([-1.0, 0.0, 2.0]))
     assert grad[0] == 0.0 and np.isnan(grad[1]) and grad[2] == 2.0
 
 

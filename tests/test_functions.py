@@ -92,10 +92,13 @@ def test_functions_of_two_nodes(f):
         (sp.Abs(x) * x**2 + sp.Max(x, 0.5), 0.5),
     ],
 )
-def test_no_silent_number_where_the_derivative_does_not_exist(f, kink):
+def test_where_the_derivative_does_not_exist_the_convention_is_said_or_nan_asked(f, kink):
     g = adjoint.Graph.from_expr(f, inputs=[x])
-    assert math.isnan(g.solve({x: kink}).gradient[x])
-    assert math.isfinite(g.solve({x: kink + 0.25}).gradient[x])
+    at_kink = g.solve({x: kink})
+    assert math.isfinite(at_kink.gradient[x]) and at_kink.kinks  # taken, and listed
+    assert math.isnan(g.solve({x: kink}, kinks="nan").gradient[x])
+    away = g.solve({x: kink + 0.25})
+    assert math.isfinite(away.gradient[x]) and not away.kinks
 
 
 def test_a_sign_that_is_part_of_f_is_not_mistaken_for_a_kink():
@@ -190,11 +193,12 @@ def test_names_and_named_derivatives_not_lambdas():
     assert sp.diff(fn.softplus(t), t) == fn.sigmoid(t)
 
 
-def test_relu_is_nan_at_its_kink_and_exact_elsewhere():
+def test_relu_takes_0_at_its_kink_nan_when_asked_and_is_exact_elsewhere():
     g = adjoint.Graph()
     t = g.input("t")
     g.define("z", fn.relu(t) * 3)
-    assert math.isnan(g.solve({t: 0.0}).gradient[t])
+    assert g.solve({t: 0.0}).gradient[t] == 0.0  # relu'(0) = 0, as JAX and PyTorch
+    assert math.isnan(g.solve({t: 0.0}, kinks="nan").gradient[t])
     assert g.solve({t: -1.0}).gradient[t] == 0.0 and g.solve({t: 2.0}).gradient[t] == 3.0
 
 

@@ -147,12 +147,15 @@ def test_special_functions_custom_operations_and_kinks():
     expr = sp.erf(x) * sp.polygamma(1, 2 + y**2) + softplus(x * y) + sp.Abs(y) * sp.besselj(0, x)
     g = adjoint.Graph.from_expr(expr)
     xs, ys = np.array([-1.3, 0.2, 0.7]), np.array([0.5, -0.4, 0.0])
-    value, gradient = g.compile(backend="jax")(xs, ys)
-    expected, expected_gradient = g.compile()(xs, ys)
-    np.testing.assert_allclose(value, expected, rtol=1e-13)
-    for lam, want in zip(gradient, expected_gradient):
-        np.testing.assert_allclose(lam, want, rtol=1e-12, equal_nan=True)
+    for kinks in ("convention", "nan"):
+        value, gradient = g.compile(backend="jax", kinks=kinks)(xs, ys)
+        expected, expected_gradient = g.compile(kinks=kinks)(xs, ys)
+        np.testing.assert_allclose(value, expected, rtol=1e-13)
+        for lam, want in zip(gradient, expected_gradient):
+            np.testing.assert_allclose(lam, want, rtol=1e-12, equal_nan=True)
     assert np.isnan(gradient[1][2]) and np.isfinite(gradient[1][:2]).all()  # |y| at 0
+    value, gradient = g.compile(backend="jax")(xs, ys)
+    assert np.isfinite(gradient[1]).all()  # sign(0) = 0 by convention
     for k in range(2):
         sol = g.solve({x: float(xs[k]), y: float(ys[k])})
         assert value[k] == pytest.approx(sol.output)

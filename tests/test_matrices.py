@@ -300,12 +300,15 @@ def test_element_wise_functions(fn, numpy_fn, numpy_derivative):
     np.testing.assert_allclose(sol.gradient[M], numpy_derivative(M0), rtol=1e-12)
 
 
-def test_relu_at_an_exact_zero_is_nan_not_a_one_sided_value():
+def test_max_at_an_exact_zero_takes_the_convention_entry_by_entry_or_nan_when_asked():
     g = adjoint.Graph()
     M = g.input("M", shape=(1, 2))
     F = g.define("F", M.applyfunc(lambda t: sp.Max(t, 0)))
     g.define("f", adjoint.sum_entries(F))
-    grad = g.solve({M: np.array([[0.0, 3.0]])}).gradient[M]
+    sol = g.solve({M: np.array([[0.0, 3.0]])})
+    assert list(sol.gradient[M][0]) == [0.5, 1.0]  # Heaviside(0) = 1/2, as jnp.maximum
+    assert sol.kinks[0].entries == ((0, 0),)
+    grad = g.solve({M: np.array([[0.0, 3.0]])}, kinks="nan").gradient[M]
     assert np.isnan(grad[0, 0]) and grad[0, 1] == 1.0
     assert "nan" not in str(g.stationarity())  # the marker does not clutter the display
 

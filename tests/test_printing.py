@@ -93,7 +93,12 @@ def test_jax_prints_the_same_methods_through_its_own_module():
     assert printer.doprint(sp.Trace(P)) == "jax.numpy.trace(P)"
     assert printer.doprint(sp.OneMatrix(m, k)) == "jax.numpy.ones((m, k))"
     x = sp.Symbol("x", real=True)
-    assert printer.doprint(sp.DiracDelta(x)) == "jax.numpy.where((x) == 0, jax.numpy.nan, 0.0)"
+    assert printer.doprint(sp.DiracDelta(x)) == "(0.0*(x))"  # the convention
+    assert printer.doprint(undefined_at_zero(2 * x, x)) == "(2*x)"
+    # a sum in the value keeps its parentheses where a product reads it
+    assert printer.doprint(sp.Symbol("c") * undefined_at_zero(x + 1, x)) == "c*(x + 1)"
+    printer.kinks = "nan"
+    assert printer.doprint(sp.DiracDelta(x)) == "jax.numpy.where((x) == 0, jax.numpy.nan, 0.0*(x))"
     assert printer.doprint(undefined_at_zero(2 * x, x)).startswith(
         "jax.numpy.where((x) == 0, jax.numpy.nan,"
     )

@@ -22,7 +22,7 @@ import adjoint
 from adjoint import functions as fn
 from adjoint.examples import two_layer_net
 from adjoint.matrices import RULES, TANGENTS, tangent
-from adjoint.numeric import numeric_function
+from adjoint.numeric import numeric_function, watch_kinks
 from adjoint.partials import operation
 from adjoint.primitives import undefined_at_zero
 
@@ -168,11 +168,12 @@ def test_second_partials_are_derived_once_per_kind_and_split_over_sums():
     ("expr", "kink"),
     [("abs(x)", 0.0), ("max(x, 0)", 0.0), ("relu(x)", 0.0), ("max(x, y)", 0.5)],
 )
-def test_the_second_derivative_is_nan_at_a_kink(expr, kink):
+def test_the_second_derivative_at_a_kink_is_the_convention_or_nan_when_asked(expr, kink):
     g = adjoint.Graph.from_expr(expr)
     at = {x.name: (kink if x.name == "x" else 0.5) for x in g.inputs}
     v = {x: 1.0 for x in g.inputs}
-    assert math.isnan(g.hvp(at, v)[g.inputs[0]])
+    assert g.hvp(at, v)[g.inputs[0]] == 0.0  # as JAX gives it
+    assert math.isnan(g.hvp(at, v, kinks="nan")[g.inputs[0]])
     away = {k: val + (0.3 if k == "x" else 0.0) for k, val in at.items()}
     assert g.hvp(away, v)[g.inputs[0]] == 0.0
 
@@ -286,12 +287,15 @@ def test_tangent_rule_matches_central_differences(cls, F):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_the_tangent_of_a_kinked_entry_is_nan_there():
+def test_the_tangent_of_a_kinked_entry_is_nan_there_when_asked():
     dA = sp.MatrixSymbol("dA", 2, 3)
     fn = numeric_function([A, dA], tangent(A.applyfunc(sp.Abs), {A: dA}))
     at = np.array([[0.0, 1.0, -1.0], [2.0, -2.0, 0.5]])
-    out = fn(at, np.ones((2, 3)))
+    assert fn(at, np.ones((2, 3)))[0, 0] == 0.0  # sign(0) = 0
+    with watch_kinks(nan=True) as kinks:
+        out = fn(at, np.ones((2, 3)))
     assert np.isnan(out[0, 0]) and np.all(np.isfinite(out.ravel()[1:]))
+    assert [np.argwhere(mask).tolist() for _, mask in kinks.met] == [[[0, 0]]]
 
 
 @settings(max_examples=8)
@@ -370,11 +374,13 @@ def test_the_compiled_hvp_takes_the_direction_by_name_and_broadcasts_over_points
     assert "def f_and_gradient(x, y):" in g.source()  # the first-order program as it was
 
 
-def test_the_compiled_hvp_is_nan_at_a_kink_and_outside_the_domain():
+def test_the_compiled_hvp_is_nan_at_a_kink_when_asked_and_outside_the_domain():
     g = adjoint.Graph.from_expr("abs(x) + log(y)")
-    f = g.compile(hvp=True)
+    f = g.compile(hvp=True, kinks="nan")
     _, _, hv = f(x=np.array([0.0, 1.0]), y=np.array([1.0, -1.0]), v_x=1.0, v_y=1.0)
     assert math.isnan(hv[0][0]) and math.isnan(hv[0][1]) and math.isnan(hv[1][1])
+    _, _, hv = g.compile(hvp=True)(x=np.array([0.0, 1.0]), y=np.array([1.0, 1.0]), v_x=1.0, v_y=1.0)
+    assert hv[0][0] == 0.0  # the convention
     _, _, hv = f(x=1.0, y=2.0, v_x=1.0, v_y=1.0)
     assert float(hv[0]) == 0.0 and float(hv[1]) == pytest.approx(-0.25)
 

@@ -290,6 +290,9 @@ def test_a_kink_is_marked_in_the_solution():
     x = g.input("x")
     g.define("f", sp.Abs(x))
     sol = g.solve({x: 0.0})
+    assert sol.gradient[x] == 0.0 and [k.node.name for k in sol.kinks] == ["f"]
+    assert "kink" in repr(sol)
+    sol = g.solve({x: 0.0}, kinks="nan")
     assert np.isnan(sol.gradient[x]) and x in sol.undefined
 
 
@@ -510,10 +513,12 @@ def test_piecewise_jumps_and_kinks_are_marked(build, at):
     if at is None:  # atan2(a, x) across its cut a = 0, x < 0
         a = g.input("a")
         g.define("f", sp.atan2(a, x))
-        sol = g.solve({x: -1.0, a: 0.0})
+        point = {x: -1.0, a: 0.0}
     else:
         g.define("f", build(x))
-        sol = g.solve({x: at})
+        point = {x: at}
+    assert g.solve(point).kinks  # the convention is taken, and said
+    sol = g.solve(point, kinks="nan")
     assert all(np.isnan(v) for v in sol.gradient.values())
     assert sol.undefined
 
