@@ -230,6 +230,15 @@ def _as_json(g: Graph, point) -> dict:
         "gradient": {str(z): as_value(v) for z, v in sol.gradient.items()},
         "output_value": as_value(sol.output),
         "undefined": {str(z): why for z, why in sol.undefined.items()},
+        "kinks": [
+            {
+                "node": str(k.node),
+                "partial": f"d{k.node}/d{k.argument}",
+                "entries": [list(e) for e in k.entries],
+                "taken": k.taken,
+            }
+            for k in sol.kinks
+        ],
     }
 
 

@@ -36,6 +36,10 @@ def _label(graph, z, solution) -> str:
             lines.append(f"λ = {_short(solution.adjoints[z])}")
         if z in solution.undefined:
             lines += textwrap.wrap(solution.undefined[z], 30)
+        for k in solution.kinks:
+            if k.node == z:
+                taken = "nan" if k.taken == "nan" else "one-sided value taken"
+                lines += textwrap.wrap(f"kink{k.where()}: d/d{k.argument} {taken}", 30)
     return "\n".join(lines)
 
 

@@ -140,3 +140,32 @@ def test_verify_does_not_call_a_convention_at_a_kink_a_failure():
     assert "FAIL" not in repr(report), report
     assert any(c.method == "kink" for c in report.checks)
     assert "FAIL" not in str(g.explain(at))
+
+
+def test_the_drawing_says_where_a_kink_was_met():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g, at = _net(), _point()
+    ax = g.draw(g.solve(at))
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "kink at entries (0, 0), (0, 1)" in texts.replace("\n", " ")
+    assert "kink" in g.to_dot(g.solve(at))
+    plt.close(ax.figure)
+
+
+def test_the_command_line_lists_kinks_in_json():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "adjoint", "explain", "abs(x) + x", "--at", "x=0", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kinks = json.loads(out.stdout)["result"]["kinks"]
+    assert kinks == [{"node": "z1", "partial": "dz1/dx", "entries": [[]], "taken": "convention"}]
