@@ -107,6 +107,27 @@ def check_name(name: str, what: str = "node") -> None:
             "Lagrange multipliers",
             node=name,
         )
+    if name.startswith(_TANGENT_PREFIXES) or _prints_like_the_packages(name):
+        raise AdjointError(
+            f"{name!r} is not a valid {what} name: it prints as {sp.latex(sp.Symbol(name))}, "
+            "as the package writes the multipliers (lambda) and the tangents (a dot), so "
+            "two different symbols of one equation would print alike; choose another name, "
+            "such as 'mu_a' or 'a_rate'",
+            node=name,
+        )
+
+
+#: The tangents of second order (adjoint.second_order) are named with these.
+_TANGENT_PREFIXES = ("zdot_", "Zdot_", "lambdadot_", "Lambdadot_")
+
+
+def _prints_like_the_packages(name: str) -> bool:
+    r"""Whether sympy prints ``name`` with a Greek lambda or a dot accent, as the
+    multipliers (``\lambda_{a}``) and tangents (``\dot{a}``) print."""
+    if "dot" not in name and "amda" not in name and "ambda" not in name:
+        return False  # the common case, without printing
+    latex = sp.latex(sp.Symbol(name))
+    return latex.startswith((r"\lambda", r"\Lambda")) or "dot{" in latex
 
 
 #: The assumptions a value can be checked against (``x = Symbol('x', positive=True)``

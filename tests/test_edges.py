@@ -130,3 +130,37 @@ def test_a_sum_over_a_symbolic_range_is_refused_naming_the_node():
     assert err.value.node.name == "f" and "f" not in g
     with pytest.raises(AdjointError, match="more than"):
         g.define("f", sp.Sum(t**k, (k, 0, 10**6)))
+
+
+# -- names ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lamda_a", "Lamda_H", "adot", "xddot", "zdot_a", "lambdadot_a"])
+def test_names_that_print_as_the_packages_own_symbols_are_refused(name):
+    """lamda_a printed as lambda_a's multiplier; adot as the tangent of a; zdot_a was a
+    second symbol printed zdot_a beside the tangent of a."""
+    g = adjoint.Graph()
+    a = g.input("a")
+    with pytest.raises(AdjointError, match="prints as") as err:
+        g.input(name)
+    assert str(err.value.node) == name and list(g.inputs) == [a]
+    with pytest.raises(AdjointError, match="prints as"):
+        adjoint.Graph.from_expr(sp.Symbol(name) * a)
+
+
+def test_in_every_equation_no_two_symbols_print_alike():
+    g = adjoint.Graph()
+    a, b = g.input("a"), g.input("a_dot")
+    g.define("f", a * b + sp.sin(a))
+    for equations in (
+        [sp.Eq(0, g.lagrangian())],
+        g.stationarity().equations,
+        g.second_order().tangent,
+        g.second_order().adjoint,
+    ):
+        for eq in equations:
+            symbols = eq.free_symbols
+            printed = [sp.latex(s) for s in symbols]
+            assert len(set(printed)) == len(printed), printed
+            texts = [str(s) for s in symbols]
+            assert len(set(texts)) == len(texts), texts

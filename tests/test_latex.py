@@ -201,7 +201,7 @@ def named_graph(a, b, c, out="f_out"):
         ("alpha", "beta", "Gamma"),
         ("omega_max", "rho_t1", "nu"),
         ("x__2", "y_", "q"),
-        ("xhat", "Lambda", "Alpha"),
+        ("xhat", "Omega", "Alpha"),  # Lambda prints as a multiplier does: refused
         ("θ", "é", "中"),  # identifiers too, so accepted as names
     ],
 )
