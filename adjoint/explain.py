@@ -41,7 +41,7 @@ from .lagrangian import lagrangian, stationarity
 from .second_order import second_order, sweeps
 from .solve import forward_sweep, solve
 from .symbols import multiplier_of
-from .values import read_values
+from .values import as_numpy_numbers, read_values
 
 __all__ = ["Explanation", "adjoint_system", "explain", "shadow_prices", "trace"]
 
@@ -145,7 +145,7 @@ def _solved(graph, at):
     sol = solve(graph, at)
     env = {**read_values(graph, at), **sol.values}
     env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
-    return env, sol
+    return as_numpy_numbers(env), sol
 
 
 def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) -> Explanation:

@@ -38,7 +38,7 @@ from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
 from .numeric import numeric_function, watch_kinks
 from .solve import NodeMap, forward_sweep, solve
-from .values import as_array, as_number, by_node, read_values
+from .values import as_array, as_number, as_numpy_numbers, by_node, read_values
 
 __all__ = [
     "HVP",
@@ -415,7 +415,7 @@ def _solved(graph, at, kinks="convention"):
         **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()},
     }
     # numpy numbers, not Python floats: 1/0 is inf (and marked), never ZeroDivisionError
-    env = {k: np.float64(v) if isinstance(v, float) else v for k, v in env.items()}
+    env = as_numpy_numbers(env)
     return so, sol, env
 
 

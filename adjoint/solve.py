@@ -171,8 +171,8 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
     for z in graph.nodes:
         if z not in notes and not finite(adjoints[z]):
             notes[z] = (
-                "no derivative here: a kink (|.|, max, a step) or a node outside its domain "
-                "lies between it and the output"
+                "no derivative here: a node outside its domain (or a kink, solved with "
+                "kinks='nan') lies between it and the output"
             )
     return notes
 

@@ -23,6 +23,7 @@ __all__ = [
     "as_array",
     "as_number",
     "as_points",
+    "as_numpy_numbers",
     "bind_dimensions",
     "check_square",
     "by_node",
@@ -97,6 +98,12 @@ def read_values(graph, values: Mapping) -> dict:
     env.update(bind_dimensions(arrays))
     check_square(graph.square_operands(), env)
     return env
+
+
+def as_numpy_numbers(env: Mapping) -> dict:
+    """``env`` with Python floats as numpy floats, to evaluate partials on: numpy's
+    ``0.0 ** -1`` is inf (marked undefined by the solution), Python's raises."""
+    return {k: np.float64(v) if isinstance(v, float) else v for k, v in env.items()}
 
 
 def check_square(operands, dims: Mapping) -> None:

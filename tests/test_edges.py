@@ -164,3 +164,39 @@ def test_in_every_equation_no_two_symbols_print_alike():
             assert len(set(printed)) == len(printed), printed
             texts = [str(s) for s in symbols]
             assert len(set(texts)) == len(texts), texts
+
+
+# -- every display answers wherever solving does ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "at"),
+    [
+        ("log(x)*y", {"x": 0.0, "y": 1.0}),  # was a raw ZeroDivisionError in g.trace
+        ("sqrt(x) + y/x", {"x": -1.0, "y": 2.0}),
+        ("1/x + y", {"x": 0.0, "y": 1.0}),
+        ("abs(x)*y", {"x": 0.0, "y": 3.0}),
+    ],
+)
+def test_trace_explain_and_every_display_answer_where_solve_does(expr, at):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = adjoint.Graph.from_expr(expr)
+    sol = g.solve(at)
+    assert sol.undefined or sol.kinks
+    for show in (
+        lambda: g.trace(at),
+        lambda: g.trace(at)._repr_markdown_(),
+        lambda: g.adjoint_system(at),
+        lambda: str(g.explain(at)),
+        lambda: g.explain(at).to_html(),
+        lambda: g.explain(at).to_json(),
+        lambda: repr(sol),
+        lambda: sol._repr_latex_(),
+        lambda: g.to_dot(sol),
+    ):
+        assert show() is not None
+    plt.close(g.draw(sol).figure)
