@@ -1,10 +1,11 @@
 """Checks of the solution against independent routes, for users and graders.
 
 * :func:`verify` checks Theorem 16.1, ``lambda_j = d z_n / d z_j``, node by node:
-  the right-hand side comes from the chain-rule route, differentiating the
-  composed expression of ``z_n`` as a function of ``z_j`` (symbolically where it
-  is small, by central differences where it is not), never from the adjoint
-  conditions.
+  where the graph is small, against the chain-rule route, differentiating the
+  composed expression of ``z_n`` as a function of ``z_j`` with sympy; elsewhere by
+  the induction of the theorem's proof, each ``lambda_j`` against its readers'
+  multipliers and differences of their constraints alone (linear in the graph).
+  Never from the partials the adjoint conditions use.
 * :func:`check_gradient` compares the reverse sweep with central differences of
   the function along random directions.
 * :func:`taylor_test` watches the remainder ``|f(x + h v) - f(x) - h <g, v>|``
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import math
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function, to_real
 from .second_order import hvp
 from .solve import forward_sweep, solve
-from .values import read_values
+from .values import as_numpy_numbers, read_values
 
 __all__ = [
     "GradientCheck",
@@ -63,7 +65,8 @@ class NodeCheck:
     expected: object  # d z_n / d z_j by the chain-rule route
     method: str  # "symbolic", "derivative" (sympy's diff at points), "differences", or
     # "undefined": not checked, the node or the output is not a number at a point, or
-    # "kink": not confirmed, a partial on its way to the output was taken at a kink
+    # "kink": not confirmed, a partial on its way to the output was taken at a kink, or
+    # "inconclusive": differences could not resolve the derivative (never a failure)
     error: float  # worst relative error over the points checked (0 when symbolic)
     ok: bool
 
@@ -85,14 +88,14 @@ class VerifyReport:
 
     def __repr__(self) -> str:
         n, failed = len(self.checks), self.failed
-        undefined = [c for c in failed if c.method in ("undefined", "kink")]
+        undefined = [c for c in failed if c.method in ("undefined", "kink", "inconclusive")]
         if self.ok:
             status = f"holds at all {n} nodes"
         elif len(undefined) == len(failed):
             status = (
                 f"cannot be checked at {len(failed)} of {n} nodes: the function is undefined "
-                "there, or has a kink between them and the output (see the solution's "
-                "undefined and kinks)"
+                "there, has a kink between them and the output (see the solution's "
+                "undefined and kinks), or varies faster than differences can resolve"
             )
         else:
             status = f"FAILS at {len(failed) - len(undefined)} of {n} nodes"
@@ -113,11 +116,16 @@ def verify(
 ) -> VerifyReport:
     """Check Theorem 16.1 for every node of ``graph``.
 
-    For each node ``z_j``, the composed expression of ``z_n`` in ``z_j`` (and the
-    nodes that do not depend on it) is differentiated with sympy and compared with
-    ``lambda_j``: symbolically, then at ``points`` random points (or at ``at``) if
-    simplification cannot decide. Where the composed expression is too large, central
-    differences of the forward constraints take the place of sympy's derivative.
+    Where ``z_n`` composed into the inputs is small, for each node ``z_j`` the
+    composed expression of ``z_n`` in ``z_j`` is differentiated with sympy and
+    compared with ``lambda_j``: symbolically, then at ``points`` random points (or at
+    ``at``) if simplification cannot decide. Elsewhere (and for matrix graphs and
+    user operations) each ``lambda_j`` is checked as the proof of Theorem 16.1 runs
+    its induction: ``<lambda_j, v> = sum_i <lambda_i, d f_i/d z_j [v]>`` along a random
+    direction ``v``, with the readers' multipliers (checked at their own nodes) and
+    differences of their constraints alone, extrapolated with an error bound. A node
+    that differences cannot resolve is "inconclusive", never a failure. The cost is
+    linear in the graph.
 
     Examples
     --------
@@ -141,18 +149,29 @@ def verify(
         at_points = [random_point(graph, rng) for _ in range(points)]
     solutions = [solve(graph, p) for p in at_points]
     kinked = _behind_kinks(graph, solutions)
+    envs = [
+        as_numpy_numbers({**read_values(graph, p), **s.values})
+        for p, s in zip(at_points, solutions)
+    ]
+    readers = {z: [] for z in graph.nodes}  # the constraints that read each node
+    for c in stationarity(graph).forward_conditions:
+        for r in set(c.reads):
+            if r in readers:
+                readers[r].append(c)
     # sympy's matrix calculus is not trusted as a reference: matrix graphs are
     # checked by differences along random directions.
     # A user's operation is checked against its numeric implementation, by differences:
     # differentiating with its own hand-written partials would check them with themselves.
     custom = _has_custom_operation(graph)
-    symbolic = None
-    if at is None and not matrices and not custom and _composed_size(graph) <= SYMBOLIC_LIMIT:
-        symbolic = solve(graph)
+    # Composing z_n into each node's own variable costs a pass over the graph per node:
+    # only where the whole composition is small. Elsewhere every node is checked by
+    # local differences, linear in the graph.
+    small = not matrices and not custom and _composed_size(graph) <= SYMBOLIC_LIMIT
+    symbolic = solve(graph) if at is None and small else None
 
     checks = []
     for z in graph.nodes:
-        if matrices or custom:
+        if not small:
             composed, size = None, math.inf
         else:
             composed, size = _composed_output(graph, z, real)
@@ -168,19 +187,30 @@ def verify(
                 continue
         method = "derivative" if size <= SYMBOLIC_LIMIT else "differences"
         worst, lam, expected = 0.0, math.nan, math.nan
-        for point, sol in zip(at_points, solutions):
+        tolerance = rtol if method == "derivative" else max(rtol, 1e-5)
+        for k, sol in enumerate(solutions):
             if not (np.all(np.isfinite(sol.values[z])) and np.all(np.isfinite(sol.output))):
                 worst, method = math.inf, "undefined"  # nothing checked over a nan: no pass
                 break
             lam = sol.adjoints[z]
             if method == "derivative":
                 expected = _at_point(sp.diff(composed, zr), graph, sol, real)
+                worst = max(worst, relative_error(lam, expected))
+                continue
+            direction = _step({z: sol.values[z]}, rng, scaled=True)[z]
+            lam = float(np.sum(lam * direction))  # <lambda_j, v>
+            reference = _difference(graph, z, readers, envs[k], sol, direction)
+            expected = float(reference.value)
+            error, verdict, _ = judge(lam, reference, tolerance)
+            if verdict == "inconclusive":
+                worst, method = max(worst, error), "inconclusive"
             else:
-                direction = rng.standard_normal(np.shape(sol.values[z]))
-                lam = float(np.sum(lam * direction))  # <lambda_j, v>
-                expected = _central_difference(graph, z, point, sol, direction)
-            worst = max(worst, relative_error(lam, expected))
-        tolerance = rtol if method == "derivative" else max(rtol, 1e-5)
+                worst = max(worst, error if verdict == "agrees" else max(error, math.inf))
+        if method == "inconclusive" and worst <= tolerance:
+            method = "differences"
+        if method == "inconclusive":
+            checks.append(NodeCheck(z, lam, expected, method, worst, False))
+            continue
         if z in kinked:
             method = "kink"  # no derivative to check against: a convention was taken
             checks.append(NodeCheck(z, lam, expected, method, worst, False))
@@ -237,7 +267,7 @@ def _composed_size(graph) -> float:
     size, depth = {}, {}
     for i in graph.defined:
         parents = graph.parents(i)
-        size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size.get(p, 1) for p in parents)
+        size[i] = _tree_size(graph.expr(i), parents, size)
         depth[i] = 1 + max((depth.get(p, 0) for p in parents), default=0)
     out = graph.output
     return size[out] if depth[out] <= DEPTH_LIMIT else math.inf
@@ -255,7 +285,7 @@ def _composed_output(graph, z, real):
     for i in graph.defined:  # topological order
         parents = [p for p in graph.parents(i) if p in size]
         if parents:
-            size[i] = sp.count_ops(graph.expr(i)) + 1 + sum(size[p] for p in parents)
+            size[i] = _tree_size(graph.expr(i), graph.parents(i), size)
             depth[i] = 1 + max(depth[p] for p in parents)
     out = graph.output
     if out not in size:
@@ -273,10 +303,27 @@ def _composed_output(graph, z, real):
     return composed[out], size[out]
 
 
+#: Differences larger than this (in operations) are not simplified: simplify's cost
+#: grows much faster than the expression, and the check at points decides as well.
+SIMPLIFY_LIMIT = 60
+
+
+def _tree_size(f, parents, size) -> int:
+    """The size of ``f`` with its parents composed in, as a tree: a parent read twice
+    (``sin(z) z``) counts twice, so a chain of such nodes doubles at every step, as
+    sympy's diff and printers, which walk trees, see it."""
+    total = sp.count_ops(f) + 1
+    for p in parents:
+        total += size.get(p, 1) * max(f.count(p), 1)
+    return total
+
+
 def _symbolically_equal(a, b) -> bool:
     difference = a - b
     if difference == 0:
         return True
+    if sp.count_ops(difference) > SIMPLIFY_LIMIT:
+        return False  # checked at points instead ("derivative")
     try:
         return sp.simplify(difference) == 0
     except Exception:
@@ -294,16 +341,27 @@ def _at_point(expr, graph, sol, real):
         return to_real(fn(*[np.float64(env[s]) for s in symbols]))
 
 
-def _central_difference(graph, z, point, sol, direction):
-    """The derivative of ``z_n`` along ``direction`` at ``z``, by re-running the forward
-    constraints (Step 1 only) downstream of z."""
-    h = 1e-5 * max(1.0, float(np.max(np.abs(sol.values[z]))))
-    base = {**read_values(graph, point), **sol.values}
-    ahead = {
-        step: float(forward_sweep(graph, base, {z: step * direction})[graph.output])
-        for step in (h, -h)
-    }
-    return (ahead[h] - ahead[-h]) / (2 * h)
+#: Steps for verify's differences: each re-runs the constraints downstream of a node.
+VERIFY_STEPS = tuple(0.1 / 4**k for k in range(2, 7))
+
+
+def _difference(graph, z, constraints, env, sol, direction) -> Differences:
+    """``<d z_n / d z, direction>`` by the induction of Theorem 16.1's proof: the readers'
+    multipliers (each checked at its own node) times differences of the readers'
+    constraints alone, ``sum_i <lambda_i, d f_i / d z [direction]>`` (``<1, direction>``
+    at the output). Each node costs its own edges: the whole check is linear in the
+    graph, where re-running everything downstream of every node was quadratic."""
+    if z == graph.output:
+        total = np.asarray(float(np.sum(direction)))
+        return Differences(total, np.zeros(()), VERIFY_STEPS[0], True)
+    readers = [(c, sol.adjoints[c.unknown]) for c in constraints[z]]
+    readers = [(c, lam) for c, lam in readers if np.any(lam)]
+
+    def phi(h):
+        moved = ChainMap({z: env[z] + h * direction}, env)  # no copy of env per step
+        return sum(float(np.sum(lam * c.solve(moved))) for c, lam in readers)
+
+    return differences(phi, VERIFY_STEPS)
 
 
 def relative_error(a, b, floor: float = 1.0) -> float:
@@ -423,13 +481,21 @@ def judge(got, reference: Differences, rtol: float) -> tuple[float, str, str]:
     if reference.resolved and float(np.max(gap)) > 10 * float(np.max(bound)):
         return error, "wrong", ""
     if not reference.resolved:
-        return error, "inconclusive", (
-            "the differences do not settle as the step shrinks: the function varies on a "
-            "scale finer than the smallest step, or is not smooth here"
+        return (
+            error,
+            "inconclusive",
+            (
+                "the differences do not settle as the step shrinks: the function varies on a "
+                "scale finer than the smallest step, or is not smooth here"
+            ),
         )
-    return error, "inconclusive", (
-        f"differences resolve the derivative only to {float(np.max(bound)):.2g}, no better "
-        f"than the disagreement {float(np.max(gap)):.2g}"
+    return (
+        error,
+        "inconclusive",
+        (
+            f"differences resolve the derivative only to {float(np.max(bound)):.2g}, no better "
+            f"than the disagreement {float(np.max(gap)):.2g}"
+        ),
     )
 
 
@@ -471,7 +537,8 @@ class _Verdicts:
         if self.ok:
             status = f"{what} agrees with differences along {n} directions"
         elif self.wrong:
-            status = f"{what} DISAGREES with differences along {self.verdicts.count('wrong')} of {n} directions"
+            wrong = self.verdicts.count("wrong") if self.verdicts else n
+            status = f"{what} DISAGREES with differences along {wrong} of {n} directions"
         else:
             why = next((r for r in self.reasons if r), "")
             status = f"{what}: INCONCLUSIVE along some of {n} directions ({why})"

@@ -411,8 +411,10 @@ def _weights(graph, weights) -> dict:
             number = None if isinstance(value, bool) else float(value)
         except (TypeError, ValueError, OverflowError):
             number = None
-        if not isinstance(value, (int, float)) or number is None or not (
-            math.isfinite(number) and number >= 0
+        if (
+            not isinstance(value, (int, float))
+            or number is None
+            or not (math.isfinite(number) and number >= 0)
         ):
             raise AdjointError(
                 f"the weight of {node} must be a number >= 0, got {value!r}", node=node

@@ -375,7 +375,9 @@ class Solution:
         if not notes:
             return table(("node", "f_i", "z", "lambda"), body)
         column = ["; ".join(notes.get(z, ())) for z, *_ in self.rows()]
-        return table(("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, column)])
+        return table(
+            ("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, column)]
+        )
 
     def notes(self) -> dict:
         """``{node: (note, ...)}``: why a node is undefined, and the kinks of its

@@ -22,11 +22,11 @@ from .symbols import CHECKS
 __all__ = [
     "as_array",
     "as_number",
-    "as_points",
     "as_numpy_numbers",
+    "as_points",
     "bind_dimensions",
-    "check_square",
     "by_node",
+    "check_square",
     "finite",
     "read_values",
 ]

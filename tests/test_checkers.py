@@ -65,7 +65,9 @@ def _perturbed(solve, node, amount):
 
 def test_a_gradient_at_a_critical_point_that_is_not_zero_is_wrong(monkeypatch):
     g = adjoint.Graph.from_expr(x**3 - 3 * x)
-    monkeypatch.setattr(adjoint.checks, "solve", _perturbed(adjoint.checks.solve, g.inputs[0], 1e-3))
+    monkeypatch.setattr(
+        adjoint.checks, "solve", _perturbed(adjoint.checks.solve, g.inputs[0], 1e-3)
+    )
     report = adjoint.check_gradient(g, {x: 1.0})
     assert report.wrong, report
 
@@ -85,7 +87,11 @@ def test_where_no_step_resolves_the_derivative_the_verdict_is_inconclusive_not_w
 
 def test_differences_bound_their_own_error():
     """The bound covers the true error of the extrapolated difference."""
-    for f, df, t0 in [(np.sin, np.cos, 0.7), (np.exp, np.exp, 3.0), (np.log, lambda t: 1 / t, 1e-3)]:
+    for f, df, t0 in [
+        (np.sin, np.cos, 0.7),
+        (np.exp, np.exp, 3.0),
+        (np.log, lambda t: 1 / t, 1e-3),
+    ]:
         d = adjoint.checks.differences(lambda h, f=f, t0=t0: f(t0 + h * t0))
         assert abs(d.value - df(t0) * t0) <= 2 * d.bound + 1e-15, (f, d)
 
@@ -151,7 +157,9 @@ def test_under_ci_hypothesis_draws_the_same_examples_every_run():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "CI": "true"}
     env.pop("HYPOTHESIS_PROFILE", None)
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0 and "ci profile" in out.stdout, out.stderr
 
 

@@ -111,3 +111,30 @@ def test_a_chain_deeper_than_the_recursion_limit_goes_through_every_step():
     assert g.source().count("\n") > 2 * depth
     assert len(g._repr_latex_()) > depth
     assert str(g.explain()).count("lambda_") > depth
+
+
+def test_verify_is_linear_in_the_depth_of_a_graph(monkeypatch):
+    """A chain of sin(z)*z + x nodes: verify took 0.1 s at depth 1, 6 s at 3 and a minute
+    at 4 (each level doubles the composed expression). It now evaluates each
+    constraint a bounded number of times per node that reads it."""
+    from adjoint.lagrangian import ForwardCondition
+
+    calls = {"n": 0}
+    solve = ForwardCondition.solve
+
+    def counted(self, env):
+        calls["n"] += 1
+        return solve(self, env)
+
+    monkeypatch.setattr(ForwardCondition, "solve", counted)
+    per_node = {}
+    for depth in (50, 200):
+        g = adjoint.Graph()
+        x = g.input("x")
+        z = x
+        for i in range(depth):
+            z = g.define(f"z{i + 1}", sp.sin(z) * z + x)
+        calls["n"] = 0
+        assert g.verify().ok
+        per_node[depth] = calls["n"] / depth
+    assert per_node[200] <= 1.1 * per_node[50], per_node

@@ -86,7 +86,7 @@ def test_strict_mode_gives_nan_at_the_kinked_entries_only():
     lam_P = sol.adjoints["P"]
     assert np.all(np.isnan(lam_P[0])) and np.all(np.isfinite(lam_P[1:]))
     assert sol.kinks[0].taken == "nan"
-    _, (dW, db) = g.compile(kinks="nan")(**at)
+    _, (_dW, db) = g.compile(kinks="nan")(**at)
     assert np.all(np.isnan(db))
 
 
@@ -104,7 +104,7 @@ def test_scalar_kinks_take_the_conventional_value(expr, at, expected):
     sol = g.solve(at)
     assert sol.gradient[x] == expected
     assert sol.kinks, "the kink is listed"
-    value, gradient = g.compile()(**{s.name: v for s, v in at.items()})
+    _value, gradient = g.compile()(**{s.name: v for s, v in at.items()})
     assert gradient[0] == expected
 
 
@@ -162,7 +162,17 @@ def test_the_command_line_lists_kinks_in_json():
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "adjoint", "explain", "abs(x) + x", "--at", "x=0", "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "adjoint",
+            "explain",
+            "abs(x) + x",
+            "--at",
+            "x=0",
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=True,
