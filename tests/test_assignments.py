@@ -159,3 +159,19 @@ def test_grade_an_assignment_from_its_files(tmp_path, capsys):
     a = adjoint.assignment(21, size=5)
     files = _files(tmp_path, a.answer_key, graph=a.graph_text())
     assert main(["grade", *files]) == 0
+
+
+def test_a_weight_for_a_node_that_does_not_exist_is_refused_in_the_graph_file(tmp_path, capsys):
+    """`weights: z_1=5` for a node z1 was silently ignored by `adjoint grade`, where the
+    Python call refuses it."""
+    graph = GRAPH.replace("weights: x=2", "weights: z_1=5")
+    assert main(["grade", *_files(tmp_path, RIGHT, graph)]) == 2
+    err = capsys.readouterr().err
+    assert "graph file" in err and "z_1 is not a node" in err
+
+
+@pytest.mark.parametrize("weight", [10**400, float("inf"), -1, True, "2"])
+def test_a_weight_that_is_no_finite_number_is_refused(weight):
+    g, _ = adjoint.examples.lecture_dag()
+    with pytest.raises(adjoint.AdjointError, match="weight of"):
+        adjoint.check_adjoints(g, {"z2": 1}, weights={"x": weight})
