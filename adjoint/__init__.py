@@ -39,6 +39,7 @@ from .errors import (
     ParseError,
     ShapeError,
     UnknownSymbolError,
+    WriteError,
 )
 from .functions import (
     column_sums,
@@ -101,6 +102,7 @@ __all__ = [
     "TangentSolution",
     "TaylorTest",
     "UnknownSymbolError",
+    "WriteError",
     "VerifyReport",
     "assignment",
     "check_adjoints",

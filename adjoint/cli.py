@@ -12,7 +12,8 @@
 Text is parsed without running it as code; a mistake prints one line and exits 2.
 ``grade`` exits 0 when every submitted multiplier is right, 1 when some are wrong or
 could not be graded, 2 when the files cannot be read (with ``--format gradescope`` a
-results.json with score 0 and the reason is still written, for the student to see).
+results.json with score 0 and the reason is still written, for the student to see),
+3 when the result cannot be written (``--output`` in a folder that does not exist).
 The graph file is described in :mod:`adjoint.assignments`; the submission is a JSON
 object ``{"node": "formula"}``.
 """
@@ -26,7 +27,7 @@ import sys
 
 from .api import Graph
 from .assignments import MAX_FILE, read_graph, read_submission
-from .errors import AdjointError, BadValueError, ParseError
+from .errors import AdjointError, BadValueError, ParseError, WriteError, write_text
 from .examples import EXAMPLES
 from .grading import check_adjoints
 from .parsing import parse
@@ -70,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--points", type=int, default=8, help="random points per node")
     args = parser.parse_args(argv)
     if args.command == "grade":
-        return grade_files(args)
+        try:
+            return grade_files(args)
+        except WriteError as exc:
+            print(f"adjoint: error: {exc}", file=sys.stderr)
+            return 3
     try:
         if args.command == "demo":
             print(demo())
@@ -138,8 +143,7 @@ def _write(path: str | None, text: str) -> None:
     if path is None:
         print(text)
     else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_text(path, text + "\n")
 
 
 def _unreadable(reason: str) -> dict:

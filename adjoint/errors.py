@@ -17,7 +17,9 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "UnknownSymbolError",
+    "WriteError",
     "as_list",
+    "write_text",
 ]
 
 
@@ -72,3 +74,21 @@ def as_list(value, what: str) -> list:
             f"{what} must be a list (or other sequence), got {type(value).__name__} {value!r}"
         )
     return list(value)
+
+
+class WriteError(AdjointError):
+    """A result could not be written where it was asked to go."""
+
+
+def write_text(path, text: str) -> None:
+    """``text`` into the file ``path``: the one writer of results (command line, grading),
+    so that a missing folder or a read-only file is a :class:`WriteError` naming the
+    path, never a traceback."""
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write to {path}: {exc.strerror or exc}; check that its folder exists "
+            "and can be written"
+        ) from None

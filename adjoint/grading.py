@@ -57,7 +57,7 @@ import numpy as np
 import sympy as sp
 
 from .checks import relative_error
-from .errors import AdjointError
+from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
 from .solve import solve
@@ -226,11 +226,7 @@ class Grading:
             "tests": tests,
         }
         if path is not None:
-            try:
-                with open(path, "w", encoding="utf-8") as out:
-                    json.dump(results, out, indent=2, allow_nan=False)
-            except OSError as exc:
-                raise AdjointError(f"cannot write the results to {path}: {exc.strerror}") from None
+            write_text(path, json.dumps(results, indent=2, allow_nan=False))
         return results
 
     def __repr__(self) -> str:

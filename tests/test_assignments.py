@@ -175,3 +175,17 @@ def test_a_weight_that_is_no_finite_number_is_refused(weight):
     g, _ = adjoint.examples.lecture_dag()
     with pytest.raises(adjoint.AdjointError, match="weight of"):
         adjoint.check_adjoints(g, {"z2": 1}, weights={"x": weight})
+
+
+def test_an_unwritable_output_is_the_packages_error_with_its_own_exit_code(tmp_path, capsys):
+    """`--output missing-dir/out.json` ended in a traceback with exit code 1, which also
+    means "some answers wrong"."""
+    missing = str(tmp_path / "missing-dir" / "out.json")
+    for fmt in ("text", "gradescope"):
+        code = main(["grade", *_files(tmp_path, RIGHT), "--format", fmt, "--output", missing])
+        assert code == 3
+        err = capsys.readouterr().err
+        assert "cannot write to" in err and "missing-dir" in err
+    g, _ = adjoint.examples.lecture_dag()
+    with pytest.raises(adjoint.WriteError, match="cannot write"):
+        adjoint.check_adjoints(g, RIGHT).to_gradescope(missing)
