@@ -231,15 +231,15 @@ class SecondAdjointCondition:
                 return np.nan
         return _shaped(total, env[self.wrt])
 
+    def __repr__(self) -> str:
+        return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
+
 
 def _shaped(value, like):
     """A matrix result with its node's shape (a zero tangent prints as a scalar 0)."""
     if np.ndim(like) and np.shape(value) != np.shape(like):
         return np.broadcast_to(value, np.shape(like)).astype(float)
     return value
-
-    def __repr__(self) -> str:
-        return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
 
 
 _TITLES = {

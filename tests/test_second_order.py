@@ -482,3 +482,13 @@ def test_a_sum_times_a_matrix_is_evaluated_as_a_product():
     at = {X: np.eye(2), a: 1.0, b: 2.0}
     assert g.solve(at).output == pytest.approx(18.0)
     assert g.compile()(X=np.eye(2), a=1.0, b=2.0)[0] == pytest.approx(18.0)
+
+
+def test_conditions_of_second_order_print_as_equations():
+    """SecondAdjointCondition.__repr__ sat after a return, dead: they printed as bare
+    objects."""
+    g = adjoint.Graph.from_expr("sin(x*y)")
+    so = g.second_order()
+    for c in (*so.tangent_conditions, *so.backward_conditions):
+        assert repr(c).startswith(("TangentCondition(", "SecondAdjointCondition(")), repr(c)
+        assert str(c.unknown) in repr(c)
