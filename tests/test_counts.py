@@ -97,7 +97,7 @@ def test_each_partial_of_a_wide_node_reads_only_its_own_arguments():
 def test_a_chain_deeper_than_the_recursion_limit_goes_through_every_step():
     import sys
 
-    depth = 3 * sys.getrecursionlimit()
+    depth = sys.getrecursionlimit() + 200  # past the limit is what matters
     g = adjoint.Graph()
     z = g.input("x")
     for k in range(depth):
