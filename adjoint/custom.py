@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 import sympy as sp
 
 from .errors import AdjointError
+from .parsing import Word, register_word
 from .symbols import check_name
 
 #: The operations alive, by name: only to refuse a second one under the same name.
@@ -109,6 +110,7 @@ def elementary(
         },
     )
     _IN_USE[name] = op
+    register_word(name, Word(op, (len(partials),)), weak=True)  # text may call it
     return op
 
 

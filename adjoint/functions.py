@@ -24,6 +24,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from .errors import ShapeError
 from .matrices import rule, sum_entries, tangent_rule
+from .parsing import Word, register_word
 
 __all__ = [
     "ColumnRepeat",
@@ -616,3 +617,42 @@ def _d_softmax(expr, d):
     reduce = RowSums if expr.axis == 1 else ColumnSums
     inner = _spread(reduce(sp.HadamardProduct(expr, da)), expr.arg, expr.axis)
     return sp.HadamardProduct(expr, sp.MatAdd(da, -inner))
+
+
+# -- the vocabulary of text: every name the text printer writes reads back ------------
+
+for _name, _word in {
+    # functions of one number (on a matrix, entry by entry: sigmoid.(H))
+    "sigmoid": Word(sigmoid),
+    "sigmoid_prime": Word(sigmoid_prime),
+    "relu": Word(relu),
+    "relu_prime": Word(relu_prime),
+    "softplus": Word(softplus),
+    # matrices: reductions, broadcasts and the rest, as the text printer writes them
+    "Trace": Word(sp.Trace, matrices=True),
+    "Determinant": Word(sp.Determinant, matrices=True),
+    "HadamardPower": Word(sp.HadamardPower, (2,), matrices=True),
+    "repeat_rows": Word(repeat_rows, (2,), matrices=True),
+    "repeat_columns": Word(repeat_columns, (2,), matrices=True),
+    "row_sums": Word(row_sums, matrices=True),
+    "column_sums": Word(column_sums, matrices=True),
+    "row_means": Word(row_means, matrices=True),
+    "column_means": Word(column_means, matrices=True),
+    "sum_entries": Word(sum_entries, matrices=True),
+    "mean_entries": Word(mean_entries, matrices=True),
+    "logsumexp": Word(logsumexp, matrices=True, keywords=("axis",)),
+    "softmax": Word(softmax, matrices=True, keywords=("axis",)),
+    "cross_entropy": Word(cross_entropy, (2,), matrices=True, keywords=("axis",)),
+    "ones": Word(lambda rows, cols: sp.OneMatrix(rows, cols), (2,), matrices=True),
+    "eye": Word(sp.Identity, matrices=True),
+    "unit": Word(UnitMatrix, (4,), matrices=True),
+    "entry": Word(entry, (3,), matrices=True),
+    "scalar": Word(scalar, matrices=True),
+    "det": Word(det, matrices=True),
+    "logdet": Word(logdet, matrices=True),
+    "inverse": Word(inverse, matrices=True),
+    "divide": Word(divide, (2,), matrices=True),
+    "power": Word(power, (2,), matrices=True),
+}.items():
+    register_word(_name, _word)
+del _name, _word

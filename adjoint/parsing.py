@@ -19,13 +19,16 @@ from __future__ import annotations
 import ast
 import contextlib
 import ctypes
+import dataclasses
 import difflib
 import keyword
 import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 import mpmath
@@ -33,7 +36,7 @@ import sympy as sp
 
 from .errors import ParseError
 
-__all__ = ["FUNCTIONS", "parse"]
+__all__ = ["FUNCTIONS", "Word", "parse", "register_word", "words"]
 
 #: The longest text accepted, in characters.
 MAX_LENGTH = 20_000
@@ -56,14 +59,6 @@ MAX_GAMMA = 450
 TIME_LIMIT = 1.0
 
 
-def _sigmoid(x):
-    return 1 / (1 + sp.exp(-x))
-
-
-def _relu(x):
-    return sp.Max(0, x)
-
-
 FUNCTIONS: Mapping[str, object] = {
     **{
         name: getattr(sp, name)
@@ -77,10 +72,55 @@ FUNCTIONS: Mapping[str, object] = {
     "abs": sp.Abs,
     "max": sp.Max,
     "min": sp.Min,
-    "sigmoid": _sigmoid,
-    "relu": _relu,
 }
-"""The functions that text may call, by name."""
+"""sympy's functions that text may call, by name; the package's own vocabulary
+(:func:`register_word`) joins them."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """A function text may call, declared by the module that defines it.
+
+    ``arguments``: the numbers of arguments it takes (``None``: any but none);
+    ``matrices``: whether it takes matrices; ``keywords``: the integer keyword
+    arguments it takes (``axis``).
+    """
+
+    build: Callable
+    arguments: tuple[int, ...] | None = (1,)
+    matrices: bool = False
+    keywords: tuple[str, ...] = ()
+
+
+#: The package's vocabulary beyond sympy's functions: adjoint.functions registers its
+#: own, and each user operation (adjoint.elementary) registers itself while it lives.
+_WORDS: dict[str, Word] = {}
+_LIVING: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def register_word(name: str, word: Word, *, weak: bool = False) -> None:
+    """Let text call ``name``; ``weak``: only while ``word.build`` is alive elsewhere
+    (a user operation, whose name is free again once it is gone)."""
+    if weak:
+        _LIVING[name] = word.build
+        _WORDS[name] = dataclasses.replace(word, build=None)
+    else:
+        _WORDS[name] = word
+
+
+def words() -> dict[str, Callable]:
+    """Every function text may call, by name: sympy's and the package's."""
+    living = {name: w.build or _LIVING.get(name) for name, w in _WORDS.items()}
+    return {**FUNCTIONS, **{name: f for name, f in living.items() if f is not None}}
+
+
+def _word(name: str) -> Word | None:
+    word = _WORDS.get(name)
+    if word is None or word.build is not None:
+        return word
+    build = _LIVING.get(name)
+    return None if build is None else dataclasses.replace(word, build=build)
+
 
 CONSTANTS: Mapping[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
@@ -94,6 +134,19 @@ _ARGUMENTS = {
     **dict.fromkeys(["Max", "Min", "max", "min"]),
 }
 
+
+def _elementwise(function, matrix):
+    """``function`` applied to each entry of ``matrix``, as ``matrix.applyfunc`` does."""
+    return matrix.applyfunc(function)
+
+
+def _hadamard(a, b):
+    """``a .* b``: the element-wise product of matrices; of numbers, their product."""
+    if isinstance(a, sp.MatrixExpr) and isinstance(b, sp.MatrixExpr):
+        return sp.HadamardProduct(a, b)
+    return a * b
+
+
 _BINARY = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -101,6 +154,7 @@ _BINARY = {
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b,
     ast.MatMult: lambda a, b: a * b,  # A @ B: sympy's product of matrix symbols
+    ast.Mod: _hadamard,  # A .* B (rewritten as %), see _rewrite
 }
 _SYMBOLS = {
     ast.Add: "+",
@@ -109,6 +163,7 @@ _SYMBOLS = {
     ast.Div: "/",
     ast.Pow: "**",
     ast.MatMult: "@",
+    ast.Mod: ".*",
 }
 # Operators of one precedence level, read left to right: a chain of them is one n-ary
 # node, so x + x + ... + x is neither deep nor rebuilt term by term.
@@ -118,6 +173,7 @@ _FAMILY = {
     ast.Mult: "product",
     ast.Div: "product",
     ast.MatMult: "product",
+    ast.Mod: "product",
 }
 # Chains longer than this are built by one sympy call; shorter ones one operator at a
 # time, exactly as Python would (the two can differ in the last bit of a float).
@@ -308,17 +364,132 @@ def _exception_text(exc: BaseException) -> str:
     return _quote(text, 120)[1:-1] if text else type(exc).__name__
 
 
+def _rewrite(text: str) -> tuple[str, list[int]]:
+    """The text as Python source, and for each character of it the index of the
+    character of ``text`` it stands for (so that messages quote the text as written).
+
+    The text's own syntax beyond Python's, as the package prints it:
+
+    * ``x^2`` is a power, ``x**2``;
+    * ``A .* B`` is the element-wise product (read as Python's ``%``, the same
+      precedence as ``*``; a ``%`` written in the text is refused);
+    * ``tanh.(H)`` applies a function entry by entry, ``tanh'.(H)`` its derivative,
+      and ``(d -> d**2).(H)`` a function written out (read as calls of names with a
+      leading underscore, which text itself may not use).
+    """
+    groups = _mapping_groups(text)
+    opening = {o: c for o, _, c in groups}
+    arrows = {a for _, a, _ in groups}
+    dots = {c + 1 for _, _, c in groups}  # the . of ").(" after a group
+    out: list[str] = []
+    origin: list[int] = []
+
+    def emit(piece: str, at: int) -> None:
+        out.append(piece)
+        origin.extend([at] * len(piece))
+
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if i in opening:
+            emit(_MAP + "(", i)
+            i += 1
+        elif i in arrows:
+            emit(", ", i)
+            i += 2
+        elif i in dots:
+            i += 1
+        elif ch == "^":
+            emit("**", i)
+            i += 1
+        elif text.startswith(".*", i) and _operator_dot(text, i):
+            emit("%", i)
+            i += 2
+        elif (ch.isalpha() or ch == "_") and (i == 0 or not _in_name(text[i - 1])):
+            j = i + 1
+            while j < n and _in_name(text[j]):
+                j += 1
+            name = text[i:j]
+            if text.startswith(".(", j):
+                emit(_ELEMENTWISE, i)
+                for k, c in enumerate(name):
+                    emit(c, i + k)
+                emit("(", j + 1)
+                i = j + 2
+            elif text.startswith("'.(", j):
+                emit(_DERIVATIVE, i)
+                for k, c in enumerate(name):
+                    emit(c, i + k)
+                emit("(", j + 2)
+                i = j + 3
+            else:
+                for k, c in enumerate(name):
+                    emit(c, i + k)
+                i = j
+        else:
+            emit(ch, i)
+            i += 1
+    return "".join(out), origin
+
+
+#: The names the rewrite gives the text's own syntax; text may not write them itself
+#: (names with a leading underscore are refused).
+_ELEMENTWISE, _DERIVATIVE, _MAP = "_ew_", "_ewd_", "_map_"
+
+
+def _in_name(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _operator_dot(text: str, i: int) -> bool:
+    """Whether the ``.`` at ``i`` (before ``*``) is the element-wise product, not the end
+    of a number (``2.*x`` is ``2.0*x``)."""
+    k = i
+    while k > 0 and _in_name(text[k - 1]):
+        k -= 1
+    return not (k < i and text[k].isdigit())
+
+
+def _mapping_groups(text: str) -> list[tuple[int, int, int]]:
+    """``(open, arrow, close)`` for each ``(v -> body).(`` in the text."""
+    match, stack = {}, []
+    for i, ch in enumerate(text):
+        if ch == "(":
+            stack.append(i)
+        elif ch == ")" and stack:
+            match[stack.pop()] = i
+    groups = []
+    for arrow in (m.start() for m in re.finditer("->", text)):
+        depth, k = 0, arrow - 1
+        while k >= 0:
+            if text[k] == ")":
+                depth += 1
+            elif text[k] == "(":
+                if depth == 0:
+                    break
+                depth -= 1
+            k -= 1
+        close = match.get(k) if k >= 0 else None
+        if close is not None and text.startswith(".(", close + 1):
+            groups.append((k, arrow, close))
+    return groups
+
+
 class _Reader:
     def __init__(self, text: str, known: dict[str, sp.Basic] | None):
         self.text = text
         self.known = known
         self.created: dict[str, sp.Symbol] = {}
+        self.bound: dict[str, sp.Dummy] = {}  # the variables of (d -> ...) mappings
         stripped = text.lstrip()
         self.indent = len(text) - len(stripped)
-        # x^2 means a power, as on paper; nothing else may contain ^ (no strings are
-        # allowed). Each ^ becomes two characters: remember where, for columns.
-        self.source = stripped.rstrip().replace("^", "**")
-        self.carets = [i + k for k, i in enumerate(m.start() for m in re.finditer(r"\^", stripped))]
+        self.stripped = stripped.rstrip()
+        if "%" in self.stripped:
+            raise ParseError(
+                f"cannot parse {_quote(text)}: % is not an operator here (column "
+                f"{text.index('%') + 1}); the element-wise product is written .*"
+            )
+        self.source, self.origin = _rewrite(self.stripped)
         self.lines = [line.encode() for line in self.source.splitlines()] or [b""]
 
     # --- errors ---------------------------------------------------------------------
@@ -332,16 +503,22 @@ class _Reader:
 
     def text_column(self, col: int) -> int:
         """The 0-based column in the text as written of column ``col`` of the source."""
-        return col - sum(1 for i in self.carets if i < col) + self.indent
+        at = self.origin[col] if col < len(self.origin) else len(self.stripped)
+        return at + self.indent
 
     def fail(self, node: ast.AST | None, what: str) -> ParseError:
         return ParseError(f"cannot parse {_quote(self.text)}: {what}{self.column(node)}")
 
     def segment(self, node: ast.AST) -> str:
-        """The source text of ``node`` (with ``**`` for ``^``)."""
-        if node.lineno != node.end_lineno:
+        """The text of ``node`` as written (the source's, across lines)."""
+        if node.lineno != node.end_lineno or node.lineno != 1:
             return ast.get_source_segment(self.source, node) or "the expression"
-        return self.lines[node.lineno - 1][node.col_offset : node.end_col_offset].decode()
+        line = self.lines[0]
+        start = len(line[: node.col_offset].decode(errors="replace"))
+        end = len(line[: node.end_col_offset].decode(errors="replace"))
+        if end <= start:
+            return ""
+        return self.stripped[self.origin[start] : self.origin[end - 1] + 1]
 
     def snippet(self, node: ast.AST, limit: int = 40, tail: bool = False) -> str:
         """The source text of ``node``, shortened for a message (to its end if ``tail``)."""
@@ -391,7 +568,7 @@ class _Reader:
             hint = f"a number has more than {MAX_DIGITS} digits, the limit for exact numbers"
         elif reserved and reserved[0] not in ("True", "False", "None"):
             word = reserved[0]
-            names = [*(self.known or ()), *FUNCTIONS]
+            names = [*(self.known or ()), *words()]
             suggestion = _did_you_mean(word, names, n=3) or f"; rename it, as in {word}_1"
             hint = f"{word!r} is a reserved word of Python, so it cannot name a symbol{suggestion}"
         elif message.startswith("invalid decimal literal"):
@@ -465,12 +642,59 @@ class _Reader:
             return [node.operand]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return _chain(node)[0]
+        if isinstance(node, ast.Call) and self.is_mapping(node):
+            return [node.func.args[1], node.args[0]]  # (d -> body).(A): body, then A
         if isinstance(node, ast.Call):
             self.check_call(node)
             return list(node.args)
         if isinstance(node, ast.Attribute) and node.attr == "T":  # A.T, a transpose
             return [node.value]
+        if isinstance(node, ast.Subscript):  # (M)[i, j], an entry
+            self.check_entry(node)
+            return [node.value]
         raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
+
+    def is_mapping(self, node: ast.Call) -> bool:
+        """Whether ``node`` is ``(d -> body).(A)`` (rewritten as a call of _map_), and
+        if so, bind ``d`` for the body."""
+        inner = node.func
+        if not (
+            isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Name)
+            and inner.func.id == _MAP
+        ):
+            return False
+        if (
+            len(inner.args) != 2
+            or not isinstance(inner.args[0], ast.Name)
+            or len(node.args) != 1
+            or inner.keywords
+            or node.keywords
+        ):
+            raise self.fail(
+                node, "a function written out is (d -> body).(A): one variable, one matrix"
+            )
+        var = inner.args[0].id
+        if var.startswith("_"):
+            raise self.fail(inner.args[0], f"the name {var!r} is not allowed (leading underscore)")
+        self.bound[var] = sp.Dummy(var, real=True)
+        return True
+
+    def check_entry(self, node: ast.Subscript) -> None:
+        index = node.slice
+        ok = (
+            isinstance(index, ast.Tuple)
+            and len(index.elts) == 2
+            and all(
+                isinstance(e, ast.Constant)
+                and isinstance(e.value, int)
+                and not isinstance(e.value, bool)
+                and 0 <= e.value < _BIG
+                for e in index.elts
+            )
+        )
+        if not ok:
+            raise self.fail(node, "an entry of a matrix is written (M)[i, j], with numbers i, j")
 
     def build(self, node: ast.AST, children: list[ast.AST], args: list):
         if isinstance(node, ast.Constant):
@@ -488,7 +712,24 @@ class _Reader:
             return self.apply(node, "the transpose fails", lambda a: a.T, args[0])
         if isinstance(node, ast.BinOp):
             return self.chain(node, children, args)
+        if isinstance(node, ast.Subscript):
+            i, j = (e.value for e in node.slice.elts)
+            if not isinstance(args[0], sp.MatrixExpr):
+                raise self.fail(node, f"{self.snippet(node.value)} is not a matrix: no entries")
+            entry = _word("entry")
+            build = entry.build if entry is not None else (lambda M, i, j: M[i, j])
+            return self.apply(node, "the entry fails", build, args[0], i, j)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Call):  # a mapping
+            var = self.bound[node.func.args[0].id]
+            body, matrix = args
+            return self.applied(node, sp.Lambda(var, body), matrix)
         return self.call(node, args)
+
+    def applied(self, node: ast.AST, function, arg):
+        """``function`` applied to ``arg``: entry by entry to a matrix."""
+        if isinstance(arg, sp.MatrixExpr):
+            return self.apply(node, "the element-wise function fails", _elementwise, function, arg)
+        return self.apply(node, "the function fails", function, arg)
 
     def number(self, node: ast.Constant):
         value = node.value
@@ -514,11 +755,13 @@ class _Reader:
         name = node.id
         if name.startswith("_"):
             raise self.fail(node, f"the name {name!r} is not allowed (leading underscore)")
+        if name in self.bound:  # the variable of a (d -> ...) mapping
+            return self.bound[name]
         if self.known is not None and name in self.known:
             return self.known[name]
         if name in CONSTANTS:
             return CONSTANTS[name]
-        if name in FUNCTIONS:
+        if name in words():
             raise self.fail(node, f"{name!r} is a function: call it, as in {name}(x)")
         if self.known is not None:
             names = list(self.known)
@@ -543,7 +786,11 @@ class _Reader:
                 what += f": a product needs *, as in {self.snippet(func)}*({inside})"
             raise self.fail(node, what)
         name = func.id
-        if name not in FUNCTIONS:
+        for prefix in (_ELEMENTWISE, _DERIVATIVE):
+            if name.startswith(prefix):
+                self.check_elementwise(node, name[len(prefix) :], prefix == _DERIVATIVE)
+                return
+        if name not in words():
             inside = ", ".join(self.snippet(a) for a in node.args)
             if (self.known is not None and name in self.known) or name in CONSTANTS:
                 kind = "symbol" if name not in CONSTANTS else "constant"
@@ -552,13 +799,25 @@ class _Reader:
                     f"{name} is a {kind}, not a function: a product needs *, "
                     f"as in {name}*({inside})",
                 )
-            hint = _did_you_mean(name, FUNCTIONS) or (
-                "; the functions are: " + ", ".join(sorted(FUNCTIONS, key=str.lower))
+            known = words()
+            hint = _did_you_mean(name, known) or (
+                "; the functions are: " + ", ".join(sorted(known, key=str.lower))
             )
             raise self.fail(node, f"a call of {name!r}, which is not an allowed function{hint}")
-        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+        word = _word(name) if name not in FUNCTIONS else None
+        keywords = word.keywords if word is not None else ()
+        for k in node.keywords:
+            if k.arg not in keywords or not (
+                isinstance(k.value, ast.Constant)
+                and isinstance(k.value.value, int)
+                and not isinstance(k.value.value, bool)
+                and abs(k.value.value) < _BIG
+            ):
+                allowed = f" ({', '.join(f'{w}=<integer>' for w in keywords)})" if keywords else ""
+                raise self.fail(node, f"{name}() takes positional arguments{allowed} only")
+        if any(isinstance(a, ast.Starred) for a in node.args):
             raise self.fail(node, f"{name}() takes plain positional arguments only")
-        counts = _ARGUMENTS.get(name, (1,))
+        counts = word.arguments if word is not None else _ARGUMENTS.get(name, (1,))
         given = len(node.args)
         if counts is None and not given:
             raise self.fail(node, f"{name}() takes at least one argument")
@@ -625,21 +884,56 @@ class _Reader:
 
     def call(self, node: ast.Call, args: list):
         name = node.func.id
-        for arg, child in zip(args, node.args):
-            if isinstance(arg, sp.MatrixExpr):
-                what = self.snippet(child)
-                example = ""
-                if _ARGUMENTS.get(name, (1,)) == (1,) and hasattr(sp, name):
-                    example = f", as in ({what}).applyfunc(sp.{name})"
-                raise self.fail(
-                    child,
-                    f"{name}() takes numbers, and {what} is a {_shape(arg)} matrix; element-wise "
-                    f"functions have no text form: build them in Python{example}",
-                )
+        for prefix in (_ELEMENTWISE, _DERIVATIVE):
+            if name.startswith(prefix):
+                function = words()[name[len(prefix) :]]
+                if prefix == _DERIVATIVE:
+                    d = sp.Dummy("d", real=True)
+                    function = sp.Lambda(d, sp.diff(function(d), d))
+                elif not isinstance(args[0], sp.MatrixExpr):
+                    self.check_function(node, name[len(prefix) :], args[0])
+                return self.applied(node, function, args[0])
+        word = _word(name) if name not in FUNCTIONS else None
+        if word is None or not word.matrices:
+            for arg, child in zip(args, node.args):
+                if isinstance(arg, sp.MatrixExpr):
+                    what = self.snippet(child)
+                    example = f", as in {name}.({what})" if len(args) == 1 else ""
+                    raise self.fail(
+                        child,
+                        f"{name}() takes numbers, and {what} is a {_shape(arg)} matrix; to apply "
+                        f"it entry by entry write {name}.(...){example}",
+                    )
+        if len(args) == 1:
+            self.check_function(node, name, args[0])
+        keywords = {k.arg: k.value.value for k in node.keywords}
+        build = word.build if word is not None else FUNCTIONS[name]
+        return self.apply(
+            node,
+            f"{name}() cannot take these arguments",
+            lambda *a: build(*a, **keywords),
+            *args,
+        )
+
+    def check_function(self, node: ast.Call, name: str, arg) -> None:
         check = _CHECKS.get(name)
-        if check is not None and len(args) == 1:
-            check(self, node, args[0])
-        return self.apply(node, f"{name}() cannot take these arguments", FUNCTIONS[name], *args)
+        if check is not None:
+            check(self, node, arg)
+
+    def check_elementwise(self, node: ast.Call, name: str, derivative: bool) -> None:
+        """``name.(A)``: a function of one number, applied entry by entry."""
+        known = words()
+        if name not in known:
+            hint = _did_you_mean(name, known)
+            raise self.fail(node, f"{name!r} is not a function{hint}")
+        word = _word(name) if name not in FUNCTIONS else None
+        counts = word.arguments if word is not None else _ARGUMENTS.get(name, (1,))
+        if (word is not None and word.matrices) or counts is None or 1 not in counts:
+            raise self.fail(
+                node, f"{name} is not a function of one number: {name}.(...) means nothing"
+            )
+        if len(node.args) != 1 or node.keywords:
+            raise self.fail(node, f"{name}.(A) applies {name} to each entry of one matrix A")
 
     # --- bounds on exact numbers ------------------------------------------------------------
 
@@ -809,6 +1103,12 @@ class _Reader:
                     node,
                     f"cannot add a {_shape(a)} matrix and a {_shape(b)} matrix (at {this})",
                 )
+        elif kind is ast.Mod and left and right and _differ(a.shape, b.shape):
+            raise self.fail(
+                node,
+                f"an element-wise product of a {_shape(a)} and a {_shape(b)} matrix (at "
+                f"{this}): the shapes must be equal",
+            )
         elif kind in (ast.Mult, ast.MatMult) and left and right and _differ((a.cols,), (b.rows,)):
             raise self.fail(
                 node,

@@ -80,12 +80,22 @@ def _entries(m):
 
 
 def _point(rng, *exprs):
-    """Random values in [0.5, 1.5] for every matrix entry and scalar symbol."""
+    """Random values in [0.5, 1.5] for every matrix entry and scalar symbol, drawn in a
+    fixed order (a set's order changes with Python's hash seed); 2 more on the diagonal
+    of a square matrix, so that inverses are well conditioned."""
     atoms = set()
     for e in exprs:
         atoms |= e.atoms(sp.matrices.expressions.matexpr.MatrixElement)
         atoms |= {a for a in e.atoms(sp.Symbol)}
-    return {a: sp.Float(rng.uniform(0.5, 1.5)) for a in atoms}
+    point = {}
+    for a in sorted(atoms, key=sp.default_sort_key):
+        value = rng.uniform(0.5, 1.5)
+        if isinstance(a, sp.matrices.expressions.matexpr.MatrixElement):
+            M, i, j = a.args
+            if M.shape[0] == M.shape[1] and i == j:
+                value += 2.0
+        point[a] = sp.Float(value)
+    return point
 
 
 def test_every_rule_has_an_example():
