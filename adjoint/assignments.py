@@ -6,10 +6,10 @@ The graph travels as a plain text file that the command line ``adjoint grade``
 reads back (:func:`read_graph`)::
 
     # comments and blank lines are ignored
-    inputs: x, y          # scalar nodes only: matrix graphs are graded from Python
-    constants: c          # data: values but no multiplier (optional)
+    inputs: x, y          # scalars, or matrices with their shapes: W1(d, d)
+    constants: c          # data: values but no multiplier (optional): X(n, d)
     z1 = x*y              # one constraint a line, in any order
-    z2 = sin(z1) + x
+    z2 = sin(z1) + x      # in the text syntax of adjoint.parse (tanh.(H), A .* B, ...)
     output: z2            # optional: else the one node nobody reads
     weights: x=2, y=1     # optional: points per node for partial credit
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .api import Graph
-from .display import latex
+from .display import latex, text
 from .errors import AdjointError
 from .grading import check_adjoints
 from .lagrangian import stationarity
@@ -195,26 +195,22 @@ def _statement(g: Graph) -> str:
 
 
 def graph_text(graph) -> str:
-    """``graph`` in the text format of :func:`read_graph` (scalar graphs)."""
-    matrices = [z.name for z in graph.nodes + graph.constants if graph.node(z).shape]
-    if matrices:
-        raise AdjointError(
-            f"a graph file holds scalar nodes only, and {', '.join(matrices)} are matrices: "
-            "grade matrix graphs from Python with adjoint.check_adjoints"
-        )
+    """``graph`` in the text format of :func:`read_graph`: matrices with their shapes,
+    constraints as the package prints them (which :func:`adjoint.parse` reads back)."""
 
     def declared(s):
-        return s.name
+        shape = graph.node(s).shape
+        return s.name if shape is None else f"{s.name}({shape[0]}, {shape[1]})"
 
     lines = [f"inputs: {', '.join(declared(x) for x in graph.inputs)}"]
     if graph.constants:
         lines.append(f"constants: {', '.join(declared(c) for c in graph.constants)}")
-    lines += [f"{z} = {graph.expr(z)}" for z in graph.defined]
+    lines += [f"{z} = {text(graph.expr(z))}" for z in graph.defined]
     lines.append(f"output: {graph.output}")
     return "\n".join(lines) + "\n"
 
 
-_DECLARED = re.compile(r"^[A-Za-z_]\w*$")
+_DECLARED = re.compile(r"^([A-Za-z_]\w*)\s*(?:\(\s*(\w+)\s*,\s*(\w+)\s*\))?$")
 
 
 def read_graph(text: str) -> tuple[Graph, dict]:
@@ -272,7 +268,40 @@ def read_graph(text: str) -> tuple[Graph, dict]:
 
 
 def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    """The items of a comma-separated list, commas inside parentheses kept (W(d, d))."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _declared(item: str) -> tuple[str, tuple | None]:
+    """``("W", (d, d))`` from ``"W(d, d)"``, ``("x", None)`` from ``"x"``; a dimension is
+    a positive integer or a name (a positive integer symbol, shared by name)."""
+    match = _DECLARED.match(item.strip())
+    if not match:
+        raise AdjointError(
+            f"{item!r} is not a declaration: write a name (x) or a matrix with its shape "
+            "(W(d, d) or X(4, 3))"
+        )
+    name, rows, cols = match.groups()
+    if rows is None:
+        return name, None
+    dims = []
+    for dim in (rows, cols):
+        if dim.isdigit():
+            if int(dim) < 1:
+                raise AdjointError(f"{item!r}: a dimension must be positive")
+            dims.append(int(dim))
+        elif dim.isidentifier() and not dim[0].isdigit():
+            dims.append(sp.Symbol(dim, integer=True, positive=True))
+        else:
+            raise AdjointError(f"{item!r}: a dimension is a positive integer or a name")
+    return name, tuple(dims)
 
 
 def _names(value, what: str) -> list[str]:
@@ -291,12 +320,8 @@ def _build(inputs, constants, constraints, output, weights):
     g = Graph()
     for names, declare in ((inputs, g.input), (constants, g.constant)):
         for item in names:
-            if not _DECLARED.match(item.strip()):
-                raise AdjointError(
-                    f"{item!r} is not a name (graph files hold scalar nodes only; grade "
-                    "matrix graphs from Python with adjoint.check_adjoints)"
-                )
-            declare(item.strip())
+            name, shape = _declared(item)
+            declare(name) if shape is None else declare(name, shape=shape)
     graph = Graph.from_equations(
         constraints,
         inputs=list(g.inputs),

@@ -14,6 +14,7 @@ by the modules above, as functions of a graph; :class:`adjoint.Graph` (in
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -311,13 +312,17 @@ class ConstraintGraph:
         dependencies.add_nodes_from(position)
         rhs = []
         for lhs, expr in pairs:
-            if not isinstance(expr, sp.Basic):
-                expr = g.read_expr(expr, lhs, [sp.Symbol(name, real=True) for name in position])
+            if isinstance(expr, str):
+                # Text is read once the nodes it names are defined, so that it knows
+                # their shapes (a matrix node's transpose, say): here only the names.
+                names = set(re.findall(r"(?<![\w.])[^\W\d]\w*", expr)) & position.keys()
+            else:
+                if not isinstance(expr, sp.Basic):
+                    expr = g.read_expr(expr, lhs, [sp.Symbol(n, real=True) for n in position])
+                names = {s.name for s in free_symbols(expr)} & position.keys()
             rhs.append(expr)
-            target = lhs.name
-            for s in free_symbols(expr):
-                if s.name in position:
-                    dependencies.add_edge(s.name, target)
+            for name in names:
+                dependencies.add_edge(name, lhs.name)
         if not nx.is_directed_acyclic_graph(dependencies):
             cycle = [u for u, _ in nx.find_cycle(dependencies)]
             raise CycleError(
@@ -329,7 +334,12 @@ class ConstraintGraph:
             )
         for name in nx.lexicographical_topological_sort(dependencies, key=position.get):
             lhs, _ = pairs[position[name]]
-            g.define(lhs, rhs[position[name]])
+            expr = rhs[position[name]]
+            if isinstance(expr, str):
+                expr = g.read_expr(expr, lhs)
+                if isinstance(expr, sp.MatrixExpr):
+                    lhs = lhs.name  # a matrix node, of the shape its constraint has
+            g.define(lhs, expr)
         if output is not None:
             g.set_output(output)
         else:

@@ -481,6 +481,7 @@ class _Reader:
         self.known = known
         self.created: dict[str, sp.Symbol] = {}
         self.bound: dict[str, sp.Dummy] = {}  # the variables of (d -> ...) mappings
+        self.mappings: dict[ast.AST, sp.Dummy] = {}
         stripped = text.lstrip()
         self.indent = len(text) - len(stripped)
         self.stripped = stripped.rstrip()
@@ -488,6 +489,12 @@ class _Reader:
             raise ParseError(
                 f"cannot parse {_quote(text)}: % is not an operator here (column "
                 f"{text.index('%') + 1}); the element-wise product is written .*"
+            )
+        hidden = re.search(r"(?<![\w.])_\w*", self.stripped)
+        if hidden:  # the rewrite's own names among them: text may not write them
+            raise ParseError(
+                f"cannot parse {_quote(text)}: the name {hidden.group()!r} is not allowed "
+                f"(leading underscore) (column {self.indent + hidden.start() + 1})"
             )
         self.source, self.origin = _rewrite(self.stripped)
         self.lines = [line.encode() for line in self.source.splitlines()] or [b""]
@@ -677,7 +684,8 @@ class _Reader:
         var = inner.args[0].id
         if var.startswith("_"):
             raise self.fail(inner.args[0], f"the name {var!r} is not allowed (leading underscore)")
-        self.bound[var] = sp.Dummy(var, real=True)
+        if node not in self.mappings:  # asked again once the body is read: same variable
+            self.mappings[node] = self.bound[var] = sp.Dummy(var, real=True)
         return True
 
     def check_entry(self, node: ast.Subscript) -> None:
@@ -720,7 +728,7 @@ class _Reader:
             build = entry.build if entry is not None else (lambda M, i, j: M[i, j])
             return self.apply(node, "the entry fails", build, args[0], i, j)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Call):  # a mapping
-            var = self.bound[node.func.args[0].id]
+            var = self.mappings[node]
             body, matrix = args
             return self.applied(node, sp.Lambda(var, body), matrix)
         return self.call(node, args)
