@@ -144,6 +144,8 @@ class sigmoid_prime(_Elementwise):
 class relu(_Elementwise):
     """``max(x, 0)``; its derivative :class:`relu_prime` is 0 at the kink 0 by convention."""
 
+    kinked = True
+
     @classmethod
     def eval(cls, x):
         if x.is_Number:
@@ -164,6 +166,7 @@ class relu_prime(_Elementwise):
     PyTorch), 0 from the left and 1 from the right."""
 
     one_sided = (sp.S.Zero, sp.S.One)
+    kinked = True
 
     @classmethod
     def eval(cls, x):

@@ -55,11 +55,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import Application
 
 from .checks import relative_error
 from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
+from .primitives import KINKED, kinked
 from .solve import solve
 from .values import read_values
 
@@ -72,21 +74,10 @@ UNPARSEABLE, UNCHECKED = "unparseable", "unchecked"
 #: integer powers up to this exponent: ``expand`` stays cheap below both.
 SYMBOLIC_OPS, SYMBOLIC_POWER = 60, 8
 
-#: Functions with a kink or a jump: a submission may use one only where the graph or
-#: its condition has one with the same argument.
-KINKS = (
-    sp.Abs,
-    sp.sign,
-    sp.Heaviside,
-    sp.Piecewise,
-    sp.Max,
-    sp.Min,
-    sp.floor,
-    sp.ceiling,
-    sp.frac,
-    sp.Mod,
-    sp.DiracDelta,
-)
+#: Functions with a kink or a jump (the solver's idea of one, :func:`adjoint.primitives.kinked`):
+#: a submission may use one only where the graph or its condition has one with the
+#: same argument.
+KINKS = KINKED
 
 
 @dataclass(frozen=True)
@@ -665,7 +656,7 @@ def _proved_equal(a, b) -> bool:
 def _kink_args(expr) -> set:
     """The arguments of the kinks and jumps in ``expr``: where each one breaks."""
     args = set()
-    for k in expr.atoms(*KINKS):
+    for k in (a for a in expr.atoms(Application) if kinked(a)):
         if isinstance(k, sp.Piecewise):
             args.add(k)
         elif isinstance(k, (sp.Max, sp.Min)):  # breaks where two arguments tie

@@ -24,8 +24,10 @@ from collections.abc import Callable
 import sympy as sp
 
 __all__ = [
+    "KINKED",
     "OUTPUT_DERIVATIVES",
     "derivative_from_output",
+    "kinked",
     "kinks",
     "mark_kinks",
     "one_sided",
@@ -87,6 +89,31 @@ def mark_kinks(derivative: sp.Expr, f: sp.Expr) -> sp.Expr:
     for u in kinks(derivative, f):
         derivative = undefined_at_zero(derivative, u)
     return derivative
+
+
+#: The functions with a kink or a jump somewhere: where the derivative of an
+#: expression that holds one may not exist. A class of the package's declares it with
+#: ``kinked = True`` (relu does). Grading reads this; solving marks the kinks the
+#: derivatives bring in (:func:`kinks`).
+KINKED = (
+    sp.Abs,
+    sp.sign,
+    sp.Heaviside,
+    sp.Piecewise,
+    sp.Max,
+    sp.Min,
+    sp.floor,
+    sp.ceiling,
+    sp.frac,
+    sp.Mod,
+    sp.DiracDelta,
+    sp.atan2,
+)
+
+
+def kinked(f) -> bool:
+    """Whether the function application ``f`` has a kink or a jump somewhere."""
+    return isinstance(f, KINKED) or bool(getattr(type(f), "kinked", False))
 
 
 #: The values of a kink's marker just below and just above the kink. A class may

@@ -532,3 +532,15 @@ def test_a_tolerance_that_would_pass_anything_is_refused(tmp_path):
         check_adjoints(g, {"z2": "1"}, seed=1).to_gradescope(tmp_path)
     with pytest.raises(adjoint.AdjointError, match="directions"):
         adjoint.check_hvp(g, {"x": 1.0, "y": 2.0}, directions=0)
+
+
+def test_the_graders_kinks_are_the_solvers():
+    """Grading's idea of a kink (11 classes) was not the solver's: relu, which the
+    solver marks, passed the grader's kink rule."""
+    from adjoint.primitives import kinked
+
+    g = adjoint.Graph.from_expr("x**2 + y")
+    grading = check_adjoints(g, {"x": "lambda_z1*2*relu(x)"})
+    assert [w.mistake for w in grading.wrong] == ["kink"]
+    x = sp.Symbol("x", real=True)
+    assert kinked(adjoint.relu(x)) and kinked(sp.Abs(x)) and not kinked(sp.sin(x))
