@@ -113,6 +113,7 @@ def verify(
     points: int = 3,
     rtol: float = 1e-7,
     seed: int = 0,
+    solution=None,
 ) -> VerifyReport:
     """Check Theorem 16.1 for every node of ``graph``.
 
@@ -144,15 +145,16 @@ def verify(
         if not matrices and not s.is_real
     }
     if at is not None:
-        at_points = [{s: v for s, v in read_values(graph, at).items() if s in leaves}]
+        given = read_values(graph, at) if solution is None else solution.environment
+        at_points = [{s: v for s, v in given.items() if s in leaves}]
     else:
         at_points = [random_point(graph, rng) for _ in range(points)]
-    solutions = [solve(graph, p) for p in at_points]
+    if solution is not None and at is not None:  # solved at ``at`` already
+        solutions = [solution]
+    else:
+        solutions = [solve(graph, p) for p in at_points]
     kinked = _behind_kinks(graph, solutions)
-    envs = [
-        as_numpy_numbers({**read_values(graph, p), **s.values})
-        for p, s in zip(at_points, solutions)
-    ]
+    envs = [as_numpy_numbers(s.environment) for s in solutions]
     readers = {z: [] for z in graph.nodes}  # the constraints that read each node
     for c in stationarity(graph).forward_conditions:
         for r in set(c.reads):

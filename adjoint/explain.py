@@ -62,10 +62,11 @@ class Explanation:
     """A derivation: sections with text and LaTeX. ``str()`` gives plain text; Jupyter
     renders Markdown with LaTeX; :meth:`to_latex` and :meth:`to_dict` give the rest."""
 
-    def __init__(self, title: str, sections: list[Section], graph=None, at=None):
+    def __init__(self, title: str, sections: list[Section], graph=None, at=None, solution=None):
         self.title = title
         self.sections = tuple(sections)
-        self.graph, self.at = graph, at  # what was explained, for the page's table and drawing
+        # what was explained, for the page's table and drawing: solved once, kept
+        self.graph, self.at, self.solution = graph, at, solution
 
     def __str__(self) -> str:
         out = [self.title, "=" * len(self.title)]
@@ -110,10 +111,13 @@ class Explanation:
             if s.note:
                 body.append(f"<p>{html.prose(s.note)}</p>")
             body += [f'<div class="eq">{html.math(m, display=True)}</div>' for m in s.math]
+        solution = self.solution
         if self.graph is not None and self.at is not None:
-            body += ["<h2>Both sweeps, edge by edge</h2>", trace(self.graph, self.at).to_html()]
+            if solution is None:
+                solution = solve(self.graph, self.at)
+            table = trace(self.graph, self.at, solution=solution)
+            body += ["<h2>Both sweeps, edge by edge</h2>", table.to_html()]
         if self.graph is not None:
-            solution = None if self.at is None else solve(self.graph, self.at)
             body += [
                 "<h2>The computation graph</h2>",
                 f"<figure>{html.drawing_svg(self.graph, solution)}</figure>",
@@ -133,19 +137,19 @@ class Explanation:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
-def _env(graph, at):
+def _env(graph, at, solution=None):
     """Values of every z and lambda at ``at`` (and of the dimensions), or None."""
-    return _solved(graph, at)[0]
+    return _solved(graph, at, solution)[0]
 
 
-def _solved(graph, at):
-    """``(env, solution)`` at ``at``: see :func:`_env`; ``(None, None)`` without a point."""
+def _solved(graph, at, solution=None):
+    """``(env, solution)`` at ``at``: see :func:`_env`; ``(None, None)`` without a point.
+    A ``solution`` already solved there is used as it is."""
     if at is None:
         return None, None
-    sol = solve(graph, at)
-    env = {**read_values(graph, at), **sol.values}
-    env.update({graph.multiplier(z): v for z, v in sol.adjoints.items()})
-    return as_numpy_numbers(env), sol
+    sol = solve(graph, at) if solution is None else solution
+    # numpy numbers: partials evaluated on them give inf at 1/0, never ZeroDivisionError
+    return as_numpy_numbers(sol.environment), sol
 
 
 def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) -> Explanation:
@@ -156,9 +160,9 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         raise AdjointError(
             "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
         )
-    second = None if direction is None else sweeps(graph, at, direction)
     kkt = stationarity(graph)
-    env, sol = _solved(graph, at)
+    env, sol = _solved(graph, at)  # solved once: the sweeps, the check and the page read it
+    second = None if direction is None else sweeps(graph, at, direction, solution=sol)
     undefined = {} if sol is None else dict(sol.undefined)
     out = graph.output
     sections = []
@@ -279,7 +283,7 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         sections.append(_kinks_section(sol.kinks))
 
     if len(graph.nodes) <= CHECK_LIMIT:
-        report = verify(graph, at)
+        report = verify(graph, at, solution=sol)
         lines = tuple(
             f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, {c.node} is undefined here"
             if c.node in undefined
@@ -326,7 +330,7 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         *_point(graph, env),
     )
     # A copy: the page drawn later shows this graph, whatever is defined on it meanwhile.
-    return Explanation(title, sections, graph.copy(), at)
+    return Explanation(title, sections, graph.copy(), at, sol)
 
 
 def _undefined_section(graph, undefined: dict) -> Section:
@@ -538,12 +542,13 @@ class Trace:
         return "\n".join(out)
 
 
-def trace(graph, at: Mapping) -> Trace:
-    """Both sweeps at ``at``, edge by edge, each partial written and evaluated."""
+def trace(graph, at: Mapping, *, solution=None) -> Trace:
+    """Both sweeps at ``at``, edge by edge, each partial written and evaluated
+    (``solution``: grad L = 0 solved at ``at`` already)."""
     if at is None:
         raise AdjointError("the trace table needs a point, as in g.trace({x: 1.5, y: -2.0})")
     kkt = stationarity(graph)
-    env = _env(graph, at)
+    env = _env(graph, at, solution)
     rows = []
     for c in kkt.forward_conditions:
         rows.append(TraceRow("forward", c.unknown, None, text(c.rhs), env[c.unknown], None))

@@ -406,17 +406,11 @@ def _sweeps(graph, so, env, v):
     return env
 
 
-def _solved(graph, at, kinks="convention"):
+def _solved(graph, at, kinks="convention", solution=None):
     so = second_order(graph)
-    sol = solve(graph, at, kinks=kinks)
-    env = {
-        **read_values(graph, at),
-        **sol.values,
-        **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()},
-    }
+    sol = solve(graph, at, kinks=kinks) if solution is None else solution
     # numpy numbers, not Python floats: 1/0 is inf (and marked), never ZeroDivisionError
-    env = as_numpy_numbers(env)
-    return so, sol, env
+    return so, sol, as_numpy_numbers(sol.environment)
 
 
 def tangent(
@@ -440,12 +434,15 @@ def tangent(
     return TangentSolution({z: _finish(env[z]) for z in nodes}, tangents, graph.output)
 
 
-def sweeps(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") -> dict:
+def sweeps(
+    graph, at: Mapping, direction: Mapping, *, kinks: str = "convention", solution=None
+) -> dict:
     """Every value of both sweeps at ``at`` along ``direction``: ``{zdot_i: value,
     lambdadot_j: value}`` keyed by the unknowns of :func:`second_order`'s conditions,
-    with the nodes' values and multipliers."""
+    with the nodes' values and multipliers. ``solution``: grad L = 0 solved at ``at``
+    already (it is not solved again)."""
     _check_kinks(kinks)
-    so, _, env = _solved(graph, at, kinks)
+    so, _, env = _solved(graph, at, kinks, solution)
     with watch_kinks(nan=kinks == "nan"):
         return _sweeps(graph, so, env, read_direction(graph, direction))
 

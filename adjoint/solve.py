@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import sympy as sp
@@ -108,12 +109,14 @@ def solve(
         for x in graph.inputs:
             lam = graph.multiplier(x)
             env[lam] = np.full(np.shape(env[lam]), np.nan)[()]
-    if not symbolic:
-        env = {k: _finish(v) for k, v in env.items()}
+    if not symbolic:  # sizes of dimensions stay integers
+        dims = set(graph.dims)
+        env = {k: v if k in dims else _finish(v) for k, v in env.items()}
     node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
-    return Solution(graph, node_values, adjoints, symbolic, undefined, _kinks(met, kinks))
+    found = _kinks(met, kinks)
+    return Solution(graph, node_values, adjoints, symbolic, undefined, found, env)
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ class Solution:
     __slots__ = (
         "_formulas",
         "adjoints",
+        "environment",
         "gradient",
         "kinks",
         "output",
@@ -311,11 +315,23 @@ class Solution:
     )
 
     def __init__(
-        self, graph, values: dict, adjoints: dict, symbolic: bool, undefined=None, kinks=()
+        self,
+        graph,
+        values: dict,
+        adjoints: dict,
+        symbolic: bool,
+        undefined=None,
+        kinks=(),
+        environment=None,
     ):
+        if environment is None:
+            environment = {**values, **{graph.multiplier(z): v for z, v in adjoints.items()}}
         fields = {
             "undefined": NodeMap(undefined or {}),
             "kinks": tuple(kinks),
+            # every value solving knew, keyed by symbol (nodes, multipliers, dimensions),
+            # so that what reads a solution need not read the point and solve again
+            "environment": MappingProxyType(dict(environment)),
             "values": NodeMap(values),
             "adjoints": NodeMap(adjoints),
             "gradient": NodeMap({x: adjoints[x] for x in graph.inputs}),
@@ -348,6 +364,7 @@ class Solution:
 
     def __reduce__(self):
         state = {name: getattr(self, name) for name in self.__slots__}
+        state["environment"] = dict(self.environment)  # a mappingproxy does not pickle
         return (_rebuild_solution, (state,))
 
     def rows(self) -> list[tuple]:
@@ -392,6 +409,7 @@ class Solution:
 
 def _rebuild_solution(state: dict) -> Solution:
     solution = object.__new__(Solution)
+    state = {**state, "environment": MappingProxyType(state.get("environment", {}))}
     for name, value in state.items():
         object.__setattr__(solution, name, value)
     return solution

@@ -1,5 +1,7 @@
 """What a student sees: the derivation, the trace table, the linear system, drawings."""
 
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -111,3 +113,31 @@ def test_to_dot():
     assert '"X" -> "H"' in dot and '"W1" -> "H" [label="X.T*Lambda_H"]' in dot
     edges = [line for line in dot.splitlines() if re.match(r'\s*"[^"]+" -> "', line)]
     assert len(edges) == sum(len(g.node(z).reads) for z in g.defined)
+
+
+def test_an_explained_page_solves_once_and_reads_the_point_once(monkeypatch):
+    """explain(at, direction).to_html() solved 5 times and validated the point 9 times."""
+    import adjoint.solve
+    import adjoint.values
+
+    calls = {"solve": 0, "read": 0}
+    solve, read = adjoint.solve.solve, adjoint.values.read_values
+
+    def counted_solve(*args, **kwargs):
+        calls["solve"] += 1
+        return solve(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):
+        calls["read"] += 1
+        return read(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("adjoint"):
+            if getattr(module, "solve", None) is solve:
+                monkeypatch.setattr(module, "solve", counted_solve)
+            if getattr(module, "read_values", None) is read:
+                monkeypatch.setattr(module, "read_values", counted_read)
+    g = adjoint.Graph.from_expr("sin(x*y) + x**2")
+    page = g.explain({"x": 1.5, "y": -2.0}, {"x": 1.0, "y": 0.5}).to_html()
+    assert "<math" in page
+    assert calls == {"solve": 1, "read": 1}, calls
