@@ -33,7 +33,7 @@ from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function, to_real
 from .second_order import hvp
 from .solve import forward_sweep, solve
-from .values import as_numpy_numbers, read_values
+from .values import as_numpy_numbers, read_values, relative_error
 
 __all__ = [
     "GradientCheck",
@@ -364,20 +364,6 @@ def _difference(graph, z, constraints, env, sol, direction) -> Differences:
         return sum(float(np.sum(lam * c.solve(moved))) for c, lam in readers)
 
     return differences(phi, VERIFY_STEPS)
-
-
-def relative_error(a, b, floor: float = 1.0) -> float:
-    """The worst ``|a - b| / max(floor, |a|, |b|)`` over the entries of ``a`` and ``b``.
-
-    ``inf`` when the shapes differ or a value is not finite: a checker never
-    broadcasts a mismatch into a pass, nor compares through a nan.
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b) / np.maximum(floor, np.maximum(np.abs(a), np.abs(b)))))
 
 
 # -- checks of the gradient against the function itself ------------------------

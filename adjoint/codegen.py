@@ -50,6 +50,7 @@ from .numeric import (
     JaxNumericPrinter,
     NoNumericRule,
     NumericPrinter,
+    check_kinks,
     namespace,
     on_host,
 )
@@ -160,7 +161,7 @@ class Program:
     ):
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
-        _check_kinks(kinks)
+        check_kinks(kinks)
         self.graph = graph
         self.kkt = stationarity(graph)
         self.gradient = gradient
@@ -583,11 +584,6 @@ def _imports(program, body: str) -> list[str]:
     return lines
 
 
-def _check_kinks(kinks) -> None:
-    if kinks not in ("convention", "nan"):
-        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
-
-
 def compile_graph(
     graph,
     *,
@@ -627,7 +623,7 @@ def compile_graph(
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:
         raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
-    _check_kinks(kinks)
+    check_kinks(kinks)
     if backend == "jax":
         _require_jax()
     key = (

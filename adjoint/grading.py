@@ -57,13 +57,12 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import Application
 
-from .checks import relative_error
 from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
 from .primitives import KINKED, kinked
 from .solve import solve
-from .values import read_values
+from .values import read_values, relative_error
 
 __all__ = ["AdjointGrade", "Grading", "check_adjoints"]
 

@@ -24,6 +24,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from .errors import AdjointError
 from .primitives import one_sided
 
 __all__ = [
@@ -469,6 +470,12 @@ def on_host(fn):
 
 
 KINK_MODES = ("convention", "nan", "watch")
+
+
+def check_kinks(kinks) -> None:
+    """The ``kinks=`` option of solving, compiling and second order: "convention" or "nan"."""
+    if kinks not in ("convention", "nan"):
+        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
 
 
 class Kinks:

@@ -36,9 +36,9 @@ from .errors import AdjointError, BadValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
-from .numeric import numeric_function, watch_kinks
+from .numeric import check_kinks, numeric_function, watch_kinks
 from .solve import NodeMap, forward_sweep, solve
-from .values import as_array, as_number, as_numpy_numbers, by_node, read_values
+from .values import as_array, as_number, as_numpy_numbers, by_node, finish, read_values
 
 __all__ = [
     "HVP",
@@ -419,7 +419,7 @@ def tangent(
     """Forward mode: the tangent conditions solved at ``at`` along ``direction``. At a
     kink a partial takes its conventional value, or ``nan`` with ``kinks="nan"`` (as
     in :func:`adjoint.solve.solve`)."""
-    _check_kinks(kinks)
+    check_kinks(kinks)
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
     v = read_direction(graph, direction)
@@ -430,8 +430,8 @@ def tangent(
         for c in so.tangent_conditions:
             env[c.unknown] = c.solve(env)
     nodes = (*graph.inputs, *graph.defined)
-    tangents = {z: _finish(env[so.dots[z]]) for z in nodes}
-    return TangentSolution({z: _finish(env[z]) for z in nodes}, tangents, graph.output)
+    tangents = {z: finish(env[so.dots[z]]) for z in nodes}
+    return TangentSolution({z: finish(env[z]) for z in nodes}, tangents, graph.output)
 
 
 def sweeps(
@@ -441,7 +441,7 @@ def sweeps(
     lambdadot_j: value}`` keyed by the unknowns of :func:`second_order`'s conditions,
     with the nodes' values and multipliers. ``solution``: grad L = 0 solved at ``at``
     already (it is not solved again)."""
-    _check_kinks(kinks)
+    check_kinks(kinks)
     so, _, env = _solved(graph, at, kinks, solution)
     with watch_kinks(nan=kinks == "nan"):
         return _sweeps(graph, so, env, read_direction(graph, direction))
@@ -451,24 +451,12 @@ def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") ->
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
     JAX), or ``nan`` with ``kinks="nan"``."""
-    _check_kinks(kinks)
+    check_kinks(kinks)
     so, _, env = _solved(graph, at, kinks)
     with watch_kinks(nan=kinks == "nan"):
         env = _sweeps(graph, so, env, read_direction(graph, direction))
     gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
-    return HVP({c.wrt: _finish(env[c.unknown]) for c in gradient})
-
-
-def _check_kinks(kinks) -> None:
-    if kinks not in ("convention", "nan"):
-        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
-
-
-def _finish(value):
-    """A float, or a float array for a matrix node."""
-    if np.ndim(value):
-        return np.array(value, dtype=float)
-    return float(value)
+    return HVP({c.wrt: finish(env[c.unknown]) for c in gradient})
 
 
 def hessian(graph, at: Mapping | None = None):

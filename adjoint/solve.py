@@ -19,10 +19,10 @@ from .errors import AdjointError, as_list
 from .expressions import free_symbols
 from .graph import ConstraintGraph
 from .lagrangian import ForwardCondition, stationarity
-from .numeric import NoNumericRule, to_real, watch_kinks
+from .numeric import NoNumericRule, check_kinks, watch_kinks
 from .parsing import parse
 from .split import split
-from .values import finite, read_values
+from .values import finish, finite, read_values
 
 __all__ = ["Kink", "NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
@@ -57,8 +57,7 @@ def solve(
         node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
         adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
         return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
-    if kinks not in ("convention", "nan"):
-        raise AdjointError(f"kinks must be 'convention' or 'nan', got {kinks!r}")
+    check_kinks(kinks)
     symbolic = values is None
     if symbolic:
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
@@ -111,7 +110,7 @@ def solve(
             env[lam] = np.full(np.shape(env[lam]), np.nan)[()]
     if not symbolic:  # sizes of dimensions stay integers
         dims = set(graph.dims)
-        env = {k: v if k in dims else _finish(v) for k, v in env.items()}
+        env = {k: v if k in dims else finish(v, read_only=True) for k, v in env.items()}
     node_values = {z: env[z] for z in (*graph.inputs, *graph.constants, *graph.defined)}
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
@@ -233,15 +232,6 @@ def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
             env[z] = c.solve(env) + shift.get(z, 0.0)
             changed.add(z)
     return env
-
-
-def _finish(value):
-    """A float, or a read-only float array for a matrix node."""
-    if isinstance(value, np.ndarray) and value.ndim:
-        out = np.array(value, dtype=float)
-        out.setflags(write=False)
-        return out
-    return to_real(value)
 
 
 class NodeMap(Mapping):

@@ -27,8 +27,10 @@ __all__ = [
     "bind_dimensions",
     "by_node",
     "check_square",
+    "finish",
     "finite",
     "read_values",
+    "relative_error",
 ]
 
 
@@ -296,3 +298,32 @@ def _real_array(symbol, value, dtype, what: str) -> np.ndarray:
             node=symbol,
         )
     return array
+
+
+def relative_error(a, b, floor: float = 1.0) -> float:
+    """The worst ``|a - b| / max(floor, |a|, |b|)`` over the entries of ``a`` and ``b``.
+
+    ``inf`` when the shapes differ or a value is not finite: a checker never
+    broadcasts a mismatch into a pass, nor compares through a nan.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b) / np.maximum(floor, np.maximum(np.abs(a), np.abs(b)))))
+
+
+def finish(value, read_only: bool = False):
+    """A float (nan for a complex number: outside the domain), or a float array for a
+    matrix node, read-only if asked: how every numeric result leaves the package."""
+    if np.ndim(value):
+        out = np.array(value, dtype=float)
+        if read_only:
+            out.setflags(write=False)
+        return out
+    try:
+        return float(value)
+    except TypeError:
+        z = complex(value)
+        return z.real if z.imag == 0 else math.nan

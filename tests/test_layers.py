@@ -63,3 +63,12 @@ def _private_reaches(tree: ast.Module) -> list[str]:
 def test_no_module_reaches_into_another_modules_private_attributes():
     reaches = {name: _private_reaches(tree) for name, tree in MODULES.items()}
     assert {name: r for name, r in reaches.items() if r} == {}
+
+
+def test_grading_sits_below_the_code_generator():
+    """grading imported checks, and with it the code generator, for one function."""
+    deps = nx.DiGraph()
+    for name, tree in MODULES.items():
+        deps.add_edges_from((name, other) for other in _imports(tree) if other != name)
+    assert "codegen" not in nx.descendants(deps, "grading")
+    assert "checks" not in nx.descendants(deps, "grading")
