@@ -19,13 +19,10 @@ formula that brings in a kink (``Abs``, ``sign``, ``Heaviside``, ...) at a place
 where neither the graph nor the condition has one is wrong even where the points
 miss it: a bump cannot hide between them.
 
-Each node is graded within a time budget. Text is parsed by :func:`adjoint.parse`
-(never run); sympy work is bounded by size, and in the main thread on POSIX a timer
-(``SIGALRM``) stops whatever is still running at the budget, and the node is graded
-"could not be checked in time". A signal, not a thread (Python cannot stop a thread,
-which would run on and hold the CPU) nor a process per node (pickling sympy
-expressions and starting processes costs more than grading most nodes). Elsewhere
-the elapsed time is checked between steps.
+Each node is graded within a time budget (:class:`adjoint.budget.TimeBudget`, the one
+the parser keeps too): text is parsed by :func:`adjoint.parse` (never run), sympy work
+is bounded by size, and whatever still runs at the budget is stopped, in any thread;
+the node is then graded "could not be checked in time".
 
     >>> import sympy as sp
     >>> from adjoint import Graph, check_adjoints
@@ -43,12 +40,9 @@ the elapsed time is checked between steps.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
-import signal
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +51,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import Application
 
+from .budget import OutOfTime, TimeBudget
 from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
@@ -229,39 +224,6 @@ class Grading:
         return "\n".join(lines)
 
 
-class _OutOfTime(BaseException):
-    """The node's budget ran out. A BaseException, so that no ``except Exception``
-    inside sympy swallows it."""
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float | None):
-    """Stop the block at ``seconds`` with :class:`_OutOfTime`, where a timer signal can
-    (the main thread on POSIX); elsewhere the caller's elapsed-time checks stand alone."""
-    usable = (
-        seconds is not None
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
-        yield
-        return
-
-    def ring(signum, frame):
-        raise _OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer:  # someone else's timer was running: give it back what is left
-            signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer - (time.monotonic() - start)))
-
-
 def check_adjoints(
     graph,
     submissions: Mapping,
@@ -351,8 +313,9 @@ def check_adjoints(
             )
             continue
         clock = time.monotonic()
+        node_budget = TimeBudget(budget)
         try:
-            with _deadline(budget):
+            with node_budget:
                 grade = _grade_node(
                     graph,
                     c,
@@ -363,9 +326,9 @@ def check_adjoints(
                     kinks,
                     w,
                     substitute_output,
-                    clock + (budget or math.inf),
+                    node_budget,
                 )
-        except _OutOfTime:
+        except node_budget.expired:
             grade = AdjointGrade(
                 node,
                 UNCHECKED,
@@ -500,7 +463,7 @@ def _by_name(expr, graph, extra):
     return expr.xreplace(renames) if renames else expr
 
 
-def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, deadline):
+def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, budget):
     node, lam = c.wrt, c.unknown
 
     def verdict(status, message, submitted=None, point=None, mistake=None):
@@ -513,11 +476,12 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         submitted = graph.read_expr(formula, node, extra, what)
     except AdjointError as exc:
         return verdict(UNPARSEABLE, str(exc))
-    except _OutOfTime:
+    except OutOfTime:
         raise
     except Exception as exc:  # sympy refusing a construction (2**Lambda_C), a deep tower
         reason = str(exc) or "sympy cannot build it"
         return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {reason})")
+    budget.check()  # between steps, where the watching thread may not have run yet
     submitted = _by_name(submitted, graph, extra)
     if submitted.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         return verdict(
@@ -564,8 +528,7 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         )
     checked = 0
     for sample in samples:
-        if time.monotonic() > deadline:
-            raise _OutOfTime
+        budget.check()
         env = {**sample.env, **sample.random}
         if fixed:
             env[output] = 1.0
@@ -679,7 +642,7 @@ def _value(expr, env):
         with np.errstate(all="ignore"):
             value = fn(*[env[s] for s in symbols])
         value = np.asarray(value, dtype=float)
-    except _OutOfTime:
+    except OutOfTime:
         raise
     except ZeroDivisionError:
         raise _Unreadable("it divides by zero at a point where the condition is finite") from None

@@ -17,15 +17,11 @@ that says what is wrong and, where it can, how to write it instead.
 from __future__ import annotations
 
 import ast
-import contextlib
-import ctypes
 import dataclasses
 import difflib
 import keyword
 import math
 import re
-import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +30,7 @@ from decimal import Decimal
 import mpmath
 import sympy as sp
 
+from .budget import TimeBudget
 from .errors import ParseError
 
 __all__ = ["FUNCTIONS", "Word", "parse", "register_word", "words"]
@@ -186,13 +183,6 @@ _BIG = 10**MAX_DIGITS
 _FEW_SYMBOLS = 12  # known symbols are listed in an error only when there are this few
 
 
-class _OutOfTime(BaseException):
-    """Raised inside sympy by the watchdog when the time is up.
-
-    A BaseException, so that no ``except Exception`` in sympy swallows it.
-    """
-
-
 def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
     """Turn ``text`` into a sympy expression without running it as code.
 
@@ -248,15 +238,11 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
 
 
 def _read_in_time(reader: _Reader, tree: ast.Expression):
-    deadline = time.thread_time() + TIME_LIMIT
-    watchdog = _Watchdog()
+    budget = TimeBudget(TIME_LIMIT)
     try:
-        try:
-            watchdog.start(TIME_LIMIT)
-            return reader.read(tree, deadline)
-        finally:
-            watchdog.stop()  # once it returns, no _OutOfTime can arrive any more
-    except _OutOfTime:
+        with budget:
+            return reader.read(tree, budget)
+    except budget.expired:
         # sympy was stopped anywhere: drop what it cached on the way.
         sp.core.cache.clear_cache()
         raise reader.fail(
@@ -280,60 +266,6 @@ def _known_symbols(symbols) -> dict[str, sp.Basic] | None:
             )
         known[s.name] = s
     return known
-
-
-class _Watchdog:
-    """Stops the calling thread with :class:`_OutOfTime` once it has used up its time.
-
-    sympy may spend seconds inside one call (``Max`` of many arguments, nested
-    ``Abs``), out of reach of the reader's loop, which checks the clock only between
-    operations. A watching thread then raises the exception in the reading thread
-    with ``PyThreadState_SetAsyncExc`` (CPython delivers it between two bytecodes).
-    That costs nothing while the text is read, unlike a profile or trace hook, which
-    slows sympy down two to three times. Time is the reading thread's CPU time where
-    the system tells it, so a busy machine does not refuse text it reads in time.
-    Where ctypes cannot reach CPython's API, only the reader's loop watches.
-    """
-
-    _raise_in = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
-
-    def __init__(self):
-        self.target = threading.get_ident()
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.fired = False
-
-    def start(self, seconds: float) -> None:
-        if self._raise_in is None:
-            return
-        try:
-            clock = time.pthread_getcpuclockid(self.target)
-            time.clock_gettime(clock)
-        except (AttributeError, OSError):  # not on this system: the wall clock, then
-            clock = None
-        # Without a thread to be had, the reader's loop still watches.
-        with contextlib.suppress(RuntimeError):
-            threading.Thread(target=self.watch, args=(seconds, clock), daemon=True).start()
-
-    def watch(self, seconds: float, clock) -> None:
-        def now():
-            return time.perf_counter() if clock is None else time.clock_gettime(clock)
-
-        end = now() + seconds
-        # CPU time runs no faster than the wall clock: sleep the rest, then look again.
-        while not self.stopped.wait(max(end - now(), 0.0)):
-            if now() >= end:
-                with self.lock:
-                    if not self.stopped.is_set():
-                        self.fired = True
-                        self._raise_in(ctypes.c_ulong(self.target), ctypes.py_object(_OutOfTime))
-                return
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopped.set()
-            if self.fired:  # raised, perhaps not yet delivered: the reading is over anyway
-                self._raise_in(ctypes.c_ulong(self.target), None)
 
 
 def _quote(text: str, limit: int = 60) -> str:
@@ -623,14 +555,13 @@ class _Reader:
 
     # --- reading ------------------------------------------------------------------------
 
-    def read(self, tree: ast.Expression, deadline: float):
+    def read(self, tree: ast.Expression, budget: TimeBudget):
         # An explicit stack, so a long sum like x + x + ... + x cannot exhaust
         # Python's recursion limit.
         stack: list[tuple[ast.AST, bool]] = [(tree.body, False)]
         done: list = []
         while stack:
-            if time.thread_time() > deadline:  # where the watchdog cannot act
-                raise _OutOfTime
+            budget.check()  # where the watching thread cannot act
             node, ready = stack.pop()
             children = self.children(node)
             if not ready:

@@ -544,3 +544,36 @@ def test_the_graders_kinks_are_the_solvers():
     assert [w.mistake for w in grading.wrong] == ["kink"]
     x = sp.Symbol("x", real=True)
     assert kinked(adjoint.relu(x)) and kinked(sp.Abs(x)) and not kinked(sp.sin(x))
+
+
+def test_a_node_out_of_time_is_stopped_in_any_thread():
+    """One time budget for parsing and grading, and it works off the main thread too
+    (the grader's SIGALRM worked only in the main thread)."""
+    import threading
+
+    from adjoint.examples import lecture_dag
+
+    g, _ = lecture_dag()
+    results = []
+
+    def grade():
+        results.append(check_adjoints(g, {"x": "lambda_z1*y + lambda_z2"}, budget=1e-9))
+
+    worker = threading.Thread(target=grade)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    (grading,) = results
+    assert [gr.status for gr in grading.grades if gr.node.name == "x"] == ["unchecked"]
+
+
+def test_nested_budgets_tell_theirs_apart():
+    from adjoint.budget import TimeBudget
+
+    outer = TimeBudget(60.0)
+    with outer:
+        inner = TimeBudget(0.0)
+        with pytest.raises(inner.expired), inner:
+            inner.check()
+        assert not issubclass(inner.expired, outer.expired)
+        outer.check()  # the outer budget is untouched

@@ -420,7 +420,7 @@ def test_the_time_limit_never_strikes_after_parse_returns(monkeypatch):
 
 
 def test_the_reader_watches_the_clock_without_the_watchdog(monkeypatch):
-    monkeypatch.setattr(parsing._Watchdog, "_raise_in", None)
+    monkeypatch.setattr(adjoint.budget.TimeBudget, "_raise_in", None)
     monkeypatch.setattr(parsing, "TIME_LIMIT", 0.0)
     with pytest.raises(ParseError, match="time limit"):
         parse("x + y", symbols=[x, y])
