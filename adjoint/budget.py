@@ -52,6 +52,16 @@ class TimeBudget:
     def __enter__(self) -> TimeBudget:
         if self.seconds is None:
             return self
+        # An outer budget's exception may arrive while this one starts: its watching
+        # thread must not outlive it (it would strike later, in someone else's code).
+        try:
+            self._start()
+            return self
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> None:
         self.target = threading.get_ident()
         try:
             self.clock = time.pthread_getcpuclockid(self.target)
@@ -63,7 +73,6 @@ class TimeBudget:
             # Without a thread to be had, the block's own checks still watch.
             with contextlib.suppress(RuntimeError):
                 threading.Thread(target=self._watch, daemon=True).start()
-        return self
 
     def check(self) -> None:
         """Raise ``self.expired`` if the time is up (for the block's own loops)."""

@@ -166,3 +166,9 @@ def test_under_ci_hypothesis_draws_the_same_examples_every_run():
 def test_a_taylor_test_through_a_nan_never_passes():
     report = adjoint.TaylorTest((0.1, 0.05), (float("nan"), float("nan")), 1, (1.0, 1.0))
     assert not report.ok and "not a number" in report.reason
+
+
+def test_a_hanging_test_fails_instead_of_stalling_the_run(pytestconfig):
+    """pytest-timeout stops any test after the configured seconds, with its stack."""
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 0 < float(pytestconfig.getini("timeout")) <= 600
