@@ -20,6 +20,7 @@ or as JSON: ``{"inputs": [...], "constants": [...], "constraints": ["z1 = x*y", 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -78,7 +79,7 @@ class Assignment:
 
 
 def assignment(
-    seed: int,
+    seed: int | str,
     size: int = 4,
     *,
     inputs: int = 2,
@@ -90,8 +91,10 @@ def assignment(
 
     Parameters
     ----------
-    seed : int
-        The student's number: the same seed gives the same assignment.
+    seed : int or str
+        The student's number or id (``"s1234567"``, an e-mail address): the same seed
+        gives the same assignment, on every machine and Python version (a text is
+        hashed with SHA-256, not Python's per-process ``hash``).
     size : int
         How many constraints (2 to 30).
     inputs : int
@@ -110,8 +113,12 @@ def assignment(
     for name, value, low, high in (("size", size, 2, 30), ("inputs", inputs, 1, 6)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise AdjointError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise AdjointError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, str)):
+        raise AdjointError(f"seed must be an integer or a student id (text), got {seed!r}")
+    if isinstance(seed, str):
+        if not seed.strip():
+            raise AdjointError("seed must not be empty text: give the student's id")
+        seed = int.from_bytes(hashlib.sha256(seed.strip().encode()).digest()[:8], "big")
     names = list(OPERATIONS) if operations is None else list(operations)
     unknown = [n for n in names if n not in OPERATIONS]
     if not names or unknown:

@@ -52,7 +52,7 @@ def test_operations_can_be_chosen_and_bad_options_are_refused():
         with pytest.raises(adjoint.AdjointError):
             adjoint.assignment(1, **bad)
     with pytest.raises(adjoint.AdjointError):
-        adjoint.assignment("1")
+        adjoint.assignment(b"1")  # bytes: neither a number nor a student id
     assert set(OPERATIONS) >= {"mul", "add", "sin"}
 
 
@@ -239,3 +239,25 @@ def test_the_two_layer_net_is_graded_from_text_files(tmp_path, capsys):
 def test_bad_matrix_declarations_are_refused(text, words):
     with pytest.raises(adjoint.AdjointError, match=words):
         read_graph(text)
+
+
+def test_an_assignment_from_a_student_id_is_the_same_everywhere():
+    """Instructors have student ids, not integers; the text is hashed with SHA-256, so
+    the same id gives the same graph in every process (Python's hash would not)."""
+    import subprocess
+    import sys
+
+    from adjoint.assignments import assignment, graph_text
+
+    here = graph_text(assignment("s1234567").graph)
+    code = (
+        "from adjoint.assignments import assignment, graph_text; "
+        "print(graph_text(assignment('s1234567').graph), end='')"
+    )
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert there.stdout == here
+    assert graph_text(assignment("s7654321").graph) != here
+    assert graph_text(assignment(" s1234567 ").graph) == here  # stray spaces from a sheet
+    for bad in ("", "   ", 1.5, None):
+        with pytest.raises(adjoint.AdjointError, match="seed"):
+            assignment(bad)
