@@ -364,6 +364,10 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
     return "".join(out), origin
 
 
+#: The multipliers' names with their Greek letters, as a student writes them (λ_z3).
+_SPELLED = {"λ_": "lambda_", "Λ_": "Lambda_"}
+_SPELLINGS = re.compile("^(?:" + "|".join(map(re.escape, _SPELLED)) + ")")
+
 #: The names the rewrite gives the text's own syntax; text may not write them itself
 #: (names with a leading underscore are refused).
 _ELEMENTWISE, _DERIVATIVE, _MAP = "_ew_", "_ewd_", "_map_"
@@ -698,6 +702,10 @@ class _Reader:
             return self.bound[name]
         if self.known is not None and name in self.known:
             return self.known[name]
+        if self.known is not None:  # a multiplier spelled λ_z3 or Λ_H
+            alias = _SPELLINGS.sub(lambda m: _SPELLED[m.group()], name, count=1)
+            if alias in self.known:
+                return self.known[alias]
         if name in CONSTANTS:
             return CONSTANTS[name]
         if name in words():

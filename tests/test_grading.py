@@ -577,3 +577,14 @@ def test_nested_budgets_tell_theirs_apart():
             inner.check()
         assert not issubclass(inner.expired, outer.expired)
         outer.check()  # the outer budget is untouched
+
+
+def test_a_multiplier_may_be_written_with_its_greek_letter():
+    """λ_z1 got "did you mean 'z1'?"; it means lambda_z1 (and Λ_H means Lambda_H)."""
+    from adjoint.examples import lecture_dag, two_layer_net
+
+    g, _ = lecture_dag()
+    grading = check_adjoints(g, {"x": "λ_z1*y + λ_z2", "y": "λ_z1*x"})
+    assert [gr.status for gr in grading.grades if gr.node.name in "xy"] == ["correct"] * 2
+    net, _ = two_layer_net()
+    assert check_adjoints(net, {"W1": "X.T*Λ_H"}).grades[-2].status == "correct"
