@@ -24,8 +24,10 @@ from sympy.printing.str import StrPrinter
 
 __all__ = [
     "Code",
+    "Equation",
     "Math",
     "Prose",
+    "equation",
     "latex",
     "latex_text",
     "markdown_text",
@@ -244,6 +246,32 @@ def _name_char(c: str) -> str:
 
 
 _TEXT, _MATH = TextPrinter(), MathPrinter()
+
+
+class Equation(sp.Equality):
+    """A condition of grad L = 0 as an equation that prints as the package writes it,
+    in ``str`` and LaTeX alike (``Lambda_H = tanh'.(H) .* Lambda_A``), never sympy's
+    internals (``Lambda(_d, 1 - tanh(_d)**2).(H)``). It is a sympy ``Eq``."""
+
+    def _sympystr(self, printer) -> str:
+        return f"{text(self.lhs)} = {text(self.rhs)}"
+
+    def _latex(self, printer) -> str:
+        return f"{latex(self.lhs)} = {latex(self.rhs)}"
+
+    # Equal to sympy's Eq of the same sides, and hashed alike: it is one, printed better.
+    def __eq__(self, other):
+        if isinstance(other, sp.Equality):
+            return self.args == other.args
+        return super().__eq__(other)
+
+    def __hash__(self):
+        return hash(sp.Equality(*self.args, evaluate=False))
+
+
+def equation(lhs, rhs) -> Equation:
+    """``lhs = rhs`` as an :class:`Equation`, unevaluated."""
+    return Equation(lhs, rhs, evaluate=False)
 
 
 def text(expr) -> str:

@@ -39,7 +39,7 @@ import gc
 import numpy as np
 import sympy as sp
 
-from .display import aligned, latex, text
+from .display import aligned, equation, latex, text
 from .errors import ShapeError
 from .matrices import MatrixOperation
 from .partials import operation
@@ -204,7 +204,7 @@ class ForwardCondition(_Lazy):
 
     @property
     def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: sp.Eq(self.unknown, self.rhs, evaluate=False))
+        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
 
     @property
     def residual(self) -> sp.Expr:
@@ -264,7 +264,7 @@ class AdjointCondition(_Lazy):
 
     @property
     def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: sp.Eq(self.unknown, self.rhs, evaluate=False))
+        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
 
     @property
     def residual(self) -> sp.Expr:

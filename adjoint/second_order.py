@@ -31,7 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
-from .display import aligned, latex, text
+from .display import aligned, equation, latex, text
 from .errors import AdjointError, BadValueError, ShapeError
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
@@ -142,7 +142,7 @@ class TangentCondition:
 
     @property
     def eq(self) -> sp.Eq:
-        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+        return equation(self.unknown, self.rhs)
 
     def solve(self, env):
         op, reads, out = self.forward.op, self.forward.reads, env[self.node]
@@ -211,7 +211,7 @@ class SecondAdjointCondition:
 
     @property
     def eq(self) -> sp.Eq:
-        return sp.Eq(self.unknown, self.rhs, evaluate=False)
+        return equation(self.unknown, self.rhs)
 
     def solve(self, env):
         total = 0.0

@@ -151,3 +151,23 @@ def test_messages_quote_the_text_as_written():
     with pytest.raises(adjoint.ParseError) as err:
         adjoint.parse("tanh.(H) .* W", symbols=[H, W])
     assert "tanh.(H) .* W" in str(err.value) and "_ew_" not in str(err.value)
+
+
+def test_conditions_print_as_the_package_writes_them_not_as_sympys_internals(katex):
+    """kkt.adjoint printed Lambda(_d, 1 - tanh(_d)**2).(H) and HadamardProduct(...)."""
+    from test_latex import check
+
+    g, _ = two_layer_net()
+    for equations in (g.stationarity().adjoint, g.second_order().adjoint):
+        shown = repr(equations)
+        assert "Lambda(_d" not in shown and "HadamardProduct" not in shown, shown
+        assert "Eq(" not in shown
+    key = g.stationarity().adjoint[3]
+    assert str(key) == "Lambda_H = tanh'.(H) .* Lambda_A"
+    assert key == sp.Eq(key.lhs, key.rhs, evaluate=False)  # still sympy's Eq
+    assert sp.latex(key) == r"\Lambda_{H} = \tanh'_{\circ}\left(H\right) \circ \Lambda_{A}"
+    items = [
+        (str(e), sp.latex(e), True)
+        for e in [*g.stationarity().equations, *g.second_order().adjoint]
+    ]
+    check(katex, items)
