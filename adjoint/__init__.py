@@ -10,7 +10,7 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 >>> x = g.input("x")
 >>> z = g.define("z", sp.sin(x) * x)
 >>> g.stationarity().gradient
-[Eq(lambda_x, lambda_z*(x*cos(x) + sin(x)))]
+[lambda_x = lambda_z*(x*cos(x) + sin(x))]
 """
 
 from . import functions
