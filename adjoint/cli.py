@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("expr", help='an expression, such as "sin(x*y) + x**2"')
     explain.add_argument("--at", help="a point, such as x=1.5,y=-2 (else symbolic)")
     explain.add_argument(
-        "--format", choices=["text", "markdown", "latex", "json", "html"], default="text"
+        "--format",
+        choices=["text", "markdown", "latex", "latex-document", "json", "html"],
+        default="text",
+        help="latex: the body, to paste into a document; latex-document: a whole "
+        "document that compiles by itself",
     )
     explain.add_argument(
         "--direction",
@@ -181,8 +185,8 @@ def explain_expr(text: str, at: str | None, fmt: str = "text", direction: str | 
         return json.dumps(data, indent=2, allow_nan=False)
     if fmt == "markdown":
         return explanation.to_markdown()
-    if fmt == "latex":
-        return explanation.to_latex()
+    if fmt in ("latex", "latex-document"):
+        return explanation.to_latex(standalone=fmt == "latex-document")
     if fmt == "html":  # a page to share: the derivation, the trace table, the drawing
         return explanation.to_html()
     return str(explanation)

@@ -92,15 +92,29 @@ class Explanation:
     def to_markdown(self) -> str:
         return self._repr_markdown_()
 
-    def to_latex(self) -> str:
-        """The body of a LaTeX document (amsmath): titles, notes and display maths."""
+    def to_latex(self, standalone: bool = False) -> str:
+        """The body of a LaTeX document (amsmath): titles, notes and display maths; with
+        ``standalone=True`` a whole document that compiles by itself (pdflatex)."""
         out = [rf"\subsection*{{{latex_text(self.title)}}}"]
         for s in self.sections:
             out.append(rf"\paragraph{{{latex_text(s.title)}}}")
             if s.note:
                 out.append(latex_text(s.note))
             out += [rf"\[ {m} \]" for m in s.math]
-        return "\n".join(out)
+        body = "\n".join(out)
+        if not standalone:
+            return body
+        return "\n".join(
+            [
+                r"\documentclass{article}",
+                r"\usepackage{amsmath,amssymb}",
+                r"\usepackage[margin=2cm]{geometry}",
+                r"\begin{document}",
+                body,
+                r"\end{document}",
+                "",
+            ]
+        )
 
     def to_html(self) -> str:
         """A self-contained HTML page: the derivation with its maths as MathML, the

@@ -99,3 +99,26 @@ def test_values_at_the_point_may_be_written_as_expressions(capsys):
     assert main(["explain", "x*y", "--at", "x=pi/4, y=-2", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["result"]["gradient"] == {"x": -2.0, "y": math.pi / 4}
+
+
+def test_latex_document_is_a_whole_document(capsys):
+    """--format latex gave a fragment that does not compile alone."""
+    assert (
+        main(["explain", "sin(x*y) + x**2", "--at", "x=1.5,y=-2", "--format", "latex-document"])
+        == 0
+    )
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(r"\documentclass{article}") and out.endswith(r"\end{document}")
+    assert r"\usepackage{amsmath" in out and out.count(r"\begin{document}") == 1
+    assert main(["explain", "sin(x*y)", "--format", "latex"]) == 0
+    assert r"\documentclass" not in capsys.readouterr().out  # the body, to paste
+
+
+def test_the_notebooks_extra_brings_jupyter():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    extra = project["project"]["optional-dependencies"]["notebooks"]
+    assert any(d.startswith("jupyterlab") for d in extra)
+    assert any(d.startswith("ipykernel") for d in extra)
