@@ -546,7 +546,6 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
             have = np.reshape(have, np.shape(want))
         if relative_error(want, have) <= rtol:
             continue
-        mistake, message = _diagnose(graph, c, submitted, env, sample, want, have, rtol)
         point = {
             **sample.point,
             **{
@@ -557,6 +556,8 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         }
         if fixed:
             point[output] = 1.0
+        where = _where(point)
+        mistake, message = _diagnose(graph, c, submitted, env, sample, want, have, rtol, where)
         return verdict(WRONG, message, submitted, point, mistake)
     if not checked:
         return verdict(
@@ -660,7 +661,7 @@ def _close(a, b, rtol) -> bool:
     return relative_error(a, b) <= rtol
 
 
-def _diagnose(graph, c, submitted, env, sample, want, have, rtol) -> tuple[str, str]:
+def _diagnose(graph, c, submitted, env, sample, want, have, rtol, where) -> tuple[str, str]:
     """The likely mistake and a message naming it."""
     lam, node = c.unknown, c.wrt
     if c.seed:
@@ -712,7 +713,7 @@ def _diagnose(graph, c, submitted, env, sample, want, have, rtol) -> tuple[str, 
             return "transpose", f"{lam} is the transpose of the right matrix"
     return "other", (
         f"{lam} differs from the stationarity condition dL/d{node} = 0 "
-        f"(at the point given, {_short(have)} instead of {_short(want)})"
+        f"(at {where}: {_short(have)} instead of {_short(want)})"
     )
 
 
@@ -749,6 +750,13 @@ def _terms_match(c, env, have, rtol):
                 )
             return ("missing-term" if missed else "dropped-multiplier"), "; ".join(parts)
     return None
+
+
+def _where(point: dict, limit: int = 8) -> str:
+    """A point in words, for a student who sees only the message (Gradescope)."""
+    items = [f"{k} = {_short(v)}" for k, v in point.items()]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def _short(value) -> str:

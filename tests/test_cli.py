@@ -115,8 +115,9 @@ def test_latex_document_is_a_whole_document(capsys):
 
 
 def test_the_notebooks_extra_brings_jupyter():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     extra = project["project"]["optional-dependencies"]["notebooks"]

@@ -588,3 +588,17 @@ def test_a_multiplier_may_be_written_with_its_greek_letter():
     assert [gr.status for gr in grading.grades if gr.node.name in "xy"] == ["correct"] * 2
     net, _ = two_layer_net()
     assert check_adjoints(net, {"W1": "X.T*Λ_H"}).grades[-2].status == "correct"
+
+
+def test_a_wrong_answer_names_the_point_in_its_own_message():
+    """'at the point given' referred to a point the Gradescope output never showed."""
+    from adjoint.examples import lecture_dag
+
+    g, _ = lecture_dag()
+    grading = check_adjoints(g, {"x": "lambda_z1*y + 2*lambda_z2"})
+    (wrong,) = grading.wrong
+    assert "the point given" not in wrong.message
+    for name, value in wrong.point.items():
+        assert f"{name} = {float(value):.6g}" in wrong.message
+    shown = {t["name"]: t["output"] for t in grading.to_gradescope()["tests"]}
+    assert any(f"y = {float(wrong.point[g.inputs[1]]):.6g}" in out for out in shown.values())
