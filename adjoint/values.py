@@ -317,7 +317,9 @@ def relative_error(a, b, floor: float = 1.0) -> float:
 def finish(value, read_only: bool = False):
     """A float (nan for a complex number: outside the domain), or a float array for a
     matrix node, read-only if asked: how every numeric result leaves the package."""
-    if np.ndim(value):
+    if isinstance(value, float):  # numpy's float64 too: the common case, first
+        return float(value)
+    if isinstance(value, np.ndarray) and value.ndim:
         out = np.array(value, dtype=float)
         if read_only:
             out.setflags(write=False)
