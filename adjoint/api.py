@@ -90,7 +90,8 @@ class Graph(ConstraintGraph):
         return second_order.hvp(self, at, direction, kinks=kinks)
 
     def hessian(self, at: Mapping | None = None):
-        """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order."""
+        """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order;
+        matrix inputs by their entries, row-major (numeric only)."""
         return second_order.hessian(self, at)
 
     def second_order(self) -> second_order.SecondOrder:

@@ -462,16 +462,23 @@ def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") ->
 def hessian(graph, at: Mapping | None = None):
     """The Hessian of f, rows and columns in input order, by one Hessian-vector product
     per unit vector: a numpy array at ``at``, a sympy Matrix without it. The numeric
-    Hessian is checked symmetric (the two sweeps do not make it so by construction)."""
+    Hessian is checked symmetric (the two sweeps do not make it so by construction).
+
+    Matrix inputs count by their entries, each input's vectorised row by row (``vec``
+    in C order: ``W[i, j]`` is entry ``i * cols + j`` of W's block), the inputs in
+    order: a function of a 5 x 10 matrix has a 50 x 50 Hessian.
+    """
     inputs = graph.inputs
     n = len(inputs)
     matrices = [x for x in inputs if graph.node(x).shape is not None]
     if matrices:
-        raise AdjointError(
-            f"g.hessian() is for scalar inputs, and {matrices[0]} is a matrix: use "
-            "g.hvp(at, direction) for Hessian-vector products",
-            node=matrices[0],
-        )
+        if at is None:
+            raise AdjointError(
+                f"the symbolic Hessian is for scalar inputs, and {matrices[0]} is a matrix: "
+                "give a point, g.hessian(at), for the Hessian over its entries",
+                node=matrices[0],
+            )
+        return _entrywise_hessian(graph, at)
     if at is None:
         so, sol = second_order(graph), solve(graph)
         env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
@@ -486,6 +493,37 @@ def hessian(graph, at: Mapping | None = None):
     for j, x in enumerate(inputs):
         out = _sweeps(graph, so, env, {y: float(y == x) for y in inputs})
         H[:, j] = [out[c.unknown] for c in so.backward_conditions[-n:]]
+    finite = np.isfinite(H) & np.isfinite(H.T)
+    scale = max(1.0, float(np.max(np.abs(H[finite]), initial=0.0)))
+    if not np.allclose(H[finite], H.T[finite], rtol=1e-9, atol=1e-12 * scale):
+        raise AdjointError(
+            "internal error: the Hessian from the second-order adjoint sweeps is not "
+            f"symmetric (worst asymmetry {np.max(np.abs(H - H.T)[finite]):.3g}); please "
+            "report this with the graph"
+        )
+    return H
+
+
+def _entrywise_hessian(graph, at) -> np.ndarray:
+    """The Hessian over the entries of every input, row-major within each input."""
+    so, _, env = _solved(graph, at)
+    shapes = [np.shape(env[x]) for x in graph.inputs]
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.cumsum([0, *sizes])
+    H = np.empty((offsets[-1], offsets[-1]))
+    gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
+    for k, (x, shape) in enumerate(zip(graph.inputs, shapes)):
+        for e in range(sizes[k]):
+            unit = {y: np.zeros(s) if s else 0.0 for y, s in zip(graph.inputs, shapes)}
+            if shape:
+                unit[x] = np.zeros(shape)
+                unit[x].flat[e] = 1.0
+            else:
+                unit[x] = 1.0
+            out = _sweeps(graph, so, env, unit)
+            H[:, offsets[k] + e] = np.concatenate(
+                [np.ravel(np.asarray(out[c.unknown], dtype=float)) for c in gradient]
+            )
     finite = np.isfinite(H) & np.isfinite(H.T)
     scale = max(1.0, float(np.max(np.abs(H[finite]), initial=0.0)))
     if not np.allclose(H[finite], H.T[finite], rtol=1e-9, atol=1e-12 * scale):
