@@ -44,22 +44,24 @@ def _binds(e: sp.Basic) -> bool:
 _NOT_REAL = (sp.I, sp.zoo, sp.nan)
 
 
-def scan(expr: sp.Basic) -> tuple[list, bool]:
-    """The free symbols of ``expr`` (MatrixSymbols too) sorted by name, and whether it
-    holds ``I``, ``zoo`` or ``nan``: both from one DAG walk.
+def scan(expr: sp.Basic) -> tuple[list, bool, bool]:
+    """The free symbols of ``expr`` (MatrixSymbols too) sorted by name, whether it
+    holds ``I``, ``zoo`` or ``nan``, and whether it holds a ``Sum`` or ``Product`` (see
+    :func:`expand_sums`): all from one DAG walk.
 
     The symbols in a matrix dimension (``n`` in ``Identity(n)``) are among them.
     """
-    found, not_real = set(), False
+    found, not_real, sums = set(), False, False
     leaf = (sp.MatrixSymbol, sp.Symbol)
     for e in postorder(expr, enter=lambda e: not (_binds(e) or isinstance(e, leaf))):
         if isinstance(e, leaf):
             found.add(e)
         elif _binds(e):
             found |= e.free_symbols
+            sums = sums or isinstance(e, (sp.Sum, sp.Product))
         elif e.is_Atom and e in _NOT_REAL:
             not_real = True
-    return sorted(found, key=lambda s: s.name), not_real
+    return sorted(found, key=lambda s: s.name), not_real, sums
 
 
 def free_symbols(expr: sp.Basic) -> list[sp.Symbol]:

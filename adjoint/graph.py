@@ -438,9 +438,9 @@ class ConstraintGraph:
         Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
         expression in error messages (by default, the constraint for ``node``).
         """
-        what = what or f"the constraint for {node}"
         if isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixBase):
-            return self._expanded(expr, node, what)  # the common case
+            return expr  # the common case, with nothing to say about it
+        what = what or f"the constraint for {node}"
         if isinstance(expr, str):
             try:
                 return parse(expr, symbols=[*self._nodes, *extra_symbols])
@@ -462,7 +462,7 @@ class ConstraintGraph:
             raise ExpressionError(
                 f"{what} must be an expression, got {type(expr).__name__} {expr}", node=node
             )
-        return self._expanded(expr, node, what)
+        return expr
 
     @staticmethod
     def _expanded(expr, node, what):
@@ -480,7 +480,10 @@ class ConstraintGraph:
         """
         renames = {}
         reads = []
-        symbols, not_real = scan(expr)
+        symbols, not_real, sums = scan(expr)
+        if sums:  # written out, in the walk that finds the reads anyway
+            expr = self._expanded(expr, node, f"the constraint for {node}")
+            symbols, not_real, _ = scan(expr)
         if not_real:
             raise ExpressionError(
                 f"the constraint for {node} is not real-valued ({expr}): nodes are real",
@@ -567,6 +570,8 @@ _SQUARE = (sp.Trace, sp.Determinant, sp.Inverse, sp.MatPow)
 
 
 def _square_operands(graph) -> tuple:
+    if not graph.dims:  # numeric shapes: sympy itself refuses a non-square operand
+        return ()
     found = []
     for z in graph.defined:
         for e in postorder(graph.expr(z), enter=lambda e: not isinstance(e, sp.MatrixSymbol)):
