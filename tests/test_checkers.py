@@ -172,3 +172,29 @@ def test_a_hanging_test_fails_instead_of_stalling_the_run(pytestconfig):
     """pytest-timeout stops any test after the configured seconds, with its stack."""
     assert pytestconfig.pluginmanager.hasplugin("timeout")
     assert 0 < float(pytestconfig.getini("timeout")) <= 600
+
+
+def test_a_noisy_function_never_lets_a_wrong_derivative_agree():
+    """Unsettled differences have a large bound; it must not excuse a wrong answer."""
+    rng = np.random.default_rng(2)
+    reference = adjoint.checks.differences(lambda h: 2.0 * h + 1e-3 * rng.standard_normal())
+    assert not reference.resolved
+    for wrong in (3.0, 2.5, -2.0):
+        assert adjoint.checks.judge(wrong, reference, 1e-6)[1] != "agrees"
+
+
+def test_a_large_constant_does_not_hide_a_wrong_small_slope(monkeypatch):
+    """f = 1e6 + 1e-3 x: rounding of f bounds the differences near 1e-9, far below a
+    slope off by a third."""
+    g = adjoint.Graph.from_expr(10**6 + sp.Rational(1, 1000) * x * y)
+    solve = adjoint.checks.solve
+
+    def a_third_off(graph, values=None, **kwargs):
+        sol = solve(graph, values, **kwargs)
+        bad = {**sol.adjoints, x: sol.adjoints[x] * 1.3}
+        return type(sol)(graph, dict(sol.values), bad, sol.symbolic)
+
+    assert adjoint.check_gradient(g, {x: 1.0, y: 2.0}).ok
+    monkeypatch.setattr(adjoint.checks, "solve", a_third_off)
+    report = adjoint.check_gradient(g, {x: 1.0, y: 2.0})
+    assert report.wrong, report
