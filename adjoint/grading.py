@@ -55,7 +55,7 @@ from .budget import OutOfTime, TimeBudget
 from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
-from .primitives import KINKED, kinked
+from .primitives import kinked
 from .solve import solve
 from .values import read_values, relative_error
 
@@ -67,11 +67,6 @@ UNPARSEABLE, UNCHECKED = "unparseable", "unchecked"
 #: Symbolic proofs are tried only on differences up to this many operations, with
 #: integer powers up to this exponent: ``expand`` stays cheap below both.
 SYMBOLIC_OPS, SYMBOLIC_POWER = 60, 8
-
-#: Functions with a kink or a jump (the solver's idea of one, :func:`adjoint.primitives.kinked`):
-#: a submission may use one only where the graph or its condition has one with the
-#: same argument.
-KINKS = KINKED
 
 
 @dataclass(frozen=True)

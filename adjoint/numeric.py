@@ -26,6 +26,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from .errors import AdjointError
 from .primitives import one_sided
+from .values import to_real
 
 __all__ = [
     "ArrayPrinting",
@@ -563,12 +564,3 @@ def _compiled(source: str):
     # Many partials print alike once their arguments are renamed (2*a0 for every
     # summand x_k**2 of a sum of squares): compile each text once.
     return eval(source, namespace())
-
-
-def to_real(value) -> float:
-    """A float from a numeric result; a complex result (outside the domain) is nan."""
-    try:
-        return float(value)
-    except TypeError:
-        z = complex(value)
-        return z.real if z.imag == 0 else math.nan

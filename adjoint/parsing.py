@@ -111,6 +111,11 @@ def words() -> dict[str, Callable]:
     return {**FUNCTIONS, **{name: f for name, f in living.items() if f is not None}}
 
 
+def _is_function(name: str) -> bool:
+    """Whether text may call ``name`` (without building the whole vocabulary)."""
+    return name in FUNCTIONS or _word(name) is not None
+
+
 def _word(name: str) -> Word | None:
     word = _WORDS.get(name)
     if word is None or word.build is not None:
@@ -387,27 +392,21 @@ def _operator_dot(text: str, i: int) -> bool:
 
 
 def _mapping_groups(text: str) -> list[tuple[int, int, int]]:
-    """``(open, arrow, close)`` for each ``(v -> body).(`` in the text."""
-    match, stack = {}, []
+    """``(open, arrow, close)`` for each ``(v -> body).(`` in the text: one pass, so a
+    hostile text of thousands of arrows costs no more than its length."""
+    match, stack, arrows = {}, [], []
     for i, ch in enumerate(text):
         if ch == "(":
             stack.append(i)
         elif ch == ")" and stack:
             match[stack.pop()] = i
+        elif ch == "-" and text.startswith("->", i) and stack:
+            arrows.append((stack[-1], i))  # the innermost open parenthesis holds it
     groups = []
-    for arrow in (m.start() for m in re.finditer("->", text)):
-        depth, k = 0, arrow - 1
-        while k >= 0:
-            if text[k] == ")":
-                depth += 1
-            elif text[k] == "(":
-                if depth == 0:
-                    break
-                depth -= 1
-            k -= 1
-        close = match.get(k) if k >= 0 else None
+    for open_, arrow in arrows:
+        close = match.get(open_)
         if close is not None and text.startswith(".(", close + 1):
-            groups.append((k, arrow, close))
+            groups.append((open_, arrow, close))
     return groups
 
 
@@ -708,7 +707,7 @@ class _Reader:
                 return self.known[alias]
         if name in CONSTANTS:
             return CONSTANTS[name]
-        if name in words():
+        if _is_function(name):
             raise self.fail(node, f"{name!r} is a function: call it, as in {name}(x)")
         if self.known is not None:
             names = list(self.known)
@@ -737,7 +736,7 @@ class _Reader:
             if name.startswith(prefix):
                 self.check_elementwise(node, name[len(prefix) :], prefix == _DERIVATIVE)
                 return
-        if name not in words():
+        if not _is_function(name):
             inside = ", ".join(self.snippet(a) for a in node.args)
             if (self.known is not None and name in self.known) or name in CONSTANTS:
                 kind = "symbol" if name not in CONSTANTS else "constant"

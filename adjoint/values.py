@@ -31,6 +31,7 @@ __all__ = [
     "finite",
     "read_values",
     "relative_error",
+    "to_real",
 ]
 
 
@@ -324,6 +325,11 @@ def finish(value, read_only: bool = False):
         if read_only:
             out.setflags(write=False)
         return out
+    return to_real(value)
+
+
+def to_real(value) -> float:
+    """A float from a numeric result; a complex result (outside the domain) is nan."""
     try:
         return float(value)
     except TypeError:
