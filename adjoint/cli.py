@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from .api import Graph
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except AdjointError as exc:
         print(f"adjoint: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader stopped early (adjoint demo | head): no traceback for that; stdout
+        # goes to devnull so that Python's own flush at exit does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -123,3 +123,14 @@ def test_the_notebooks_extra_brings_jupyter():
     extra = project["project"]["optional-dependencies"]["notebooks"]
     assert any(d.startswith("jupyterlab") for d in extra)
     assert any(d.startswith("ipykernel") for d in extra)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`adjoint demo | head` ended in a BrokenPipeError traceback."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "adjoint", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as reader:
+        reader.stdout.close()  # as head does, here before the demo has written anything
+        err = reader.stderr.read().decode()
+        assert reader.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
