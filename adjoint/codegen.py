@@ -554,6 +554,7 @@ def _variable_names(graph) -> Names:
 def source(graph, **options) -> str:
     """The generated program as Python source, a complete file: the imports it needs,
     then the function. See :func:`compile_graph` for options."""
+    graph.require_explicit("generated code (g.source)")
     program = Program(graph, **options)
     body = program.source()
     return "\n".join([*_imports(program, body), "", ""]) + body
@@ -619,6 +620,7 @@ def compile_graph(
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
         1/2``), or ``nan`` at the kinked entries, as :func:`adjoint.solve.solve` does.
     """
+    graph.require_explicit("g.compile")
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:

@@ -72,6 +72,7 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
     placed along its edge where it overlaps no other label, card or node. A partial
     that fits nowhere is listed in a key under the graph (``x → z1: y``).
     """
+    graph.require_explicit("g.draw")
     import matplotlib.pyplot as plt
     import networkx as nx
 
@@ -323,6 +324,7 @@ def _plain(label: str) -> str:
 
 def to_dot(graph, solution=None) -> str:
     """The graph as Graphviz DOT text, laid out left to right."""
+    graph.require_explicit("g.to_dot")
 
     def quote(s) -> str:
         return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'

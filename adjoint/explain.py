@@ -170,6 +170,7 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step;
     with a ``direction`` (and a point ``at``), the tangent sweep and the second-order
     adjoint sweep too, whose input entries are the Hessian-vector product."""
+    graph.require_explicit("g.explain")
     if direction is not None and at is None:
         raise AdjointError(
             "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
@@ -559,6 +560,7 @@ class Trace:
 def trace(graph, at: Mapping, *, solution=None) -> Trace:
     """Both sweeps at ``at``, edge by edge, each partial written and evaluated
     (``solution``: grad L = 0 solved at ``at`` already)."""
+    graph.require_explicit("g.trace")
     if at is None:
         raise AdjointError("the trace table needs a point, as in g.trace({x: 1.5, y: -2.0})")
     kkt = stationarity(graph)
@@ -662,6 +664,7 @@ def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
 
     With matrix nodes the system is over the vectorised entries, at a point only.
     """
+    graph.require_explicit("g.adjoint_system")
     env = _env(graph, at)
     if any(graph.node(z).shape is not None for z in graph.nodes + graph.constants):
         if env is None:

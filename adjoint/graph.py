@@ -19,11 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 import sympy as sp
 from sympy.core.function import Application
 
 from .errors import (
     AdjointError,
+    BadValueError,
     CycleError,
     DuplicateNameError,
     ExpressionError,
@@ -52,6 +54,16 @@ class Node:
     reads: tuple[sp.Symbol, ...] = ()  # every node f_i reads, constants too, in order
     parents: tuple[sp.Symbol, ...] = ()  # alpha(i): the variables among `reads`
     shape: tuple | None = None  # (rows, cols) of a matrix node; None for a scalar
+    residual: sp.Expr | None = None  # r_i, for a node defined implicitly by r_i = 0
+    block: tuple[sp.Symbol, ...] = ()  # the unknowns solved together with it (itself too)
+    guess: object = None  # Newton's first guess: a number, an array or an expression
+    tolerance: float = 1e-10  # Newton stops when its step is below this, relatively
+    iterations: int = 50  # Newton's iteration limit
+
+    @property
+    def implicit(self) -> bool:
+        """Whether the node is defined by a residual ``r_i = 0`` rather than ``z_i = f_i``."""
+        return self.residual is not None
 
 
 class ConstraintGraph:
@@ -120,6 +132,125 @@ class ConstraintGraph:
         self._last_defined = symbol
         return symbol
 
+    def implicit(
+        self,
+        names,
+        residuals,
+        guess=None,
+        shape=None,
+        *,
+        tolerance: float = 1e-10,
+        iterations: int = 50,
+    ):
+        """Declare nodes by their residuals: ``y`` such that ``r(y, ...) = 0``.
+
+        ``names`` is one name (or symbol) with one residual, or a list of names with
+        as many residuals: a block of unknowns solved together. A residual is text
+        or a sympy expression in the block's own symbols and earlier nodes; for a
+        matrix node give ``shape=(rows, cols)`` (or a ``MatrixSymbol``). ``guess`` is
+        Newton's first guess (a number, an array, or an expression of earlier nodes;
+        a list for a block); by default 0. Newton stops when its step is below
+        ``tolerance`` relative to the solution, within ``iterations`` steps.
+
+        The Lagrangian carries ``-lambda_i r_i`` for each residual: ``lambda_i`` is
+        the price of the residual, ``d z_n / d eps`` when ``r_i = eps``.
+
+        Examples
+        --------
+        >>> g = ConstraintGraph()
+        >>> x = g.input("x")
+        >>> y = g.implicit("y", "y**3 + y - x")
+        >>> g.residual(y)
+        -x + y**3 + y
+        """
+        single = not isinstance(names, (list, tuple))
+        names = [names] if single else list(names)
+        residuals = [residuals] if single else as_list(residuals, "the residuals")
+        if not names or len(residuals) != len(names):
+            raise AdjointError(
+                f"{len(names)} unknown(s) and {len(residuals)} residual(s) were given: an "
+                "implicit block needs one residual per unknown"
+            )
+        guesses = [guess] if single else _per_unknown(guess, len(names), "guess")
+        if shape is not None and not single:
+            raise ShapeError(
+                "shape= is for one implicit node; a block of several unknowns is of scalars"
+            )
+        symbols = []
+        for name in names:
+            symbol = self._new_symbol(name, "node", shape)
+            if symbol.name in {s.name for s in symbols}:
+                raise DuplicateNameError(f"{symbol} is named twice in one block", node=symbol)
+            symbols.append(symbol)
+        own = tuple(symbols)
+        if len(own) > 1 and any(isinstance(s, sp.MatrixSymbol) for s in own):
+            raise ShapeError(
+                f"the block {', '.join(map(str, own))} mixes several unknowns with a matrix: "
+                "a block of several unknowns must be of scalars (a matrix node is a block "
+                "of its own)",
+                node=own[0],
+            )
+        exprs, reads_of = [], []
+        for symbol, residual in zip(own, residuals):
+            what = f"the residual for {symbol}"
+            expr = self.read_expr(residual, symbol, own, what=what)
+            want = tuple(symbol.shape) if isinstance(symbol, sp.MatrixSymbol) else None
+            got = tuple(expr.shape) if isinstance(expr, sp.MatrixExpr) else None
+            if want != got:
+                raise ShapeError(
+                    f"{what} is {_shape_words(got)}, but {symbol} is {_shape_words(want)}: "
+                    "a residual has the shape of its unknown",
+                    node=symbol,
+                )
+            expr, reads = self._resolve_reads(expr, symbol, own)
+            if want is not None or any(
+                r not in own and self._nodes[r].shape is not None for r in reads
+            ):
+                _check_shapes(expr, symbol)
+            exprs.append(expr)
+            reads_of.append(reads)
+        for symbol, expr, reads in zip(own, exprs, reads_of):
+            if not set(reads) & set(own):
+                raise ExpressionError(
+                    f"the residual for {symbol}, {expr}, reads no unknown of its block "
+                    f"({', '.join(map(str, own))}): it cannot determine them",
+                    node=symbol,
+                )
+        unread = [s for s in own if not any(s in reads for reads in reads_of)]
+        if unread:
+            raise ExpressionError(
+                f"no residual reads {', '.join(map(str, unread))}: each unknown of an "
+                "implicit block must appear in its residuals",
+                node=unread[0],
+            )
+        guesses = [self._guess(s, g, own) for s, g in zip(own, guesses)]
+        tolerance, iterations = _newton_options(tolerance, iterations)
+        first = len(self._nodes)
+        for k, (symbol, expr, reads) in enumerate(zip(own, exprs, reads_of)):
+            parents = tuple(
+                r for r in reads if r != symbol and (r in own or self._nodes[r].kind != CONSTANT)
+            )
+            node = Node(
+                symbol,
+                DEFINED,
+                first + k,
+                None,
+                reads,
+                parents,
+                getattr(symbol, "shape", None),
+                expr,
+                own,
+                guesses[k],
+                tolerance,
+                iterations,
+            )
+            self._add(node)
+        for symbol in own:
+            for parent in self._nodes[symbol].parents:
+                self._children[parent].append(symbol)
+        self._last_defined = own[-1]
+        return own[0] if single else own
+
     def set_output(self, node) -> None:
         """Make ``node`` the output ``z_n`` (by default, the last defined node)."""
         symbol = self.lookup(node)
@@ -180,7 +311,46 @@ class ConstraintGraph:
         record = self.node(node)
         if record.kind != DEFINED:
             raise AdjointError(f"{record.symbol} is an {record.kind}: it has no constraint")
+        if record.implicit:
+            raise AdjointError(
+                f"{record.symbol} is defined implicitly, by {record.residual} = 0: it has no "
+                f"formula f_i; its residual is g.residual({record.symbol.name!r})",
+                node=record.symbol,
+            )
         return record.expr
+
+    def residual(self, node) -> sp.Expr:
+        """``r_i``, what a defined node's constraint sets to zero: the residual of an
+        implicit node, ``z_i - f_i`` for an explicit one."""
+        record = self.node(node)
+        if record.implicit:
+            return record.residual
+        expr = self.expr(node)
+        if isinstance(record.symbol, sp.MatrixSymbol):
+            return sp.MatAdd(record.symbol, -expr)
+        return record.symbol - expr
+
+    def is_implicit(self, node) -> bool:
+        """Whether ``node`` is defined by a residual (:meth:`implicit`)."""
+        return self.node(node).implicit
+
+    @property
+    def blocks(self) -> tuple[tuple[sp.Symbol, ...], ...]:
+        """The implicit blocks, in topological order: the unknowns solved together."""
+        if "blocks" not in self._cache:
+            found = dict.fromkeys(self._nodes[z].block for z in self.defined)
+            self._cache["blocks"] = tuple(b for b in found if b)
+        return self._cache["blocks"]
+
+    def require_explicit(self, what: str) -> None:
+        """Refuse, naming ``what`` and the implicit nodes, where they are not handled yet."""
+        implicit = [z for block in self.blocks for z in block]
+        if implicit:
+            raise AdjointError(
+                f"{what} does not handle implicit nodes yet ({', '.join(map(str, implicit))}); "
+                "g.solve, g.stationarity, g.lagrangian, check_gradient and taylor_test do",
+                node=implicit[0],
+            )
 
     def parents(self, node) -> tuple[sp.Symbol, ...]:
         """alpha(i): the variables that ``f_i`` reads (constants are data, not parents)."""
@@ -277,12 +447,15 @@ class ConstraintGraph:
         inputs: Iterable,
         constants: Iterable = (),
         output=None,
+        implicit: bool = False,
     ) -> ConstraintGraph:
         """Build a graph from constraints given in any order.
 
         Each constraint is ``sympy.Eq(z, f)``, a pair ``(z, f)`` or text ``"z = f"``.
-        They are ordered with networkx; a cycle is an error naming its nodes. The
-        output is ``output``, or else the one node no other constraint reads.
+        They are ordered with networkx; a cycle is an error naming its nodes, unless
+        ``implicit=True``: then each cycle (a strongly connected component) becomes an
+        implicit block with residuals ``z - f``, solved together by Newton's method.
+        The output is ``output``, or else the one node no other constraint reads.
 
         Examples
         --------
@@ -323,23 +496,38 @@ class ConstraintGraph:
             rhs.append(expr)
             for name in names:
                 dependencies.add_edge(name, lhs.name)
-        if not nx.is_directed_acyclic_graph(dependencies):
+        if not implicit and not nx.is_directed_acyclic_graph(dependencies):
             cycle = [u for u, _ in nx.find_cycle(dependencies)]
             raise CycleError(
                 "the constraints form a cycle, "
                 + " -> ".join(cycle + cycle[:1])
-                + ": each z_i may read only nodes that do not depend on it",
+                + ": each z_i may read only nodes that do not depend on it; to solve the "
+                "cycle as an implicit block (Newton's method on z - f = 0), pass "
+                "implicit=True",
                 cycle=cycle,
                 node=cycle[0],
             )
-        for name in nx.lexicographical_topological_sort(dependencies, key=position.get):
-            lhs, _ = pairs[position[name]]
-            expr = rhs[position[name]]
-            if isinstance(expr, str):
-                expr = g.read_expr(expr, lhs)
-                if isinstance(expr, sp.MatrixExpr):
-                    lhs = lhs.name  # a matrix node, of the shape its constraint has
-            g.define(lhs, expr)
+        components = nx.condensation(dependencies)
+        first = {c: min(position[n] for n in components.nodes[c]["members"]) for c in components}
+        for c in nx.lexicographical_topological_sort(components, key=first.get):
+            names = sorted(components.nodes[c]["members"], key=position.get)
+            if len(names) == 1 and not dependencies.has_edge(names[0], names[0]):
+                lhs, _ = pairs[position[names[0]]]
+                expr = rhs[position[names[0]]]
+                if isinstance(expr, str):
+                    expr = g.read_expr(expr, lhs)
+                    if isinstance(expr, sp.MatrixExpr):
+                        lhs = lhs.name  # a matrix node, of the shape its constraint has
+                g.define(lhs, expr)
+                continue
+            own = [pairs[position[n]][0] for n in names]
+            residuals = []
+            for lhs in own:
+                expr = rhs[position[lhs.name]]
+                if isinstance(expr, str):
+                    expr = g.read_expr(expr, lhs, own)
+                residuals.append(lhs - expr)
+            g.implicit(own if len(own) > 1 else own[0], residuals if len(own) > 1 else residuals[0])
         if output is not None:
             g.set_output(output)
         else:
@@ -472,14 +660,17 @@ class ConstraintGraph:
         except ValueError as exc:
             raise ExpressionError(f"in {what}: {exc}", node=node) from None
 
-    def _resolve_reads(self, expr: sp.Expr, node: sp.Symbol):
+    def _resolve_reads(self, expr: sp.Expr, node: sp.Symbol, own: tuple = ()):
         """The nodes ``expr`` reads, in declaration order; unknown symbols are errors.
 
         A symbol that matches a node by name but differs in assumptions (the user's
         own ``Symbol('x')`` for the graph's real ``x``) is taken to mean that node.
+        ``own`` are the unknowns of an implicit block being declared, which its
+        residuals read; they come last.
         """
         renames = {}
         reads = []
+        own_names = {s.name: s for s in own}
         symbols, not_real, sums = scan(expr)
         if sums:  # written out, in the walk that finds the reads anyway
             expr = self._expanded(expr, node, f"the constraint for {node}")
@@ -492,6 +683,20 @@ class ConstraintGraph:
         for s in symbols:
             if s in self._nodes:
                 reads.append(s)
+            elif s.name in own_names:
+                mine = own_names[s.name]
+                if isinstance(s, sp.MatrixSymbol) != isinstance(mine, sp.MatrixSymbol) or (
+                    isinstance(s, sp.MatrixSymbol) and tuple(s.shape) != tuple(mine.shape)
+                ):
+                    raise ShapeError(
+                        f"the residual for {node} reads {s} with shape "
+                        f"{getattr(s, 'shape', 'scalar')}, but the unknown {mine} is "
+                        f"{getattr(mine, 'shape', 'a scalar')}: give shape= to match",
+                        node=node,
+                    )
+                if s != mine:
+                    renames[s] = mine
+                reads.append(mine)
             elif s.name in self._dims and not isinstance(s, sp.MatrixSymbol):
                 continue  # a matrix dimension, as in Identity(n): not a node
             elif s.name in self._by_name and isinstance(s, sp.MatrixSymbol):
@@ -534,8 +739,55 @@ class ConstraintGraph:
                 )
         if renames:
             expr = expr.xreplace(renames)
-        reads.sort(key=lambda s: self._nodes[s].index)
+        last = len(self._nodes)
+        reads.sort(key=lambda s: self._nodes[s].index if s in self._nodes else last + own.index(s))
         return expr, tuple(dict.fromkeys(reads))
+
+    def _guess(self, symbol, guess, own):
+        """Newton's first guess for ``symbol``: a float, an array of its shape, or an
+        expression of earlier nodes (never of its own block)."""
+        shape = getattr(symbol, "shape", None)
+        if guess is None:
+            return None
+        if isinstance(guess, (str, sp.Basic)) and not isinstance(guess, sp.Number):
+            expr = self.read_expr(guess, symbol, what=f"the guess for {symbol}")
+            got = tuple(expr.shape) if isinstance(expr, sp.MatrixExpr) else None
+            if got not in (None, tuple(shape) if shape is not None else None):
+                raise ShapeError(
+                    f"the guess for {symbol} is {_shape_words(got)}, but {symbol} is "
+                    f"{_shape_words(shape)}",
+                    node=symbol,
+                )
+            reads = [s for s in free_symbols(expr) if s.name in {o.name for o in own}]
+            if reads:
+                raise ExpressionError(
+                    f"the guess for {symbol} reads {reads[0]}, an unknown of its own block: "
+                    "a guess may read only earlier nodes",
+                    node=symbol,
+                )
+            expr, _ = self._resolve_reads(expr, symbol)
+            return expr
+        try:
+            value = np.asarray(guess, dtype=float)
+        except (TypeError, ValueError):
+            raise BadValueError(
+                f"the guess for {symbol} must be a number, an array or an expression, got "
+                f"{type(guess).__name__} {guess!r}",
+                node=symbol,
+            ) from None
+        if not np.all(np.isfinite(value)):
+            raise BadValueError(f"the guess for {symbol} is not finite: {guess!r}", node=symbol)
+        if value.ndim == 0:
+            return float(value)
+        if shape is None or value.ndim != 2 or any(
+            isinstance(d, (int, sp.Integer)) and int(d) != n for d, n in zip(shape, value.shape)
+        ):
+            raise ShapeError(
+                f"the guess for {symbol} is a {' x '.join(map(str, value.shape))} array, but "
+                f"{symbol} is {_shape_words(shape)}",
+                node=symbol,
+            )
+        return value
 
 
 def _constraint(item):
@@ -562,6 +814,29 @@ def _constraint(item):
     return lhs, rhs
 
 
+def _shape_words(shape) -> str:
+    return "a scalar" if shape is None else f"{shape[0]} x {shape[1]}"
+
+
+def _per_unknown(value, n: int, what: str) -> list:
+    """One ``what`` per unknown of a block: a list of ``n``, or one for all."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise AdjointError(f"{len(value)} values of {what} for a block of {n} unknowns")
+        return list(value)
+    return [value] * n
+
+
+def _newton_options(tolerance, iterations) -> tuple[float, int]:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
+        0 < tolerance < 1
+    ):
+        raise AdjointError(f"tolerance must be a number between 0 and 1, got {tolerance!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise AdjointError(f"iterations must be a positive integer, got {iterations!r}")
+    return float(tolerance), iterations
+
+
 def _shape(e) -> str:
     return f"{e.shape[0]} x {e.shape[1]}"
 
@@ -574,7 +849,7 @@ def _square_operands(graph) -> tuple:
         return ()
     found = []
     for z in graph.defined:
-        for e in postorder(graph.expr(z), enter=lambda e: not isinstance(e, sp.MatrixSymbol)):
+        for e in postorder(graph.residual(z), enter=lambda e: not isinstance(e, sp.MatrixSymbol)):
             if isinstance(e, _SQUARE):
                 operand = e.args[0]
                 rows, cols = operand.shape

@@ -33,17 +33,21 @@ explanations, drawings and grading all read.
 
 from __future__ import annotations
 
-import enum
 import gc
 
-import numpy as np
 import sympy as sp
 
-from .display import aligned, equation, latex, text
+from .conditions import AdjointCondition, Contribution, ForwardCondition, Role
+from .display import aligned, latex, text
 from .errors import ShapeError
+from .implicit import (
+    ImplicitAdjoint,
+    ImplicitForward,
+    ResidualContribution,
+    residual_operation,
+)
 from .matrices import MatrixOperation
 from .partials import operation
-from .values import finite
 
 __all__ = [
     "AdjointCondition",
@@ -56,14 +60,6 @@ __all__ = [
 ]
 
 
-class Role(str, enum.Enum):
-    """What a condition of ``grad L = 0`` determines."""
-
-    FORWARD = "forward"  # dL/dlambda_i = 0: the value z_i (Step 1)
-    ADJOINT = "adjoint"  # dL/dz_j = 0: the multiplier lambda_j (Step 2)
-    GRADIENT = "gradient"  # dL/dx for an input: the gradient (Theorem 16.1)
-
-
 def lagrangian(graph) -> sp.Expr:
     """Equation 6 for ``graph``: ``z_n - sum_i lambda_i (z_i - f_i)``.
 
@@ -72,7 +68,7 @@ def lagrangian(graph) -> sp.Expr:
     """
     terms = [scalar_output(graph)]
     for z in graph.defined:
-        lam, residual = graph.multiplier(z), z - graph.expr(z)
+        lam, residual = graph.multiplier(z), graph.residual(z)
         if isinstance(z, sp.MatrixSymbol):
             terms.append(-sp.Trace(lam.T * residual))
         else:
@@ -91,219 +87,6 @@ def scalar_output(graph):
             node=out,
         )
     return out
-
-
-class _Lazy:
-    """Slots, and sympy forms built on first use and kept: during the assembly of
-    grad L = 0 each object is one container (a dict per object doubled the garbage
-    collector's work). The objects are not changed once made."""
-
-    __slots__ = ("_memo",)
-
-    def _kept(self, key: str, build):
-        if self._memo is None:
-            self._memo = {}
-        if key not in self._memo:
-            self._memo[key] = build()
-        return self._memo[key]
-
-
-class Contribution(_Lazy):
-    """``lambda_i df_i/dz_j``: what the constraint of a reader ``i`` of ``z_j`` adds to
-    the condition ``dL/dz_j = 0``.
-
-    For a matrix constraint the contribution is the pullback of ``Lambda_i`` through
-    ``F_i`` (a vector-Jacobian product), and :attr:`partial` is that pullback.
-    """
-
-    __slots__ = ("k", "multiplier", "node", "op", "reader", "reads")
-
-    def __init__(self, reader, node, op, reads, k: int, multiplier):
-        self.reader = reader  # i: the node whose constraint reads z_j
-        self.node = node  # j
-        self.op = op  # f_i as an operation of its arguments
-        self.reads = reads  # f_i's arguments; z_j is reads[k]
-        self.k = k
-        self.multiplier = multiplier  # lambda_i
-        self._memo = None
-
-    def __repr__(self) -> str:
-        return f"Contribution(lambda_{self.reader} d{self.reader}/d{self.node})"
-
-    @property
-    def pullback(self) -> bool:
-        """True for a matrix constraint: the contribution is ``J^T Lambda_i``."""
-        return self.op.pullback
-
-    @property
-    def partial(self) -> sp.Expr:
-        """``df_i/dz_j`` in the nodes' symbols (the pullback, for a matrix constraint)."""
-        return self._kept("partial", lambda: self.op.local(self.k, self.reads, self.multiplier))
-
-    @property
-    def expr(self) -> sp.Expr:
-        """The contribution as a sympy expression (built on first use: solving needs none)."""
-        return self._kept("expr", lambda: self.op.contribution(self.k, self.reads, self.multiplier))
-
-    @property
-    def numeric(self) -> sp.Expr:
-        """:attr:`partial` as solving and generated code evaluate it: with the stored
-        value ``z_i`` where the operation declares its derivative in terms of it
-        (``tanh' = 1 - z_i**2``), and nan at kinks."""
-        return self._kept(
-            "numeric",
-            lambda: self.op.numeric_local(self.k, self.reads, self.multiplier, self.reader),
-        )
-
-    @property
-    def reuses_output(self) -> bool:
-        """Whether :attr:`numeric` reads the stored ``z_i`` instead of computing ``f_i``."""
-        return self.op.reuses_output(self.k)
-
-    @property
-    def label(self) -> str:
-        """The partial (or pullback) as one line of text, for tables and drawings."""
-        return text(self.partial)
-
-    def value(self, env):
-        """The contribution's value, given values of ``f_i``'s arguments, ``z_i`` and
-        ``lambda_i`` in ``env``."""
-        lam, out = env[self.multiplier], env[self.reader]
-        value = self.op.contribution_value(self.k, self.reads, lam, out, env)
-        if finite(out) or (lam == 0 if isinstance(lam, float) else not np.any(lam)):
-            return value
-        # The reader is outside its domain (z_i is nan or inf): f_i has no derivative
-        # there, so neither has anything upstream of it.
-        return np.full(np.shape(value), np.nan)
-
-    def partial_value(self, env):
-        """The value of ``df_i/dz_j``; ``None`` for a pullback, which is a linear map."""
-        if self.pullback:
-            return None
-        return self.op.local_value(self.k, self.reads, env[self.reader], env)
-
-
-class ForwardCondition(_Lazy):
-    """``dL/dlambda_i = f_i - z_i = 0``, solved for its unknown: ``z_i = f_i(z_alpha(i))``
-    (equation 7)."""
-
-    role = Role.FORWARD
-    seed = 0
-    __slots__ = ("op", "reads", "rhs", "unknown", "wrt")
-
-    def __init__(self, unknown, wrt, rhs, op, reads):
-        self.unknown = unknown  # z_i
-        self.wrt = wrt  # lambda_i
-        self.rhs = rhs  # f_i, as the user wrote it
-        self.op = op  # f_i as an operation of its arguments
-        self.reads = reads  # every node f_i reads, constants too
-        self._memo = None
-
-    def __repr__(self) -> str:
-        return f"ForwardCondition({self.unknown} = {self.rhs})"
-
-    @property
-    def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
-
-    @property
-    def residual(self) -> sp.Expr:
-        """``dL/dlambda_i``, what the condition sets to zero."""
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            return sp.MatAdd(self.rhs, -self.unknown)
-        return self.rhs - self.unknown
-
-    @property
-    def shared(self) -> tuple[sp.Expr, ...]:
-        """Parts of ``f_i`` that Step 2 reads too (``sin(a)`` in ``sin(a)*b``)."""
-        if self.op.pullback:
-            return ()
-        return tuple(self.op.instantiate(p, self.reads) for p in self.op.shared())
-
-    def solve(self, env):
-        """``z_i`` from the values of what ``f_i`` reads."""
-        return self.op.value([env[r] for r in self.reads], env)
-
-    def solve_symbolic(self, env):
-        return _substitute(self.rhs, env)
-
-
-class AdjointCondition(_Lazy):
-    """``dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j = 0``,
-    solved for its unknown: ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``.
-
-    For an input (``role`` GRADIENT) there is no ``-lambda_j``: the sum is ``dL/dx``,
-    which ``lambda_x`` names.
-    """
-
-    __slots__ = ("contributions", "role", "seed", "unknown", "wrt")
-
-    def __init__(self, role, wrt, unknown, contributions, seed: int = 0):
-        self.role = role  # ADJOINT or GRADIENT
-        self.wrt = wrt  # z_j
-        self.unknown = unknown  # lambda_j
-        self.contributions = contributions  # one per reader i of z_j
-        self.seed = seed  # dz_n/dz_j: 1 for the output, else 0
-        self._memo = None
-
-    def __repr__(self) -> str:
-        return f"AdjointCondition({self.unknown} = {self.rhs})"
-
-    @property
-    def rhs(self) -> sp.Expr:
-        """``[j = n] + sum_i lambda_i df_i/dz_j``."""
-
-        def build():
-            if isinstance(self.unknown, sp.MatrixSymbol):
-                if not self.contributions:
-                    return sp.ZeroMatrix(*self.unknown.shape)
-                return sp.MatAdd(*(t.expr for t in self.contributions)).doit()
-            return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
-
-        return self._kept("rhs", build)
-
-    @property
-    def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
-
-    @property
-    def residual(self) -> sp.Expr:
-        """``dL/dz_j`` itself. For an input this is the gradient of f, not yet set to
-        zero; ``lambda_x`` names it."""
-        if self.role is Role.GRADIENT:
-            return self.rhs
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            return sp.MatAdd(self.rhs, -self.unknown)
-        return self.rhs - self.unknown
-
-    def solve(self, env, live=None, kinks=None):
-        """``lambda_j`` from the values of the readers' multipliers and the nodes.
-
-        Readers outside ``live`` (when given: the nodes the output depends on) have
-        ``lambda_i = 0`` and add nothing, even where their own partial does not exist.
-        ``kinks`` (from :func:`adjoint.numeric.watch_kinks`) learns which contribution
-        each kink met belongs to.
-        """
-        total = self.seed
-        for t in self.contributions:
-            if live is None or t.reader in live:
-                if kinks is not None:
-                    kinks.at = t
-                total = total + t.value(env)
-        if isinstance(total, int) and isinstance(self.unknown, sp.MatrixSymbol):
-            return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
-        return total
-
-    def solve_symbolic(self, env):
-        return _substitute(self.rhs, env)
-
-
-def _substitute(expr, env):
-    """``expr`` with the known values of its symbols put in (a symbolic solve)."""
-    try:
-        return expr.xreplace(env)
-    except ValueError:  # Derivative(f(z), z) with z replaced by an expression
-        return expr.subs({s: env[s] for s in expr.free_symbols if s in env}, simultaneous=True)
 
 
 _TITLES = {
@@ -340,23 +123,30 @@ class Stationarity:
 
     @property
     def forward(self) -> list[sp.Eq]:
-        """``dL/dlambda_i = 0``, i.e. ``z_i = f_i(z_alpha(i))``, in topological order."""
-        return [c.eq for c in self._by_role[Role.FORWARD]]
+        """``dL/dlambda_i = 0``, i.e. ``z_i = f_i(z_alpha(i))``, in topological order (for
+        an implicit node, ``r_i = 0``)."""
+        return _equations(self._by_role[Role.FORWARD])
 
     @property
     def adjoint(self) -> list[sp.Eq]:
-        """``dL/dz_j = 0``, i.e. ``lambda_j = sum lambda_i df_i/dz_j``, output first."""
-        return [c.eq for c in self._by_role[Role.ADJOINT]]
+        """``dL/dz_j = 0``, i.e. ``lambda_j = sum lambda_i df_i/dz_j``, output first (for
+        an implicit block, ``sum_i (dr_i/dz_j) lambda_i = ...``, one per node)."""
+        return _equations(self._by_role[Role.ADJOINT])
 
     @property
     def gradient(self) -> list[sp.Eq]:
         """For each input x: ``lambda_x = dL/dx``, the gradient of f (Theorem 16.1)."""
-        return [c.eq for c in self._by_role[Role.GRADIENT]]
+        return _equations(self._by_role[Role.GRADIENT])
 
     @property
     def equations(self) -> list[sp.Eq]:
         """All the conditions, forward, adjoint, then gradient."""
         return self.forward + self.adjoint + self.gradient
+
+    @property
+    def implicit(self) -> bool:
+        """Whether some conditions are implicit (a residual, a transposed-Jacobian solve)."""
+        return any(getattr(c, "implicit", False) for c in self.forward_conditions)
 
     def __len__(self) -> int:
         return len(self.forward_conditions) + len(self.backward_conditions)
@@ -364,16 +154,58 @@ class Stationarity:
     def __repr__(self) -> str:
         lines = []
         for role, conditions in self._by_role.items():
-            lines.append(f"{_TITLES[role]}:")
-            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in conditions]
+            title = _TITLES[role]
+            if self.implicit and role is not Role.GRADIENT:
+                title += _IMPLICIT_TITLES[role]
+            lines.append(f"{title}:")
+            for c in conditions:
+                if not getattr(c, "implicit", False):
+                    lines.append(f"  {c.unknown} = {text(c.rhs)}")
+                    continue
+                note = f"   [{_note(c)}]"
+                lines += [f"  {text(e.lhs)} = {text(e.rhs)}{note}" for e in c.equations]
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
         rows = []
         for role, conditions in self._by_role.items():
             rows.append((None, _LATEX_TITLES[role]))
-            rows += [(latex(c.unknown), latex(c.rhs)) for c in conditions]
+            for c in conditions:
+                if not getattr(c, "implicit", False):
+                    rows.append((latex(c.unknown), latex(c.rhs)))
+                    continue
+                note = _LATEX_NOTES[_note(c)]
+                rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
         return aligned(rows)
+
+
+_IMPLICIT_TITLES = {
+    Role.FORWARD: ", with r_i = 0 for implicit nodes",
+    Role.ADJOINT: ", back substitution except a solve with (dr/dz)^T per implicit block",
+}
+
+_LATEX_NOTES = {
+    "Newton's method": r"\quad \text{(Newton's method)}",
+    "linear solve": r"\quad \text{(a linear solve)}",
+    "solve with (dr/dz)^T": r"\quad \text{(a solve with }(\partial r/\partial z)^{T}\text{)}",
+}
+
+
+def _note(condition) -> str:
+    """How an implicit condition is solved, printed beside it."""
+    if condition.role is Role.FORWARD:
+        return "linear solve" if condition.method == "linear solve" else "Newton's method"
+    return "solve with (dr/dz)^T"
+
+
+def _equations(conditions) -> list:
+    found = []
+    for c in conditions:
+        if getattr(c, "implicit", False):
+            found += c.equations
+        else:
+            found.append(c.eq)
+    return found
 
 
 def stationarity(graph) -> Stationarity:
@@ -401,8 +233,14 @@ def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []
+    implicit_forward = {}
     for z in graph.defined:
         node = graph.node(z)
+        if node.implicit:
+            if z == node.block[0]:
+                implicit_forward[node.block] = _implicit(graph, node.block, incoming)
+                forward.append(implicit_forward[node.block])
+            continue
         lam = graph.multiplier(z)
         if node.shape is None and all(graph.node(r).shape is None for r in node.reads):
             op = operation(node.expr, node.reads)
@@ -413,12 +251,38 @@ def _conditions(graph) -> Stationarity:
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
                 incoming[j].append(Contribution(z, j, op, node.reads, k, lam))
-    adjoint = tuple(
-        AdjointCondition(Role.ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output))
-        for z in reversed(graph.defined)
-    )
+    adjoint = []
+    for z in reversed(graph.defined):
+        block = graph.node(z).block
+        if not block:
+            adjoint.append(
+                AdjointCondition(
+                    Role.ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output)
+                )
+            )
+        elif z == block[-1]:  # the block's one system, where reverse order meets it
+            adjoint.append(
+                ImplicitAdjoint(
+                    implicit_forward[block],
+                    (tuple(incoming[b]) for b in block),
+                    (int(b == output) for b in block),
+                )
+            )
+    adjoint = tuple(adjoint)
     gradient = tuple(
         AdjointCondition(Role.GRADIENT, x, graph.multiplier(x), tuple(incoming[x]))
         for x in graph.inputs
     )
     return Stationarity(output, tuple(forward), adjoint, gradient)
+
+
+def _implicit(graph, block, incoming) -> ImplicitForward:
+    """The forward condition of an implicit block; the edges from outside the block add
+    ``-lambda_i dr_i/dz_j`` to the conditions of the nodes they read."""
+    ops = tuple(residual_operation(graph, z) for z in block)
+    for z, op in zip(block, ops):
+        reads, lam = graph.node(z).reads, graph.multiplier(z)
+        for k, j in enumerate(reads):
+            if j in incoming and j not in block:
+                incoming[j].append(ResidualContribution(z, j, op, reads, k, lam))
+    return ImplicitForward(graph, block, ops)

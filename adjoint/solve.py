@@ -18,6 +18,7 @@ from .display import number, solution_latex, table, text
 from .errors import AdjointError, as_list
 from .expressions import free_symbols
 from .graph import ConstraintGraph
+from .implicit import report
 from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, check_kinks, watch_kinks
 from .parsing import parse
@@ -54,8 +55,17 @@ def solve(
                 "without values (g.solve(expand=False)), or with values and expand=True"
             )
         node_values = {z: z for z in (*graph.inputs, *graph.constants)}
-        node_values.update({c.unknown: c.rhs for c in kkt.forward_conditions})
-        adjoints = {c.wrt: c.rhs for c in kkt.backward_conditions}
+        adjoints = {}
+        for c in kkt.forward_conditions:
+            if getattr(c, "implicit", False):
+                node_values.update({z: z for z in c.nodes})  # tied to its residual
+            else:
+                node_values[c.unknown] = c.rhs
+        for c in kkt.backward_conditions:
+            if getattr(c, "implicit", False):
+                adjoints.update(zip(c.nodes, c.solved()))
+            else:
+                adjoints[c.wrt] = c.rhs
         return Solution(graph, node_values, {z: adjoints[z] for z in graph.nodes}, True)
     check_kinks(kinks)
     symbolic = values is None
@@ -64,16 +74,32 @@ def solve(
     else:
         env = read_values(graph, values)
     condition = None
+    work: dict = {}  # what implicit blocks keep between the sweeps (factorisations)
     try:
         with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan") as met:
-            # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order.
+            # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order
+            # (an implicit block: r_B = 0, by Newton's method).
             for condition in kkt.forward_conditions:
+                if getattr(condition, "implicit", False):
+                    if symbolic:  # each unknown stays its symbol, tied to its residual
+                        env.update(zip(condition.nodes, condition.solve_symbolic(env)))
+                    else:
+                        condition.solve(env, work)
+                    continue
                 env[condition.unknown] = _solve(condition, env, symbolic)
             # Step 2: dL/dz_j = 0  <=>  lambda_j = [j = n] + sum_{i in beta(j)} lambda_i
-            # df_i/dz_j, in reverse order: every reader i of z_j comes before j.
+            # df_i/dz_j, in reverse order: every reader i of z_j comes before j (an
+            # implicit block: one solve with (dr_B/dz_B)^T).
             live = _reaching(graph, graph.output)
             for condition in kkt.backward_conditions:
-                if symbolic:
+                if getattr(condition, "implicit", False):
+                    found = (
+                        condition.solve_symbolic(env)
+                        if symbolic
+                        else condition.solve(env, live, met, work)
+                    )
+                    env.update(zip(condition.multipliers, found))
+                elif symbolic:
                     env[condition.unknown] = condition.solve_symbolic(env)
                 else:
                     env[condition.unknown] = condition.solve(env, live, met)
@@ -115,7 +141,12 @@ def solve(
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
     found = _kinks(met, kinks)
-    return Solution(graph, node_values, adjoints, symbolic, undefined, found, env)
+    blocks = tuple(
+        report(c, work[c.block])
+        for c in kkt.forward_conditions
+        if getattr(c, "implicit", False) and c.block in work
+    )
+    return Solution(graph, node_values, adjoints, symbolic, undefined, found, env, blocks)
 
 
 @dataclass(frozen=True)
@@ -213,7 +244,8 @@ def _solve(condition, env, symbolic: bool):
 def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
     """Step 1 alone, on a copy of ``env`` (values of the inputs and constants, and
     possibly of nodes already solved), with ``shift[z]`` added to ``z``: to an input's
-    value, or to a constraint, loosened to ``z_i = f_i + shift``.
+    value, or to a constraint, loosened to ``z_i = f_i + shift`` (for an implicit
+    node, to ``r_i = shift``).
 
     Nodes in ``env`` that read nothing shifted keep their values; the others are
     solved again. Used by the checkers (differences) and by shadow prices.
@@ -226,6 +258,15 @@ def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
             changed.add(z)
     with np.errstate(all="ignore"):
         for c in stationarity(graph).forward_conditions:
+            if getattr(c, "implicit", False):
+                loosened = any(z in shift for z in c.nodes)
+                if all(z in env for z in c.nodes) and not loosened and not changed.intersection(
+                    c.reads
+                ):
+                    continue
+                c.solve(env, shift=[shift.get(z, 0.0) for z in c.nodes] if loosened else None)
+                changed.update(c.nodes)
+                continue
             z = c.unknown
             if z in env and z not in shift and not changed.intersection(c.reads):
                 continue
@@ -289,11 +330,16 @@ class Solution:
 
     ``kinks`` lists every kink met (:class:`Kink`: the node, the partial, the entries,
     and whether the conventional value or ``nan`` was taken there).
+
+    ``blocks`` reports, for each implicit block, how it was solved
+    (:class:`~adjoint.implicit.Block`: Newton's iterations, the final residual and the
+    backward solve's relative residual).
     """
 
     __slots__ = (
         "_formulas",
         "adjoints",
+        "blocks",
         "environment",
         "gradient",
         "kinks",
@@ -313,12 +359,14 @@ class Solution:
         undefined=None,
         kinks=(),
         environment=None,
+        blocks=(),
     ):
         if environment is None:
             environment = {**values, **{graph.multiplier(z): v for z, v in adjoints.items()}}
         fields = {
             "undefined": NodeMap(undefined or {}),
             "kinks": tuple(kinks),
+            "blocks": tuple(blocks),
             # every value solving knew, keyed by symbol (nodes, multipliers, dimensions),
             # so that what reads a solution need not read the point and solve again
             "environment": MappingProxyType(dict(environment)),
@@ -328,7 +376,7 @@ class Solution:
             "output_node": graph.output,
             "output": values[graph.output],
             "symbolic": symbolic,
-            "_formulas": {z: graph.expr(z) for z in graph.defined},
+            "_formulas": {z: _formula(graph, z) for z in graph.defined},
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -397,9 +445,20 @@ class Solution:
         return {z: tuple(n) for z, n in notes.items()}
 
 
+def _formula(graph, z):
+    """What a solution's table shows for a defined node: ``f_i``, or ``r_i = 0``."""
+    if graph.is_implicit(z):
+        return f"{text(graph.residual(z))} = 0"
+    return graph.expr(z)
+
+
 def _rebuild_solution(state: dict) -> Solution:
     solution = object.__new__(Solution)
-    state = {**state, "environment": MappingProxyType(state.get("environment", {}))}
+    state = {
+        "blocks": (),
+        **state,
+        "environment": MappingProxyType(state.get("environment", {})),
+    }
     for name, value in state.items():
         object.__setattr__(solution, name, value)
     return solution

@@ -77,9 +77,14 @@ def read_values(graph, values: Mapping) -> dict:
     given = by_node(graph, values, "the values")
     for symbol in given:
         if graph.node(symbol).kind == "defined":
+            rule = (
+                f"{graph.residual(symbol)} = 0"
+                if graph.is_implicit(symbol)
+                else f"{symbol} = {graph.expr(symbol)}"
+            )
             raise BadValueError(
-                f"a value is given for {symbol}, but {symbol} = {graph.expr(symbol)} is "
-                "computed by its constraint; give values only for inputs and constants",
+                f"a value is given for {symbol}, but {rule} is computed by its constraint; "
+                "give values only for inputs and constants",
                 node=symbol,
             )
     missing = [s for s in graph.inputs + graph.constants if s not in given]

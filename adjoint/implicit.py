@@ -1,0 +1,659 @@
+"""Implicit constraints: nodes defined by residuals ``r_i(z) = 0``, alone or in blocks.
+
+Written as residuals the lecture's constraints are ``r_i = z_i - f_i = 0``, and the
+same Lagrangian ``L = z_n - sum_i lambda_i r_i`` covers any residual. For a block ``B``
+of unknowns (one node that reads itself, or nodes that read each other):
+
+* ``dL/dlambda_i = -r_i = 0`` for ``i`` in B: the forward condition, solved for the
+  block by Newton's method (:class:`ImplicitForward`).
+* ``dL/dz_j = [j = n] - sum_i lambda_i dr_i/dz_j = 0``. Split into the block's own
+  residuals and its readers outside it, with ``df_i/dz_j = -dr_i/dz_j`` for an
+  implicit reader,
+
+      sum_{i in B} (dr_i/dz_j) lambda_i = [j = n] + sum_{i in beta(j) - B} lambda_i df_i/dz_j
+
+  one linear system with the transposed Jacobian ``(dr_B/dz_B)^T`` as the coefficient
+  on the block's multipliers (:class:`ImplicitAdjoint`): the implicit function theorem,
+  derived from ``grad L = 0``. For an explicit node ``dr_i/dz_i = 1`` and it is Step 2.
+
+The block's partials come from the residual's operation, derived once per kind, as for
+explicit nodes; the Jacobian at the solution is factorised once and serves both the
+last Newton step's check and the backward solve (``lu_solve`` with the transpose). A
+residual linear in a matrix unknown, ``M S + C``, is solved directly: one factorisation
+of ``M`` for the forward solve and the backward one with ``M^T``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
+
+from .conditions import Contribution, Lazy, Role, substitute
+from .display import equation, number, table, text
+from .errors import AdjointError
+from .matrices import MatrixOperation
+from .numeric import numeric_function
+from .partials import operation
+
+__all__ = [
+    "Block",
+    "ConvergenceError",
+    "ImplicitAdjoint",
+    "ImplicitForward",
+    "ResidualContribution",
+    "residual_operation",
+]
+
+#: A backward solve whose relative residual ||J^T lambda - rhs|| / ||rhs|| is above this
+#: is refused: dr/dz is too ill-conditioned here for its multipliers to be trusted.
+BACKWARD_TOLERANCE = 1e-8
+
+
+class ConvergenceError(AdjointError):
+    """Newton's method did not solve an implicit block, or its Jacobian is singular."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """How an implicit block was solved: its nodes, the method (``"newton"`` or
+    ``"linear solve"``), Newton's iterations, the final residual's largest entry, the
+    backward solve's relative residual ``||J^T lambda - rhs|| / ||rhs||`` (``None``
+    before it ran) and the number of LU factorisations used by both."""
+
+    nodes: tuple
+    method: str
+    iterations: int
+    residual: float
+    backward_residual: float | None
+    factorizations: int
+
+    def __str__(self) -> str:
+        back = "-" if self.backward_residual is None else f"{self.backward_residual:.2g}"
+        return (
+            f"block ({', '.join(map(str, self.nodes))}): {self.method}, {self.iterations} "
+            f"iteration(s), |r| = {self.residual:.2g}, backward residual {back}"
+        )
+
+
+def blocks_table(blocks) -> str:
+    """The blocks' reports as a text table."""
+    rows = [
+        (
+            ", ".join(map(str, b.nodes)),
+            b.method,
+            str(b.iterations),
+            f"{b.residual:.2g}",
+            "-" if b.backward_residual is None else f"{b.backward_residual:.2g}",
+        )
+        for b in blocks
+    ]
+    return table(("block", "method", "iterations", "|r|", "backward residual"), rows)
+
+
+def residual_operation(graph, z):
+    """The operation of ``r_z`` in its reads (the block's unknowns among them): a shared
+    scalar :class:`~adjoint.partials.Operation`, or a matrix one with its pullbacks. Its
+    "own value" is the residual's value, which is what solving passes for it."""
+    node = graph.node(z)
+    if node.shape is None and all(graph.node(r).shape is None for r in node.reads):
+        return operation(node.residual, node.reads)
+    value = (
+        sp.MatrixSymbol(f"residual_{z.name}", *node.shape)
+        if node.shape is not None
+        else sp.Dummy(f"residual_{z.name}", real=True)
+    )
+    return MatrixOperation(node.residual, node.reads, graph.multiplier(z), value)
+
+
+class ResidualContribution(Contribution):
+    """``-lambda_i dr_i/dz_j``: what an implicit constraint ``i`` adds to the condition of
+    a node ``z_j`` outside its block (``df_i/dz_j`` is ``-dr_i/dz_j``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ResidualContribution(-lambda_{self.reader} dr_{self.reader}/d{self.node})"
+
+    @property
+    def partial(self) -> sp.Expr:
+        return self._kept("partial", lambda: -self.op.local(self.k, self.reads, self.multiplier))
+
+    @property
+    def expr(self) -> sp.Expr:
+        return self._kept(
+            "expr", lambda: -self.op.contribution(self.k, self.reads, self.multiplier)
+        )
+
+    @property
+    def numeric(self) -> sp.Expr:
+        raise AdjointError("an implicit constraint has no compiled partial yet")
+
+    @property
+    def reuses_output(self) -> bool:
+        return False
+
+    def value(self, env):
+        lam = env[self.multiplier]
+        r = self.op.value([env[s] for s in self.reads], env)
+        return -self.op.contribution_value(self.k, self.reads, lam, r, env)
+
+    def partial_value(self, env):
+        if self.pullback:
+            return None
+        r = self.op.value([env[s] for s in self.reads], env)
+        return -self.op.local_value(self.k, self.reads, r, env)
+
+
+def _linear_form(residual, unknown):
+    """``(M, C)`` when ``residual`` is ``M S + C`` in the matrix unknown ``S``, with ``M``
+    and ``C`` free of it; ``None`` otherwise."""
+    terms = residual.args if isinstance(residual, sp.MatAdd) else (residual,)
+    holding = [t for t in terms if t.has(unknown)]
+    if len(holding) != 1:
+        return None
+    term = holding[0]
+    rows = unknown.shape[0]
+    if term == unknown:
+        coefficient = sp.Identity(rows)
+    elif (
+        isinstance(term, sp.MatMul)
+        and term.args[-1] == unknown
+        and not any(a.has(unknown) for a in term.args[:-1])
+    ):
+        coefficient = sp.MatMul(*term.args[:-1]) if len(term.args) > 2 else term.args[0]
+        if not isinstance(coefficient, sp.MatrixExpr):
+            coefficient = sp.MatMul(coefficient, sp.Identity(rows))
+    else:
+        return None
+    rest = [t for t in terms if t is not term]
+    constant = sp.MatAdd(*rest) if rest else sp.ZeroMatrix(*unknown.shape)
+    return coefficient, constant
+
+
+class _Evaluator:
+    """A matrix expression as a numeric function of the nodes it reads."""
+
+    def __init__(self, expr, reads):
+        self.reads = tuple(r for r in reads if expr.has(r))
+        self.op = MatrixOperation(expr, self.reads, sp.Dummy(), sp.Dummy())
+
+    def __call__(self, env):
+        value = self.op.value([env[r] for r in self.reads], env)
+        return np.asarray(value, dtype=float)
+
+
+class ImplicitForward(Lazy):
+    """``dL/dlambda_i = -r_i = 0`` for every residual of a block: ``r_B(z_B, ...) = 0``,
+    solved for the block's unknowns by Newton's method (a matrix residual linear in its
+    unknown, ``M S + C``, by one factorisation of ``M``)."""
+
+    role = Role.FORWARD
+    seed = 0
+    implicit = True
+    __slots__ = (
+        "block",
+        "guesses",
+        "iterations",
+        "linear",
+        "ops",
+        "reads",
+        "reads_of",
+        "residuals",
+        "tolerance",
+        "wrt",
+    )
+
+    def __init__(self, graph, block, ops):
+        records = [graph.node(z) for z in block]
+        self.block = tuple(block)
+        self.residuals = tuple(r.residual for r in records)
+        self.wrt = tuple(graph.multiplier(z) for z in block)
+        self.ops = tuple(ops)
+        self.reads_of = tuple(r.reads for r in records)
+        self.reads = tuple(
+            dict.fromkeys(s for reads in self.reads_of for s in reads if s not in self.block)
+        )
+        self.guesses = tuple(r.guess for r in records)
+        self.tolerance, self.iterations = records[0].tolerance, records[0].iterations
+        self.linear = None
+        if isinstance(self.block[0], sp.MatrixSymbol):
+            form = _linear_form(self.residuals[0], self.block[0])
+            if form is not None:
+                self.linear = tuple(_Evaluator(e, self.reads) for e in form)
+        self._memo = None
+
+    def __repr__(self) -> str:
+        return f"ImplicitForward({', '.join(f'{text(r)} = 0' for r in self.residuals)})"
+
+    @property
+    def matrix(self) -> bool:
+        return isinstance(self.block[0], sp.MatrixSymbol)
+
+    @property
+    def nodes(self) -> tuple:
+        return self.block
+
+    @property
+    def unknown(self):
+        """The unknown (a node), or a column of them for a block."""
+        return self.block[0] if len(self.block) == 1 else sp.Matrix(self.block)
+
+    @property
+    def lhs(self):
+        """The residual (a column of them for a block), which the condition sets to 0."""
+        return self.residuals[0] if len(self.block) == 1 else sp.Matrix(self.residuals)
+
+    @property
+    def rhs(self):
+        if self.matrix:
+            return sp.ZeroMatrix(*self.block[0].shape)
+        return sp.Integer(0) if len(self.block) == 1 else sp.zeros(len(self.block), 1)
+
+    @property
+    def equations(self) -> list:
+        """One ``r_i = 0`` per residual."""
+        zero = self.rhs if self.matrix else sp.Integer(0)
+        return [equation(r, zero) for r in self.residuals]
+
+    @property
+    def eq(self):
+        return self._kept("eq", lambda: equation(self.lhs, self.rhs))
+
+    @property
+    def residual(self):
+        """``dL/dlambda``: minus the residual."""
+        return -self.lhs
+
+    @property
+    def method(self) -> str:
+        return "linear solve" if self.linear is not None else "newton"
+
+    def name(self) -> str:
+        return f"the implicit block ({', '.join(map(str, self.block))})"
+
+    # -- numbers ------------------------------------------------------------
+
+    def shape_at(self, env):
+        if not self.matrix:
+            return (len(self.block),)
+        return tuple(int(sp.sympify(d).xreplace(env)) for d in self.block[0].shape)
+
+    def _put(self, env, x, shape):
+        if self.matrix:
+            env[self.block[0]] = x.reshape(shape)
+        else:
+            for z, v in zip(self.block, x):
+                env[z] = float(v)
+
+    def residual_values(self, env, shift):
+        if self.matrix:
+            op, reads = self.ops[0], self.reads_of[0]
+            r = np.asarray(op.value([env[s] for s in reads], env), dtype=float)
+            if shift:
+                r = r - shift[0]
+            return r.ravel(), [r]
+        values = [
+            float(op.value([env[s] for s in reads], env)) for op, reads in zip(self.ops, self.reads_of)
+        ]
+        own = list(values)
+        if shift:
+            values = [v - s for v, s in zip(values, shift)]
+        return np.array(values), own
+
+    def jacobian(self, env, own, shape) -> np.ndarray:
+        """``dr/dz`` of the block at ``env`` (``own``: the residuals' values)."""
+        if self.matrix:
+            op, reads = self.ops[0], self.reads_of[0]
+            k = reads.index(self.block[0])
+            size = int(np.prod(shape))
+            J = np.empty((size, size))
+            unit = np.zeros(shape)
+            for row in range(size):  # row k of J is the pullback of the k-th unit matrix
+                unit.flat[row] = 1.0
+                J[row] = np.asarray(op.contribution_value(k, reads, unit, own[0], env)).ravel()
+                unit.flat[row] = 0.0
+            return J
+        m = len(self.block)
+        J = np.zeros((m, m))
+        for i, (op, reads) in enumerate(zip(self.ops, self.reads_of)):
+            for k, s in enumerate(reads):
+                if s in self.block:
+                    J[i, self.block.index(s)] += float(
+                        op.contribution_value(k, reads, 1.0, own[i], env)
+                    )
+        return J
+
+    def factor(self, J, env, when: str):
+        if not np.all(np.isfinite(J)):
+            raise ConvergenceError(
+                f"dr/dz of {self.name()} is not a number {when} ({self._at(env)}): the "
+                "residual has no derivative there; choose another guess or point",
+                node=self.block[0],
+            )
+        with warnings.catch_warnings():  # singular: said below, with the block's name
+            warnings.simplefilter("ignore", LinAlgWarning)
+            lu, piv = lu_factor(J, check_finite=False)
+        diagonal = np.abs(np.diag(lu))
+        if diagonal.min() <= len(diagonal) * np.finfo(float).eps * max(diagonal.max(), 1e-300):
+            raise ConvergenceError(
+                f"dr/dz of {self.name()} is singular {when} ({self._at(env)}): "
+                + (
+                    "the implicit function theorem does not apply, the block is not a "
+                    "differentiable function of what it reads here"
+                    if when == "at the solution"
+                    else "Newton's method cannot step from here; give another guess="
+                ),
+                node=self.block[0],
+            )
+        return lu, piv
+
+    def _at(self, env) -> str:
+        return ", ".join(f"{z} = {number(env[z])}" for z in self.block)
+
+    def _guess(self, env, shape) -> np.ndarray:
+        if self.matrix:
+            g = self.guesses[0]
+            if g is None:
+                return np.zeros(int(np.prod(shape)))
+            if isinstance(g, sp.Basic):
+                g = _Evaluator(g, self.reads)(env)
+            return np.broadcast_to(np.asarray(g, dtype=float), shape).ravel().copy()
+        out = []
+        for g in self.guesses:
+            if isinstance(g, sp.Basic):
+                reads = [s for s in self.reads if g.has(s)]
+                g = numeric_function(reads, g)(*(env[s] for s in reads))
+            out.append(0.0 if g is None else float(g))
+        return np.array(out)
+
+    def solve(self, env, work: dict | None = None, shift=None):
+        """The block's values, put into ``env`` (also returned, one per node); ``work``
+        keeps the factorisation at the solution for the backward solve and the report.
+        ``shift`` loosens the residuals to ``r_i = shift_i``."""
+        shape = self.shape_at(env)
+        if self.linear is not None:
+            return self._solve_linear(env, work, shift, shape)
+        x = self._guess(env, shape)
+        tolerance, norms, converged = self.tolerance, [], False
+        self._put(env, x, shape)
+        r, own = self.residual_values(env, shift)
+        for iteration in range(1, self.iterations + 1):
+            norms.append(_norm(r))
+            if not np.all(np.isfinite(r)):
+                raise ConvergenceError(
+                    f"the residual of {self.name()} is not a number at {self._at(env)} "
+                    f"(Newton iteration {iteration}): give a guess= where it is defined",
+                    node=self.block[0],
+                )
+            if not r.any():
+                converged = True
+                break
+            lu = self.factor(self.jacobian(env, own, shape), env, "at a Newton iterate")
+            step = lu_solve(lu, r, check_finite=False)
+            if _norm(step) <= tolerance * (1.0 + _norm(x)):
+                x = x - step
+                self._put(env, x, shape)
+                r, own = self.residual_values(env, shift)
+                converged = True
+                break
+            x, r, own = self._line_search(env, x, step, r, shift, shape)
+        if not converged:
+            shown = ", ".join(f"{n:.3g}" for n in norms[-6:])
+            raise ConvergenceError(
+                f"Newton's method did not converge for {self.name()} in {self.iterations} "
+                f"iterations (largest residual entry, last iterations: {shown}); give a "
+                "better guess=, or more iterations=",
+                node=self.block[0],
+            )
+        if not np.all(np.isfinite(r)):
+            raise ConvergenceError(
+                f"the residual of {self.name()} is not a number at its solution "
+                f"({self._at(env)})",
+                node=self.block[0],
+            )
+        # The Jacobian at the solution, factorised once: it certifies the solution (not
+        # a singular point) and serves the backward solve.
+        J = self.jacobian(env, own, shape)
+        lu = self.factor(J, env, "at the solution")
+        if work is not None:
+            work[self.block] = {
+                "lu": lu,
+                "J": J,
+                "iterations": iteration,
+                "residual": _norm(r),
+                "factorizations": iteration + 1,
+            }
+        return tuple(env[z] for z in self.block)
+
+    def _line_search(self, env, x, step, r, shift, shape):
+        """A damped Newton step: halve it until the residual decreases (Armijo)."""
+        t, size = 1.0, _norm(r)
+        while True:
+            trial = x - t * step
+            self._put(env, trial, shape)
+            r_new, own = self.residual_values(env, shift)
+            if (np.all(np.isfinite(r_new)) and _norm(r_new) <= (1 - 1e-4 * t) * size) or t < 1e-4:
+                return trial, r_new, own
+            t /= 2
+
+    def _solve_linear(self, env, work, shift, shape):
+        coefficient, constant = (f(env) for f in self.linear)
+        if coefficient.shape != (shape[0], shape[0]):
+            coefficient = np.broadcast_to(coefficient, (shape[0], shape[0]))
+        rhs = -np.broadcast_to(constant, shape)
+        if shift:
+            rhs = rhs + shift[0]
+        lu = self.factor(coefficient, env, "at the solution")
+        S = lu_solve(lu, rhs, check_finite=False)
+        env[self.block[0]] = S
+        r = (coefficient @ S - rhs).ravel()
+        if work is not None:
+            work[self.block] = {
+                "lu": lu,
+                "J": None,
+                "M": coefficient,
+                "iterations": 1,
+                "residual": _norm(r),
+                "factorizations": 1,
+            }
+        return (S,)
+
+    def solve_symbolic(self, env):
+        """An implicit node stays its own symbol, tied to its residual."""
+        return self.block
+
+    def coefficient(self) -> sp.Matrix | None:
+        """``dr_B/dz_B`` for a block of scalars, in the nodes' symbols."""
+        if self.matrix:
+            return None
+        return self._kept(
+            "coefficient",
+            lambda: sp.Matrix(
+                [[sp.diff(r, z) for z in self.block] for r in self.residuals]
+            ),
+        )
+
+
+def _norm(v) -> float:
+    v = np.asarray(v, dtype=float)
+    return float(np.max(np.abs(v))) if v.size else 0.0
+
+
+class ImplicitAdjoint(Lazy):
+    """``dL/dz_j = 0`` for the nodes ``j`` of an implicit block:
+    ``sum_{i in B} (dr_i/dz_j) lambda_i = [j = n] + sum_{i in beta(j) - B} lambda_i df_i/dz_j``,
+    one solve with ``(dr_B/dz_B)^T`` for the block's multipliers."""
+
+    role = Role.ADJOINT
+    implicit = True
+    __slots__ = ("contributions", "forward", "seeds")
+
+    def __init__(self, forward: ImplicitForward, contributions, seeds):
+        self.forward = forward
+        self.contributions = tuple(contributions)  # per node of the block
+        self.seeds = tuple(seeds)  # dz_n/dz_j for the block's nodes
+        self._memo = None
+
+    def __repr__(self) -> str:
+        return f"ImplicitAdjoint({'; '.join(text(e) for e in self.equations)})"
+
+    @property
+    def nodes(self) -> tuple:
+        return self.forward.block
+
+    @property
+    def wrt(self):
+        block = self.forward.block
+        return block[0] if len(block) == 1 else block
+
+    @property
+    def multipliers(self) -> tuple:
+        return self.forward.wrt
+
+    @property
+    def unknown(self):
+        lams = self.forward.wrt
+        return lams[0] if len(lams) == 1 else sp.Matrix(lams)
+
+    @property
+    def seed(self) -> int:
+        return max(self.seeds)
+
+    def _rows(self):
+        """``(lhs_j, rhs_j)`` for each node ``j`` of the block."""
+
+        def build():
+            rows = []
+            f = self.forward
+            for j, z in enumerate(f.block):
+                if f.matrix:
+                    op, reads = f.ops[0], f.reads_of[0]
+                    lhs = op.local(reads.index(z))
+                    terms = [t.expr for t in self.contributions[j]]
+                    rhs = sp.MatAdd(*terms).doit() if terms else sp.ZeroMatrix(*z.shape)
+                else:
+                    J = f.coefficient()
+                    lhs = sp.Add(*(J[i, j] * lam for i, lam in enumerate(f.wrt)))
+                    rhs = sp.Add(
+                        sp.Integer(self.seeds[j]), *(t.expr for t in self.contributions[j])
+                    )
+                rows.append((lhs, rhs))
+            return rows
+
+        return self._kept("rows", build)
+
+    @property
+    def lhs(self):
+        rows = self._rows()
+        return rows[0][0] if len(rows) == 1 else sp.Matrix([r[0] for r in rows])
+
+    @property
+    def rhs(self):
+        rows = self._rows()
+        return rows[0][1] if len(rows) == 1 else sp.Matrix([r[1] for r in rows])
+
+    @property
+    def equations(self) -> list:
+        return [equation(lhs, rhs) for lhs, rhs in self._rows()]
+
+    @property
+    def eq(self):
+        return self._kept("eq", lambda: equation(self.lhs, self.rhs))
+
+    @property
+    def residual(self):
+        return self.rhs - self.lhs
+
+    def solved(self) -> tuple:
+        """The multipliers solved in symbols: ``(dr/dz)^{-T} rhs`` (a matrix node only
+        when its residual is linear, ``M S + C``)."""
+
+        def build():
+            f = self.forward
+            rows = self._rows()
+            if f.matrix:
+                form = _linear_form(f.residuals[0], f.block[0])
+                if form is None:
+                    raise AdjointError(
+                        f"{f.name()} has a residual not linear in its matrix unknown: its "
+                        "multiplier has no closed form; solve at a point, g.solve({...})",
+                        node=f.block[0],
+                    )
+                return (sp.MatMul(sp.Inverse(form[0].T), rows[0][1]),)
+            J = f.coefficient()
+            rhs = sp.Matrix([r[1] for r in rows])
+            if len(rows) == 1:
+                return (rhs[0] / J[0, 0],)
+            return tuple(J.T.LUsolve(rhs))
+
+        return self._kept("solved", build)
+
+    def solve_symbolic(self, env):
+        return tuple(substitute(s, env) for s in self.solved())
+
+    def solve(self, env, live=None, kinks=None, work=None):
+        """The block's multipliers from the values of its readers' multipliers."""
+        f = self.forward
+        shape = f.shape_at(env)
+        if kinks is not None:
+            kinks.at = None
+        parts = []
+        for j, z in enumerate(f.block):
+            total = float(self.seeds[j])
+            for t in self.contributions[j]:
+                if live is None or t.reader in live:
+                    if kinks is not None:
+                        kinks.at = t
+                    total = total + t.value(env)
+            parts.append(np.broadcast_to(np.asarray(total, dtype=float), shape if f.matrix else ()))
+        rhs = parts[0].ravel() if f.matrix else np.array([float(p) for p in parts])
+        memo = (work or {}).get(f.block)
+        if memo is None:  # solved elsewhere: factorise here
+            memo = {}
+            r, own = f.residual_values(env, None)
+            memo["J"] = f.jacobian(env, own, shape)
+            memo["lu"] = f.factor(memo["J"], env, "at the solution")
+            memo.update(iterations=0, residual=_norm(r), factorizations=1)
+            if work is not None:
+                work[f.block] = memo
+        if not rhs.any():
+            lam = np.zeros_like(rhs)
+            relative = 0.0
+        else:
+            if f.linear is not None:
+                M = memo["M"]
+                lam = lu_solve(memo["lu"], rhs.reshape(shape), trans=1, check_finite=False)
+                back = (M.T @ lam).ravel()
+                lam = lam.ravel()
+            else:
+                lam = lu_solve(memo["lu"], rhs, trans=1, check_finite=False)
+                back = memo["J"].T @ lam
+            relative = _norm(back - rhs) / _norm(rhs)
+            if not relative <= BACKWARD_TOLERANCE:
+                raise ConvergenceError(
+                    f"the backward solve of {f.name()} left a relative residual "
+                    f"||J^T lambda - rhs|| / ||rhs|| = {relative:.2g}, above "
+                    f"{BACKWARD_TOLERANCE:g}: dr/dz is too ill-conditioned here for its "
+                    "multipliers to be trusted",
+                    node=f.block[0],
+                )
+        memo["backward"] = relative
+        if f.matrix:
+            return (lam.reshape(shape),)
+        return tuple(float(v) for v in lam)
+
+
+def report(forward: ImplicitForward, memo: dict) -> Block:
+    """The :class:`Block` report of a block from what solving kept."""
+    return Block(
+        forward.block,
+        forward.method,
+        memo.get("iterations", 0),
+        memo.get("residual", float("nan")),
+        memo.get("backward"),
+        memo.get("factorizations", 0),
+    )

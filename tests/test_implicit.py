@@ -1,0 +1,325 @@
+"""Implicit constraints: nodes defined by residuals, alone, in blocks and as matrices.
+
+Every gradient is checked against a route that does not go through the adjoint solve
+of the implicit node: sympy's ``idiff``, closed forms (the inverse function, Kepler's
+equation, ``A^{-1} b``), central differences of a hand-written solver, or the same
+graph with the node written explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import dags, points
+
+import adjoint
+from adjoint.implicit import ConvergenceError
+
+
+def cubic():
+    g = adjoint.Graph()
+    x = g.input("x")
+    y = g.implicit("y", "y**3 + y - x")
+    return g, x, y
+
+
+def test_the_cubic_gives_the_inverse_function_derivative():
+    g, x, y = cubic()
+    sol = g.solve({x: 2.0})
+    assert sol[y] == pytest.approx(1.0, abs=1e-14)  # 1 + 1 - 2 = 0
+    assert sol.gradient[x] == pytest.approx(1 / (3 * 1.0**2 + 1), rel=1e-14)
+    assert sol.blocks[0].nodes == (y,) and sol.blocks[0].residual < 1e-14
+
+
+@pytest.mark.parametrize(
+    "residual",
+    ["y**3 + y - x", "y - x*cos(y)/2 - 1", "exp(y) + y - x**2", "y**5 + x*y + x - 3"],
+)
+def test_the_symbolic_gradient_equals_sympy_idiff(residual):
+    g = adjoint.Graph()
+    x = g.input("x")
+    y = g.implicit("y", residual)
+    got = g.solve().gradient[x]
+    expected = sp.idiff(sp.sympify(residual, locals={"x": x, "y": y}), y, x)
+    assert sp.simplify(got - expected) == 0
+
+
+def test_kepler_matches_its_closed_form_derivatives():
+    g = adjoint.Graph()
+    M, e = g.input("M"), g.input("e")
+    E = g.implicit("E", "E - e*sin(E) - M", guess="M")
+    g.define("f", E)
+    sol = g.solve({M: 1.2, e: 0.6})
+    E0 = sol[E]
+    assert E0 - 0.6 * math.sin(E0) == pytest.approx(1.2, abs=1e-14)
+    assert sol.gradient[M] == pytest.approx(1 / (1 - 0.6 * math.cos(E0)), rel=1e-13)
+    assert sol.gradient[e] == pytest.approx(math.sin(E0) / (1 - 0.6 * math.cos(E0)), rel=1e-13)
+
+
+def test_the_multiplier_is_the_price_of_the_residual():
+    """lambda_y = d z_n / d eps when the residual is loosened to r_y = eps."""
+    g = adjoint.Graph()
+    x = g.input("x")
+    y = g.implicit("y", "y**3 + y - x")
+    g.define("f", sp.sin(y) * x)
+    at = {x: 0.7}
+    sol = g.solve(at)
+    eps = 1e-6
+    env = {x: 0.7}
+    up = adjoint.solve.forward_sweep(g, env, {y: eps})[g.output]
+    down = adjoint.solve.forward_sweep(g, env, {y: -eps})[g.output]
+    assert (up - down) / (2 * eps) == pytest.approx(sol.adjoints[y], rel=1e-7)
+
+
+def _block_graph():
+    g = adjoint.Graph()
+    x = g.input("x")
+    u, v = g.implicit(["u", "v"], ["u - cos(v) - x", "v - sin(u)/2"])
+    g.define("f", u**2 + v)
+    return g, x, u, v
+
+
+def _block_by_hand(x):
+    """The block solved by fixed-point iteration (a contraction here), not Newton."""
+    u, v = 1.0, 0.0
+    for _ in range(200):
+        u, v = math.cos(v) + x, math.sin(u) / 2
+    return u**2 + v
+
+
+def test_a_block_gradient_equals_differences_of_a_hand_written_solver():
+    g, x, u, v = _block_graph()
+    sol = g.solve({x: 0.3})
+    h = 1e-5
+    fd = (_block_by_hand(0.3 + h) - _block_by_hand(0.3 - h)) / (2 * h)
+    assert sol.output == pytest.approx(_block_by_hand(0.3), rel=1e-13)
+    assert sol.gradient[x] == pytest.approx(fd, rel=1e-8)
+
+
+def test_a_block_symbolic_gradient_agrees_with_the_numeric_one():
+    g, x, u, v = _block_graph()
+    sol = g.solve({x: 0.3})
+    symbolic = g.solve().gradient[x]
+    value = float(symbolic.subs({u: sol[u], v: sol[v]}))
+    assert value == pytest.approx(sol.gradient[x], rel=1e-12)
+
+
+def test_the_conditions_are_the_derivatives_of_the_lagrangian():
+    """Each condition of an implicit block is dL/dz_j (rhs - lhs) or dL/dlambda_i."""
+    g, x, u, v = _block_graph()
+    L = g.lagrangian()
+    kkt = g.stationarity()
+    block = next(c for c in kkt.backward_conditions if getattr(c, "implicit", False))
+    for z, eq in zip(block.nodes, block.equations):
+        assert sp.simplify(eq.rhs - eq.lhs - sp.diff(L, z)) == 0
+    forward = next(c for c in kkt.forward_conditions if getattr(c, "implicit", False))
+    for lam, eq in zip(forward.wrt, forward.equations):
+        assert sp.simplify(-eq.lhs - sp.diff(L, lam)) == 0
+    gradient = kkt.conditions("gradient")[0]
+    assert sp.simplify(gradient.rhs - sp.diff(L, x)) == 0
+
+
+def test_stationarity_prints_the_residual_form():
+    g, x, u, v = _block_graph()
+    printed = str(g.stationarity())
+    assert "u - x - cos(v) = 0   [Newton's method]" in printed
+    assert "lambda_u - lambda_v*cos(u)/2 = 2*lambda_f*u   [solve with (dr/dz)^T]" in printed
+    assert "lambda_x = lambda_u" in printed
+
+
+def test_implicit_latex_renders(katex):
+    g, *_ = _block_graph()
+    src, display = __import__("rendering").from_repr_latex(g.stationarity()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None]
+
+
+# -- matrix nodes ------------------------------------------------------------
+
+
+def _linear_system(n=5, seed=0):
+    g = adjoint.Graph()
+    A, b = g.input("A", shape=(n, n)), g.input("b", shape=(n, 1))
+    s = sp.MatrixSymbol("s", n, 1)
+    s = g.implicit(s, A * s - b)
+    g.define("f", sp.Trace(s.T * s))
+    rng = np.random.default_rng(seed)
+    at = {A: rng.normal(size=(n, n)) + n * np.eye(n), b: rng.normal(size=(n, 1))}
+    return g, A, b, s, at
+
+
+def test_a_linear_solve_node_has_the_closed_form_gradients():
+    g, A, b, s, at = _linear_system()
+    sol = g.solve(at)
+    s0 = np.linalg.solve(at[A], at[b])
+    lam = np.linalg.solve(at[A].T, 2 * s0)  # d(s^T s)/db = A^{-T} 2 s
+    np.testing.assert_allclose(sol[s], s0, rtol=1e-12)
+    np.testing.assert_allclose(sol.gradient[b], lam, rtol=1e-12)
+    np.testing.assert_allclose(sol.gradient[A], -lam @ s0.T, rtol=1e-12)
+    assert sol.blocks[0].method == "linear solve"
+
+
+def test_a_linear_solve_node_factorises_once_for_both_sweeps(monkeypatch):
+    import adjoint.implicit as implicit
+
+    calls = []
+    original = implicit.lu_factor
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(implicit, "lu_factor", counting)
+    g, A, b, s, at = _linear_system(n=7)
+    sol = g.solve(at)
+    assert calls == [(7, 7)]
+    assert sol.blocks[0].factorizations == 1
+
+
+def test_a_fixed_point_gradient_equals_differences_of_iterating_it():
+    w = 4
+    rng = np.random.default_rng(1)
+    Wv, xv = 0.4 * rng.normal(size=(w, w)), rng.normal(size=(w, 1))
+    g = adjoint.Graph()
+    W, x = g.input("W", shape=(w, w)), g.input("x", shape=(w, 1))
+    z = g.implicit("z", "z - tanh.(W*z + x)", shape=(w, 1))
+    g.define("f", sp.Trace(z.T * z))
+    sol = g.solve({W: Wv, x: xv})
+
+    def iterate(Wm, xm):
+        zz = np.zeros((w, 1))
+        for _ in range(300):
+            zz = np.tanh(Wm @ zz + xm)
+        return float((zz.T @ zz)[0, 0])
+
+    h = 1e-6
+    for k in range(w):
+        e = np.zeros((w, 1))
+        e[k] = h
+        fd = (iterate(Wv, xv + e) - iterate(Wv, xv - e)) / (2 * h)
+        assert sol.gradient[x][k, 0] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    E = np.zeros((w, w))
+    E[1, 2] = h
+    fd = (iterate(Wv + E, xv) - iterate(Wv - E, xv)) / (2 * h)
+    assert sol.gradient[W][1, 2] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+# -- from equations ------------------------------------------------------------
+
+
+def test_a_cycle_among_equations_becomes_a_block_with_implicit_true():
+    x, u, v = sp.symbols("x u v", real=True)
+    eqs = [sp.Eq(u, sp.cos(v) + x), sp.Eq(v, sp.sin(u) / 2), "f = u**2 + v"]
+    with pytest.raises(adjoint.CycleError, match="implicit=True"):
+        adjoint.Graph.from_equations(eqs, inputs=[x])
+    g = adjoint.Graph.from_equations(eqs, inputs=[x], implicit=True)
+    assert g.blocks == ((g.lookup("u"), g.lookup("v")),)
+    reference, *_ = _block_graph()
+    assert g.solve({x: 0.3}).gradient[x] == pytest.approx(
+        reference.solve({x: 0.3}).gradient[x], rel=1e-13
+    )
+
+
+def test_a_self_reading_equation_becomes_an_implicit_node():
+    g = adjoint.Graph.from_equations(["y = cos(y) + x", "f = y**2"], inputs=["x"], implicit=True)
+    sol = g.solve({"x": 0.0})
+    y = sol["y"]  # the Dottie number
+    assert y == pytest.approx(0.7390851332151607, rel=1e-14)
+    assert sol.gradient["x"] == pytest.approx(2 * y / (1 + math.sin(y)), rel=1e-13)
+
+
+# -- refusals -------------------------------------------------------------------
+
+
+def test_newton_that_does_not_converge_is_an_error_naming_the_block():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.implicit("y", "y**2 + 1 + x**2", guess=1.0)  # no real root
+    with pytest.raises(ConvergenceError, match=r"block \(y\).*residual"):
+        g.solve({x: 0.5})
+
+
+def test_a_singular_jacobian_at_the_solution_is_an_error():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.implicit("y", "y**2 - x")
+    with pytest.raises(ConvergenceError, match="singular at the solution"):
+        g.solve({x: 0.0})
+
+
+def test_a_nan_residual_is_an_error():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.implicit("y", "log(y) - x", guess=-1.0)
+    with pytest.raises(ConvergenceError, match="not a number"):
+        g.solve({x: 0.5})
+
+
+def test_a_residual_that_does_not_read_its_node_is_refused_and_changes_nothing():
+    g = adjoint.Graph()
+    x = g.input("x")
+    before = len(g)
+    with pytest.raises(adjoint.AdjointError, match="reads no unknown"):
+        g.implicit("y", "x**2 - 1")
+    with pytest.raises(adjoint.AdjointError, match="no residual reads v"):
+        g.implicit(["u", "v"], ["u - x", "u + x"])
+    with pytest.raises(adjoint.ShapeError, match="residual has the shape"):
+        g.implicit("s", "x", shape=(2, 1))
+    assert len(g) == before and "y" not in g and "u" not in g
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g, at: g.compile(),
+        lambda g, at: g.hvp(at, {"x": 1.0}),
+        lambda g, at: g.explain(at),
+        lambda g, at: g.verify(at),
+        lambda g, at: g.to_dot(),
+    ],
+)
+def test_what_does_not_handle_implicit_nodes_yet_says_so(call):
+    g, x, y = cubic()
+    g.define("f", y**2)
+    with pytest.raises(adjoint.AdjointError, match=r"does not handle implicit nodes yet \(y\)"):
+        call(g, {x: 2.0})
+
+
+def test_the_checkers_run_through_implicit_nodes_and_catch_a_wrong_one():
+    g, x, y = cubic()
+    g.define("f", sp.exp(y) * x)
+    at = {x: 2.0}
+    assert adjoint.check_gradient(g, at).ok
+    assert adjoint.taylor_test(g, at).ok
+
+
+# -- random graphs ----------------------------------------------------------------
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_random_graphs_with_implicit_nodes_equal_their_explicit_twins(data):
+    """Replace some nodes z = e by residuals k (z - e) + (z - e)**3 (one real root, z = e):
+    the values and the gradient are those of the explicit graph."""
+    g = data.draw(dags(max_inputs=3, max_nodes=6))
+    at = data.draw(points(g))
+    twin = adjoint.Graph()
+    for x in g.inputs:
+        twin.input(x)
+    for z in g.defined:
+        e = g.expr(z)
+        if data.draw(st.booleans()):
+            k = data.draw(st.sampled_from([sp.Rational(1, 2), 1, 3]))
+            twin.implicit(z, k * (z - e) + (z - e) ** 3)
+        else:
+            twin.define(z, e)
+    expected = g.solve(at)
+    got = twin.solve(at)
+    for z in g.nodes:
+        assert got[z] == pytest.approx(expected[z], rel=1e-9, abs=1e-12)
+    for x in g.inputs:
+        assert got.gradient[x] == pytest.approx(expected.gradient[x], rel=1e-8, abs=1e-10)
