@@ -261,5 +261,3 @@ def substitute(expr, env):
         return expr.xreplace(env)
     except ValueError:  # Derivative(f(z), z) with z replaced by an expression
         return expr.subs({s: env[s] for s in expr.free_symbols if s in env}, simultaneous=True)
-
-

@@ -779,8 +779,12 @@ class ConstraintGraph:
             raise BadValueError(f"the guess for {symbol} is not finite: {guess!r}", node=symbol)
         if value.ndim == 0:
             return float(value)
-        if shape is None or value.ndim != 2 or any(
-            isinstance(d, (int, sp.Integer)) and int(d) != n for d, n in zip(shape, value.shape)
+        if (
+            shape is None
+            or value.ndim != 2
+            or any(
+                isinstance(d, (int, sp.Integer)) and int(d) != n for d, n in zip(shape, value.shape)
+            )
         ):
             raise ShapeError(
                 f"the guess for {symbol} is a {' x '.join(map(str, value.shape))} array, but "
@@ -828,8 +832,10 @@ def _per_unknown(value, n: int, what: str) -> list:
 
 
 def _newton_options(tolerance, iterations) -> tuple[float, int]:
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
-        0 < tolerance < 1
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not (0 < tolerance < 1)
     ):
         raise AdjointError(f"tolerance must be a number between 0 and 1, got {tolerance!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:

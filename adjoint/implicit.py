@@ -297,7 +297,8 @@ class ImplicitForward(Lazy):
                 r = r - shift[0]
             return r.ravel(), [r]
         values = [
-            float(op.value([env[s] for s in reads], env)) for op, reads in zip(self.ops, self.reads_of)
+            float(op.value([env[s] for s in reads], env))
+            for op, reads in zip(self.ops, self.reads_of)
         ]
         own = list(values)
         if shift:
@@ -411,8 +412,7 @@ class ImplicitForward(Lazy):
             )
         if not np.all(np.isfinite(r)):
             raise ConvergenceError(
-                f"the residual of {self.name()} is not a number at its solution "
-                f"({self._at(env)})",
+                f"the residual of {self.name()} is not a number at its solution ({self._at(env)})",
                 node=self.block[0],
             )
         # The Jacobian at the solution, factorised once: it certifies the solution (not
@@ -472,9 +472,7 @@ class ImplicitForward(Lazy):
             return None
         return self._kept(
             "coefficient",
-            lambda: sp.Matrix(
-                [[sp.diff(r, z) for z in self.block] for r in self.residuals]
-            ),
+            lambda: sp.Matrix([[sp.diff(r, z) for z in self.block] for r in self.residuals]),
         )
 
 
@@ -602,7 +600,7 @@ class ImplicitAdjoint(Lazy):
         if kinks is not None:
             kinks.at = None
         parts = []
-        for j, z in enumerate(f.block):
+        for j, _z in enumerate(f.block):
             total = float(self.seeds[j])
             for t in self.contributions[j]:
                 if live is None or t.reader in live:

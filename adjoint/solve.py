@@ -260,8 +260,10 @@ def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
         for c in stationarity(graph).forward_conditions:
             if getattr(c, "implicit", False):
                 loosened = any(z in shift for z in c.nodes)
-                if all(z in env for z in c.nodes) and not loosened and not changed.intersection(
-                    c.reads
+                if (
+                    all(z in env for z in c.nodes)
+                    and not loosened
+                    and not changed.intersection(c.reads)
                 ):
                     continue
                 c.solve(env, shift=[shift.get(z, 0.0) for z in c.nodes] if loosened else None)

@@ -93,7 +93,7 @@ def _block_by_hand(x):
 
 
 def test_a_block_gradient_equals_differences_of_a_hand_written_solver():
-    g, x, u, v = _block_graph()
+    g, x, _u, _v = _block_graph()
     sol = g.solve({x: 0.3})
     h = 1e-5
     fd = (_block_by_hand(0.3 + h) - _block_by_hand(0.3 - h)) / (2 * h)
@@ -111,7 +111,7 @@ def test_a_block_symbolic_gradient_agrees_with_the_numeric_one():
 
 def test_the_conditions_are_the_derivatives_of_the_lagrangian():
     """Each condition of an implicit block is dL/dz_j (rhs - lhs) or dL/dlambda_i."""
-    g, x, u, v = _block_graph()
+    g, x, _u, _v = _block_graph()
     L = g.lagrangian()
     kkt = g.stationarity()
     block = next(c for c in kkt.backward_conditions if getattr(c, "implicit", False))
@@ -125,7 +125,7 @@ def test_the_conditions_are_the_derivatives_of_the_lagrangian():
 
 
 def test_stationarity_prints_the_residual_form():
-    g, x, u, v = _block_graph()
+    g, _x, _u, _v = _block_graph()
     printed = str(g.stationarity())
     assert "u - x - cos(v) = 0   [Newton's method]" in printed
     assert "lambda_u - lambda_v*cos(u)/2 = 2*lambda_f*u   [solve with (dr/dz)^T]" in printed
@@ -174,7 +174,7 @@ def test_a_linear_solve_node_factorises_once_for_both_sweeps(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(implicit, "lu_factor", counting)
-    g, A, b, s, at = _linear_system(n=7)
+    g, _A, _b, _s, at = _linear_system(n=7)
     sol = g.solve(at)
     assert calls == [(7, 7)]
     assert sol.blocks[0].factorizations == 1
@@ -261,7 +261,7 @@ def test_a_nan_residual_is_an_error():
 
 def test_a_residual_that_does_not_read_its_node_is_refused_and_changes_nothing():
     g = adjoint.Graph()
-    x = g.input("x")
+    g.input("x")
     before = len(g)
     with pytest.raises(adjoint.AdjointError, match="reads no unknown"):
         g.implicit("y", "x**2 - 1")
