@@ -56,6 +56,7 @@ from .functions import (
 )
 from .grading import AdjointGrade, Grading, check_adjoints
 from .graph import ConstraintGraph, Node
+from .implicit import Block, ConvergenceError, ImplicitAdjoint, ImplicitForward
 from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
 from .matrices import frobenius2, sum_entries
 from .parsing import parse
@@ -76,8 +77,10 @@ __all__ = [
     "AdjointGrade",
     "Assignment",
     "BadValueError",
+    "Block",
     "ConstraintGraph",
     "Contribution",
+    "ConvergenceError",
     "CycleError",
     "DuplicateNameError",
     "ExpressionError",
@@ -86,6 +89,8 @@ __all__ = [
     "Grading",
     "Graph",
     "HvpCheck",
+    "ImplicitAdjoint",
+    "ImplicitForward",
     "MissingValueError",
     "Multiplier",
     "Node",

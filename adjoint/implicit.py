@@ -33,7 +33,7 @@ import sympy as sp
 from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
 
 from .conditions import Contribution, Lazy, Role, substitute
-from .display import equation, number, table, text
+from .display import equation, number, text
 from .errors import AdjointError
 from .matrices import MatrixOperation
 from .numeric import numeric_function
@@ -57,7 +57,7 @@ class ConvergenceError(AdjointError):
     """Newton's method did not solve an implicit block, or its Jacobian is singular."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Block:
     """How an implicit block was solved: its nodes, the method (``"newton"`` or
     ``"linear solve"``), Newton's iterations, the final residual's largest entry, the
@@ -71,27 +71,13 @@ class Block:
     backward_residual: float | None
     factorizations: int
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         back = "-" if self.backward_residual is None else f"{self.backward_residual:.2g}"
         return (
             f"block ({', '.join(map(str, self.nodes))}): {self.method}, {self.iterations} "
-            f"iteration(s), |r| = {self.residual:.2g}, backward residual {back}"
+            f"step(s), largest residual entry {self.residual:.2g}, backward relative "
+            f"residual {back}, {self.factorizations} LU factorisation(s)"
         )
-
-
-def blocks_table(blocks) -> str:
-    """The blocks' reports as a text table."""
-    rows = [
-        (
-            ", ".join(map(str, b.nodes)),
-            b.method,
-            str(b.iterations),
-            f"{b.residual:.2g}",
-            "-" if b.backward_residual is None else f"{b.backward_residual:.2g}",
-        )
-        for b in blocks
-    ]
-    return table(("block", "method", "iterations", "|r|", "backward residual"), rows)
 
 
 def residual_operation(graph, z):
@@ -379,22 +365,23 @@ class ImplicitForward(Lazy):
         if self.linear is not None:
             return self._solve_linear(env, work, shift, shape)
         x = self._guess(env, shape)
-        tolerance, norms, converged = self.tolerance, [], False
+        tolerance, norms, converged, steps = self.tolerance, [], False, 0
         self._put(env, x, shape)
         r, own = self.residual_values(env, shift)
-        for iteration in range(1, self.iterations + 1):
+        while True:
             norms.append(_norm(r))
             if not np.all(np.isfinite(r)):
                 raise ConvergenceError(
                     f"the residual of {self.name()} is not a number at {self._at(env)} "
-                    f"(Newton iteration {iteration}): give a guess= where it is defined",
+                    f"(after {steps} Newton step(s)): give a guess= where it is defined",
                     node=self.block[0],
                 )
-            if not r.any():
-                converged = True
+            if not r.any() or steps == self.iterations:
+                converged = not r.any()
                 break
             lu = self.factor(self.jacobian(env, own, shape), env, "at a Newton iterate")
             step = lu_solve(lu, r, check_finite=False)
+            steps += 1
             if _norm(step) <= tolerance * (1.0 + _norm(x)):
                 x = x - step
                 self._put(env, x, shape)
@@ -406,8 +393,8 @@ class ImplicitForward(Lazy):
             shown = ", ".join(f"{n:.3g}" for n in norms[-6:])
             raise ConvergenceError(
                 f"Newton's method did not converge for {self.name()} in {self.iterations} "
-                f"iterations (largest residual entry, last iterations: {shown}); give a "
-                "better guess=, or more iterations=",
+                f"steps (largest residual entry, last steps: {shown}); give a better "
+                "guess=, or more iterations=",
                 node=self.block[0],
             )
         if not np.all(np.isfinite(r)):
@@ -423,9 +410,9 @@ class ImplicitForward(Lazy):
             work[self.block] = {
                 "lu": lu,
                 "J": J,
-                "iterations": iteration,
+                "iterations": steps,
                 "residual": _norm(r),
-                "factorizations": iteration + 1,
+                "factorizations": steps + 1,
             }
         return tuple(env[z] for z in self.block)
 

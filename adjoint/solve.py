@@ -430,11 +430,13 @@ class Solution:
         ]
         notes = self.notes()
         if not notes:
-            return table(("node", "f_i", "z", "lambda"), body)
-        column = ["; ".join(notes.get(z, ())) for z, *_ in self.rows()]
-        return table(
-            ("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, column)]
-        )
+            shown = table(("node", "f_i", "z", "lambda"), body)
+        else:
+            column = ["; ".join(notes.get(z, ())) for z, *_ in self.rows()]
+            shown = table(
+                ("node", "f_i", "z", "lambda", "note"), [(*r, n) for r, n in zip(body, column)]
+            )
+        return "\n".join([shown, *map(repr, self.blocks)])
 
     def notes(self) -> dict:
         """``{node: (note, ...)}``: why a node is undefined, and the kinks of its

@@ -1,0 +1,90 @@
+"""Implicit nodes: the cost of solving through a residual, side by side in one run.
+
+1. A linear-solve node ``A(theta) s = b`` with a 500 x 500 ``A``: ``g.solve`` (value and
+   gradient) against one ``numpy.linalg.solve`` pair on the same matrix, forward and
+   transposed (target <= 1.3), checked against the closed form ``A^{-T} 2 s``.
+2. A fixed point ``z = tanh(W z + x)`` of width 200: the solve with gradient against
+   the forward Newton solve alone (``forward_sweep``), and against NumPy iterating the
+   fixed point to the same accuracy, for scale.
+
+Run: python benchmarks/implicit.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from compiled import best
+
+import adjoint
+from adjoint.solve import forward_sweep
+
+
+def linear_solve(n: int = 500) -> None:
+    g = adjoint.Graph()
+    A, b = g.input("A", shape=(n, n)), g.input("b", shape=(n, 1))
+    s = sp.MatrixSymbol("s", n, 1)
+    s = g.implicit(s, A * s - b)
+    g.define("f", sp.Trace(s.T * s))
+    rng = np.random.default_rng(0)
+    Av = rng.normal(size=(n, n)) + n**0.5 * np.eye(n)
+    bv = rng.normal(size=(n, 1))
+    at = {A: Av, b: bv}
+    sol = g.solve(at)
+    s0 = np.linalg.solve(Av, bv)
+    lam = np.linalg.solve(Av.T, 2 * s0)
+    error = np.max(np.abs(sol.gradient[b] - lam)) / np.max(np.abs(lam))
+
+    def pair():
+        s1 = np.linalg.solve(Av, bv)
+        np.linalg.solve(Av.T, 2 * s1)
+
+    t = best({"numpy": pair, "adjoint": lambda: g.solve(at)}, repeats=7)
+    print(f"1. linear-solve node, A {n} x {n}")
+    print(f"   numpy.linalg.solve, forward and transposed  {t['numpy'] * 1e3:8.2f} ms")
+    print(
+        f"   g.solve: value and gradient                  {t['adjoint'] * 1e3:8.2f} ms   "
+        f"ratio {t['adjoint'] / t['numpy']:.2f} (target <= 1.3)"
+    )
+    print(f"   gradient against A^(-T) 2 s: relative error {error:.1e}")
+
+
+def fixed_point(width: int = 200) -> None:
+    g = adjoint.Graph()
+    W, x = g.input("W", shape=(width, width)), g.input("x", shape=(width, 1))
+    z = g.implicit("z", "z - tanh.(W*z + x)", shape=(width, 1))
+    g.define("f", sp.Trace(z.T * z))
+    rng = np.random.default_rng(1)
+    Wv = 0.5 * rng.normal(size=(width, width)) / width**0.5
+    xv = rng.normal(size=(width, 1))
+    at = {W: Wv, x: xv}
+
+    def iterate():
+        zz = np.zeros((width, 1))
+        for _ in range(200):
+            new = np.tanh(Wv @ zz + xv)
+            if np.max(np.abs(new - zz)) < 1e-12:
+                return new
+            zz = new
+        return zz
+
+    t = best(
+        {
+            "forward": lambda: forward_sweep(g, dict(at)),
+            "both": lambda: g.solve(at),
+            "iterate": iterate,
+        },
+        repeats=5,
+    )
+    print(f"2. fixed point z = tanh(W z + x), width {width}")
+    print(f"   NumPy iterating it to 1e-12          {t['iterate'] * 1e3:8.2f} ms")
+    print(f"   Newton, forward alone                {t['forward'] * 1e3:8.2f} ms")
+    print(
+        f"   value and gradient                   {t['both'] * 1e3:8.2f} ms   "
+        f"ratio {t['both'] / t['forward']:.2f} to the forward solve"
+    )
+
+
+if __name__ == "__main__":
+    linear_solve()
+    fixed_point()
