@@ -113,6 +113,14 @@ class Contribution(Lazy):
         # there, so neither has anything upstream of it.
         return np.full(np.shape(value), np.nan)
 
+    def second_local(self, m: int) -> sp.Expr:
+        """``d2f_i/dz_j dz_k`` for ``z_k = reads[m]``, in the nodes' symbols."""
+        return self.op.second_local(self.k, m, self.reads)
+
+    def second_value(self, m: int, env):
+        """The value of :meth:`second_local` (as evaluated: nan at kinks)."""
+        return self.op.second_local_value(self.k, m, self.reads, env[self.reader], env)
+
     def partial_value(self, env):
         """The value of ``df_i/dz_j``; ``None`` for a pullback, which is a linear map."""
         if self.pullback:

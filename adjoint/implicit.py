@@ -133,6 +133,13 @@ class ResidualContribution(Contribution):
         r = self.op.value([env[s] for s in self.reads], env)
         return -self.op.local_value(self.k, self.reads, r, env)
 
+    def second_local(self, m: int) -> sp.Expr:
+        return -self.op.second_local(self.k, m, self.reads)
+
+    def second_value(self, m: int, env):
+        r = self.op.value([env[s] for s in self.reads], env)
+        return -self.op.second_local_value(self.k, m, self.reads, r, env)
+
 
 def _linear_form(residual, unknown):
     """``(M, C)`` when ``residual`` is ``M S + C`` in the matrix unknown ``S``, with ``M``
@@ -170,6 +177,33 @@ class _Evaluator:
     def __call__(self, env):
         value = self.op.value([env[r] for r in self.reads], env)
         return np.asarray(value, dtype=float)
+
+
+class Linearization:
+    """``dr_B/dz_B`` of a block at a point, factorised once: it solves with the Jacobian
+    (the tangent sweep) and with its transpose (the backward sweeps). For a matrix node
+    the right sides have the node's shape; for a block of scalars they are vectors."""
+
+    __slots__ = ("coefficient", "lu", "shape")
+
+    def __init__(self, coefficient, lu, shape):
+        self.coefficient = coefficient  # J (N x N), or M for a residual M S + C
+        self.lu = lu
+        self.shape = shape
+
+    def _layout(self, b):
+        b = np.asarray(b, dtype=float)
+        if self.coefficient.shape[0] == int(np.prod(self.shape)):
+            return b.reshape(-1)  # J acts on the entries, row-major
+        return b.reshape(self.shape)  # M acts on the columns of S
+
+    def solve(self, b, transpose: bool = False):
+        x = lu_solve(self.lu, self._layout(b), trans=int(transpose), check_finite=False)
+        return x.reshape(np.shape(b))
+
+    def apply(self, x, transpose: bool = False):
+        A = self.coefficient.T if transpose else self.coefficient
+        return (A @ self._layout(x)).reshape(np.shape(x))
 
 
 class ImplicitForward(Lazy):
@@ -405,11 +439,10 @@ class ImplicitForward(Lazy):
         # The Jacobian at the solution, factorised once: it certifies the solution (not
         # a singular point) and serves the backward solve.
         J = self.jacobian(env, own, shape)
-        lu = self.factor(J, env, "at the solution")
+        linearization = Linearization(J, self.factor(J, env, "at the solution"), shape)
         if work is not None:
             work[self.block] = {
-                "lu": lu,
-                "J": J,
+                "linearization": linearization,
                 "iterations": steps,
                 "residual": _norm(r),
                 "factorizations": steps + 1,
@@ -428,26 +461,33 @@ class ImplicitForward(Lazy):
             t /= 2
 
     def _solve_linear(self, env, work, shift, shape):
-        coefficient, constant = (f(env) for f in self.linear)
-        if coefficient.shape != (shape[0], shape[0]):
-            coefficient = np.broadcast_to(coefficient, (shape[0], shape[0]))
-        rhs = -np.broadcast_to(constant, shape)
+        linearization = self.linearize(env)
+        rhs = -np.broadcast_to(self.linear[1](env), shape)
         if shift:
             rhs = rhs + shift[0]
-        lu = self.factor(coefficient, env, "at the solution")
-        S = lu_solve(lu, rhs, check_finite=False)
+        S = linearization.solve(rhs)
         env[self.block[0]] = S
-        r = (coefficient @ S - rhs).ravel()
         if work is not None:
             work[self.block] = {
-                "lu": lu,
-                "J": None,
-                "M": coefficient,
+                "linearization": linearization,
                 "iterations": 1,
-                "residual": _norm(r),
+                "residual": _norm(linearization.apply(S) - rhs),
                 "factorizations": 1,
             }
         return (S,)
+
+    def linearize(self, env) -> Linearization:
+        """``dr_B/dz_B`` at the values in ``env``, factorised (``M`` alone for a residual
+        ``M S + C``)."""
+        shape = self.shape_at(env)
+        if self.linear is not None:
+            M = self.linear[0](env)
+            if M.shape != (shape[0], shape[0]):
+                M = np.broadcast_to(M, (shape[0], shape[0])).copy()
+            return Linearization(M, self.factor(M, env, "at the solution"), shape)
+        _, own = self.residual_values(env, None)
+        J = self.jacobian(env, own, shape)
+        return Linearization(J, self.factor(J, env, "at the solution"), shape)
 
     def solve_symbolic(self, env):
         """An implicit node stays its own symbol, tied to its residual."""
@@ -595,41 +635,34 @@ class ImplicitAdjoint(Lazy):
                         kinks.at = t
                     total = total + t.value(env)
             parts.append(np.broadcast_to(np.asarray(total, dtype=float), shape if f.matrix else ()))
-        rhs = parts[0].ravel() if f.matrix else np.array([float(p) for p in parts])
+        rhs = parts[0] if f.matrix else np.array([float(p) for p in parts])
         memo = (work or {}).get(f.block)
         if memo is None:  # solved elsewhere: factorise here
-            memo = {}
-            r, own = f.residual_values(env, None)
-            memo["J"] = f.jacobian(env, own, shape)
-            memo["lu"] = f.factor(memo["J"], env, "at the solution")
-            memo.update(iterations=0, residual=_norm(r), factorizations=1)
+            r, _ = f.residual_values(env, None)
+            memo = {"linearization": f.linearize(env), "residual": _norm(r), "factorizations": 1}
             if work is not None:
                 work[f.block] = memo
-        if not rhs.any():
-            lam = np.zeros_like(rhs)
-            relative = 0.0
-        else:
-            if f.linear is not None:
-                M = memo["M"]
-                lam = lu_solve(memo["lu"], rhs.reshape(shape), trans=1, check_finite=False)
-                back = (M.T @ lam).ravel()
-                lam = lam.ravel()
-            else:
-                lam = lu_solve(memo["lu"], rhs, trans=1, check_finite=False)
-                back = memo["J"].T @ lam
-            relative = _norm(back - rhs) / _norm(rhs)
-            if not relative <= BACKWARD_TOLERANCE:
-                raise ConvergenceError(
-                    f"the backward solve of {f.name()} left a relative residual "
-                    f"||J^T lambda - rhs|| / ||rhs|| = {relative:.2g}, above "
-                    f"{BACKWARD_TOLERANCE:g}: dr/dz is too ill-conditioned here for its "
-                    "multipliers to be trusted",
-                    node=f.block[0],
-                )
-        memo["backward"] = relative
+        lam, memo["backward"] = solve_transposed(f, memo["linearization"], rhs)
         if f.matrix:
-            return (lam.reshape(shape),)
+            return (lam,)
         return tuple(float(v) for v in lam)
+
+
+def solve_transposed(forward, linearization: Linearization, rhs):
+    """``(dr/dz)^T lambda = rhs``, and the relative residual of the solution; refused
+    when it is too large to trust."""
+    if not np.any(rhs):
+        return np.zeros_like(rhs), 0.0
+    lam = linearization.solve(rhs, transpose=True)
+    relative = _norm(linearization.apply(lam, transpose=True) - rhs) / _norm(rhs)
+    if not relative <= BACKWARD_TOLERANCE:
+        raise ConvergenceError(
+            f"the backward solve of {forward.name()} left a relative residual "
+            f"||J^T lambda - rhs|| / ||rhs|| = {relative:.2g}, above {BACKWARD_TOLERANCE:g}: "
+            "dr/dz is too ill-conditioned here for its multipliers to be trusted",
+            node=forward.block[0],
+        )
+    return lam, relative
 
 
 def report(forward: ImplicitForward, memo: dict) -> Block:

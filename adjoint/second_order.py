@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from .conditions import AdjointCondition
 from .display import aligned, equation, latex, text
 from .errors import AdjointError, BadValueError, ShapeError
 from .expressions import free_symbols
@@ -203,9 +204,7 @@ class SecondAdjointCondition:
                 terms.append(self.matrix_term(t))
                 continue
             terms.append(self.multiplier_dots[t.reader] * t.partial)
-            second = sp.Add(
-                *(t.op.second_local(t.k, m, t.reads) * dot for m, _, dot in self.pairs(t))
-            )
+            second = sp.Add(*(t.second_local(m) * dot for m, _, dot in self.pairs(t)))
             terms.append(t.multiplier * second)
         return sp.Add(*terms)
 
@@ -226,13 +225,160 @@ class SecondAdjointCondition:
                 continue
             total = total + env[self.multiplier_dots[t.reader]] * t.partial_value(env)
             for m, _, dot in self.pairs(t):
-                total = total + lam * t.op.second_local_value(t.k, m, t.reads, out, env) * env[dot]
+                total = total + lam * t.second_value(m, env) * env[dot]
             if not np.isfinite(out) and lam != 0:
                 return np.nan
         return _shaped(total, env[self.wrt])
 
     def __repr__(self) -> str:
         return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
+
+
+class ImplicitTangent:
+    """An implicit block's residuals linearised along the tangent:
+    ``sum_k dr_i/dz_k zdot_k = 0``, solved for the block's tangents with ``dr_B/dz_B``
+    (the tangent form of the implicit function theorem)."""
+
+    implicit = True
+    __slots__ = ("_numeric", "dots", "forward", "unknowns")
+
+    def __init__(self, forward, dots):
+        self.forward = forward  # the ImplicitForward r_B = 0
+        self.dots = dots  # {node: zdot} for every node that moves
+        self.unknowns = tuple(dots[z] for z in forward.block)
+        self._numeric = None
+
+    @property
+    def nodes(self) -> tuple:
+        return self.forward.block
+
+    def _outside(self):
+        """``{read: zdot}`` for the reads outside the block that move."""
+        f = self.forward
+        return {r: self.dots[r] for r in f.reads if r in self.dots}
+
+    @property
+    def equations(self) -> list:
+        f = self.forward
+        if f.matrix:
+            dots = {**self._outside(), f.block[0]: self.dots[f.block[0]]}
+            return [equation(tangent_of(f.residuals[0], dots), f.rhs)]
+        moving = {**self._outside(), **{z: self.dots[z] for z in f.block}}
+        return [
+            equation(sp.Add(*(sp.diff(r, z) * dot for z, dot in moving.items())), sp.Integer(0))
+            for r in f.residuals
+        ]
+
+    def solve(self, env, linearization=None):
+        f = self.forward
+        linearization = linearization or f.linearize(env)
+        if f.matrix:
+            if self._numeric is None:  # the residual's tangent with the block's held still
+                self._numeric = _Numeric(tangent_of(f.residuals[0], self._outside()))
+            b = _shaped(self._numeric(env), env[f.block[0]])
+            return (-linearization.solve(b),)
+        _, own = f.residual_values(env, None)
+        b = np.zeros(len(f.block))
+        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
+            for k, r in enumerate(reads):
+                if r not in f.block and r in self.dots:
+                    b[i] += (
+                        float(op.contribution_value(k, reads, 1.0, own[i], env)) * env[self.dots[r]]
+                    )
+        return tuple(float(v) for v in -linearization.solve(b))
+
+    def __repr__(self) -> str:
+        return f"ImplicitTangent({'; '.join(text(e) for e in self.equations)})"
+
+
+class ImplicitSecondAdjoint:
+    """An implicit block's adjoint condition differentiated along the tangent:
+    ``sum_{i in B} (dr_i/dz_j) lambdadot_i = sum_{i outside} (lambdadot_i df_i/dz_j +
+    lambda_i sum_k d2f_i/dz_j dz_k zdot_k) - sum_{i in B} lambda_i sum_k d2r_i/dz_j dz_k
+    zdot_k``: one solve with ``(dr_B/dz_B)^T`` for the block's ``lambdadot``."""
+
+    implicit = True
+    role = Role.ADJOINT
+    __slots__ = ("_numeric", "adjoint", "dots", "ldots", "outside", "unknowns")
+
+    def __init__(self, adjoint, ldots, dots):
+        self.adjoint = adjoint  # the ImplicitAdjoint
+        self.ldots, self.dots = ldots, dots
+        f = adjoint.forward
+        self.unknowns = tuple(ldots[z] for z in f.block)
+        # the readers outside the block, as for an explicit node
+        self.outside = tuple(
+            SecondAdjointCondition(
+                AdjointCondition(Role.ADJOINT, z, lam, contributions, seed),
+                ldots[z],
+                ldots,
+                dots,
+            )
+            for z, lam, contributions, seed in zip(
+                f.block, f.wrt, adjoint.contributions, adjoint.seeds
+            )
+        )
+        self._numeric = None
+
+    @property
+    def nodes(self) -> tuple:
+        return self.adjoint.forward.block
+
+    def _own_matrix_term(self):
+        """For a matrix node: the pullback ``(dR/dS)^T Lambda_S`` differentiated along the
+        tangents of the nodes, with ``Lambda_S`` held still."""
+        f = self.adjoint.forward
+        op, reads = f.ops[0], f.reads_of[0]
+        dots = {r: self.dots[r] for r in reads if r in self.dots}
+        return tangent_of(op.local(reads.index(f.block[0])), dots)
+
+    @property
+    def equations(self) -> list:
+        f = self.adjoint.forward
+        if f.matrix:
+            op, reads = f.ops[0], f.reads_of[0]
+            z, lam, ldot = f.block[0], f.wrt[0], self.unknowns[0]
+            lhs = op.local(reads.index(z)).xreplace({lam: ldot})
+            return [equation(lhs, sp.MatAdd(self.outside[0].rhs, -self._own_matrix_term()))]
+        moving = {r: self.dots[r] for reads in f.reads_of for r in reads if r in self.dots}
+        rows = []
+        for j, z in enumerate(f.block):
+            lhs = sp.Add(*(sp.diff(r, z) * ld for r, ld in zip(f.residuals, self.unknowns)))
+            own = sp.Add(
+                *(
+                    lam * sp.diff(r, z, w) * dot
+                    for r, lam in zip(f.residuals, f.wrt)
+                    for w, dot in moving.items()
+                )
+            )
+            rows.append(equation(lhs, self.outside[j].rhs - own))
+        return rows
+
+    def solve(self, env, linearization=None):
+        f = self.adjoint.forward
+        linearization = linearization or f.linearize(env)
+        if f.matrix:
+            if self._numeric is None:
+                self._numeric = _Numeric(self._own_matrix_term())
+            z = f.block[0]
+            b = self.outside[0].solve(env) - _shaped(self._numeric(env), env[z])
+            return (linearization.solve(b, transpose=True),)
+        _, own = f.residual_values(env, None)
+        b = np.array([float(c.solve(env)) for c in self.outside])
+        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
+            lam = env[f.wrt[i]]
+            for j, z in enumerate(f.block):
+                if z not in reads:
+                    continue
+                k = reads.index(z)
+                for m in op.coupled(k):
+                    if reads[m] in self.dots:
+                        second = op.second_local_value(k, m, reads, own[i], env)
+                        b[j] -= lam * float(second) * env[self.dots[reads[m]]]
+        return tuple(float(v) for v in linearization.solve(b, transpose=True))
+
+    def __repr__(self) -> str:
+        return f"ImplicitSecondAdjoint({'; '.join(text(e) for e in self.equations)})"
 
 
 def _shaped(value, like):
@@ -298,21 +444,31 @@ class SecondOrder:
         lines = []
         for key, conditions in self._groups.items():
             lines.append(f"{_TITLES[key]}:")
-            lines += [f"  {c.unknown} = {text(c.rhs)}" for c in conditions]
+            for c in conditions:
+                if getattr(c, "implicit", False):
+                    lines += [f"  {text(e.lhs)} = {text(e.rhs)}   [solve]" for e in c.equations]
+                else:
+                    lines.append(f"  {c.unknown} = {text(c.rhs)}")
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
         rows = []
         for key, conditions in self._groups.items():
             rows.append((None, _LATEX_TITLES[key]))
-            rows += [(latex(c.unknown), latex(c.rhs)) for c in conditions]
+            for c in conditions:
+                if getattr(c, "implicit", False):
+                    rows += [
+                        (latex(e.lhs), latex(e.rhs) + r"\quad \text{(a solve)}")
+                        for e in c.equations
+                    ]
+                else:
+                    rows.append((latex(c.unknown), latex(c.rhs)))
         return aligned(rows)
 
 
 def second_order(graph) -> SecondOrder:
     """The tangent and second-order adjoint conditions, assembled from the same
     condition objects as ``grad L = 0``; kept with the graph until it changes."""
-    graph.require_explicit("g.second_order")
     return graph.derived("second_order", _assemble)
 
 
@@ -321,11 +477,16 @@ def _assemble(graph) -> SecondOrder:
     dots = _dot_symbols(graph, Tangent, MatrixTangent)
     ldots = _dot_symbols(graph, MultiplierTangent, MatrixMultiplierTangent)
     tangents = tuple(
-        TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
+        ImplicitTangent(c, dots)
+        if getattr(c, "implicit", False)
+        else TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
         for c in kkt.forward_conditions
     )
     adjoint = tuple(
-        SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.ADJOINT)
+        ImplicitSecondAdjoint(c, ldots, dots)
+        if getattr(c, "implicit", False)
+        else SecondAdjointCondition(c, ldots[c.wrt], ldots, dots)
+        for c in kkt.conditions(Role.ADJOINT)
     )
     gradient = tuple(
         SecondAdjointCondition(c, ldots[c.wrt], ldots, dots) for c in kkt.conditions(Role.GRADIENT)
@@ -399,12 +560,25 @@ def _sweeps(graph, so, env, v):
     env = dict(env)
     for x, value in v.items():
         env[so.directions[x]] = value
+    linearizations: dict = {}  # one factorisation per implicit block, for both sweeps
     with np.errstate(all="ignore"):
         for c in so.tangent_conditions:
-            env[c.unknown] = c.solve(env)
+            _solve_into(c, env, linearizations)
         for c in so.backward_conditions:
-            env[c.unknown] = c.solve(env)
+            _solve_into(c, env, linearizations)
     return env
+
+
+def _solve_into(condition, env, linearizations) -> None:
+    """Solve one condition of the second-order sweeps into ``env``."""
+    if not getattr(condition, "implicit", False):
+        env[condition.unknown] = condition.solve(env)
+        return
+    block = condition.nodes
+    if block not in linearizations:
+        forward = getattr(condition, "forward", None) or condition.adjoint.forward
+        linearizations[block] = forward.linearize(env)
+    env.update(zip(condition.unknowns, condition.solve(env, linearizations[block])))
 
 
 def _solved(graph, at, kinks="convention", solution=None):
@@ -420,7 +594,6 @@ def tangent(
     """Forward mode: the tangent conditions solved at ``at`` along ``direction``. At a
     kink a partial takes its conventional value, or ``nan`` with ``kinks="nan"`` (as
     in :func:`adjoint.solve.solve`)."""
-    graph.require_explicit("g.tangent")
     check_kinks(kinks)
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
@@ -428,9 +601,10 @@ def tangent(
     _check_direction_shapes(graph, env, v)
     for x, value in v.items():
         env[so.directions[x]] = value
+    linearizations: dict = {}
     with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan"):
         for c in so.tangent_conditions:
-            env[c.unknown] = c.solve(env)
+            _solve_into(c, env, linearizations)
     nodes = (*graph.inputs, *graph.defined)
     tangents = {z: finish(env[so.dots[z]]) for z in nodes}
     return TangentSolution({z: finish(env[z]) for z in nodes}, tangents, graph.output)
@@ -453,7 +627,6 @@ def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") ->
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
     JAX), or ``nan`` with ``kinks="nan"``."""
-    graph.require_explicit("g.hvp")
     check_kinks(kinks)
     so, _, env = _solved(graph, at, kinks)
     with watch_kinks(nan=kinks == "nan"):
@@ -471,8 +644,13 @@ def hessian(graph, at: Mapping | None = None):
     in C order: ``W[i, j]`` is entry ``i * cols + j`` of W's block), the inputs in
     order: a function of a 5 x 10 matrix has a 50 x 50 Hessian.
     """
-    graph.require_explicit("g.hessian")
     inputs = graph.inputs
+    if at is None and graph.blocks:
+        raise AdjointError(
+            "the symbolic Hessian through implicit nodes is not derived yet; give a point, "
+            "g.hessian(at), for the numeric one",
+            node=graph.blocks[0][0],
+        )
     n = len(inputs)
     matrices = [x for x in inputs if graph.node(x).shape is not None]
     if matrices:

@@ -276,9 +276,7 @@ def test_a_residual_that_does_not_read_its_node_is_refused_and_changes_nothing()
     "call",
     [
         lambda g, at: g.compile(),
-        lambda g, at: g.hvp(at, {"x": 1.0}),
         lambda g, at: g.explain(at),
-        lambda g, at: g.verify(at),
         lambda g, at: g.to_dot(),
     ],
 )
@@ -295,6 +293,80 @@ def test_the_checkers_run_through_implicit_nodes_and_catch_a_wrong_one():
     at = {x: 2.0}
     assert adjoint.check_gradient(g, at).ok
     assert adjoint.taylor_test(g, at).ok
+
+
+# -- second order ----------------------------------------------------------------
+
+
+def test_the_hessian_of_the_cubic_is_its_closed_form():
+    """y^3 + y = x: y' = 1/(3y^2 + 1), y'' = -6 y y'^3."""
+    g, x, y = cubic()
+    H = g.hessian({x: 2.0})
+    assert H.shape == (1, 1)
+    assert H[0, 0] == pytest.approx(-6 * 1.0 / 4**3, rel=1e-13)
+    t = g.tangent({x: 2.0}, {x: 1.0})
+    assert t.tangents[y] == pytest.approx(0.25, rel=1e-14)
+
+
+def _gradient_differences(g, at, v, h=1e-5):
+    up = g.solve({k: at[k] + h * v[k] for k in at}).gradient
+    down = g.solve({k: at[k] - h * v[k] for k in at}).gradient
+    return {k: (np.asarray(up[k]) - np.asarray(down[k])) / (2 * h) for k in at}
+
+
+def test_hvp_through_a_block_equals_differences_of_the_gradient():
+    g = adjoint.Graph()
+    x, a = g.input("x"), g.input("a")
+    u, v = g.implicit(["u", "v"], ["u - a*cos(v) - x", "v - sin(u*a)/2"])
+    g.define("f", u**2 * v + sp.exp(v))
+    at, direction = {x: 0.3, a: 0.7}, {x: 0.4, a: -1.1}
+    got = g.hvp(at, direction)
+    fd = _gradient_differences(g, at, direction)
+    for k in at:
+        assert got[k] == pytest.approx(fd[k], rel=1e-7, abs=1e-9)
+    H = g.hessian(at)
+    np.testing.assert_allclose(H, H.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["fixed point", "linear solve"])
+def test_hvp_through_a_matrix_node_equals_differences_of_the_gradient(kind):
+    n = 3
+    rng = np.random.default_rng(4)
+    g = adjoint.Graph()
+    if kind == "fixed point":
+        W, b = g.input("W", shape=(n, n)), g.input("b", shape=(n, 1))
+        z = g.implicit("z", "z - tanh.(W*z + b)", shape=(n, 1))
+        at = {W: 0.4 * rng.normal(size=(n, n)), b: rng.normal(size=(n, 1))}
+    else:
+        W, b = g.input("A", shape=(n, n)), g.input("b", shape=(n, 1))
+        z = sp.MatrixSymbol("s", n, 1)
+        z = g.implicit(z, W * z - b)
+        at = {W: rng.normal(size=(n, n)) + 3 * np.eye(n), b: rng.normal(size=(n, 1))}
+    g.define("f", sp.Trace(z.T * z))
+    direction = {W: rng.normal(size=(n, n)), b: rng.normal(size=(n, 1))}
+    got = g.hvp(at, direction)
+    fd = _gradient_differences(g, at, direction)
+    for k in at:
+        np.testing.assert_allclose(got[k], fd[k], rtol=1e-6, atol=1e-8)
+
+
+def test_verify_checks_every_multiplier_as_the_price_of_its_constraint(monkeypatch):
+    g, x, u, v = _block_graph()
+    report = g.verify({x: 0.3})
+    assert report.ok and {c.method for c in report.checks} == {"price"}
+    assert "price of its constraint" in repr(report)
+    import adjoint.implicit as implicit
+
+    solve = implicit.ImplicitAdjoint.solve
+
+    def off(self, *args, **kwargs):  # a backward solve 1e-4 off
+        return tuple(value * (1 + 1e-4) for value in solve(self, *args, **kwargs))
+
+    monkeypatch.setattr(implicit.ImplicitAdjoint, "solve", off)
+    g, x, u, v = _block_graph()
+    report = g.verify({x: 0.3})
+    assert not report.ok
+    assert {c.node for c in report.failed} == {x, u, v}
 
 
 # -- random graphs ----------------------------------------------------------------
@@ -323,3 +395,7 @@ def test_random_graphs_with_implicit_nodes_equal_their_explicit_twins(data):
         assert got[z] == pytest.approx(expected[z], rel=1e-9, abs=1e-12)
     for x in g.inputs:
         assert got.gradient[x] == pytest.approx(expected.gradient[x], rel=1e-8, abs=1e-10)
+    direction = {x: 1.0 - 0.5 * k for k, x in enumerate(g.inputs)}
+    hv, expected_hv = twin.hvp(at, direction), g.hvp(at, direction)
+    for x in g.inputs:
+        assert hv[x] == pytest.approx(expected_hv[x], rel=1e-7, abs=1e-9)
