@@ -162,6 +162,8 @@ class Program:
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
         check_kinks(kinks)
+        if graph.blocks and (backend != "numpy" or hvp):
+            graph.require_explicit("compile(hvp=True)" if hvp else f"compile(backend={backend!r})")
         self.graph = graph
         self.kkt = stationarity(graph)
         self.gradient = gradient
@@ -229,6 +231,8 @@ class Program:
         sweeps compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
         shared, self.temporaries = {}, {}
         for c in self.kkt.forward_conditions:
+            if getattr(c, "implicit", False):
+                continue
             if not c.op.pullback and c.op.shared():
                 parts = {}
                 for k, part in enumerate(c.op.shared()):
@@ -274,6 +278,10 @@ class Program:
             program[0] = (set(), program[0][1] + "; tangents zdot_i = sum_j df_i/dz_j zdot_j")
             tangents = dict(zip(kkt.forward_conditions, self.so.tangent_conditions))
         for c in kkt.forward_conditions:
+            if getattr(c, "implicit", False):
+                if ancestors.intersection(c.nodes):
+                    program.append(self._implicit_forward(c))
+                continue
             if c.unknown in ancestors:
                 program += self._forward(c)
                 if self.hvp:
@@ -288,7 +296,10 @@ class Program:
             program.append((set(), step2))
             chosen = set(self.wrt)
             for c in kkt.conditions(Role.ADJOINT):
-                if c.wrt in needed:
+                if getattr(c, "implicit", False):
+                    if needed.intersection(c.nodes):
+                        program.append(self._implicit_backward(c, needed))
+                elif c.wrt in needed:
                     program.append(self._backward(c, needed))
             program.append((set(), "# gradient: lambda_x = dL/dx"))
             for c in kkt.conditions(Role.GRADIENT):
@@ -416,14 +427,19 @@ class Program:
         line = CommentPrinter(self.names).doprint(expr)
         return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
 
-    def _backward(self, c, needed) -> tuple:
-        target = self.names[c.unknown]
-        pieces = ["1.0"] if c.seed else []
+    def _pieces(self, contributions, seed, needed) -> tuple:
+        """The printed terms of ``[j = n] + sum_i lambda_i df_i/dz_j``, what they read and
+        the names of the readers."""
+        pieces = ["1.0"] if seed else []
         readers, reads = [], set()
-        for t in c.contributions:
+        for t in contributions:
             if t.reader not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
-            if t.pullback:  # a matrix constraint's pullback, in its own symbols
+            if getattr(t, "residual", False):  # -lambda_i dr_i/dz_j, in the nodes' symbols
+                term = t.expr
+                pieces.append(f"({self.printer.doprint(term)})")
+                reads.update(free_symbols(term))
+            elif t.pullback:  # a matrix constraint's pullback, in its own symbols
                 pieces.append(self.printer.doprint(t.numeric))
                 reads.update(free_symbols(t.numeric))
             else:  # lambda_i first, as in the lecture
@@ -432,6 +448,93 @@ class Program:
                 pieces.append(self._times(t.multiplier, partial, aliases))
                 reads |= self._read(partial, t.op, t.reads, t.reader) | {t.multiplier}
             readers.append(self.names[t.reader])
+        return pieces, reads, readers
+
+    def _guess(self, c, z, guess) -> str:
+        if guess is None:
+            shape = getattr(z, "shape", None)
+            return "0.0" if shape is None else self.printer.doprint(sp.ZeroMatrix(*shape))
+        if isinstance(guess, sp.Basic):
+            return f"({self.printer.doprint(guess)})"
+        if isinstance(guess, np.ndarray):
+            return f"numpy.array({guess.tolist()!r})"
+        if isinstance(z, sp.MatrixSymbol):
+            zeros = self.printer.doprint(sp.ZeroMatrix(*z.shape))
+            return f"({zeros} + {float(guess)!r})"
+        return repr(float(guess))
+
+    def _implicit_forward(self, c) -> tuple:
+        """An implicit block: ``r_B = 0`` by Newton's method (a residual ``M S + C`` by
+        one factorisation), keeping ``dr/dz`` (factorised) for the backward solve."""
+        block = c.nodes
+        names = [self.names[z] for z in block]
+        temp = sp.Dummy("jacobian")
+        self.names.temporary(temp, f"_J_{names[0]}")
+        self.temporaries[c.block] = temp
+        reads = set(c.reads)
+        shown = "; ".join(f"{self._comment(r)} = 0" for r in c.residuals)
+        if c.matrix:
+            z = block[0]
+            if c.linear is not None:
+                M, C = c.form
+                code = (
+                    f"{names[0]}, {self.names[temp]} = _linear_solve("
+                    f"{self.printer.doprint(M)}, {self.printer.doprint(C)})"
+                )
+                return reads, f"{code}  # {shown}, one factorisation"
+            unit = sp.MatrixSymbol("unit", *z.shape)
+            self.names.temporary(unit, "_unit")
+            op, k = c.ops[0], c.reads_of[0].index(z)
+            pullback = op.local(k).xreplace({c.wrt[0]: unit})
+            code = (
+                f"{names[0]}, {self.names[temp]} = _newton_matrix(lambda {names[0]}: "
+                f"{self.printer.doprint(c.residuals[0])}, lambda {names[0]}, _unit: "
+                f"{self.printer.doprint(pullback)}, {self._guess(c, z, c.guesses[0])}, "
+                f"{c.tolerance!r}, {c.iterations})"
+            )
+            return reads, f"{code}  # {shown}, by Newton's method"
+        J = c.coefficient()
+        params = ", ".join(names)
+        residuals = ", ".join(self.printer.doprint(r) for r in c.residuals)
+        rows = ", ".join(
+            "(" + ", ".join(self.printer.doprint(J[i, k]) for k in range(len(block))) + ",)"
+            for i in range(len(block))
+        )
+        guesses = ", ".join(self._guess(c, z, g) for z, g in zip(block, c.guesses))
+        code = (
+            f"{params}, {self.names[temp]} = _newton(lambda {params}: ({residuals},), "
+            f"lambda {params}: ({rows},), ({guesses},), {c.tolerance!r}, {c.iterations})"
+        )
+        return reads, f"{code}  # {shown}, by Newton's method"
+
+    def _implicit_backward(self, c, needed) -> tuple:
+        """``(dr_B/dz_B)^T lambda_B = [j = n] + sum_i lambda_i df_i/dz_j``: one solve."""
+        f = c.forward
+        temp = self.temporaries[f.block]
+        reads, rhs = {temp}, []
+        for z, contributions, seed in zip(f.block, c.contributions, c.seeds):
+            pieces, read, _ = self._pieces(contributions, seed, needed)
+            reads |= read
+            if not pieces:
+                shape = getattr(z, "shape", None)
+                pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
+            rhs.append(" + ".join(pieces))
+        targets = [self.names[lam] for lam in f.wrt]
+        why = "  # (dr/dz)^T lambda = [j = n] + sum_i lambda_i df_i/dz_j: a solve"
+        if f.matrix:
+            shape = ", ".join(self.printer.doprint(d) for d in f.block[0].shape)
+            columns = f.linear is not None
+            code = (
+                f"{targets[0]} = _solve_matrix_transposed({self.names[temp]}, {rhs[0]}, "
+                f"({shape},), {columns})"
+            )
+            return reads, code + why
+        code = f"{', '.join(targets)}, = _solve_transposed({self.names[temp]}, ({', '.join(rhs)},))"
+        return reads, code + why
+
+    def _backward(self, c, needed) -> tuple:
+        target = self.names[c.unknown]
+        pieces, reads, readers = self._pieces(c.contributions, c.seed, needed)
         if not pieces:
             shape = getattr(c.unknown, "shape", None)
             pieces = ["0.0"] if shape is None else [self.printer.doprint(sp.ZeroMatrix(*shape))]
@@ -554,7 +657,6 @@ def _variable_names(graph) -> Names:
 def source(graph, **options) -> str:
     """The generated program as Python source, a complete file: the imports it needs,
     then the function. See :func:`compile_graph` for options."""
-    graph.require_explicit("generated code (g.source)")
     program = Program(graph, **options)
     body = program.source()
     return "\n".join([*_imports(program, body), "", ""]) + body
@@ -572,6 +674,20 @@ def _imports(program, body: str) -> list[str]:
             'jax.config.update("jax_enable_x64", True)  # float64, as g.solve computes',
         ]
     lines += [f"import {m}" for m in ("functools", "math", "mpmath", "numpy") if _mentions(body, m)]
+    solvers = [
+        h
+        for h in (
+            "_newton",
+            "_solve_transposed",
+            "_newton_matrix",
+            "_linear_solve",
+            "_solve_matrix_transposed",
+        )
+        if _mentions(body, h)
+    ]
+    if solvers:  # implicit blocks: Newton's method and the transposed solve
+        imported = ", ".join(f"{h[1:]} as {h}" for h in solvers)
+        lines.append(f"from adjoint.runtime import {imported}")
     helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
     if helpers:  # the package's helpers for functions without a NumPy version
         lines.append("from adjoint.numeric import _vectorize as _entrywise, to_real as _real")
@@ -620,7 +736,6 @@ def compile_graph(
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
         1/2``), or ``nan`` at the kinked entries, as :func:`adjoint.solve.solve` does.
     """
-    graph.require_explicit("g.compile")
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:

@@ -348,9 +348,9 @@ class ConstraintGraph:
         if implicit:
             raise AdjointError(
                 f"{what} does not handle implicit nodes yet ({', '.join(map(str, implicit))}); "
-                "solving (g.solve, g.stationarity), second order (g.tangent, g.hvp, "
-                "g.hessian at a point) and the checkers (g.verify, check_gradient, "
-                "taylor_test, check_hvp) do",
+                "solving (g.solve, g.stationarity), g.compile() with NumPy, second order "
+                "(g.tangent, g.hvp, g.hessian at a point) and the checkers (g.verify, "
+                "check_gradient, taylor_test, check_hvp) do",
                 node=implicit[0],
             )
 

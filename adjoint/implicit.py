@@ -100,6 +100,7 @@ class ResidualContribution(Contribution):
     a node ``z_j`` outside its block (``df_i/dz_j`` is ``-dr_i/dz_j``)."""
 
     __slots__ = ()
+    residual = True
 
     def __repr__(self) -> str:
         return f"ResidualContribution(-lambda_{self.reader} dr_{self.reader}/d{self.node})"
@@ -141,7 +142,7 @@ class ResidualContribution(Contribution):
         return -self.op.second_local_value(self.k, m, self.reads, r, env)
 
 
-def _linear_form(residual, unknown):
+def linear_form(residual, unknown):
     """``(M, C)`` when ``residual`` is ``M S + C`` in the matrix unknown ``S``, with ``M``
     and ``C`` free of it; ``None`` otherwise."""
     terms = residual.args if isinstance(residual, sp.MatAdd) else (residual,)
@@ -216,6 +217,7 @@ class ImplicitForward(Lazy):
     implicit = True
     __slots__ = (
         "block",
+        "form",
         "guesses",
         "iterations",
         "linear",
@@ -239,11 +241,11 @@ class ImplicitForward(Lazy):
         )
         self.guesses = tuple(r.guess for r in records)
         self.tolerance, self.iterations = records[0].tolerance, records[0].iterations
-        self.linear = None
+        self.linear = self.form = None
         if isinstance(self.block[0], sp.MatrixSymbol):
-            form = _linear_form(self.residuals[0], self.block[0])
-            if form is not None:
-                self.linear = tuple(_Evaluator(e, self.reads) for e in form)
+            self.form = linear_form(self.residuals[0], self.block[0])  # (M, C) in M S + C
+            if self.form is not None:
+                self.linear = tuple(_Evaluator(e, self.reads) for e in self.form)
         self._memo = None
 
     def __repr__(self) -> str:
@@ -601,7 +603,7 @@ class ImplicitAdjoint(Lazy):
             f = self.forward
             rows = self._rows()
             if f.matrix:
-                form = _linear_form(f.residuals[0], f.block[0])
+                form = f.form
                 if form is None:
                     raise AdjointError(
                         f"{f.name()} has a residual not linear in its matrix unknown: its "

@@ -24,6 +24,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from . import runtime
 from .errors import AdjointError
 from .primitives import one_sided
 from .values import to_real
@@ -437,6 +438,12 @@ def namespace(backend: str = "numpy") -> dict:
         "_vectorize": _vectorize,
         "_real": to_real,
         "_kink": _kink,
+        # implicit blocks (adjoint.runtime): NumPy and SciPy, for the NumPy backend
+        "_newton": runtime.newton,
+        "_solve_transposed": runtime.solve_transposed,
+        "_newton_matrix": runtime.newton_matrix,
+        "_linear_solve": runtime.linear_solve,
+        "_solve_matrix_transposed": runtime.solve_matrix_transposed,
     }
     if backend == "jax":
         import jax
@@ -444,6 +451,9 @@ def namespace(backend: str = "numpy") -> dict:
         import jax.scipy.special  # printed code reads it as jax.scipy.special
 
         del names["numpy"]
+        for name in ("_newton", "_solve_transposed", "_newton_matrix", "_linear_solve"):
+            del names[name]
+        del names["_solve_matrix_transposed"]
         names["jax"] = jax
         names["_vectorize"] = lambda fn: on_host(_vectorize(fn))
     return names
