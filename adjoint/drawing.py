@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import sympy as sp
 
 from .display import number, text
 from .lagrangian import stationarity
@@ -24,7 +25,13 @@ def layers(graph) -> dict:
     """``{node: layer}``: 0 for inputs and constants, else 1 + the deepest reader."""
     layer = {s: 0 for s in graph.inputs + graph.constants}
     for z in graph.defined:  # topological order
-        layer[z] = 1 + max((layer[r] for r in graph.node(z).reads), default=0)
+        block = graph.node(z).block or (z,)
+        if z in layer:  # placed with its implicit block
+            continue
+        # an implicit block is one column: after everything it reads from outside
+        reads = {r for b in block for r in graph.node(b).reads if r not in block}
+        for b in block:
+            layer[b] = 1 + max((layer[r] for r in reads), default=0)
     return layer
 
 
@@ -53,9 +60,23 @@ def _edge_labels(graph) -> dict:
     """``{(j, i): text of df_i/dz_j}`` (for matrix nodes, the pullback of lambda_i)."""
     labels = {}
     for c in stationarity(graph).backward_conditions:
+        if getattr(c, "implicit", False):
+            for z, contributions in zip(c.nodes, c.contributions):
+                for t in contributions:
+                    labels[(z, t.reader)] = _short_label(t.label)
+            if not c.forward.matrix:  # inside a block: -dr_i/dz_j, where i reads j
+                for r, i in zip(c.forward.residuals, c.nodes):
+                    for j in c.nodes:
+                        if j != i and j in graph.node(i).reads:
+                            labels[(j, i)] = _short_label(text(-sp.diff(r, j)))
+            continue
         for t in c.contributions:
-            labels[(c.wrt, t.reader)] = t.label if len(t.label) <= 24 else t.label[:21] + "..."
+            labels[(c.wrt, t.reader)] = _short_label(t.label)
     return labels
+
+
+def _short_label(label: str) -> str:
+    return label if len(label) <= 24 else label[:21] + "..."
 
 
 def _kind(graph, z) -> str:
@@ -72,7 +93,6 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
     placed along its edge where it overlaps no other label, card or node. A partial
     that fits nowhere is listed in a key under the graph (``x → z1: y``).
     """
-    graph.require_explicit("g.draw")
     import matplotlib.pyplot as plt
     import networkx as nx
 
@@ -87,9 +107,21 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         height = 1.4 * max(np.bincount(list(layer.values()))) + 1
         _, ax = plt.subplots(figsize=(min(width, 24), min(height, 16)))
     nodes = list(digraph.nodes)
-    nx.draw_networkx_edges(
-        digraph, pos, ax=ax, arrows=True, arrowsize=14, node_size=node_size, edge_color="#555555"
-    )
+    # Nodes of an implicit block read each other: each direction on an arc of its own.
+    mutual = [(j, i) for j, i in digraph.edges if j != i and digraph.has_edge(i, j)]
+    straight = [e for e in digraph.edges if e not in mutual and e[0] != e[1]]
+    for edges, style in ((straight, "arc3"), (mutual, "arc3,rad=0.25")):
+        nx.draw_networkx_edges(
+            digraph,
+            pos,
+            ax=ax,
+            edgelist=edges,
+            arrows=True,
+            arrowsize=14,
+            node_size=node_size,
+            edge_color="#555555",
+            connectionstyle=style,
+        )
     nx.draw_networkx_nodes(
         digraph,
         pos,
@@ -324,7 +356,6 @@ def _plain(label: str) -> str:
 
 def to_dot(graph, solution=None) -> str:
     """The graph as Graphviz DOT text, laid out left to right."""
-    graph.require_explicit("g.to_dot")
 
     def quote(s) -> str:
         return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -334,8 +365,13 @@ def to_dot(graph, solution=None) -> str:
     for s in graph.inputs + graph.constants + graph.defined:
         kind = _kind(graph, s)
         label = _label(graph, s, solution).replace("\n", "\\n")
-        if graph.node(s).kind == "defined":
-            label = f"{label}\\n= {text(graph.expr(s))}" if solution is None else label
+        if graph.node(s).kind == "defined" and solution is None:
+            rule = (
+                f"{text(graph.residual(s))} = 0"
+                if graph.is_implicit(s)
+                else f"= {text(graph.expr(s))}"
+            )
+            label = f"{label}\\n{rule}"
         mark = ""
         if solution is not None and s in solution.undefined:
             why = quote(solution.undefined[s])

@@ -187,3 +187,18 @@ def test_derivation_falls_back_to_text_where_mathtext_cannot_typeset():
     assert pieces(both) == [("math", good.replace(r"\frac", r"\dfrac")), ("text", "matrix a")]
     uneven = Section("s", ("line 1", "line 2", "line 3"), (bad,))
     assert pieces(uneven) == [("text", "line 1"), ("text", "line 2"), ("text", "line 3")]
+
+
+def test_a_graph_with_implicit_blocks_draws_readably():
+    """A block is one column, its nodes read each other on arcs; every partial (for an
+    implicit reader, -dr_i/dz_j) is on its edge or in the key."""
+    g = adjoint.Graph()
+    x, a = g.input("x"), g.input("a")
+    u, v = g.implicit(["u", "v"], ["u - a*cos(v) - x", "v - sin(u*a)/2"])
+    y = g.implicit("y", "y**3 + y - u")
+    g.define("f", u**2 * v + y)
+    _, shown, key = _check_readable(g, g.solve({x: 0.3, a: 0.7}))
+    assert shown[("v", "u")] == "-a*sin(v)"  # -dr_u/dv
+    assert shown[("u", "y")] == "1"
+    dot = g.to_dot()
+    assert '"y" [label="y\\n-u + y**3 + y = 0"' in dot

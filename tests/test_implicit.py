@@ -278,7 +278,6 @@ def test_a_residual_that_does_not_read_its_node_is_refused_and_changes_nothing()
         lambda g, at: g.compile(backend="jax"),
         lambda g, at: g.compile(hvp=True),
         lambda g, at: g.explain(at),
-        lambda g, at: g.to_dot(),
     ],
 )
 def test_what_does_not_handle_implicit_nodes_yet_says_so(call):
