@@ -197,7 +197,7 @@ def test_a_graph_with_implicit_blocks_draws_readably():
     u, v = g.implicit(["u", "v"], ["u - a*cos(v) - x", "v - sin(u*a)/2"])
     y = g.implicit("y", "y**3 + y - u")
     g.define("f", u**2 * v + y)
-    _, shown, key = _check_readable(g, g.solve({x: 0.3, a: 0.7}))
+    _, shown, _ = _check_readable(g, g.solve({x: 0.3, a: 0.7}))
     assert shown[("v", "u")] == "-a*sin(v)"  # -dr_u/dv
     assert shown[("u", "y")] == "1"
     dot = g.to_dot()
