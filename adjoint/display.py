@@ -331,7 +331,12 @@ def aligned(rows: list[tuple[str, str]]) -> str:
 
 
 def graph_latex(graph) -> str:
-    rows = [(latex(z), latex(graph.expr(z))) for z in graph.defined]
+    rows = [
+        (latex(graph.residual(z)), "0")
+        if graph.is_implicit(z)
+        else (latex(z), latex(graph.expr(z)))
+        for z in graph.defined
+    ]
     return aligned(rows) if rows else r"$\text{(no constraints)}$"
 
 

@@ -129,8 +129,9 @@ class Explanation:
         if self.graph is not None and self.at is not None:
             if solution is None:
                 solution = solve(self.graph, self.at)
-            table = trace(self.graph, self.at, solution=solution)
-            body += ["<h2>Both sweeps, edge by edge</h2>", table.to_html()]
+            if not self.graph.blocks:  # the edge-by-edge table is for explicit graphs
+                table = trace(self.graph, self.at, solution=solution)
+                body += ["<h2>Both sweeps, edge by edge</h2>", table.to_html()]
         if self.graph is not None:
             body += [
                 "<h2>The computation graph</h2>",
@@ -170,7 +171,6 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step;
     with a ``direction`` (and a point ``at``), the tangent sweep and the second-order
     adjoint sweep too, whose input entries are the Hessian-vector product."""
-    graph.require_explicit("g.explain")
     if direction is not None and at is None:
         raise AdjointError(
             "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
@@ -182,20 +182,30 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     out = graph.output
     sections = []
 
-    rows = [f"{z} = {text(graph.expr(z))}" for z in graph.defined]
+    implicit = bool(graph.blocks)
+    rows = [_constraint_text(graph, z) for z in graph.defined]
+    note = Prose(
+        "The function is written as constraints ",
+        Math("z_i = f_i(z_alpha(i))", r"z_i = f_i(z_{\alpha(i)})"),
+        ", one per node.",
+    )
+    if implicit:
+        note = Prose(
+            "The function is written as constraints, one per node: ",
+            Math("z_i = f_i(z_alpha(i))", r"z_i = f_i(z_{\alpha(i)})"),
+            ", or a residual ",
+            Math("r_i(z) = 0", r"r_i(z) = 0"),
+            " for a node defined implicitly.",
+        )
     sections.append(
         Section(
             "The problem (5)",
             (f"minimise {out}", *(f"subject to {r}" for r in rows)),
             (
                 rf"\min\ {latex(out)} \quad \text{{s.t.}} \quad "
-                + r",\ ".join(f"{latex(z)} = {latex(graph.expr(z))}" for z in graph.defined),
+                + r",\ ".join(_constraint_latex(graph, z) for z in graph.defined),
             ),
-            Prose(
-                "The function is written as constraints ",
-                Math("z_i = f_i(z_alpha(i))", r"z_i = f_i(z_{\alpha(i)})"),
-                ", one per node.",
-            ),
+            note,
         )
     )
     L = lagrangian(graph)
@@ -211,12 +221,30 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
                     r"\mathcal{L} = z_n - \sum_i \lambda_i (z_i - f_i)",
                 ),
                 ".",
+            )
+            if not implicit
+            else Prose(
+                "One multiplier per constraint, each times its residual: ",
+                Math(
+                    "L = z_n - sum_i lambda_i r_i",
+                    r"\mathcal{L} = z_n - \sum_i \lambda_i r_i",
+                ),
+                ", with ",
+                Math("r_i = z_i - f_i", "r_i = z_i - f_i"),
+                " for an explicit node. So ",
+                Math("lambda_i", r"\lambda_i"),
+                " is the price of constraint i: the change of the output when ",
+                Math("r_i = eps", r"r_i = \varepsilon"),
+                ", per unit of eps.",
             ),
         )
     )
 
     lines, math = [], []
     for c in kkt.forward_conditions:
+        if getattr(c, "implicit", False):
+            _implicit_forward_rows(c, env, sol, lines, math)
+            continue
         z, f = c.unknown, c.rhs
         value = "" if env is None else f" = {number(env[z])}"
         lines.append(f"dL/d{c.wrt} = 0:  {z} = {text(f)}{value}")
@@ -237,11 +265,21 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
 
     lines, math = [], []
     for c in kkt.backward_conditions:
+        if getattr(c, "implicit", False):
+            _implicit_backward_rows(c, env, lines, math)
+            continue
         lam = c.unknown
         parts = [] if not c.seed else ["1"]
         parts_tex = [] if not c.seed else ["1"]
         for t in c.contributions:
-            if not t.pullback:  # lambda_i times the partial of f_i, written out
+            if getattr(t, "residual", False):  # minus lambda_i times dr_i/dz_j, written out
+                r = graph.residual(t.reader)
+                parts.append(f"-{t.multiplier} * d({text(r)})/d{c.wrt}")
+                parts_tex.append(
+                    rf"-{latex(t.multiplier)} \frac{{\partial}}{{\partial {latex(c.wrt)}}}"
+                    rf"\left({latex(r)}\right)"
+                )
+            elif not t.pullback:  # lambda_i times the partial of f_i, written out
                 parts.append(f"{t.multiplier} * d({text(graph.expr(t.reader))})/d{c.wrt}")
                 parts_tex.append(
                     rf"{latex(t.multiplier)} \frac{{\partial}}{{\partial {latex(c.wrt)}}}"
@@ -288,6 +326,23 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
                 ", ",
                 Math("lambda_x = dL/dx", r"\lambda_x = \partial \mathcal{L} / \partial x"),
                 " is the gradient.",
+                *(
+                    ()
+                    if not implicit
+                    else (
+                        " An implicit block's conditions share its multipliers: ",
+                        Math(
+                            "sum_{i in B} (dr_i/dz_j) lambda_i = [j = n] + sum_{i outside B} "
+                            "lambda_i df_i/dz_j",
+                            r"\sum_{i \in B} \frac{\partial r_i}{\partial z_j} \lambda_i = "
+                            r"[j = n] + \sum_{i \in \beta(j) \setminus B} \lambda_i "
+                            r"\frac{\partial f_i}{\partial z_j}",
+                        ),
+                        ", one linear solve with the transposed Jacobian (the implicit function "
+                        "theorem); for an explicit node the coefficient is 1 and it is back "
+                        "substitution.",
+                    )
+                ),
             ),
         )
     )
@@ -299,12 +354,13 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
 
     if len(graph.nodes) <= CHECK_LIMIT:
         report = verify(graph, at, solution=sol)
+        by = "d eps_" if implicit else "d"  # a price: the constraint loosened by eps
         lines = tuple(
-            f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, {c.node} is undefined here"
+            f"--   lambda_{c.node} = d{out}/{by}{c.node}: not checked, {c.node} is undefined here"
             if c.node in undefined
-            else f"--   lambda_{c.node} = d{out}/d{c.node}: not checked, a kink lies on its way"
+            else f"--   lambda_{c.node} = d{out}/{by}{c.node}: not checked, a kink lies on its way"
             if c.method == "kink"
-            else f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/d{c.node} ({c.method})"
+            else f"{'ok  ' if c.ok else 'FAIL'} lambda_{c.node} = d{out}/{by}{c.node} ({c.method})"
             for c in report.checks
         )
         checked = [c for c in report.checks if c.node not in undefined and c.method != "kink"]
@@ -314,13 +370,18 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
             verdict, where = "is not checked", "any node: none is defined here"
         elif undefined:
             where += f"; {len(undefined)} undefined here, not checked"
+        wrt = r"\varepsilon_j" if implicit else "z_j"
         math = (
-            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial z_j}}\ "
+            rf"\lambda_j = \frac{{\partial {latex(out)}}}{{\partial {wrt}}}\ "
             rf"\text{{{verdict} at {where}}}",
         )
         note = (
             "Checked against the chain-rule route (differentiating the composed function), "
             "which the solver never uses."
+            if not implicit
+            else "Checked by differences: each constraint loosened by eps and the forward "
+            "sweep (Newton's method for the implicit blocks) run again, which Step 2 never "
+            "uses."
         )
     else:
         lines, math = (), ()
@@ -336,16 +397,65 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
         "Theorem 16.1: ",
         Math("lambda_j = d z_n / d z_j", r"\lambda_j = \partial z_n / \partial z_j"),
     )
+    if implicit:
+        theorem = Prose(
+            "Theorem 16.1, with residuals: ",
+            Math(
+                "lambda_j = d z_n / d eps_j, the price of constraint j",
+                r"\lambda_j = \partial z_n / \partial \varepsilon_j",
+            ),
+        )
     sections.append(Section(theorem, lines, math, note))
     if second is not None:
         sections += _second_order_sections(graph, second)
     title = Prose(
         "Backpropagation, step by step, for the output ",
-        Math(f"{out} = {text(graph.expr(out))}", f"{latex(out)} = {latex(graph.expr(out))}"),
+        Math(_constraint_text(graph, out), _constraint_latex(graph, out)),
         *_point(graph, env),
     )
     # A copy: the page drawn later shows this graph, whatever is defined on it meanwhile.
     return Explanation(title, sections, graph.copy(), at, sol)
+
+
+def _constraint_text(graph, z) -> str:
+    if graph.is_implicit(z):
+        return f"{text(graph.residual(z))} = 0"
+    return f"{z} = {text(graph.expr(z))}"
+
+
+def _constraint_latex(graph, z) -> str:
+    if graph.is_implicit(z):
+        return f"{latex(graph.residual(z))} = 0"
+    return f"{latex(z)} = {latex(graph.expr(z))}"
+
+
+def _implicit_forward_rows(c, env, sol, lines, math) -> None:
+    """An implicit block in Step 1: its residuals set to zero, solved together."""
+    report = None if sol is None else next((b for b in sol.blocks if b.nodes == c.nodes), None)
+    how = "by Newton's method" if c.method == "newton" else "by one linear solve"
+    if report is not None:
+        how += f" ({report.iterations} step(s), largest residual entry {report.residual:.2g})"
+    for lam, r in zip(c.wrt, c.residuals):
+        lines.append(f"dL/d{lam} = 0:  {text(r)} = 0")
+        math.append(
+            rf"\frac{{\partial \mathcal{{L}}}}{{\partial {latex(lam)}}} = 0"
+            rf"\ \Rightarrow\ {latex(r)} = 0"
+        )
+    if env is not None:
+        values = ", ".join(f"{z} = {number(env[z])}" for z in c.nodes)
+        lines.append(f"  solved together, {how}: {values}")
+        math.append(r",\ ".join(f"{latex(z)} = {_num_tex(env[z])}" for z in c.nodes))
+
+
+def _implicit_backward_rows(c, env, lines, math) -> None:
+    """An implicit block in Step 2: one row per node, solved together with (dr/dz)^T."""
+    for e in c.equations:
+        lines.append(f"{text(e.lhs)} = {text(e.rhs)}")
+        math.append(f"{latex(e.lhs)} = {latex(e.rhs)}")
+    if env is not None:
+        values = ", ".join(f"{lam} = {number(env[lam])}" for lam in c.multipliers)
+        lines.append(f"  solved together with (dr/dz)^T: {values}")
+        math.append(r",\ ".join(f"{latex(lam)} = {_num_tex(env[lam])}" for lam in c.multipliers))
 
 
 def _undefined_section(graph, undefined: dict) -> Section:
@@ -421,6 +531,14 @@ def _second_order_sections(graph, env) -> list[Section]:
     def rows(conditions):
         lines, math = [], []
         for c in conditions:
+            if getattr(c, "implicit", False):  # a block: its equations, solved together
+                for e in c.equations:
+                    lines.append(f"{text(e.lhs)} = {text(e.rhs)}")
+                    math.append(f"{latex(e.lhs)} = {latex(e.rhs)}")
+                lines.append(
+                    "  solved together: " + ", ".join(f"{u} = {number(env[u])}" for u in c.unknowns)
+                )
+                continue
             rhs, value = c.rhs, env[c.unknown]
             # a right-hand side that is a number already (lambdadot_n = 0) is said once
             said = rhs.is_number if isinstance(rhs, sp.Expr) else False

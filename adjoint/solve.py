@@ -14,7 +14,7 @@ from types import MappingProxyType
 import numpy as np
 import sympy as sp
 
-from .display import number, solution_latex, table, text
+from .display import equation, number, solution_latex, table, text
 from .errors import AdjointError, as_list
 from .expressions import free_symbols
 from .graph import ConstraintGraph
@@ -452,7 +452,7 @@ class Solution:
 def _formula(graph, z):
     """What a solution's table shows for a defined node: ``f_i``, or ``r_i = 0``."""
     if graph.is_implicit(z):
-        return f"{text(graph.residual(z))} = 0"
+        return equation(graph.residual(z), sp.Integer(0))
     return graph.expr(z)
 
 

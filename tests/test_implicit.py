@@ -277,7 +277,8 @@ def test_a_residual_that_does_not_read_its_node_is_refused_and_changes_nothing()
     [
         lambda g, at: g.compile(backend="jax"),
         lambda g, at: g.compile(hvp=True),
-        lambda g, at: g.explain(at),
+        lambda g, at: g.trace(at),
+        lambda g, at: g.adjoint_system(at),
     ],
 )
 def test_what_does_not_handle_implicit_nodes_yet_says_so(call):
@@ -293,6 +294,16 @@ def test_the_checkers_run_through_implicit_nodes_and_catch_a_wrong_one():
     at = {x: 2.0}
     assert adjoint.check_gradient(g, at).ok
     assert adjoint.taylor_test(g, at).ok
+
+
+def test_explain_derives_the_block_from_the_residuals():
+    g, x, _u, _v = _block_graph()
+    text = str(g.explain({x: 0.3}))
+    assert "subject to u - x - cos(v) = 0" in text
+    assert "lambda_u - lambda_v*cos(u)/2 = 2*lambda_f*u" in text
+    assert "solved together with (dr/dz)^T" in text
+    assert "lambda_j = d z_n / d eps_j, the price of constraint j" in text
+    assert "FAIL" not in text
 
 
 # -- generated code ----------------------------------------------------------------

@@ -319,3 +319,21 @@ def test_undefined_nodes_and_kinks_render(katex, expr, at):
 def test_the_adjoint_system_over_matrix_entries_renders(katex):
     g, point = two_layer_net(n=2, d=2)
     check(katex, repr_latex("entry-wise adjoint system", g.adjoint_system(point)))
+
+
+def test_graphs_with_implicit_nodes_render(katex):
+    g = adjoint.Graph()
+    x, a = g.input("x"), g.input("a")
+    u, v = g.implicit(["u", "v"], ["u - a*cos(v) - x", "v - sin(u*a)/2"])
+    y = g.implicit("y", "y**3 + y - u")
+    g.define("f", u**2 * v + y)
+    point = {x: 0.3, a: 0.7}
+    items = repr_latex("graph", g) + repr_latex("stationarity", g.stationarity())
+    items += repr_latex("solution", g.solve(point))
+    items.append(("lagrangian", latex(g.lagrangian()), True))
+    items += repr_latex("second order", g.second_order())
+    items += explanation("numeric", g.explain(point, direction={x: 1.0, a: -0.5}))
+    items += explanation("symbolic", g.explain())
+    items += repr_latex("symbolic solution", g.solve())
+    items += repr_latex("solution in the lecture's terms", g.solve(expand=False))
+    check(katex, items)
