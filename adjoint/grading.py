@@ -269,7 +269,6 @@ def check_adjoints(
         When ``submissions`` or ``weights`` is not a mapping, or names a node the
         graph does not have.
     """
-    graph.require_explicit("check_adjoints")
     started = time.monotonic()
     if not isinstance(submissions, Mapping):
         raise AdjointError(
@@ -297,10 +296,10 @@ def check_adjoints(
     extra = [*graph.dims, *(graph.multiplier(z) for z in graph.nodes)]
     kinks = set()
     for z in graph.defined:
-        kinks |= _kink_args(graph.expr(z))
+        kinks |= _kink_args(graph.residual(z) if graph.is_implicit(z) else graph.expr(z))
 
     grades = []
-    for c in conditions:
+    for c in _per_node(conditions):
         node = c.wrt
         w = weight.get(node, 1.0)
         if node not in given:
@@ -335,6 +334,46 @@ def check_adjoints(
             )
         grades.append(_timed(grade, time.monotonic() - clock))
     return Grading(tuple(grades), time.monotonic() - started, seed)
+
+
+class _BlockEntry:
+    """One node of an implicit block, graded as its own multiplier: the block's solve
+    with ``(dr_B/dz_B)^T``, read at that node."""
+
+    implicit = True
+
+    def __init__(self, condition, k: int):
+        self.block, self.k = condition, k
+        self.wrt = condition.nodes[k]
+        self.unknown = condition.multipliers[k]
+        self.seed = condition.seeds[k]
+        # the readers of any node of the block: the block's solve reads them all
+        self.contributions = tuple(t for ts in condition.contributions for t in ts)
+
+    @property
+    def rhs(self):
+        """The multiplier solved in symbols where it has a closed form, else the row of
+        the block's condition it solves."""
+        try:
+            return self.block.solved()[self.k]
+        except AdjointError:
+            return self.block.equations[self.k]
+
+    def solve(self, env, transpose: bool = True):
+        return self.block.solve_with(env, transpose)[self.k]
+
+    def unsolved(self, env):
+        """The right side alone, as if the coefficient ``dr/dz`` were the identity."""
+        return self.block.right_sides(env)[self.k]
+
+
+def _per_node(conditions):
+    """The conditions to grade, one per node: an implicit block by its nodes."""
+    for c in conditions:
+        if getattr(c, "implicit", False):
+            yield from (_BlockEntry(c, k) for k in range(len(c.nodes)))
+        else:
+            yield c
 
 
 def _node(graph, key):
@@ -683,7 +722,11 @@ def _diagnose(graph, c, submitted, env, sample, want, have, rtol, where) -> tupl
         )
     if _close(want, -have, rtol):
         return "sign", f"{lam} has the wrong sign: it is lambda_j = + sum_i lambda_i df_i/dz_j"
-    found = _terms_match(c, env, have, rtol)
+    if getattr(c, "implicit", False):
+        found = _implicit_mistake(c, env, have, rtol)
+        if found is not None:
+            return found
+    found = None if getattr(c, "implicit", False) else _terms_match(c, env, have, rtol)
     if found is not None:
         return found
     true_env = {**env, **sample.true}
@@ -711,6 +754,28 @@ def _diagnose(graph, c, submitted, env, sample, want, have, rtol, where) -> tupl
         f"{lam} differs from the stationarity condition dL/d{node} = 0 "
         f"(at {where}: {_short(have)} instead of {_short(want)})"
     )
+
+
+def _implicit_mistake(c, env, have, rtol):
+    """The mistakes of the implicit function theorem: ``dr/dz`` not transposed, or left
+    out (the block's condition read as if it were explicit)."""
+    lam, node = c.unknown, c.wrt
+    block = ", ".join(map(str, c.block.nodes))
+    try:
+        if _close(c.solve(env, transpose=False), have, rtol):
+            return "transpose", (
+                f"{lam} solves with dr/dz where its transpose belongs: the block ({block}) "
+                "gives sum_i (dr_i/dz_j) lambda_i, that is (dr/dz)^T lambda = the right side"
+            )
+    except AdjointError:
+        pass
+    if _close(c.unsolved(env), have, rtol):
+        return "coefficient", (
+            f"{lam} leaves out the coefficient dr/dz of the implicit block ({block}): "
+            f"dL/d{node} = 0 reads sum_i (dr_i/d{node}) lambda_i = [j = n] + sum over the "
+            "readers outside the block, a solve with (dr/dz)^T"
+        )
+    return None
 
 
 def _terms_match(c, env, have, rtol):

@@ -349,8 +349,9 @@ class ConstraintGraph:
             raise AdjointError(
                 f"{what} does not handle implicit nodes yet ({', '.join(map(str, implicit))}); "
                 "solving (g.solve, g.stationarity), g.compile() with NumPy, second order "
-                "(g.tangent, g.hvp, g.hessian at a point), g.explain, drawings and the "
-                "checkers (g.verify, check_gradient, taylor_test, check_hvp) do",
+                "(g.tangent, g.hvp, g.hessian at a point), g.explain, drawings, the "
+                "checkers (g.verify, check_gradient, taylor_test, check_hvp) and "
+                "check_adjoints do",
                 node=implicit[0],
             )
 

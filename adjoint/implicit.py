@@ -622,14 +622,12 @@ class ImplicitAdjoint(Lazy):
     def solve_symbolic(self, env):
         return tuple(substitute(s, env) for s in self.solved())
 
-    def solve(self, env, live=None, kinks=None, work=None):
-        """The block's multipliers from the values of its readers' multipliers."""
+    def right_sides(self, env, live=None, kinks=None) -> np.ndarray:
+        """``[j = n] + sum_i lambda_i df_i/dz_j`` for the block's nodes, at ``env``."""
         f = self.forward
         shape = f.shape_at(env)
-        if kinks is not None:
-            kinks.at = None
         parts = []
-        for j, _z in enumerate(f.block):
+        for j in range(len(f.block)):
             total = float(self.seeds[j])
             for t in self.contributions[j]:
                 if live is None or t.reader in live:
@@ -637,7 +635,22 @@ class ImplicitAdjoint(Lazy):
                         kinks.at = t
                     total = total + t.value(env)
             parts.append(np.broadcast_to(np.asarray(total, dtype=float), shape if f.matrix else ()))
-        rhs = parts[0] if f.matrix else np.array([float(p) for p in parts])
+        return parts[0] if f.matrix else np.array([float(p) for p in parts])
+
+    def solve_with(self, env, transpose: bool = True) -> tuple:
+        """The block's multipliers at ``env`` (with ``dr/dz`` untransposed if asked: a
+        mistake a grader names)."""
+        lam, _ = solve_transposed(
+            self.forward, self.forward.linearize(env), self.right_sides(env), transpose
+        )
+        return (lam,) if self.forward.matrix else tuple(float(v) for v in lam)
+
+    def solve(self, env, live=None, kinks=None, work=None):
+        """The block's multipliers from the values of its readers' multipliers."""
+        f = self.forward
+        if kinks is not None:
+            kinks.at = None
+        rhs = self.right_sides(env, live, kinks)
         memo = (work or {}).get(f.block)
         if memo is None:  # solved elsewhere: factorise here
             r, _ = f.residual_values(env, None)
@@ -650,13 +663,14 @@ class ImplicitAdjoint(Lazy):
         return tuple(float(v) for v in lam)
 
 
-def solve_transposed(forward, linearization: Linearization, rhs):
-    """``(dr/dz)^T lambda = rhs``, and the relative residual of the solution; refused
+def solve_transposed(forward, linearization: Linearization, rhs, transpose: bool = True):
+    """``(dr/dz)^T lambda = rhs`` (``dr/dz`` itself with ``transpose=False``: what a
+    grader compares a mistake with), and the relative residual of the solution; refused
     when it is too large to trust."""
     if not np.any(rhs):
         return np.zeros_like(rhs), 0.0
-    lam = linearization.solve(rhs, transpose=True)
-    relative = _norm(linearization.apply(lam, transpose=True) - rhs) / _norm(rhs)
+    lam = linearization.solve(rhs, transpose=transpose)
+    relative = _norm(linearization.apply(lam, transpose=transpose) - rhs) / _norm(rhs)
     if not relative <= BACKWARD_TOLERANCE:
         raise ConvergenceError(
             f"the backward solve of {forward.name()} left a relative residual "

@@ -306,6 +306,52 @@ def test_explain_derives_the_block_from_the_residuals():
     assert "FAIL" not in text
 
 
+# -- grading ----------------------------------------------------------------------
+
+_DET = "(1 + sin(v)*cos(u)/2)"
+
+
+@pytest.mark.parametrize(
+    ("u", "v", "status", "mistake"),
+    [
+        # (dr/dz)^T lambda = rhs, solved by hand (Cramer's rule)
+        (
+            f"(2*u*lambda_f + cos(u)/2*lambda_f)/{_DET}",
+            f"lambda_f*(1 - 2*u*sin(v))/{_DET}",
+            "correct",
+            None,
+        ),
+        # dr/dz lambda = rhs: the transpose forgotten
+        (
+            f"(2*u*lambda_f - sin(v)*lambda_f)/{_DET}",
+            f"lambda_f*(1 + u*cos(u))/{_DET}",
+            "wrong",
+            "transpose",
+        ),
+        # the right side alone: the coefficient forgotten
+        ("2*u*lambda_f", "lambda_f", "wrong", "coefficient"),
+    ],
+)
+def test_a_students_block_adjoint_is_graded_per_node(u, v, status, mistake):
+    g, *_ = _block_graph()
+    grading = adjoint.check_adjoints(g, {"f": "1", "u": u, "v": v, "x": "lambda_u"}, seed=3)
+    by_node = {str(grade.node): grade for grade in grading.grades}
+    assert by_node["x"].status == "correct" and by_node["f"].status == "correct"
+    for node in ("u", "v"):
+        assert by_node[node].status == status
+        assert by_node[node].mistake == mistake
+
+
+def test_an_inverse_written_where_a_solve_belongs_is_right():
+    g, *_ = _linear_system(n=3)
+    answers = {"f": "1", "s": "A.T**-1*(2*lambda_f*s)", "A": "-Lambda_s*s.T", "b": "Lambda_s"}
+    grading = adjoint.check_adjoints(g, answers, seed=0)
+    assert grading.ok, grading
+    wrong = adjoint.check_adjoints(g, {**answers, "s": "A**-1*(2*lambda_f*s)"}, seed=0)
+    grade = next(x for x in wrong.grades if str(x.node) == "s")
+    assert grade.status == "wrong" and grade.mistake == "transpose"
+
+
 # -- generated code ----------------------------------------------------------------
 
 
