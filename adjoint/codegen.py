@@ -46,6 +46,7 @@ from .errors import AdjointError, BadValueError, MissingValueError, ShapeError, 
 from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import reuse_output
+from .matrices import tangent as tangent_of
 from .numeric import (
     JaxNumericPrinter,
     NoNumericRule,
@@ -162,8 +163,8 @@ class Program:
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
         check_kinks(kinks)
-        if graph.blocks and (backend != "numpy" or hvp):
-            graph.require_explicit("compile(hvp=True)" if hvp else f"compile(backend={backend!r})")
+        if graph.blocks and hvp:
+            graph.require_explicit("compile(hvp=True)")
         self.graph = graph
         self.kkt = stationarity(graph)
         self.gradient = gradient
@@ -484,12 +485,15 @@ class Program:
                 return reads, f"{code}  # {shown}, one factorisation"
             unit = sp.MatrixSymbol("unit", *z.shape)
             self.names.temporary(unit, "_unit")
-            op, k = c.ops[0], c.reads_of[0].index(z)
-            pullback = op.local(k).xreplace({c.wrt[0]: unit})
+            if self.backend == "jax":  # dR/dZ [E]: the tangent rules, vmapped over E
+                linear = tangent_of(c.residuals[0], {z: unit})
+            else:  # (dR/dZ)^T E: the pullback, one row of the Jacobian per unit matrix
+                op, k = c.ops[0], c.reads_of[0].index(z)
+                linear = op.local(k).xreplace({c.wrt[0]: unit})
             code = (
                 f"{names[0]}, {self.names[temp]} = _newton_matrix(lambda {names[0]}: "
                 f"{self.printer.doprint(c.residuals[0])}, lambda {names[0]}, _unit: "
-                f"{self.printer.doprint(pullback)}, {self._guess(c, z, c.guesses[0])}, "
+                f"{self.printer.doprint(linear)}, {self._guess(c, z, c.guesses[0])}, "
                 f"{c.tolerance!r}, {c.iterations})"
             )
             return reads, f"{code}  # {shown}, by Newton's method"
@@ -686,7 +690,8 @@ def _imports(program, body: str) -> list[str]:
         if _mentions(body, h)
     ]
     if solvers:  # implicit blocks: Newton's method and the transposed solve
-        imported = ", ".join(f"{h[1:]} as {h}" for h in solvers)
+        jax = "_jax" if program.backend == "jax" else ""
+        imported = ", ".join(f"{h[1:]}{jax} as {h}" for h in solvers)
         lines.append(f"from adjoint.runtime import {imported}")
     helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
     if helpers:  # the package's helpers for functions without a NumPy version

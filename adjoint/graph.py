@@ -348,7 +348,7 @@ class ConstraintGraph:
         if implicit:
             raise AdjointError(
                 f"{what} does not handle implicit nodes yet ({', '.join(map(str, implicit))}); "
-                "solving (g.solve, g.stationarity), g.compile() with NumPy, second order "
+                "solving (g.solve, g.stationarity), g.compile() (NumPy and JAX), second order "
                 "(g.tangent, g.hvp, g.hessian at a point), g.explain, drawings, the "
                 "checkers (g.verify, check_gradient, taylor_test, check_hvp) and "
                 "check_adjoints do",

@@ -438,7 +438,7 @@ def namespace(backend: str = "numpy") -> dict:
         "_vectorize": _vectorize,
         "_real": to_real,
         "_kink": _kink,
-        # implicit blocks (adjoint.runtime): NumPy and SciPy, for the NumPy backend
+        # implicit blocks (adjoint.runtime): NumPy and SciPy (JAX's own, below)
         "_newton": runtime.newton,
         "_solve_transposed": runtime.solve_transposed,
         "_newton_matrix": runtime.newton_matrix,
@@ -452,8 +452,8 @@ def namespace(backend: str = "numpy") -> dict:
 
         del names["numpy"]
         for name in ("_newton", "_solve_transposed", "_newton_matrix", "_linear_solve"):
-            del names[name]
-        del names["_solve_matrix_transposed"]
+            names[name] = getattr(runtime, name[1:] + "_jax")
+        names["_solve_matrix_transposed"] = runtime.solve_matrix_transposed_jax
         names["jax"] = jax
         names["_vectorize"] = lambda fn: on_host(_vectorize(fn))
     return names
