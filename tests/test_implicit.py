@@ -251,6 +251,15 @@ def test_a_singular_jacobian_at_the_solution_is_an_error():
         g.solve({x: 0.0})
 
 
+def test_a_backward_solve_too_ill_conditioned_to_trust_is_an_error():
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.implicit(["u", "v"], ["u + v - x", "u + (1 + 1e-13)*v - 1"])  # cond(dr/dz) ~ 4e13
+    g.define("f", "u**2 + v")
+    with pytest.raises(ConvergenceError, match=r"backward solve of the implicit block \(u, v\)"):
+        g.solve({x: 0.5})
+
+
 def test_a_nan_residual_is_an_error():
     g = adjoint.Graph()
     x = g.input("x")
