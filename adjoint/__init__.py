@@ -55,11 +55,12 @@ from .functions import (
     softplus,
 )
 from .grading import AdjointGrade, Grading, check_adjoints
-from .graph import ConstraintGraph, Node
+from .graph import ConstraintGraph, Node, Recurrence
 from .implicit import Block, ConvergenceError, ImplicitAdjoint, ImplicitForward
 from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
 from .matrices import frobenius2, sum_entries
 from .parsing import parse
+from .recurrences import Schedule, ScheduleCounts, schedule
 from .second_order import (
     HVP,
     SecondAdjointCondition,
@@ -97,7 +98,10 @@ __all__ = [
     "NodeCheck",
     "NodeMap",
     "ParseError",
+    "Recurrence",
     "Role",
+    "Schedule",
+    "ScheduleCounts",
     "SecondAdjointCondition",
     "SecondOrder",
     "ShapeError",
@@ -127,6 +131,7 @@ __all__ = [
     "repeat_columns",
     "repeat_rows",
     "row_sums",
+    "schedule",
     "sigmoid",
     "softmax",
     "softplus",

@@ -64,7 +64,12 @@ class Graph(ConstraintGraph):
         return lagrangian.stationarity(self)
 
     def solve(
-        self, values: Mapping | None = None, *, expand: bool = True, kinks: str = "convention"
+        self,
+        values: Mapping | None = None,
+        *,
+        expand: bool = True,
+        kinks: str = "convention",
+        checkpoints: int | None = None,
     ) -> solve.Solution:
         """Solve ``grad L = 0``: Step 1 forward for ``z``, Step 2 in reverse for ``lambda``.
 
@@ -73,9 +78,10 @@ class Graph(ConstraintGraph):
         inputs, or with ``expand=False`` in the lecture's terms (``z_i = f_i`` of its
         parents, ``lambda_j`` of the readers' multipliers), as Steps 1 and 2 write them.
         At a kink the partial takes its conventional value, or ``nan`` with
-        ``kinks="nan"``; ``solution.kinks`` lists every kink met.
+        ``kinks="nan"``; ``solution.kinks`` lists every kink met. A recurrence stores at
+        most ``checkpoints`` states when given (the binomial schedule).
         """
-        return solve.solve(self, values, expand=expand, kinks=kinks)
+        return solve.solve(self, values, expand=expand, kinks=kinks, checkpoints=checkpoints)
 
     def tangent(
         self, at: Mapping, direction: Mapping, *, kinks: str = "convention"
@@ -168,7 +174,19 @@ class Graph(ConstraintGraph):
             f"{n} {what}{'' if n == 1 else 's'}" for n, what in counts if n or what != "constant"
         )
         lines = [f"Graph: {head}"]
-        lines += [f"  {z} = {text(self.expr(z))}" for z in self.defined]
+        for z in self.defined:
+            node = self.node(z)
+            if node.recurrence is not None:
+                rec = node.recurrence
+                if z == rec.state:
+                    lines.append(
+                        f"  {z}: z_(t+1) = {text(rec.step)} for t < {rec.steps}, "
+                        f"z_0 = {text(rec.init)}"
+                    )
+            elif node.implicit:
+                lines.append(f"  {z}: {text(node.residual)} = 0")
+            else:
+                lines.append(f"  {z} = {text(self.expr(z))}")
         if self.defined:
             lines.append(f"  output: {self.output}")
         return "\n".join(lines)

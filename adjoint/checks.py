@@ -143,6 +143,7 @@ def verify(
     >>> g.verify().ok
     True
     """
+    graph.require_no_recurrence("g.verify")
     rng = np.random.default_rng(seed)
     if graph.blocks:
         return _verify_prices(graph, at, points, rtol, rng, solution)
@@ -610,18 +611,18 @@ def _function_and_gradient(graph, at):
     env = read_values(graph, at)
     x0 = {x: env[x] for x in graph.inputs}
     data = {c: env[c] for c in graph.constants}
-    if graph.blocks:  # Newton's method on each block, as solving does
+    if graph.blocks or graph.recurrences:  # Newton's method, loops over t: as solving does
         given = {**data, **{d: env[d] for d in graph.dims}}
         output = graph.output
 
-        def f(x):
-            return float(forward_sweep(graph, {**given, **x})[output])
+        def f(x):  # a scalar, or a 1 x 1 matrix (x.T*x)
+            return float(np.asarray(forward_sweep(graph, {**given, **x})[output]).item())
 
         return f, x0, solve(graph, at).gradient
     value = compile_graph(graph, gradient=False)
 
     def f(x):
-        return float(value(**{s.name: v for s, v in {**x, **data}.items()}))
+        return float(np.asarray(value(**{s.name: v for s, v in {**x, **data}.items()})).item())
 
     return f, x0, solve(graph, at).gradient
 

@@ -432,6 +432,8 @@ class Program:
         """The printed terms of ``[j = n] + sum_i lambda_i df_i/dz_j``, what they read and
         the names of the readers."""
         pieces = ["1.0"] if seed else []
+        if seed and isinstance(self.graph.output, sp.MatrixSymbol):  # a 1 x 1 output
+            pieces = [self.printer.doprint(sp.OneMatrix(1, 1))]
         readers, reads = [], set()
         for t in contributions:
             if t.reader not in needed:
@@ -661,6 +663,7 @@ def _variable_names(graph) -> Names:
 def source(graph, **options) -> str:
     """The generated program as Python source, a complete file: the imports it needs,
     then the function. See :func:`compile_graph` for options."""
+    graph.require_no_recurrence("generated code (g.source)")
     program = Program(graph, **options)
     body = program.source()
     return "\n".join([*_imports(program, body), "", ""]) + body
@@ -741,6 +744,7 @@ def compile_graph(
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
         1/2``), or ``nan`` at the kinked entries, as :func:`adjoint.solve.solve` does.
     """
+    graph.require_no_recurrence("g.compile")
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:

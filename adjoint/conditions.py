@@ -220,9 +220,12 @@ class AdjointCondition(Lazy):
 
         def build():
             if isinstance(self.unknown, sp.MatrixSymbol):
-                if not self.contributions:
+                terms = [t.expr for t in self.contributions]
+                if self.seed:  # a 1 x 1 output: dz_n/dz_n = [[1]]
+                    terms.insert(0, sp.OneMatrix(1, 1))
+                if not terms:
                     return sp.ZeroMatrix(*self.unknown.shape)
-                return sp.MatAdd(*(t.expr for t in self.contributions)).doit()
+                return sp.MatAdd(*terms).doit()
             return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
 
         return self._kept("rhs", build)
@@ -250,6 +253,8 @@ class AdjointCondition(Lazy):
         each kink met belongs to.
         """
         total = self.seed
+        if self.seed and isinstance(self.unknown, sp.MatrixSymbol):  # a 1 x 1 output
+            total = np.ones((1, 1))
         for t in self.contributions:
             if live is None or t.reader in live:
                 if kinks is not None:

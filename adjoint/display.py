@@ -287,7 +287,8 @@ def latex(expr) -> str:
 def number(value, digits: int = 6) -> str:
     """A value for a table: a float to ``digits`` significant digits; an array by shape."""
     if isinstance(value, np.ndarray) and value.ndim:
-        return f"{value.shape[0]}x{value.shape[1]} array, |.| = {np.linalg.norm(value):.4g}"
+        size = "x".join(map(str, value.shape))
+        return f"{size} array, |.| = {np.linalg.norm(value):.4g}"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return text(value)

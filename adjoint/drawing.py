@@ -93,6 +93,7 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
     placed along its edge where it overlaps no other label, card or node. A partial
     that fits nowhere is listed in a key under the graph (``x → z1: y``).
     """
+    graph.require_no_recurrence("g.draw")
     import matplotlib.pyplot as plt
     import networkx as nx
 
@@ -356,6 +357,7 @@ def _plain(label: str) -> str:
 
 def to_dot(graph, solution=None) -> str:
     """The graph as Graphviz DOT text, laid out left to right."""
+    graph.require_no_recurrence("g.to_dot")
 
     def quote(s) -> str:
         return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'

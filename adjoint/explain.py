@@ -171,6 +171,7 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step;
     with a ``direction`` (and a point ``at``), the tangent sweep and the second-order
     adjoint sweep too, whose input entries are the Hessian-vector product."""
+    graph.require_no_recurrence("g.explain")
     if direction is not None and at is None:
         raise AdjointError(
             "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
@@ -678,6 +679,7 @@ class Trace:
 def trace(graph, at: Mapping, *, solution=None) -> Trace:
     """Both sweeps at ``at``, edge by edge, each partial written and evaluated
     (``solution``: grad L = 0 solved at ``at`` already)."""
+    graph.require_no_recurrence("g.trace")
     graph.require_explicit("g.trace")
     if at is None:
         raise AdjointError("the trace table needs a point, as in g.trace({x: 1.5, y: -2.0})")
@@ -782,6 +784,7 @@ def adjoint_system(graph, at: Mapping | None = None) -> AdjointSystem:
 
     With matrix nodes the system is over the vectorised entries, at a point only.
     """
+    graph.require_no_recurrence("g.adjoint_system")
     graph.require_explicit("g.adjoint_system")
     env = _env(graph, at)
     if any(graph.node(z).shape is not None for z in graph.nodes + graph.constants):
@@ -843,6 +846,7 @@ def shadow_prices(graph, at: Mapping, eps: float = 1e-6) -> dict:
     For a matrix node the perturbation is ``eps`` in one entry at a time: the price is
     a matrix of the node's shape, entry by entry against ``lambda_i``'s entries.
     """
+    graph.require_no_recurrence("g.shadow_prices")
     base = read_values(graph, at)
     sol = solve(graph, at)
     f0 = float(forward_sweep(graph, base)[graph.output])

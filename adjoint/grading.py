@@ -269,6 +269,7 @@ def check_adjoints(
         When ``submissions`` or ``weights`` is not a mapping, or names a node the
         graph does not have.
     """
+    graph.require_no_recurrence("check_adjoints")
     started = time.monotonic()
     if not isinstance(submissions, Mapping):
         raise AdjointError(

@@ -37,10 +37,42 @@ from .expressions import expand_sums, free_symbols, postorder, scan
 from .parsing import parse
 from .symbols import CHECKS, MatrixMultiplier, Multiplier, multiplier_of, node_symbol
 
-__all__ = ["ConstraintGraph", "Node"]
+__all__ = ["STEP", "ConstraintGraph", "Node", "Recurrence"]
 
 INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
 _A_KIND = {INPUT: "an input", CONSTANT: "a constant", DEFINED: "a defined node"}
+
+
+#: The step index of a recurrence, as ``step`` and ``cost`` name it.
+STEP = sp.Symbol("t", integer=True, nonnegative=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Recurrence:
+    """A rolled recurrence ``z_{t+1} = step(z_t, ..., t)``, ``z_0 = init``, for ``t = 0 ..
+    steps - 1``, declared once: ``state`` is the symbol ``z`` (``z_t`` in ``step`` and
+    ``cost``), ``final`` the node ``z_T`` and ``cost`` the node ``sum_{t<T} cost(z_t, t)``
+    (``None`` without a cost). ``reads`` are the nodes ``step``, ``init`` and ``cost``
+    read: parameters (read at every step) and sequences (their value at t)."""
+
+    state: sp.Symbol
+    step: sp.Expr
+    init: sp.Expr
+    steps: int
+    final: sp.Symbol
+    cost: sp.Symbol | None
+    stage: sp.Expr | None  # the stage cost l(z_t, ..., t)
+    reads: tuple
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    def __repr__(self) -> str:
+        return f"Recurrence({self.state.name}, {self.steps} steps)"
+
+    def __str__(self) -> str:
+        return self.state.name
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,8 @@ class Node:
     guess: object = None  # Newton's first guess: a number, an array or an expression
     tolerance: float = 1e-10  # Newton stops when its step is below this, relatively
     iterations: int = 50  # Newton's iteration limit
+    steps: int | None = None  # a sequence: one value per step t = 0 .. steps - 1
+    recurrence: Recurrence | None = None  # the recurrence a node belongs to
 
     @property
     def implicit(self) -> bool:
@@ -122,6 +156,7 @@ class ConstraintGraph:
                 node=symbol,
             )
         expr, reads = self._resolve_reads(expr, symbol)
+        self._check_whole(expr, symbol, reads)
         if shape is not None or any(self._nodes[r].shape is not None for r in reads):
             _check_shapes(expr, symbol)
         parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
@@ -251,6 +286,145 @@ class ConstraintGraph:
         self._last_defined = own[-1]
         return own[0] if single else own
 
+    def sequence(self, name, steps, shape=None, constant: bool = False) -> sp.Symbol:
+        """Declare a per-step input ``u_t`` for ``t = 0 .. steps - 1``: its value is an array
+        of length ``steps`` (``steps x rows x cols`` with ``shape``), its gradient one entry
+        per step. ``constant=True`` makes it data (no gradient). In a recurrence's
+        ``step`` and ``cost`` its name means its value at t."""
+        steps = _steps(steps, name)
+        symbol = self._declare(name, CONSTANT if constant else INPUT, shape, steps=steps)
+        return symbol
+
+    def recurrence(self, name, step, init, steps, cost=None, shape=None) -> Recurrence:
+        """Declare a rolled recurrence ``z_{t+1} = step(z_t, ..., t)`` for ``t = 0 .. steps -
+        1`` from ``z_0 = init``, never unrolled.
+
+        In ``step`` and ``cost`` (text or sympy) the state's name means ``z_t``, a
+        sequence's name its value at t, any other node its value (a parameter, read at
+        every step), and ``t`` the step index. Returns a :class:`Recurrence` whose
+        ``final`` node is ``z_T`` and ``cost`` node ``sum_{t<T} cost(z_t, t)``, both usable
+        in :meth:`define`. Its Lagrangian terms are ``-sum_t lambda_{t+1} (z_{t+1} -
+        step(z_t, t))``: the costates, solved in reverse.
+        """
+        steps = _steps(steps, name)
+        state = self._new_symbol(name, "node", shape)
+        if isinstance(name, sp.MatrixSymbol) and shape is None:
+            shape = tuple(name.shape)
+        names = [f"{state.name}_final"] + ([f"{state.name}_cost"] if cost is not None else [])
+        for extra in names:
+            if extra in self._by_name or extra in self._dims:
+                raise DuplicateNameError(
+                    f"the recurrence {state} names its nodes {', '.join(names)}, but {extra} is "
+                    "already a node; rename one",
+                    node=state,
+                )
+        if STEP.name in self._by_name:
+            raise DuplicateNameError(
+                "a recurrence names its step index t, but t is a node of this graph; rename "
+                "that node",
+                node=state,
+            )
+        own = (state, STEP)
+        want = tuple(state.shape) if isinstance(state, sp.MatrixSymbol) else None
+        step_expr, step_reads = self._recurrence_part(
+            step, state, own, f"the step of {state}", want
+        )
+        init_expr, init_reads = self._recurrence_part(
+            init, state, (), f"the initial state of {state}", want
+        )
+        reads = [r for r in step_reads if r not in own]
+        stage = None
+        if cost is not None:
+            stage, cost_reads = self._recurrence_part(
+                cost, state, own, f"the cost of {state}", "cost"
+            )
+            reads += [r for r in cost_reads if r not in own]
+        for r in reads:
+            record = self._nodes[r]
+            if record.steps is not None and record.steps != steps:
+                raise ShapeError(
+                    f"the recurrence {state} has {steps} steps, but the sequence {r} has "
+                    f"{record.steps}: a sequence read at every step has one value per step",
+                    node=state,
+                )
+        init_reads = [r for r in init_reads if r is not state]
+        for r in init_reads:
+            if self._nodes[r].steps is not None:
+                raise ExpressionError(
+                    f"the initial state of {state} reads the sequence {r}, which has a value "
+                    "per step: read one value, as a parameter, or put it into the step",
+                    node=state,
+                )
+        every = tuple(dict.fromkeys([*reads, *init_reads]))
+        every = tuple(sorted(every, key=lambda s: self._nodes[s].index))
+        final = node_symbol(names[0], "node", want)
+        total = None
+        if cost is not None:
+            total = node_symbol(
+                names[1], "node", tuple(stage.shape) if isinstance(stage, sp.MatrixExpr) else None
+            )
+        spec = Recurrence(state, step_expr, init_expr, steps, final, total, stage, every)
+        parents = tuple(r for r in every if self._nodes[r].kind != CONSTANT)
+        first = len(self._nodes)
+        self._add(Node(state, DEFINED, first, None, every, parents, want, recurrence=spec))
+        for parent in parents:
+            self._children[parent].append(state)
+        for k, symbol in enumerate(s for s in (final, total) if s is not None):
+            shape_k = tuple(symbol.shape) if isinstance(symbol, sp.MatrixSymbol) else None
+            self._add(
+                Node(
+                    symbol,
+                    DEFINED,
+                    first + 1 + k,
+                    None,
+                    (state,),
+                    (state,),
+                    shape_k,
+                    recurrence=spec,
+                )
+            )
+            self._children[state].append(symbol)
+            self._last_defined = symbol
+        return spec
+
+    def _check_whole(self, expr, symbol, reads) -> None:
+        """A constraint reads neither a sequence (one value per step: only a
+        recurrence's step reads it) nor a recurrence's trajectory (its nodes z_final and
+        z_cost stand for it)."""
+        for r in reads:
+            record = self._nodes[r]
+            if record.steps is not None:
+                raise ExpressionError(
+                    f"the constraint for {symbol} reads the sequence {r}, which has one value "
+                    "per step: read it in a recurrence's step or cost",
+                    node=symbol,
+                )
+            if record.recurrence is not None and record.recurrence.state == r:
+                rec = record.recurrence
+                use = rec.final.name + ("" if rec.cost is None else f" or {rec.cost.name}")
+                raise ExpressionError(
+                    f"the constraint for {symbol} reads the recurrence {r} as a whole; read "
+                    f"its nodes instead: {use}",
+                    node=symbol,
+                )
+
+    def _recurrence_part(self, expr, state, own, what: str, want):
+        """``step``, ``init`` or ``cost`` of a recurrence, read and checked: its shape
+        (``want``; ``"cost"``: a scalar or 1 x 1) and the nodes it reads."""
+        if isinstance(expr, sp.MatrixBase):  # entries written with the state's own symbol
+            expr = sp.ImmutableMatrix(expr)
+        else:
+            expr = self.read_expr(expr, state, own, what=what)
+        got = tuple(expr.shape) if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)) else None
+        ok = got in (None, (1, 1)) if want == "cost" else got == want
+        if not ok:
+            need = "a scalar (or 1 x 1)" if want == "cost" else _shape_words(want)
+            raise ShapeError(f"{what} is {_shape_words(got)}, but it must be {need}", node=state)
+        expr, reads = self._resolve_reads(expr, state, own)
+        if got is not None and not isinstance(expr, sp.MatrixBase):
+            _check_shapes(expr, state)
+        return expr, reads
+
     def set_output(self, node) -> None:
         """Make ``node`` the output ``z_n`` (by default, the last defined node)."""
         symbol = self.lookup(node)
@@ -341,6 +515,27 @@ class ConstraintGraph:
             found = dict.fromkeys(self._nodes[z].block for z in self.defined)
             self._cache["blocks"] = tuple(b for b in found if b)
         return self._cache["blocks"]
+
+    @property
+    def recurrences(self) -> tuple[Recurrence, ...]:
+        """The rolled recurrences, in declaration order."""
+        if "recurrences" not in self._cache:
+            found = dict.fromkeys(
+                self._nodes[z].recurrence for z in self.defined if self._nodes[z].recurrence
+            )
+            self._cache["recurrences"] = tuple(found)
+        return self._cache["recurrences"]
+
+    def require_no_recurrence(self, what: str) -> None:
+        """Refuse, naming ``what`` and the recurrences, where they are not handled yet."""
+        if self.recurrences:
+            names = ", ".join(r.name for r in self.recurrences)
+            raise AdjointError(
+                f"{what} does not handle recurrences yet ({names}); g.solve (with "
+                "checkpoints=...), g.stationarity, g.lagrangian, check_gradient and "
+                "taylor_test do",
+                node=self.recurrences[0].state,
+            )
 
     def require_explicit(self, what: str) -> None:
         """Refuse, naming ``what`` and the implicit nodes, where they are not handled yet."""
@@ -553,7 +748,7 @@ class ConstraintGraph:
             self._cache[key] = tuple(s for s, n in self._nodes.items() if n.kind == kind)
         return self._cache[key]
 
-    def _declare(self, name, kind: str, shape) -> sp.Symbol:
+    def _declare(self, name, kind: str, shape, steps=None) -> sp.Symbol:
         symbol = self._new_symbol(name, kind, shape)
         dims = [d for d in getattr(symbol, "shape", ()) if isinstance(d, sp.Symbol)]
         for d in dims:
@@ -569,7 +764,8 @@ class ConstraintGraph:
                     f"the dimension {d} of {symbol} has the name of a node; rename one",
                     node=symbol,
                 )
-        self._add(Node(symbol, kind, len(self._nodes), shape=getattr(symbol, "shape", None)))
+        shape = getattr(symbol, "shape", None)
+        self._add(Node(symbol, kind, len(self._nodes), shape=shape, steps=steps))
         self._dims.update((d.name, d) for d in dims)
         return symbol
 
@@ -605,6 +801,8 @@ class ConstraintGraph:
                 return node
         except TypeError:  # unhashable: not a node, said below
             pass
+        if isinstance(node, Recurrence):
+            node = node.state
         if isinstance(node, (Multiplier, MatrixMultiplier)):
             node = node.node_name
         if isinstance(node, (sp.Symbol, sp.MatrixSymbol)):
@@ -823,6 +1021,12 @@ def _constraint(item):
 
 def _shape_words(shape) -> str:
     return "a scalar" if shape is None else f"{shape[0]} x {shape[1]}"
+
+
+def _steps(steps, name) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise AdjointError(f"steps of {name} must be a positive integer, got {steps!r}")
+    return int(steps)
 
 
 def _per_unknown(value, n: int, what: str) -> list:

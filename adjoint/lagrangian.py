@@ -48,6 +48,13 @@ from .implicit import (
 )
 from .matrices import MatrixOperation
 from .partials import operation
+from .recurrences import (
+    RecurrenceAdjoint,
+    RecurrenceContribution,
+    RecurrenceForward,
+    SequenceGradient,
+    recurrence_terms,
+)
 
 __all__ = [
     "AdjointCondition",
@@ -66,8 +73,13 @@ def lagrangian(graph) -> sp.Expr:
     A matrix node enters through the Frobenius product
     ``<Lambda_i, Z_i - F_i> = Trace(Lambda_i^T (Z_i - F_i))``.
     """
-    terms = [scalar_output(graph)]
+    out = scalar_output(graph)
+    terms = [sp.Trace(out) if isinstance(out, sp.MatrixSymbol) else out]
     for z in graph.defined:
+        if graph.node(z).recurrence is not None:
+            if z == graph.node(z).recurrence.state:
+                terms += recurrence_terms(graph, graph.node(z).recurrence)
+            continue
         lam, residual = graph.multiplier(z), graph.residual(z)
         if isinstance(z, sp.MatrixSymbol):
             terms.append(-sp.Trace(lam.T * residual))
@@ -77,9 +89,10 @@ def lagrangian(graph) -> sp.Expr:
 
 
 def scalar_output(graph):
-    """The output ``z_n``, which must be a scalar: problem 5 minimises it."""
+    """The output ``z_n``, which must be a scalar (or a 1 x 1 matrix, ``x.T*x``): problem
+    5 minimises it."""
     out = graph.output
-    if isinstance(out, sp.MatrixSymbol):
+    if isinstance(out, sp.MatrixSymbol) and tuple(out.shape) != (1, 1):
         raise ShapeError(
             f"the output {out} is a {out.shape[0]} x {out.shape[1]} matrix, but it must be "
             f"a scalar (problem 5 minimises it): reduce it, for example "
@@ -159,7 +172,7 @@ class Stationarity:
                 title += _IMPLICIT_TITLES[role]
             lines.append(f"{title}:")
             for c in conditions:
-                if not getattr(c, "implicit", False):
+                if not hasattr(c, "equations"):
                     lines.append(f"  {c.unknown} = {text(c.rhs)}")
                     continue
                 note = f"   [{_note(c)}]"
@@ -171,7 +184,7 @@ class Stationarity:
         for role, conditions in self._by_role.items():
             rows.append((None, _LATEX_TITLES[role]))
             for c in conditions:
-                if not getattr(c, "implicit", False):
+                if not hasattr(c, "equations"):
                     rows.append((latex(c.unknown), latex(c.rhs)))
                     continue
                 note = _LATEX_NOTES[_note(c)]
@@ -185,6 +198,9 @@ _IMPLICIT_TITLES = {
 }
 
 _LATEX_NOTES = {
+    "for t = 0 .. T-1": r"\quad \text{(for } t = 0, \dots, T-1\text{)}",
+    "for t = 0 .. T-1, one loop": r"\quad \text{(for } t = 0, \dots, T-1\text{, one loop)}",
+    "for t = T-1 .. 0, in reverse": r"\quad \text{(for } t = T-1, \dots, 0\text{, in reverse)}",
     "Newton's method": r"\quad \text{(Newton's method)}",
     "linear solve": r"\quad \text{(a linear solve)}",
     "solve with (dr/dz)^T": r"\quad \text{(a solve with }(\partial r/\partial z)^{T}\text{)}",
@@ -192,7 +208,9 @@ _LATEX_NOTES = {
 
 
 def _note(condition) -> str:
-    """How an implicit condition is solved, printed beside it."""
+    """How an implicit or recurrent condition is solved, printed beside it."""
+    if hasattr(condition, "note"):
+        return condition.note
     if condition.role is Role.FORWARD:
         return "linear solve" if condition.method == "linear solve" else "Newton's method"
     return "solve with (dr/dz)^T"
@@ -201,7 +219,7 @@ def _note(condition) -> str:
 def _equations(conditions) -> list:
     found = []
     for c in conditions:
-        if getattr(c, "implicit", False):
+        if hasattr(c, "equations"):
             found += c.equations
         else:
             found.append(c.eq)
@@ -233,9 +251,19 @@ def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []
-    implicit_forward = {}
+    implicit_forward, recurrent = {}, {}
     for z in graph.defined:
         node = graph.node(z)
+        if node.recurrence is not None:
+            rec = node.recurrence
+            if z == rec.state:
+                forward.append(RecurrenceForward(graph, rec))
+                recurrent[rec] = RecurrenceAdjoint(graph, forward[-1])
+                lam = graph.multiplier(z)
+                for j in rec.reads:
+                    if j in incoming:
+                        incoming[j].append(RecurrenceContribution(z, j, recurrent[rec], (), 0, lam))
+            continue
         if node.implicit:
             if z == node.block[0]:
                 implicit_forward[node.block] = _implicit(graph, node.block, incoming)
@@ -254,7 +282,10 @@ def _conditions(graph) -> Stationarity:
     adjoint = []
     for z in reversed(graph.defined):
         block = graph.node(z).block
-        if not block:
+        rec = graph.node(z).recurrence
+        if rec is not None and z == rec.state:  # the costates, one loop in reverse
+            adjoint.append(recurrent[rec])
+        elif not block:
             adjoint.append(
                 AdjointCondition(
                     Role.ADJOINT, z, graph.multiplier(z), tuple(incoming[z]), int(z == output)
@@ -270,7 +301,9 @@ def _conditions(graph) -> Stationarity:
             )
     adjoint = tuple(adjoint)
     gradient = tuple(
-        AdjointCondition(Role.GRADIENT, x, graph.multiplier(x), tuple(incoming[x]))
+        (SequenceGradient if graph.node(x).steps is not None else AdjointCondition)(
+            Role.GRADIENT, x, graph.multiplier(x), tuple(incoming[x])
+        )
         for x in graph.inputs
     )
     return Stationarity(output, tuple(forward), adjoint, gradient)

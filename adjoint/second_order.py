@@ -469,6 +469,7 @@ class SecondOrder:
 def second_order(graph) -> SecondOrder:
     """The tangent and second-order adjoint conditions, assembled from the same
     condition objects as ``grad L = 0``; kept with the graph until it changes."""
+    graph.require_no_recurrence("g.second_order")
     return graph.derived("second_order", _assemble)
 
 
@@ -594,6 +595,7 @@ def tangent(
     """Forward mode: the tangent conditions solved at ``at`` along ``direction``. At a
     kink a partial takes its conventional value, or ``nan`` with ``kinks="nan"`` (as
     in :func:`adjoint.solve.solve`)."""
+    graph.require_no_recurrence("g.tangent")
     check_kinks(kinks)
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
@@ -627,6 +629,7 @@ def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") ->
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
     JAX), or ``nan`` with ``kinks="nan"``."""
+    graph.require_no_recurrence("g.hvp")
     check_kinks(kinks)
     so, _, env = _solved(graph, at, kinks)
     with watch_kinks(nan=kinks == "nan"):
@@ -644,6 +647,7 @@ def hessian(graph, at: Mapping | None = None):
     in C order: ``W[i, j]`` is entry ``i * cols + j`` of W's block), the inputs in
     order: a function of a 5 x 10 matrix has a 50 x 50 Hessian.
     """
+    graph.require_no_recurrence("g.hessian")
     inputs = graph.inputs
     if at is None and graph.blocks:
         raise AdjointError(

@@ -29,7 +29,12 @@ __all__ = ["Kink", "NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
 
 def solve(
-    graph, values: Mapping | None = None, *, expand: bool = True, kinks: str = "convention"
+    graph,
+    values: Mapping | None = None,
+    *,
+    expand: bool = True,
+    kinks: str = "convention",
+    checkpoints: int | None = None,
 ) -> Solution:
     """Solve ``grad L = 0`` for ``graph``: numerically at ``values`` (a number for every
     input and constant), or symbolically without them.
@@ -46,7 +51,18 @@ def solve(
     ``[j = n] + sum_i lambda_i df_i/dz_j``, in the named nodes and the readers'
     multipliers, with nothing composed into the inputs (which, for a deep graph, is
     exponentially longer).
+
+    A recurrence stores every state for its reverse sweep, or with ``checkpoints=s`` at
+    most ``s`` of them, recomputing the others by the binomial (revolve) schedule: the
+    gradient is the same, ``solution.schedule`` counts the work, and the solution then
+    keeps ``z_T`` for the states and ``lambda_0`` for the costates.
     """
+    if checkpoints is not None and (
+        isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1
+    ):
+        raise AdjointError(
+            f"checkpoints must be a positive number of stored states, got {checkpoints!r}"
+        )
     kkt = stationarity(graph)
     if not expand:
         if values is not None:
@@ -80,6 +96,11 @@ def solve(
             # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order
             # (an implicit block: r_B = 0, by Newton's method).
             for condition in kkt.forward_conditions:
+                if getattr(condition, "recurrent", False):
+                    if symbolic:
+                        condition.solve_symbolic(env)
+                    condition.solve(env, work, checkpoints)
+                    continue
                 if getattr(condition, "implicit", False):
                     if symbolic:  # each unknown stays its symbol, tied to its residual
                         env.update(zip(condition.nodes, condition.solve_symbolic(env)))
@@ -92,6 +113,9 @@ def solve(
             # implicit block: one solve with (dr_B/dz_B)^T).
             live = _reaching(graph, graph.output)
             for condition in kkt.backward_conditions:
+                if getattr(condition, "recurrent", False):
+                    condition.solve(env, live, met, work)
+                    continue
                 if getattr(condition, "implicit", False):
                     found = (
                         condition.solve_symbolic(env)
@@ -146,7 +170,9 @@ def solve(
         for c in kkt.forward_conditions
         if getattr(c, "implicit", False) and c.block in work
     )
-    return Solution(graph, node_values, adjoints, symbolic, undefined, found, env, blocks)
+    counts = {rec.state: work[rec]["counts"] for rec in graph.recurrences if rec in work}
+    schedule = next(iter(counts.values())) if len(counts) == 1 else NodeMap(counts) or None
+    return Solution(graph, node_values, adjoints, symbolic, undefined, found, env, blocks, schedule)
 
 
 @dataclass(frozen=True)
@@ -258,6 +284,18 @@ def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
             changed.add(z)
     with np.errstate(all="ignore"):
         for c in stationarity(graph).forward_conditions:
+            if getattr(c, "recurrent", False):
+                if any(z in shift for z in c.nodes):
+                    raise AdjointError(
+                        f"a recurrence's nodes ({', '.join(map(str, c.nodes))}) cannot be "
+                        "loosened one by one: shift the inputs it reads instead",
+                        node=c.nodes[0],
+                    )
+                if all(z in env for z in c.nodes) and not changed.intersection(c.reads):
+                    continue
+                c.solve(env)
+                changed.update(c.nodes)
+                continue
             if getattr(c, "implicit", False):
                 loosened = any(z in shift for z in c.nodes)
                 if (
@@ -335,7 +373,8 @@ class Solution:
 
     ``blocks`` reports, for each implicit block, how it was solved
     (:class:`~adjoint.implicit.Block`: Newton's iterations, the final residual and the
-    backward solve's relative residual).
+    backward solve's relative residual). ``schedule`` counts a recurrence's forward
+    steps, stored states and reverse steps (one per recurrence, by state, for several).
     """
 
     __slots__ = (
@@ -347,6 +386,7 @@ class Solution:
         "kinks",
         "output",
         "output_node",
+        "schedule",
         "symbolic",
         "undefined",
         "values",
@@ -362,6 +402,7 @@ class Solution:
         kinks=(),
         environment=None,
         blocks=(),
+        schedule=None,
     ):
         if environment is None:
             environment = {**values, **{graph.multiplier(z): v for z, v in adjoints.items()}}
@@ -369,6 +410,7 @@ class Solution:
             "undefined": NodeMap(undefined or {}),
             "kinks": tuple(kinks),
             "blocks": tuple(blocks),
+            "schedule": schedule,
             # every value solving knew, keyed by symbol (nodes, multipliers, dimensions),
             # so that what reads a solution need not read the point and solve again
             "environment": MappingProxyType(dict(environment)),
@@ -451,6 +493,10 @@ class Solution:
 
 def _formula(graph, z):
     """What a solution's table shows for a defined node: ``f_i``, or ``r_i = 0``."""
+    rec = graph.node(z).recurrence
+    if rec is not None:
+        what = {rec.state: "recurrence", rec.final: f"{rec.state}_T", rec.cost: "sum of costs"}
+        return what[z]
     if graph.is_implicit(z):
         return equation(graph.residual(z), sp.Integer(0))
     return graph.expr(z)
@@ -460,6 +506,7 @@ def _rebuild_solution(state: dict) -> Solution:
     solution = object.__new__(Solution)
     state = {
         "blocks": (),
+        "schedule": None,
         **state,
         "environment": MappingProxyType(state.get("environment", {})),
     }

@@ -97,8 +97,10 @@ def read_values(graph, values: Mapping) -> dict:
     env: dict = {}
     arrays = []
     for symbol in graph.inputs + graph.constants:
-        shape = graph.node(symbol).shape
-        if shape is None:
+        shape, steps = graph.node(symbol).shape, graph.node(symbol).steps
+        if steps is not None:
+            env[symbol] = as_sequence(symbol, given[symbol], steps, shape)
+        elif shape is None:
             env[symbol] = as_number(symbol, given[symbol])
         else:
             env[symbol] = as_array(symbol, given[symbol], shape)
@@ -128,6 +130,22 @@ def check_square(operands, dims: Mapping) -> None:
                 f"not square; give arrays for which {operand.shape[0]} = {operand.shape[1]}",
                 node=node,
             )
+
+
+def as_sequence(symbol, value, steps: int, shape) -> np.ndarray:
+    """A sequence's values: a real, finite array of ``steps`` entries (each of the
+    declared shape, for a matrix sequence)."""
+    want = (steps,) if shape is None else (steps, *(int(d) for d in shape))
+    words = " x ".join(map(str, want))
+    array = _real_array(symbol, value, float, f"a real array of shape {words}")
+    if array.shape != want:
+        raise ShapeError(
+            f"the sequence {symbol} has {steps} steps"
+            + ("" if shape is None else f" of {shape[0]} x {shape[1]} values")
+            + f", so its value must have shape {want}, but it has shape {array.shape}",
+            node=symbol,
+        )
+    return array
 
 
 def as_array(symbol, value, shape, dtype=float) -> np.ndarray:

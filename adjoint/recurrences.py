@@ -1,0 +1,785 @@
+"""Rolled recurrences: the method of adjoints over many steps, declared once.
+
+For ``z_{t+1} = f(z_t, theta, u_t, t)``, ``t = 0 .. T-1``, ``z_0 = init``, a stage cost
+``C = sum_{t<T} l(z_t, theta, u_t, t)`` and the final state ``z_T`` (nodes the rest of
+the graph reads), the Lagrangian carries
+
+    - lambda_0 (z_0 - init) - sum_t lambda_{t+1} (z_{t+1} - f(z_t, theta, u_t, t))
+    - lambda_C (C - sum_t l(z_t, ...)) - lambda_F (z_F - z_T),
+
+and ``grad L = 0`` gives, once and with the index t:
+
+* forward: ``z_0 = init``, ``z_{t+1} = f(z_t, ...)``, ``z_F = z_T``, ``C = sum_t l``;
+* the costates: ``lambda_T = lambda_F`` and ``lambda_t = (df/dz_t)^T lambda_{t+1} +
+  lambda_C dl/dz_t``, in reverse (``dL/dz_t = 0``);
+* the gradients: ``dL/dtheta = sum_t (df/dtheta)^T lambda_{t+1} + lambda_C dl/dtheta``
+  (plus ``(dinit/dtheta)^T lambda_0``), and for a sequence ``dL/du_t = (df/du_t)^T
+  lambda_{t+1} + lambda_C dl/du_t``, one per step.
+
+The local partials of ``f`` and ``l`` are derived once, whatever T; solving loops over t.
+The reverse sweep needs the states in reverse order: stored, or recomputed from at most
+``s`` stored ones by the binomial (revolve) schedule of Griewank and Walther.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+import sympy as sp
+
+from .conditions import AdjointCondition, Contribution, Lazy, Role
+from .display import equation, table
+from .errors import AdjointError
+from .graph import STEP
+from .matrices import pullback
+from .numeric import numeric_function
+
+__all__ = [
+    "RecurrenceAdjoint",
+    "RecurrenceContribution",
+    "RecurrenceForward",
+    "Schedule",
+    "ScheduleCounts",
+    "schedule",
+]
+
+
+# -- the binomial (revolve) schedule -------------------------------------------------
+
+
+def beta(c: int, r: int) -> int:
+    """``(c + r)! / (c! r!)``: how many steps ``c`` snapshots reverse with ``r`` sweeps."""
+    return comb(c + r, c) if r >= 0 else 0
+
+
+def _reps(steps: int, snapshots: int) -> int:
+    r = 0
+    while beta(snapshots, r) < steps:
+        r += 1
+    return r
+
+
+def minimal_advances(steps: int, snapshots: int) -> int:
+    """The fewest state advances that reverse ``steps`` steps with ``snapshots`` stored
+    states (the initial state among them), the first sweep included but not its last
+    step: ``r T - beta(s + 1, r - 1)`` for ``beta(s, r - 1) < T <= beta(s, r)``."""
+    if snapshots >= steps:
+        return steps - 1
+    r = _reps(steps, snapshots)
+    return r * steps - beta(snapshots + 1, r - 1)
+
+
+def _split(length: int, snapshots: int) -> int:
+    """Where to take the next snapshot in a segment of ``length`` steps: the first step
+    ``j`` of the optimal range ``max(beta(c, r - 2), l - beta(c - 1, r)) <= j <=
+    min(beta(c, r - 1), l - beta(c - 1, r - 1))``, for which the left part costs ``r - 1``
+    sweeps with ``c`` snapshots and the right part ``r`` with ``c - 1``."""
+    if snapshots >= length:
+        return 1
+    r = _reps(length, snapshots)
+    j = max(beta(snapshots, r - 2), length - beta(snapshots - 1, r))
+    return min(max(1, j), length - 1)
+
+
+def actions(steps: int, snapshots: int):
+    """The schedule's actions, in order: ``("snapshot", t)``, ``("restore", t)``,
+    ``("advance", a, b)`` (from state a to state b), ``("reverse", t)`` (the costate of
+    step t, from state t) and ``("free", t)``. A generator: a million steps cost no
+    list."""
+    yield ("snapshot", 0)
+    stack = [("rev", 0, steps, snapshots)]
+    while stack:
+        task = stack.pop()
+        if task[0] == "free":
+            yield task
+            continue
+        _, a, b, c = task
+        if b - a == 1:
+            yield ("restore", a)
+            yield ("reverse", a)
+            continue
+        if c == 1:  # one snapshot, a's: advance from it to each step, last step first
+            for t in range(b - 1, a - 1, -1):
+                yield ("restore", a)
+                if t > a:
+                    yield ("advance", a, t)
+                yield ("reverse", t)
+            continue
+        m = a + _split(b - a, c)
+        yield ("restore", a)
+        yield ("advance", a, m)
+        yield ("snapshot", m)
+        stack.append(("rev", a, m, c))
+        stack.append(("free", m))
+        stack.append(("rev", m, b, c - 1))
+
+
+@dataclass(frozen=True)
+class ScheduleCounts:
+    """What reversing a recurrence cost: ``forward_steps`` (evaluations of the step,
+    the first sweep's T included), ``stored_peak`` (states stored at once, the
+    snapshots), ``reverse_steps`` (T) and ``checkpoints`` (the bound asked for, or
+    ``None`` when every state was stored)."""
+
+    steps: int
+    forward_steps: int
+    stored_peak: int
+    reverse_steps: int
+    checkpoints: int | None
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.steps} steps: {self.forward_steps} forward steps "
+            f"({self.forward_steps / self.steps:.2f} T), {self.stored_peak} states stored at "
+            f"peak, {self.reverse_steps} reverse steps"
+        )
+
+
+class Schedule:
+    """The binomial schedule for ``steps`` steps and ``checkpoints`` stored states: its
+    actions as a table (``str``) and a picture (:meth:`plot`), with its counts."""
+
+    def __init__(self, steps: int, checkpoints: int):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise AdjointError(f"steps must be a positive integer, got {steps!r}")
+        if isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1:
+            raise AdjointError(f"checkpoints must be a positive integer, got {checkpoints!r}")
+        self.steps, self.checkpoints = steps, checkpoints
+        self.counts = _count(steps, checkpoints)
+
+    def actions(self):
+        """The actions, as :func:`actions` yields them."""
+        return actions(self.steps, self.checkpoints)
+
+    def rows(self, limit: int = 200) -> list[tuple[str, str]]:
+        out = []
+        for k, a in enumerate(self.actions()):
+            if k == limit:
+                out.append(("...", "(more)"))
+                break
+            if a[0] == "advance":
+                what = f"step forward from state {a[1]} to state {a[2]}"
+            elif a[0] == "reverse":
+                what = f"costate of step {a[1]}: lambda_{a[1]} from lambda_{a[1] + 1}"
+            else:
+                verb = {"snapshot": "store", "restore": "take", "free": "drop"}[a[0]]
+                what = f"{verb} state {a[1]}"
+            out.append((a[0], what))
+        return out
+
+    def __repr__(self) -> str:
+        head = f"binomial schedule, {self.steps} steps, {self.checkpoints} stored states: "
+        return head + repr(self.counts) + "\n" + table(("action", "what"), self.rows())
+
+    def plot(self, ax=None):
+        """Step index against action number: advances as rising lines, reverse steps as
+        dots, snapshots as squares; returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.5))
+        k, current = 0, 0
+        for a in self.actions():
+            if a[0] == "advance":
+                ax.plot([k, k + a[2] - a[1]], [a[1], a[2]], color="#219ebc", lw=1.5)
+                k += a[2] - a[1]
+                current = a[2]
+            elif a[0] == "reverse":
+                ax.plot([k], [a[1]], "o", color="#ef476f", ms=3)
+                k += 1
+            elif a[0] == "snapshot":
+                ax.plot([k], [a[1]], "s", color="#06d6a0", ms=5)
+            elif a[0] == "restore":
+                current = a[1]
+        ax.set_xlabel("work (forward and reverse steps, in order)")
+        ax.set_ylabel("step index t")
+        ax.set_title(f"binomial schedule: T = {self.steps}, {self.checkpoints} stored states")
+        del current
+        return ax
+
+
+def schedule(steps: int, checkpoints: int) -> Schedule:
+    """The binomial (revolve) schedule that reverses ``steps`` steps storing at most
+    ``checkpoints`` states.
+
+    >>> schedule(10, 3).counts
+    10 steps: 16 forward steps (1.60 T), 3 states stored at peak, 10 reverse steps
+    """
+    return Schedule(steps, checkpoints)
+
+
+def _count(steps: int, checkpoints: int) -> ScheduleCounts:
+    """The counts of the schedule, by running its actions without states."""
+    forward, stored, peak, reverse = 0, set(), 0, 0
+    first = True
+    for a in actions(steps, checkpoints):
+        if a[0] == "advance":
+            forward += a[2] - a[1]
+        elif a[0] == "snapshot":
+            stored.add(a[1])
+            peak = max(peak, len(stored))
+        elif a[0] == "free":
+            stored.discard(a[1])
+        elif a[0] == "reverse":
+            if first:  # the first sweep also takes the last step, to z_T
+                forward += 1
+                first = False
+            reverse += 1
+    return ScheduleCounts(steps, forward, peak, reverse, checkpoints)
+
+
+# -- the conditions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradientPart:
+    """The key under which the reverse sweep leaves what a recurrence adds to the
+    condition of a node it reads (summed over t, or one per step for a sequence)."""
+
+    recurrence: object
+    node: object
+
+
+def _pullback(expr, cot, wrt):
+    """``(d expr / d wrt)^T cot``: by the matrix rules for matrix expressions, entry by
+    entry for explicit matrices and for scalars written with a matrix's entries."""
+    if isinstance(expr, sp.MatrixBase):  # explicit entries: sum of cot_ij d expr_ij
+        entries = [(cot[i, j], expr[i, j]) for i in range(expr.rows) for j in range(expr.cols)]
+        return _entrywise(entries, wrt)
+    elements = sp.matrices.expressions.matexpr.MatrixElement
+    if (
+        isinstance(wrt, sp.MatrixSymbol)
+        and not isinstance(expr, sp.MatrixExpr)
+        and any(e.parent == wrt for e in expr.atoms(elements))
+    ):
+        return _entrywise([(cot, expr)], wrt)
+    return pullback(expr, cot, wrt)
+
+
+def _entrywise(entries, wrt):
+    if isinstance(wrt, sp.MatrixSymbol):
+        rows, cols = wrt.shape
+        return sp.ImmutableMatrix(
+            rows,
+            cols,
+            lambda a, b: sp.Add(*(c * sp.diff(e, wrt[a, b]) for c, e in entries)),
+        )
+    return sp.Add(*(c * sp.diff(e, wrt) for c, e in entries))
+
+
+class StepSum(sp.MatrixExpr):
+    """``sum_{t=0}^{T-1}`` of a matrix expression, for printing (sympy's ``Sum`` is for
+    scalars)."""
+
+    def __new__(cls, expr):
+        return sp.Basic.__new__(cls, expr)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def _sympystr(self, printer) -> str:
+        return f"Sum({printer._print(self.args[0])}, (t, 0, T - 1))"
+
+    def _latex(self, printer) -> str:
+        return r"\sum_{t=0}^{T - 1} \left(" + printer._print(self.args[0]) + r"\right)"
+
+
+def over_steps(expr):
+    """``sum_{t<T} expr``: sympy's ``Sum`` for a scalar, :class:`StepSum` for a matrix."""
+    if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)):
+        return StepSum(sp.ImmutableMatrix(expr) if isinstance(expr, sp.MatrixBase) else expr)
+    return sp.Sum(expr, (STEP, 0, sp.Symbol("T") - 1))
+
+
+def indexed(symbol, shift: int = 0, name=None):
+    """``symbol`` at step ``t + shift``, for printing: ``z[t + 1]`` for a scalar, a
+    matrix symbol ``x_(t+1)`` for a matrix."""
+    name = name or symbol.name
+    if isinstance(symbol, sp.MatrixSymbol):
+        label = "t" if shift == 0 else f"(t+{shift})"
+        return sp.MatrixSymbol(f"{name}_{label}", *symbol.shape)
+    return sp.IndexedBase(name)[STEP + shift]
+
+
+def at_step(symbol, index, name=None):
+    """``symbol`` at a fixed step (0, or T), for printing."""
+    name = name or symbol.name
+    if isinstance(symbol, sp.MatrixSymbol):
+        return sp.MatrixSymbol(f"{name}_{index}", *symbol.shape)
+    return sp.IndexedBase(name)[index]
+
+
+def _display(expr, rec, sequences=()):
+    """``expr`` with the state and the sequences at step t as indexed symbols (``z[t]``,
+    ``u[t]``), for printing."""
+    mapping = {rec.state: indexed(rec.state)}
+    for s in sequences:
+        mapping[s] = indexed(s)
+    return expr.xreplace(mapping) if isinstance(expr, sp.Basic) else expr
+
+
+class RecurrenceForward(Lazy):
+    """``z_0 = init``, ``z_{t+1} = f(z_t, ..., t)``, ``z_F = z_T``, ``C = sum_t l``: the
+    forward conditions of a recurrence, solved by one loop over t."""
+
+    role = Role.FORWARD
+    seed = 0
+    recurrent = True
+    __slots__ = ("graph_dims", "params", "rec", "sequences", "wrt")
+
+    def __init__(self, graph, rec):
+        self.rec = rec
+        self.wrt = graph.multiplier(rec.state)
+        step_reads = [r for r in rec.reads]
+        self.sequences = tuple(r for r in step_reads if graph.node(r).steps is not None)
+        self.params = tuple(r for r in step_reads if graph.node(r).steps is None)
+        self.graph_dims = tuple(graph.dims)
+        self._memo = None
+
+    @property
+    def nodes(self) -> tuple:
+        rec = self.rec
+        return tuple(s for s in (rec.state, rec.final, rec.cost) if s is not None)
+
+    @property
+    def unknown(self):
+        return self.rec.state
+
+    @property
+    def reads(self) -> tuple:
+        return self.rec.reads
+
+    @property
+    def equations(self) -> list:
+        rec, z = self.rec, self.rec.state
+        eqs = [
+            equation(at_step(z, 0), rec.init),
+            equation(indexed(z, 1), _display(rec.step, rec, self.sequences)),
+            equation(rec.final, at_step(z, "T")),
+        ]
+        if rec.cost is not None:
+            eqs.append(equation(rec.cost, over_steps(_display(rec.stage, rec, self.sequences))))
+        return eqs
+
+    note = "for t = 0 .. T-1, one loop"
+
+    def _args(self):
+        return (self.rec.state, *self.params, *self.sequences, STEP, *self.graph_dims)
+
+    def functions(self):
+        """The step and the stage cost as numeric functions of ``(z_t, params, u_t, t,
+        dims)``."""
+
+        def build():
+            step = numeric_function(self._args(), self.rec.step)
+            stage = (
+                None if self.rec.stage is None else numeric_function(self._args(), self.rec.stage)
+            )
+            init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
+            init = numeric_function((*init_reads, *self.graph_dims), self.rec.init)
+            return step, stage, init, tuple(init_reads)
+
+        return self._kept("functions", build)
+
+    def solve(self, env, work=None, checkpoints=None):
+        """The states (all of them, or the schedule's snapshots), ``z_T`` and the cost,
+        put into ``env``."""
+        rec = self.rec
+        step, stage, init, init_reads = self.functions()
+        params = [env[p] for p in self.params]
+        seqs = [np.asarray(env[u]) for u in self.sequences]
+        dims = [env[d] for d in self.graph_dims]
+        z = _as_state(init(*(env[r] for r in init_reads), *dims), rec)
+        total = 0.0
+        T = rec.steps
+
+        def advance(z, t):
+            return _as_state(step(z, *params, *(u[t] for u in seqs), t, *dims), rec)
+
+        def cost_at(z, t):
+            return stage(z, *params, *(u[t] for u in seqs), t, *dims)
+
+        if checkpoints is None:
+            states = np.empty((T + 1, *np.shape(z)))
+            states[0] = z
+            for t in range(T):
+                if stage is not None:
+                    total = total + cost_at(states[t], t)
+                states[t + 1] = advance(states[t], t)
+            env[rec.state] = states
+            final = states[T]
+            if work is not None:
+                work[rec] = {"states": states, "counts": ScheduleCounts(T, T, T + 1, 0, None)}
+        else:
+            # the first sweep, taking the schedule's snapshots, up to its first reverse step
+            snaps, current, _index, forward = {}, z, 0, 0
+            plan = actions(T, checkpoints)
+            peak = 0
+            for a in plan:
+                if a[0] == "snapshot":
+                    snaps[a[1]] = current
+                    peak = max(peak, len(snaps))
+                elif a[0] == "advance":
+                    for t in range(a[1], a[2]):
+                        if stage is not None:
+                            total = total + cost_at(current, t)
+                        current = advance(current, t)
+                    _index, forward = a[2], forward + a[2] - a[1]
+                elif a[0] == "reverse":  # state T - 1: one more step, to z_T
+                    if stage is not None:
+                        total = total + cost_at(current, T - 1)
+                    final = advance(current, T - 1)
+                    forward += 1
+                    break
+            env[rec.state] = final  # the trajectory is not kept: z_T stands for it
+            if work is not None:
+                work[rec] = {
+                    "plan": plan,
+                    "snaps": snaps,
+                    "current": (T - 1, current),
+                    "forward": forward,
+                    "peak": peak,
+                    "checkpoints": checkpoints,
+                }
+        env[rec.final] = _as_state(final, rec)
+        if rec.cost is not None:
+            env[rec.cost] = _as_cost(total, rec)
+        return tuple(env[s] for s in self.nodes)
+
+    def solve_symbolic(self, env):
+        raise AdjointError(
+            f"the recurrence {self.rec.state} is solved at a point, g.solve({{...}}): its "
+            "conditions, with the index t, are g.stationarity()",
+            node=self.rec.state,
+        )
+
+
+def _as_state(value, rec):
+    if isinstance(rec.state, sp.MatrixSymbol):
+        return np.asarray(value, dtype=float).reshape(tuple(int(d) for d in rec.state.shape))
+    return float(value)
+
+
+def _as_cost(value, rec):
+    if rec.cost is not None and isinstance(rec.cost, sp.MatrixSymbol):
+        return np.asarray(value, dtype=float).reshape(1, 1)
+    return float(np.asarray(value, dtype=float).reshape(()))
+
+
+class RecurrenceContribution(Contribution):
+    """What a recurrence adds to the condition of a node it reads: summed over t for a
+    parameter, one per step for a sequence, ``(dinit/dz_j)^T lambda_0`` for what the
+    initial state reads. The reverse sweep computes it."""
+
+    __slots__ = ()
+    recurrent = True
+
+    def __repr__(self) -> str:
+        return f"RecurrenceContribution({self.reader} -> {self.node})"
+
+    @property
+    def partial(self):
+        return self.expr
+
+    @property
+    def expr(self):
+        return self._kept("expr", lambda: self.op.contribution_expr(self.node))
+
+    @property
+    def numeric(self):
+        raise AdjointError("a recurrence has no compiled partial yet")
+
+    @property
+    def reuses_output(self) -> bool:
+        return False
+
+    @property
+    def pullback(self) -> bool:
+        return True
+
+    def value(self, env):
+        return env[GradientPart(self.op.rec, self.node)]
+
+    def partial_value(self, env):
+        return None
+
+
+class RecurrenceAdjoint(Lazy):
+    """``dL/dz_t = 0`` for every t: ``lambda_T = lambda_F`` and ``lambda_t = (df/dz_t)^T
+    lambda_{t+1} + lambda_C dl/dz_t``, solved by one loop in reverse; the same loop
+    gathers the gradients of what the recurrence reads."""
+
+    role = Role.ADJOINT
+    seed = 0
+    recurrent = True
+    __slots__ = ("contributions", "cost_lam", "final_lam", "forward", "lam_next", "rec")
+
+    def __init__(self, graph, forward: RecurrenceForward):
+        self.forward = forward
+        self.rec = rec = forward.rec
+        self.final_lam = graph.multiplier(rec.final)
+        self.cost_lam = None if rec.cost is None else graph.multiplier(rec.cost)
+        state = rec.state
+        self.lam_next = (
+            sp.MatrixSymbol(f"lambda_{state.name}_next", *state.shape)
+            if isinstance(state, sp.MatrixSymbol)
+            else sp.Symbol(f"lambda_{state.name}_next", real=True)
+        )
+        self.contributions = ()
+        self._memo = None
+
+    @property
+    def wrt(self):
+        return self.rec.state
+
+    @property
+    def unknown(self):
+        return self.forward.wrt
+
+    @property
+    def nodes(self) -> tuple:
+        return (self.rec.state,)
+
+    @property
+    def multipliers(self) -> tuple:
+        return (self.forward.wrt,)
+
+    note = "for t = T-1 .. 0, in reverse"
+
+    def _local(self, wrt):
+        """``(df/dwrt)^T lambda_{t+1} + lambda_C (dl/dwrt)`` in the node symbols."""
+        rec = self.rec
+        terms = [_pullback(rec.step, self.lam_next, wrt)]
+        if rec.stage is not None:
+            cost = self.cost_lam
+            if isinstance(rec.stage, sp.MatrixExpr) and not isinstance(cost, sp.MatrixSymbol):
+                cost = sp.ImmutableMatrix([[cost]])
+            terms.append(_pullback(rec.stage, cost, wrt))
+        terms = [t for t in terms if not (t == 0 or getattr(t, "is_ZeroMatrix", False))]
+        if not terms:
+            return sp.ZeroMatrix(*wrt.shape) if isinstance(wrt, sp.MatrixSymbol) else sp.S.Zero
+        if any(isinstance(t, (sp.MatrixExpr, sp.MatrixBase)) for t in terms):
+            total = terms[0]
+            for t in terms[1:]:
+                total = total + t
+            return total
+        return sp.Add(*terms)
+
+    def _init_local(self, wrt):
+        return _pullback(self.rec.init, self.forward.wrt, wrt)
+
+    def _name(self) -> str:
+        state = self.rec.state
+        return f"{'Lambda' if isinstance(state, sp.MatrixSymbol) else 'lambda'}_{state.name}"
+
+    def _lam(self, shift):
+        """The costate at step ``t + shift`` (``"T"``: at the last step), for printing."""
+        if shift == "T":
+            return at_step(self.rec.state, "T", self._name())
+        return indexed(self.rec.state, shift, self._name())
+
+    def _shown(self, expr):
+        return _display(expr, self.rec, self.forward.sequences).xreplace(
+            {self.lam_next: self._lam(1)}
+        )
+
+    @property
+    def equations(self) -> list:
+        return [
+            equation(self._lam("T"), self.final_lam),
+            equation(self._lam(0), self._shown(self._local(self.rec.state))),
+        ]
+
+    @property
+    def lhs(self):
+        return self.equations[1].lhs
+
+    @property
+    def rhs(self):
+        return self.equations[1].rhs
+
+    @property
+    def eq(self):
+        return self.equations[1]
+
+    def contribution_expr(self, node):
+        """What the recurrence adds to the condition of ``node``, with the index t."""
+        rec = self.rec
+        part = self._shown(self._local(node))
+        zero = (
+            part == 0
+            or getattr(part, "is_ZeroMatrix", False)
+            or (isinstance(part, sp.MatrixBase) and part.is_zero_matrix)
+        )
+        if node not in self.forward.sequences and not zero:
+            part = over_steps(part)
+        if rec.init.has(node):
+            start = at_step(rec.state, 0, self._name())
+            initial = self._init_local(node).xreplace({self.forward.wrt: start})
+            part = initial if zero else part + initial
+        return part
+
+    def functions(self):
+        """The reverse step as one numeric function: ``(lambda_t, contributions...)`` from
+        ``(z_t, lambda_{t+1}, lambda_C, params, u_t, t, dims)``."""
+
+        def build():
+            f = self.forward
+            reads = (*f.params, *f.sequences)
+            exprs = [self._local(self.rec.state), *(self._local(r) for r in reads)]
+            cost = [] if self.cost_lam is None else [self.cost_lam]
+            args = (
+                self.rec.state,
+                self.lam_next,
+                *cost,
+                *f.params,
+                *f.sequences,
+                STEP,
+                *f.graph_dims,
+            )
+            step = numeric_function(args, sp.Tuple(*exprs))
+            init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
+            init = {
+                r: numeric_function(
+                    (self.forward.wrt, *init_reads, *f.graph_dims), self._init_local(r)
+                )
+                for r in init_reads
+            }
+            return step, init, tuple(init_reads)
+
+        return self._kept("functions", build)
+
+    def solve(self, env, live=None, kinks=None, work=None):
+        """The costates (all, or lambda_0 under a schedule) and the gradient parts."""
+        f, rec = self.forward, self.rec
+        step, init, init_reads = self.functions()
+        T = rec.steps
+        params = [env[p] for p in f.params]
+        seqs = [np.asarray(env[u]) for u in f.sequences]
+        dims = [env[d] for d in f.graph_dims]
+        cost = [] if self.cost_lam is None else [env[self.cost_lam]]
+        lam = np.asarray(env[self.final_lam], dtype=float)
+        totals = [0.0] * len(f.params)
+        per_step = [np.zeros(np.shape(u)) for u in seqs]
+
+        def reverse(z, lam, t):
+            out = step(z, lam, *cost, *params, *(u[t] for u in seqs), t, *dims)
+            for k in range(len(f.params)):
+                totals[k] = totals[k] + np.asarray(out[1 + k], dtype=float)
+            for k in range(len(seqs)):
+                per_step[k][t] = np.asarray(out[1 + len(f.params) + k], dtype=float).reshape(
+                    np.shape(per_step[k][t])
+                )
+            return np.asarray(out[0], dtype=float).reshape(np.shape(lam))
+
+        memo = (work or {}).get(rec)
+        if memo is None:  # solved elsewhere: the states again
+            memo = {}
+            f.solve({**env}, memo)
+            memo = memo[rec]
+        if "states" in memo:
+            states = memo["states"]
+            lams = np.empty_like(states)
+            lams[T] = lam
+            for t in range(T - 1, -1, -1):
+                lam = reverse(states[t], lam, t)
+                lams[t] = lam
+            env[f.wrt] = lams
+            memo["counts"] = ScheduleCounts(T, T, T + 1, T, None)
+        else:
+            lam = self._reverse_with_schedule(memo, lam, reverse, params, seqs, dims)
+            env[f.wrt] = lam  # lambda_0: the costates are not kept
+        lam0 = lam if "states" not in memo else env[f.wrt][0]
+        for k, p in enumerate(f.params):
+            env[GradientPart(rec, p)] = _shaped(totals[k], env[p])
+        for k, u in enumerate(f.sequences):
+            env[GradientPart(rec, u)] = per_step[k]
+        for r in init_reads:
+            part = np.asarray(init[r](lam0, *(env[q] for q in init_reads), *dims), dtype=float)
+            key = GradientPart(rec, r)
+            env[key] = _shaped(env.get(key, 0.0) + part, env[r])
+        return (env[f.wrt],)
+
+    def _reverse_with_schedule(self, memo, lam, reverse, params, seqs, dims):
+        """The rest of the schedule: restore, advance and reverse from the snapshots."""
+        f, rec = self.forward, self.rec
+        step, _, _, _ = f.functions()
+        snaps, forward = memo["snaps"], memo["forward"]
+        index, current = memo["current"]
+        peak, reversed_ = memo["peak"], 0
+        lam = reverse(
+            current, lam, rec.steps - 1
+        )  # the first reverse step, where the sweep stopped
+        reversed_ += 1
+        for a in memo["plan"]:
+            if a[0] == "snapshot":
+                snaps[a[1]] = current
+                peak = max(peak, len(snaps))
+            elif a[0] == "free":
+                snaps.pop(a[1], None)
+            elif a[0] == "restore":
+                index, current = a[1], snaps[a[1]]
+            elif a[0] == "advance":
+                for t in range(a[1], a[2]):
+                    current = _as_state(
+                        step(current, *params, *(u[t] for u in seqs), t, *dims), rec
+                    )
+                index, forward = a[2], forward + a[2] - a[1]
+            elif a[0] == "reverse":
+                lam = reverse(current, lam, a[1])
+                reversed_ += 1
+        memo["counts"] = ScheduleCounts(rec.steps, forward, peak, reversed_, memo["checkpoints"])
+        del index
+        return lam
+
+    def solve_symbolic(self, env):
+        return self.forward.solve_symbolic(env)
+
+
+def _shaped(value, like):
+    if np.ndim(like):
+        return np.broadcast_to(np.asarray(value, dtype=float), np.shape(like)).copy()
+    return float(np.asarray(value, dtype=float).reshape(()))
+
+
+def recurrence_terms(graph, rec) -> list:
+    """The recurrence's terms of the Lagrangian, with the index t: ``-lambda_0 (z_0 -
+    init) - sum_t lambda_{t+1} (z_{t+1} - f(z_t, t)) - lambda_F (z_F - z_T) - lambda_C
+    (C - sum_t l(z_t, t))`` (Frobenius products for matrices)."""
+    state = rec.state
+    name = f"{'Lambda' if isinstance(state, sp.MatrixSymbol) else 'lambda'}_{state.name}"
+    sequences = tuple(r for r in rec.reads if graph.node(r).steps is not None)
+
+    def product(lam, residual):
+        if isinstance(residual, (sp.MatrixExpr, sp.MatrixBase)):
+            return sp.Trace(lam.T * residual)
+        return lam * residual
+
+    step = _display(rec.step, rec, sequences)
+    terms = [
+        -product(at_step(state, 0, name), at_step(state, 0) - rec.init),
+        -over_steps(product(indexed(state, 1, name), indexed(state, 1) - step)),
+        -product(graph.multiplier(rec.final), rec.final - at_step(state, "T")),
+    ]
+    if rec.cost is not None:
+        stage = over_steps(_display(rec.stage, rec, sequences))
+        terms.append(-product(graph.multiplier(rec.cost), rec.cost - stage))
+    return terms
+
+
+class SequenceGradient(AdjointCondition):
+    """``dL/du_t`` for a sequence input: one entry per step, ``lambda_u[t] = ...``."""
+
+    __slots__ = ()
+    note = "for t = 0 .. T-1"
+
+    @property
+    def equations(self) -> list:
+        lam = self.unknown
+        shown = (
+            indexed(lam, 0) if isinstance(lam, sp.MatrixSymbol) else sp.IndexedBase(lam.name)[STEP]
+        )
+        return [equation(shown, self.rhs)]

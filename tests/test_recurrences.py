@@ -1,0 +1,271 @@
+"""Rolled recurrences: the costates of the method of adjoints, derived once with the
+index t, solved by one loop in reverse, with every state stored or with the binomial
+(revolve) schedule.
+
+The references are independent routes: the same computation unrolled into an explicit
+graph of T nodes, central differences of a hand-written NumPy loop, and the schedule
+counts of the `checkpoint-schedules` package and of Griewank's closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import adjoint
+from adjoint.recurrences import actions, minimal_advances
+
+STEPS = {
+    "a*sin(z) + u": lambda z, a, u: a * sp.sin(z) + u,
+    "tanh(a*z + u)": lambda z, a, u: sp.tanh(a * z + u),
+    "z + a*z*(1 - z)/4 + u*t/10": None,  # reads the step index
+}
+
+
+def scalar_graph(T, step="a*sin(z) + u", cost="(z - d)**2"):
+    g = adjoint.Graph()
+    a, x0 = g.input("a"), g.input("x0")
+    u = g.sequence("u", steps=T)
+    d = g.sequence("d", steps=T, constant=True)
+    z = g.recurrence("z", step=step, init=x0, steps=T, cost=cost)
+    g.define("J", z.cost + z.final**2)
+    return g, a, x0, u, d, z
+
+
+def unrolled(T, at, step="a*sin(z) + u"):
+    """The same function with one explicit node per step."""
+    h = adjoint.Graph()
+    a, x0 = h.input("a"), h.input("x0")
+    us = [h.input(f"u{t}") for t in range(T)]
+    zs, cost = [x0], 0
+    for t in range(T):
+        cost = cost + (zs[-1] - float(at["d"][t])) ** 2
+        expr = sp.sympify(step, locals={"a": a, "z": zs[-1], "u": us[t], "t": sp.Integer(t)})
+        zs.append(h.define(f"z{t + 1}", expr))
+    h.define("J", cost + zs[-1] ** 2)
+    values = {a: at["a"], x0: at["x0"], **{us[t]: float(at["u"][t]) for t in range(T)}}
+    return h.solve(values), a, x0, us, zs
+
+
+@settings(max_examples=30)
+@given(
+    T=st.integers(1, 7),
+    step=st.sampled_from(sorted(STEPS)),
+    seed=st.integers(0, 2**16),
+)
+def test_a_recurrence_equals_its_unrolled_graph(T, step, seed):
+    rng = np.random.default_rng(seed)
+    g, a, x0, u, _d, z = scalar_graph(T, step)
+    at = {"a": rng.uniform(-1, 1), "x0": rng.uniform(-1, 1), "u": rng.normal(size=T)}
+    at["d"] = rng.normal(size=T)
+    sol = g.solve(at)
+    ref, A, X0, us, zs = unrolled(T, at, step)
+    assert sol.output == pytest.approx(ref.output, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(sol.values[z], [ref.values[s] for s in zs], rtol=1e-12, atol=1e-14)
+    # the costates are the multipliers of the unrolled nodes: lambda_t = dJ/dz_t
+    costates = [ref.adjoints[s] for s in zs]
+    np.testing.assert_allclose(sol.adjoints[z], costates, rtol=1e-10, atol=1e-12)
+    assert sol.gradient[a] == pytest.approx(ref.gradient[A], rel=1e-10, abs=1e-12)
+    assert sol.gradient[x0] == pytest.approx(ref.gradient[X0], rel=1e-10, abs=1e-12)
+    np.testing.assert_allclose(
+        sol.gradient[u], [ref.gradient[s] for s in us], rtol=1e-10, atol=1e-12
+    )
+
+
+@settings(max_examples=30)
+@given(T=st.integers(1, 40), checkpoints=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_checkpointing_gives_the_same_gradient(T, checkpoints, seed):
+    rng = np.random.default_rng(seed)
+    g, a, x0, u, d, z = scalar_graph(T)
+    at = {a: rng.uniform(-1, 1), x0: 0.3, u: rng.normal(size=T), d: rng.normal(size=T)}
+    stored, saved = g.solve(at), g.solve(at, checkpoints=checkpoints)
+    assert saved.output == stored.output
+    assert saved.gradient[a] == pytest.approx(stored.gradient[a], rel=1e-13, abs=1e-15)
+    np.testing.assert_allclose(saved.gradient[u], stored.gradient[u], rtol=1e-13, atol=1e-15)
+    assert saved.gradient[x0] == pytest.approx(stored.gradient[x0], rel=1e-13, abs=1e-15)
+    counts = saved.schedule
+    assert counts.stored_peak <= checkpoints
+    assert counts.reverse_steps == T
+    assert counts.forward_steps == minimal_advances(T, checkpoints) + 1
+    # under a schedule the solution keeps z_T and lambda_0
+    assert saved.values[z] == stored.values[z][-1]
+    assert saved.adjoints[z] == pytest.approx(stored.adjoints[z][0], rel=1e-13)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 10, 37, 100, 1000])
+@pytest.mark.parametrize("s", [1, 2, 3, 5, 10, 64])
+def test_the_schedule_matches_checkpoint_schedules_and_the_closed_form(T, s):
+    """Our reverse step reads z_t directly; revolve's tapes the step t -> t+1 and then
+    reverses it. So our advances are its untaped forward steps, plus the last step of
+    the first sweep (to z_T), which it tapes."""
+    revolve = pytest.importorskip("checkpoint_schedules")
+    if s >= T:
+        expected = T - 1
+    else:
+        untaped = 0
+        for action in revolve.Revolve(T, s):
+            name = type(action).__name__
+            if name == "Forward" and not action.write_adj_deps:
+                untaped += action.n1 - action.n0
+            if name == "EndReverse":
+                break
+        expected = untaped
+    assert minimal_advances(T, s) == expected
+    counts = adjoint.schedule(T, s).counts
+    assert counts.forward_steps == expected + 1
+    assert counts.stored_peak <= s
+    # every step is reversed once, last first, from its own state
+    reversed_, current, stored = [], None, {}
+    for a in actions(T, s):
+        if a[0] == "snapshot":
+            stored[a[1]] = a[1]
+        elif a[0] == "free":
+            del stored[a[1]]
+        elif a[0] == "restore":
+            current = stored[a[1]]
+        elif a[0] == "advance":
+            assert current == a[1]
+            current = a[2]
+        elif a[0] == "reverse":
+            assert current == a[1]
+            reversed_.append(a[1])
+    assert reversed_ == list(range(T - 1, -1, -1))
+
+
+def test_a_million_steps_with_a_thousand_snapshots_is_the_binomial_count():
+    # Griewank and Walther: r T - beta(s + 1, r - 1), with r = 3 here
+    assert minimal_advances(10**6, 1000) == 2_497_497
+
+
+def test_the_derivation_does_not_grow_with_the_number_of_steps(monkeypatch):
+    import adjoint.recurrences as recurrences
+
+    calls = []
+    original = recurrences._pullback
+
+    def counting(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(recurrences, "_pullback", counting)
+    printed = []
+    for T in (10, 10**6):
+        g, *_ = scalar_graph(T)
+        calls.clear()
+        printed.append(str(g.stationarity()))
+        counted = len(calls)
+    assert printed[0] == printed[1]  # T is a symbol in the conditions, never unrolled
+    assert counted == len(calls) and counted < 20
+    assert "lambda_z[t] = " in printed[0] and "a*cos(z[t])*lambda_z[t + 1]" in printed[0]
+    assert "lambda_z[T] = lambda_z_final" in printed[0]
+    assert "lambda_a = Sum(sin(z[t])*lambda_z[t + 1], (t, 0, T - 1))" in printed[0]
+
+
+def test_the_conditions_render(katex):
+    import rendering
+
+    g, *_ = scalar_graph(5)
+    src, display = rendering.from_repr_latex(g.stationarity()._repr_latex_())
+    assert katex.errors([(src, display)]) == [None]
+
+
+# -- matrix states -------------------------------------------------------------------
+
+
+def lqr(N):
+    g = adjoint.Graph()
+    A, B = g.input("A", shape=(2, 2)), g.input("B", shape=(2, 1))
+    x0 = g.input("x0", shape=(2, 1))
+    u = g.sequence("u", steps=N, shape=(1, 1))
+    x = g.recurrence("x", step="A*x + B*u", init=x0, steps=N, shape=(2, 1), cost="x.T*x + u.T*u")
+    g.define("J", x.cost + x.final.T * x.final)
+    return g, A, B, x0, u, x
+
+
+def test_linear_dynamics_equal_the_unrolled_matrix_graph():
+    N = 4
+    g, A, B, x0, u, x = lqr(N)
+    rng = np.random.default_rng(3)
+    at = {A: np.eye(2) + 0.1 * rng.normal(size=(2, 2)), B: rng.normal(size=(2, 1))}
+    at.update({x0: rng.normal(size=(2, 1)), u: rng.normal(size=(N, 1, 1))})
+    sol = g.solve(at)
+    h = adjoint.Graph()
+    A2, B2 = h.input("A", shape=(2, 2)), h.input("B", shape=(2, 1))
+    xs = [h.input("x0", shape=(2, 1))]
+    us = [h.input(f"u{t}", shape=(1, 1)) for t in range(N)]
+    cost = sp.ZeroMatrix(1, 1)
+    for t in range(N):
+        cost = cost + xs[-1].T * xs[-1] + us[t].T * us[t]
+        xs.append(h.define(f"x{t + 1}", A2 * xs[-1] + B2 * us[t]))
+    h.define("J", sp.Trace(cost + xs[-1].T * xs[-1]))
+    ref = h.solve({A2: at[A], B2: at[B], xs[0]: at[x0], **{us[t]: at[u][t] for t in range(N)}})
+    assert float(np.asarray(sol.output).item()) == pytest.approx(ref.output, rel=1e-12)
+    np.testing.assert_allclose(sol.gradient[A], ref.gradient[A2], rtol=1e-11)
+    np.testing.assert_allclose(sol.gradient[B], ref.gradient[B2], rtol=1e-11)
+    np.testing.assert_allclose(sol.gradient[x0], ref.gradient[xs[0]], rtol=1e-11)
+    np.testing.assert_allclose(sol.gradient[u], [ref.gradient[s] for s in us], rtol=1e-11)
+    np.testing.assert_allclose(sol.adjoints[x], [ref.adjoints[s] for s in xs], rtol=1e-11)
+
+
+def test_a_pendulum_written_entry_by_entry_matches_differences_of_a_numpy_loop():
+    dt, N = 0.05, 30
+    g = adjoint.Graph()
+    x0 = g.input("x0", shape=(2, 1))
+    xs = sp.MatrixSymbol("x", 2, 1)
+    th, om = xs[0, 0], xs[1, 0]
+    u = g.sequence("u", steps=N)
+    step = sp.Matrix([[th + dt * om], [om + dt * (-sp.sin(th) - om / 10 + u)]])
+    x = g.recurrence(xs, step=step, init=x0, steps=N, shape=(2, 1), cost=(th**2 + u**2 / 10) * dt)
+    g.define("J", x.cost + 10 * (x.final[0, 0] ** 2 + x.final[1, 0] ** 2))
+
+    def J(start, controls):
+        q, w, total = start[0, 0], start[1, 0], 0.0
+        for t in range(N):
+            total += (q**2 + controls[t] ** 2 / 10) * dt
+            q, w = q + dt * w, w + dt * (-np.sin(q) - w / 10 + controls[t])
+        return total + 10 * (q**2 + w**2)
+
+    rng = np.random.default_rng(4)
+    start, controls = np.array([[1.0], [0.0]]), 0.1 * rng.normal(size=N)
+    sol = g.solve({x0: start, u: controls})
+    assert sol.output == pytest.approx(J(start, controls), rel=1e-13)
+    h = 1e-6
+    for t in (0, 7, N - 1):
+        e = np.zeros(N)
+        e[t] = h
+        fd = (J(start, controls + e) - J(start, controls - e)) / (2 * h)
+        assert sol.gradient[u][t] == pytest.approx(fd, rel=1e-6)
+    saved = g.solve({x0: start, u: controls}, checkpoints=3)
+    np.testing.assert_allclose(saved.gradient[u], sol.gradient[u], rtol=1e-13)
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+def test_bad_recurrences_are_refused_naming_the_fix():
+    g, a, x0, u, d, z = scalar_graph(5)
+    with pytest.raises(adjoint.ShapeError, match="has 5 steps"):
+        g.solve({a: 0.5, x0: 0.1, u: np.zeros(4), d: np.zeros(5)})
+    with pytest.raises(adjoint.ExpressionError, match="reads the sequence u"):
+        g.define("bad", "u + 1")
+    with pytest.raises(adjoint.ExpressionError, match="z_final or z_cost"):
+        g.define("bad", z.state + 1)
+    with pytest.raises(adjoint.AdjointError, match="solved at a point"):
+        g.solve()
+    with pytest.raises(adjoint.AdjointError, match="does not handle recurrences yet"):
+        g.compile()
+    with pytest.raises(adjoint.AdjointError, match="checkpoints must be a positive"):
+        g.solve({a: 0.5, x0: 0.1, u: np.zeros(5), d: np.zeros(5)}, checkpoints=0)
+    h = adjoint.Graph()
+    h.input("a")
+    with pytest.raises(adjoint.AdjointError, match="steps of z must be a positive integer"):
+        h.recurrence("z", step="a*z", init="a", steps=0)
+    h.sequence("v", steps=3)
+    with pytest.raises(adjoint.ShapeError, match="sequence v has 3"):
+        h.recurrence("z", step="a*z + v", init="a", steps=4)
+    with pytest.raises(adjoint.ShapeError, match="step of y is 2 x 1"):
+        h.recurrence("y", step=sp.Matrix([[1], [2]]), init="a", steps=3)
+    assert "z" not in h and "y" not in h
