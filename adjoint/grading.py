@@ -548,7 +548,10 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         )
     output = graph.multiplier(graph.output)
     fixed = substitute and output not in submitted.free_symbols and not c.seed
-    expected = c.rhs.xreplace({output: 1}) if fixed else c.rhs
+    # lambda_n = 1, or [[1]] for a 1 x 1 output (x.T*x)
+    matrix = isinstance(output, sp.MatrixSymbol)
+    one, one_value = (sp.Identity(1), np.ones((1, 1))) if matrix else (sp.S.One, 1.0)
+    expected = c.rhs.xreplace({output: one}) if fixed else c.rhs
     if _proved_equal(submitted, expected):
         return verdict(CORRECT, "right (proved symbolically)", submitted)
     foreign = _kink_args(submitted) - kinks - _kink_args(c.rhs)
@@ -567,7 +570,7 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
         budget.check()
         env = {**sample.env, **sample.random}
         if fixed:
-            env[output] = 1.0
+            env[output] = one_value
         want = c.solve(env)
         if not _finite(want):
             continue  # the condition is undefined here (a kink): no evidence either way
@@ -578,8 +581,8 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
                 WRONG, f"{lam} cannot be evaluated: {exc}", submitted, mistake="undefined"
             )
         checked += 1
-        if np.shape(have) != np.shape(want) and np.size(have) == 1 and shape is None:
-            have = np.reshape(have, np.shape(want))
+        if np.shape(have) != np.shape(want) and np.size(have) == 1 and shape in (None, (1, 1)):
+            have = np.reshape(have, np.shape(want))  # 1 for [[1]]: the same number
         if relative_error(want, have) <= rtol:
             continue
         point = {
@@ -591,7 +594,7 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
             },
         }
         if fixed:
-            point[output] = 1.0
+            point[output] = one_value
         where = _where(point)
         mistake, message = _diagnose(graph, c, submitted, env, sample, want, have, rtol, where)
         return verdict(WRONG, message, submitted, point, mistake)
@@ -824,7 +827,7 @@ def _where(point: dict, limit: int = 8) -> str:
 def _short(value) -> str:
     value = np.asarray(value)
     return (
-        f"{float(value):.6g}"
+        f"{value.item():.6g}"
         if value.size == 1
         else f"an array with |.| = {np.linalg.norm(value):.4g}"
     )
@@ -833,6 +836,6 @@ def _short(value) -> str:
 def _jsonable(value):
     value = np.asarray(value)
     if value.size == 1:
-        v = float(value)
+        v = float(value.item())
         return v if math.isfinite(v) else str(v)
     return value.tolist()

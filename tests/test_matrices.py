@@ -347,3 +347,23 @@ def test_from_equations_with_matrix_nodes_in_any_order():
     assert {c.wrt: c.rhs for c in g.stationarity().conditions("gradient")}[W] == (
         X.T * g.multiplier(H)
     )
+
+
+def test_a_one_by_one_output_is_minimised_as_its_entry():
+    """x.T*A*x is a 1 x 1 matrix: the output it names is its entry (the Matrix
+    Cookbook: d(x^T A x)/dx = (A + A^T) x, d/dA = x x^T)."""
+    g = adjoint.Graph()
+    x, A = g.input("x", shape=(3, 1)), g.input("A", shape=(3, 3))
+    g.define("J", x.T * A * x)
+    rng = np.random.default_rng(0)
+    at = {x: rng.normal(size=(3, 1)), A: rng.normal(size=(3, 3))}
+    sol = g.solve(at)
+    np.testing.assert_allclose(sol.gradient[x], (at[A] + at[A].T) @ at[x], rtol=1e-13)
+    np.testing.assert_allclose(sol.gradient[A], at[x] @ at[x].T, rtol=1e-13)
+    value, (dx, dA) = g.compile()(x=at[x], A=at[A])
+    assert np.asarray(value).item() == pytest.approx((at[x].T @ at[A] @ at[x]).item(), rel=1e-13)
+    np.testing.assert_allclose(dx, sol.gradient[x], rtol=1e-13)
+    grading = adjoint.check_adjoints(g, {"J": "1", "x": "(A + A.T)*x", "A": "x*x.T"}, seed=0)
+    assert grading.ok, grading
+    wrong = adjoint.check_adjoints(g, {"J": "1", "x": "A*x", "A": "x*x.T"}, seed=0)
+    assert [str(w.node) for w in wrong.wrong] == ["x"]
