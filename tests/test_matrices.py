@@ -363,6 +363,7 @@ def test_a_one_by_one_output_is_minimised_as_its_entry():
     value, (dx, dA) = g.compile()(x=at[x], A=at[A])
     assert np.asarray(value).item() == pytest.approx((at[x].T @ at[A] @ at[x]).item(), rel=1e-13)
     np.testing.assert_allclose(dx, sol.gradient[x], rtol=1e-13)
+    np.testing.assert_allclose(dA, sol.gradient[A], rtol=1e-13)
     grading = adjoint.check_adjoints(g, {"J": "1", "x": "(A + A.T)*x", "A": "x*x.T"}, seed=0)
     assert grading.ok, grading
     wrong = adjoint.check_adjoints(g, {"J": "1", "x": "A*x", "A": "x*x.T"}, seed=0)
