@@ -139,7 +139,7 @@ class ScheduleCounts:
 
 class Schedule:
     """The binomial schedule for ``steps`` steps and ``checkpoints`` stored states: its
-    actions as a table (``str``) and a picture (:meth:`plot`), with its counts."""
+    actions as a table (``str``) and a picture (:meth:`draw`), with its counts."""
 
     def __init__(self, steps: int, checkpoints: int):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -173,30 +173,33 @@ class Schedule:
         head = f"binomial schedule, {self.steps} steps, {self.checkpoints} stored states: "
         return head + repr(self.counts) + "\n" + table(("action", "what"), self.rows())
 
-    def plot(self, ax=None):
+    def draw(self, ax=None):
         """Step index against action number: advances as rising lines, reverse steps as
         dots, snapshots as squares; returns the Axes."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 3.5))
-        k, current = 0, 0
+        k, labels = 0, {"advance": "forward steps", "reverse": "reverse step", "snapshot": "stored"}
+
+        def label(kind):  # each kind once in the legend
+            return labels.pop(kind, None)
+
         for a in self.actions():
             if a[0] == "advance":
-                ax.plot([k, k + a[2] - a[1]], [a[1], a[2]], color="#219ebc", lw=1.5)
+                ax.plot(
+                    [k, k + a[2] - a[1]], [a[1], a[2]], color="#219ebc", lw=1.5, label=label(a[0])
+                )
                 k += a[2] - a[1]
-                current = a[2]
             elif a[0] == "reverse":
-                ax.plot([k], [a[1]], "o", color="#ef476f", ms=3)
+                ax.plot([k], [a[1]], "o", color="#ef476f", ms=3, label=label(a[0]))
                 k += 1
             elif a[0] == "snapshot":
-                ax.plot([k], [a[1]], "s", color="#06d6a0", ms=5)
-            elif a[0] == "restore":
-                current = a[1]
+                ax.plot([k], [a[1]], "s", color="#06d6a0", ms=5, label=label(a[0]))
         ax.set_xlabel("work (forward and reverse steps, in order)")
         ax.set_ylabel("step index t")
         ax.set_title(f"binomial schedule: T = {self.steps}, {self.checkpoints} stored states")
-        del current
+        ax.legend(loc="upper right", fontsize=8)
         return ax
 
 

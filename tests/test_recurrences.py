@@ -269,3 +269,18 @@ def test_bad_recurrences_are_refused_naming_the_fix():
     with pytest.raises(adjoint.ShapeError, match="step of y is 2 x 1"):
         h.recurrence("y", step=sp.Matrix([[1], [2]]), init="a", steps=3)
     assert "z" not in h and "y" not in h
+
+
+def test_the_schedule_picture_labels_its_axes_and_shows_every_reverse_step():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = adjoint.schedule(12, 3).draw()
+    try:
+        assert ax.get_xlabel() and ax.get_ylabel()
+        reverse = [line for line in ax.lines if line.get_marker() == "o"]
+        assert sorted(int(line.get_ydata()[0]) for line in reverse) == list(range(12))
+    finally:
+        plt.close(ax.figure)
