@@ -95,8 +95,11 @@ def test_checkpointing_gives_the_same_gradient(T, checkpoints, seed):
     assert saved.adjoints[z] == pytest.approx(stored.adjoints[z][0], rel=1e-13)
 
 
-@pytest.mark.parametrize("T", [1, 2, 5, 10, 37, 100, 1000])
-@pytest.mark.parametrize("s", [1, 2, 3, 5, 10, 64])
+@pytest.mark.parametrize(
+    ("T", "s"),
+    [(T, s) for T in (1, 2, 5, 10, 37, 100) for s in (1, 2, 3, 5, 10, 64)]
+    + [(1000, s) for s in (2, 3, 5, 10)],  # the oracle is slow with many snapshots
+)
 def test_the_schedule_matches_checkpoint_schedules_and_the_closed_form(T, s):
     """Our reverse step reads z_t directly; revolve's tapes the step t -> t+1 and then
     reverses it. So our advances are its untaped forward steps, plus the last step of
