@@ -271,7 +271,9 @@ def test_bad_recurrences_are_refused_naming_the_fix():
         h.recurrence("z", step="a*z + v", init="a", steps=4)
     with pytest.raises(adjoint.ShapeError, match="step of y is 2 x 1"):
         h.recurrence("y", step=sp.Matrix([[1], [2]]), init="a", steps=3)
-    assert "z" not in h and "y" not in h
+    with pytest.raises(adjoint.AdjointError, match="unknown symbol 'later'"):
+        h.recurrence("w", step="a*w + later", init="a", steps=3)
+    assert "z" not in h and "y" not in h and "w" not in h
 
 
 def test_the_schedule_picture_labels_its_axes_and_shows_every_reverse_step():
@@ -287,3 +289,29 @@ def test_the_schedule_picture_labels_its_axes_and_shows_every_reverse_step():
         assert sorted(int(line.get_ydata()[0]) for line in reverse) == list(range(12))
     finally:
         plt.close(ax.figure)
+
+
+def test_several_recurrences_read_each_other_and_explicit_nodes():
+    T = 4
+    g = adjoint.Graph()
+    a = g.input("a")
+    g.define("c", "2*a")
+    p = g.recurrence("p", step="c*p/2 + 1", init="a", steps=T)
+    q = g.recurrence("q", step="sin(q) + p_final*t", init=p.final, steps=T, cost="q**2")
+    g.define("J", q.cost + q.final)
+
+    def J(a):
+        pv = a
+        for _ in range(T):
+            pv = a * pv + 1
+        qv, total = pv, 0.0
+        for t in range(T):
+            total += qv**2
+            qv = np.sin(qv) + pv * t
+        return total + qv
+
+    sol = g.solve({a: 0.3})
+    assert sol.output == pytest.approx(J(0.3), rel=1e-14)
+    h = 1e-6
+    assert sol.gradient[a] == pytest.approx((J(0.3 + h) - J(0.3 - h)) / (2 * h), rel=1e-7)
+    assert set(sol.schedule) == {p.state, q.state}
