@@ -532,8 +532,8 @@ class ConstraintGraph:
             names = ", ".join(r.name for r in self.recurrences)
             raise AdjointError(
                 f"{what} does not handle recurrences yet ({names}); g.solve (with "
-                "checkpoints=...), g.stationarity, g.lagrangian, check_gradient and "
-                "taylor_test do",
+                "checkpoints=...), g.stationarity, g.lagrangian, second order (g.tangent, "
+                "g.hvp, g.hessian at a point), check_gradient, taylor_test and check_hvp do",
                 node=self.recurrences[0].state,
             )
 

@@ -33,7 +33,7 @@ from .conditions import AdjointCondition, Contribution, Lazy, Role
 from .display import equation, table
 from .errors import AdjointError
 from .graph import STEP
-from .matrices import pullback
+from .matrices import pullback, tangent
 from .numeric import numeric_function
 
 __all__ = [
@@ -369,7 +369,7 @@ class RecurrenceForward(Lazy):
 
     note = "for t = 0 .. T-1, one loop"
 
-    def _args(self):
+    def arguments(self):
         return (self.rec.state, *self.params, *self.sequences, STEP, *self.graph_dims)
 
     def functions(self):
@@ -377,9 +377,9 @@ class RecurrenceForward(Lazy):
         dims)``."""
 
         def build():
-            step = numeric_function(self._args(), self.rec.step)
+            step = numeric_function(self.arguments(), self.rec.step)
             stage = (
-                None if self.rec.stage is None else numeric_function(self._args(), self.rec.stage)
+                None if self.rec.stage is None else numeric_function(self.arguments(), self.rec.stage)
             )
             init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
             init = numeric_function((*init_reads, *self.graph_dims), self.rec.init)
@@ -552,7 +552,7 @@ class RecurrenceAdjoint(Lazy):
 
     note = "for t = T-1 .. 0, in reverse"
 
-    def _local(self, wrt):
+    def local(self, wrt):
         """``(df/dwrt)^T lambda_{t+1} + lambda_C (dl/dwrt)`` in the node symbols."""
         rec = self.rec
         terms = [_pullback(rec.step, self.lam_next, wrt)]
@@ -571,14 +571,14 @@ class RecurrenceAdjoint(Lazy):
             return total
         return sp.Add(*terms)
 
-    def _init_local(self, wrt):
+    def init_local(self, wrt):
         return _pullback(self.rec.init, self.forward.wrt, wrt)
 
     def _name(self) -> str:
         state = self.rec.state
         return f"{'Lambda' if isinstance(state, sp.MatrixSymbol) else 'lambda'}_{state.name}"
 
-    def _lam(self, shift):
+    def costate_at(self, shift):
         """The costate at step ``t + shift`` (``"T"``: at the last step), for printing."""
         if shift == "T":
             return at_step(self.rec.state, "T", self._name())
@@ -586,14 +586,14 @@ class RecurrenceAdjoint(Lazy):
 
     def _shown(self, expr):
         return _display(expr, self.rec, self.forward.sequences).xreplace(
-            {self.lam_next: self._lam(1)}
+            {self.lam_next: self.costate_at(1)}
         )
 
     @property
     def equations(self) -> list:
         return [
-            equation(self._lam("T"), self.final_lam),
-            equation(self._lam(0), self._shown(self._local(self.rec.state))),
+            equation(self.costate_at("T"), self.final_lam),
+            equation(self.costate_at(0), self._shown(self.local(self.rec.state))),
         ]
 
     @property
@@ -611,7 +611,7 @@ class RecurrenceAdjoint(Lazy):
     def contribution_expr(self, node):
         """What the recurrence adds to the condition of ``node``, with the index t."""
         rec = self.rec
-        part = self._shown(self._local(node))
+        part = self._shown(self.local(node))
         zero = (
             part == 0
             or getattr(part, "is_ZeroMatrix", False)
@@ -621,7 +621,7 @@ class RecurrenceAdjoint(Lazy):
             part = over_steps(part)
         if rec.init.has(node):
             start = at_step(rec.state, 0, self._name())
-            initial = self._init_local(node).xreplace({self.forward.wrt: start})
+            initial = self.init_local(node).xreplace({self.forward.wrt: start})
             part = initial if zero else part + initial
         return part
 
@@ -632,7 +632,7 @@ class RecurrenceAdjoint(Lazy):
         def build():
             f = self.forward
             reads = (*f.params, *f.sequences)
-            exprs = [self._local(self.rec.state), *(self._local(r) for r in reads)]
+            exprs = [self.local(self.rec.state), *(self.local(r) for r in reads)]
             cost = [] if self.cost_lam is None else [self.cost_lam]
             args = (
                 self.rec.state,
@@ -647,7 +647,7 @@ class RecurrenceAdjoint(Lazy):
             init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
             init = {
                 r: numeric_function(
-                    (self.forward.wrt, *init_reads, *f.graph_dims), self._init_local(r)
+                    (self.forward.wrt, *init_reads, *f.graph_dims), self.init_local(r)
                 )
                 for r in init_reads
             }
@@ -786,3 +786,265 @@ class SequenceGradient(AdjointCondition):
             indexed(lam, 0) if isinstance(lam, sp.MatrixSymbol) else sp.IndexedBase(lam.name)[STEP]
         )
         return [equation(shown, self.rhs)]
+
+
+# -- second order: the tangent and second-order adjoint loops -------------------------
+
+
+@dataclass(frozen=True)
+class TangentPart:
+    """The key of what the second-order adjoint loop adds to the tangent of the
+    condition of a node the recurrence reads (see :class:`GradientPart`)."""
+
+    recurrence: object
+    node: object
+
+
+def _tangent(expr, dots):
+    """``expr`` differentiated along ``dots`` (``{symbol: tangent}``): by the tangent
+    rules for matrix expressions, entry by entry for explicit matrices and for scalars
+    written with a matrix's entries."""
+    elements = sp.matrices.expressions.matexpr.MatrixElement
+
+    def entrywise(e):
+        total = []
+        for var, dot in dots.items():
+            if isinstance(var, sp.MatrixSymbol):
+                for a in range(var.rows):
+                    for b in range(var.cols):
+                        total.append(sp.diff(e, var[a, b]) * dot[a, b])
+            else:
+                total.append(sp.diff(e, var) * dot)
+        return sp.Add(*total)
+
+    if isinstance(expr, sp.MatrixBase):
+        return sp.ImmutableMatrix(expr.rows, expr.cols, lambda i, j: entrywise(expr[i, j]))
+    if not isinstance(expr, sp.MatrixExpr) and expr.atoms(elements):
+        return entrywise(expr)
+    return tangent(expr, dots)
+
+
+def _dot(symbol, prefix):
+    name = f"{prefix}_{symbol.name}"
+    if isinstance(symbol, sp.MatrixSymbol):
+        return sp.MatrixSymbol(name, *symbol.shape)
+    return sp.Symbol(name, real=True)
+
+
+class RecurrenceTangent:
+    """``zdot_0 = dinit[v]``, ``zdot_{t+1} = (df/dz_t) zdot_t + (df/dtheta) thetadot +
+    (df/du_t) udot_t``: the forward conditions linearised along the direction, one loop
+    (with ``Cdot = sum_t dl[...]`` and ``zdot_F = zdot_T``)."""
+
+    recurrent = True
+    note = "for t = 0 .. T-1, one loop"
+
+    def __init__(self, forward: RecurrenceForward, dots: dict):
+        self.forward, self.dots = forward, dots
+        self.rec = forward.rec
+        self.unknowns = tuple(dots[s] for s in forward.nodes)
+        self._fns = None
+
+    @property
+    def nodes(self) -> tuple:
+        return self.forward.nodes
+
+    def _moving(self):
+        """``{symbol: tangent symbol}`` for the state and every read that moves."""
+        f = self.forward
+        moving = {self.rec.state: _dot(self.rec.state, "zdot")}
+        moving.update({r: self.dots[r] for r in (*f.params, *f.sequences) if r in self.dots})
+        return moving
+
+    def functions(self):
+        if self._fns is None:
+            f, rec = self.forward, self.rec
+            moving = self._moving()
+            moved = tuple(r for r in (*f.params, *f.sequences) if r in self.dots)
+            args = (*f.arguments(), *(moving[r] for r in (rec.state, *moved)))
+            step = numeric_function(args, _tangent(rec.step, moving))
+            stage = None
+            if rec.stage is not None:
+                stage = numeric_function(args, _tangent(rec.stage, moving))
+            init_reads = [r for r in rec.reads if rec.init.has(r) and r in self.dots]
+            init_dots = {r: self.dots[r] for r in init_reads}
+            all_init = [r for r in rec.reads if rec.init.has(r)]
+            init = numeric_function(
+                (*all_init, *init_dots.values(), *f.graph_dims), _tangent(rec.init, init_dots)
+            )
+            self._fns = (step, stage, init, moved, tuple(all_init), tuple(init_dots.values()))
+        return self._fns
+
+    @property
+    def equations(self) -> list:
+        rec, moving = self.rec, self._moving()
+        zdot = moving[rec.state]
+        shown = {zdot: indexed(rec.state, 0, zdot.name), **{rec.state: indexed(rec.state)}}
+        for s in self.forward.sequences:
+            shown[s] = indexed(s)
+            if s in self.dots:
+                shown[self.dots[s]] = indexed(s, 0, self.dots[s].name)
+        return [
+            equation(indexed(rec.state, 1, zdot.name), _tangent(rec.step, moving).xreplace(shown))
+        ]
+
+    def solve(self, env, linearization=None):
+        f, rec = self.forward, self.rec
+        step, stage, init, moved, all_init, init_dots = self.functions()
+        T = rec.steps
+        states = env[rec.state]
+        params = [env[p] for p in f.params]
+        seqs = [np.asarray(env[u]) for u in f.sequences]
+        dims = [env[d] for d in f.graph_dims]
+        dot_values = [np.asarray(env[self.dots[r]]) for r in moved]
+        is_seq = [r in f.sequences for r in moved]
+        zdot = _as_state(
+            init(*(env[r] for r in all_init), *(env[d] for d in init_dots), *dims), rec
+        )
+        dots = np.empty_like(states)
+        dots[0] = zdot
+        total = 0.0
+        for t in range(T):
+            at = [v[t] if s else v for v, s in zip(dot_values, is_seq)]
+            args = (states[t], *params, *(u[t] for u in seqs), t, *dims, dots[t], *at)
+            if stage is not None:
+                total = total + stage(*args)
+            dots[t + 1] = _as_state(step(*args), rec)
+        env[self.dots[rec.state]] = dots
+        env[self.dots[rec.final]] = dots[T]
+        if rec.cost is not None:
+            env[self.dots[rec.cost]] = _as_cost(total, rec)
+        return tuple(env[u] for u in self.unknowns)
+
+
+class RecurrenceSecondAdjoint:
+    """The costate recursion differentiated along the tangent: ``lambdadot_T =
+    lambdadot_F`` and ``lambdadot_t = d/ds [(df/dz_t)^T lambda_{t+1} + lambda_C dl/dz_t]``,
+    one loop in reverse, which also gathers the tangents of the gradient parts (the
+    entries of the Hessian-vector product)."""
+
+    recurrent = True
+    role = Role.ADJOINT
+    note = "for t = T-1 .. 0, in reverse"
+
+    def __init__(self, adjoint: RecurrenceAdjoint, ldots: dict, dots: dict):
+        self.adjoint, self.ldots, self.dots = adjoint, ldots, dots
+        self.rec = adjoint.rec
+        self.unknowns = (ldots[self.rec.state],)
+        self._fns = None
+
+    @property
+    def nodes(self) -> tuple:
+        return (self.rec.state,)
+
+    def _moving(self):
+        a, f, rec = self.adjoint, self.adjoint.forward, self.rec
+        moving = {rec.state: _dot(rec.state, "zdot"), a.lam_next: _dot(a.lam_next, "dot")}
+        if a.cost_lam is not None:
+            moving[a.cost_lam] = self.ldots[rec.cost]
+        moving.update({r: self.dots[r] for r in (*f.params, *f.sequences) if r in self.dots})
+        return moving
+
+    def functions(self):
+        if self._fns is None:
+            a, f, rec = self.adjoint, self.adjoint.forward, self.rec
+            moving = self._moving()
+            reads = (*f.params, *f.sequences)
+            exprs = [a.local(rec.state), *(a.local(r) for r in reads)]
+            cost = [] if a.cost_lam is None else [a.cost_lam]
+            moved = tuple(r for r in reads if r in self.dots)
+            args = (
+                rec.state,
+                a.lam_next,
+                *cost,
+                *f.params,
+                *f.sequences,
+                STEP,
+                *f.graph_dims,
+                moving[rec.state],
+                moving[a.lam_next],
+                *(moving[c] for c in cost),
+                *(moving[r] for r in moved),
+            )
+            step = numeric_function(args, sp.Tuple(*(_tangent(e, moving) for e in exprs)))
+            init_reads = [r for r in rec.reads if rec.init.has(r)]
+            init_moving = {a.forward.wrt: _dot(a.lam_next, "dot0")}
+            init_moving.update({r: self.dots[r] for r in init_reads if r in self.dots})
+            init = {
+                r: numeric_function(
+                    (a.forward.wrt, *init_reads, *init_moving.values(), *f.graph_dims),
+                    _tangent(a.init_local(r), init_moving),
+                )
+                for r in init_reads
+            }
+            self._fns = (step, init, moved, tuple(init_reads), tuple(init_moving))
+        return self._fns
+
+    @property
+    def equations(self) -> list:
+        a, rec = self.adjoint, self.rec
+        moving = self._moving()
+        ldot = self.ldots[rec.state]
+        shown = {
+            moving[a.lam_next]: indexed(rec.state, 1, ldot.name),
+            moving[rec.state]: indexed(rec.state, 0, moving[rec.state].name),
+            a.lam_next: a.costate_at(1),
+            rec.state: indexed(rec.state),
+        }
+        for s in a.forward.sequences:
+            shown[s] = indexed(s)
+            if s in self.dots:
+                shown[self.dots[s]] = indexed(s, 0, self.dots[s].name)
+        rhs = _tangent(a.local(rec.state), moving).xreplace(shown)
+        return [equation(indexed(rec.state, 0, ldot.name), rhs)]
+
+    def solve(self, env, linearization=None):
+        a, f, rec = self.adjoint, self.adjoint.forward, self.rec
+        step, init, moved, init_reads, init_moving = self.functions()
+        T = rec.steps
+        states, lams = env[rec.state], env[a.forward.wrt]
+        dots = env[self.dots[rec.state]]
+        params = [env[p] for p in f.params]
+        seqs = [np.asarray(env[u]) for u in f.sequences]
+        dims = [env[d] for d in f.graph_dims]
+        cost = [] if a.cost_lam is None else [env[a.cost_lam]]
+        cost_dot = [] if a.cost_lam is None else [env[self.ldots[rec.cost]]]
+        dot_values = [np.asarray(env[self.dots[r]]) for r in moved]
+        is_seq = [r in f.sequences for r in moved]
+        ldot = np.empty_like(lams)
+        ldot[T] = np.asarray(env[self.ldots[rec.final]], dtype=float).reshape(np.shape(lams[T]))
+        totals = [0.0] * len(f.params)
+        per_step = [np.zeros(np.shape(u)) for u in seqs]
+        for t in range(T - 1, -1, -1):
+            at = [v[t] if s else v for v, s in zip(dot_values, is_seq)]
+            out = step(
+                states[t],
+                lams[t + 1],
+                *cost,
+                *params,
+                *(u[t] for u in seqs),
+                t,
+                *dims,
+                dots[t],
+                ldot[t + 1],
+                *cost_dot,
+                *at,
+            )
+            ldot[t] = np.asarray(out[0], dtype=float).reshape(np.shape(ldot[t]))
+            for k in range(len(f.params)):
+                totals[k] = totals[k] + np.asarray(out[1 + k], dtype=float)
+            for k in range(len(seqs)):
+                per_step[k][t] = np.asarray(out[1 + len(f.params) + k], dtype=float).reshape(
+                    np.shape(per_step[k][t])
+                )
+        env[self.ldots[rec.state]] = ldot
+        for k, p in enumerate(f.params):
+            env[TangentPart(rec, p)] = _shaped(totals[k], env[p])
+        for k, u in enumerate(f.sequences):
+            env[TangentPart(rec, u)] = per_step[k]
+        for r in init_reads:
+            values = [env[self.dots[q]] if q in self.dots else 0.0 for q in init_moving[1:]]
+            part = init[r](lams[0], *(env[q] for q in init_reads), ldot[0], *values, *dims)
+            key = TangentPart(rec, r)
+            env[key] = _shaped(env.get(key, 0.0) + np.asarray(part, dtype=float), env[r])
+        return (ldot,)

@@ -38,8 +38,9 @@ from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
 from .numeric import check_kinks, numeric_function, watch_kinks
+from .recurrences import RecurrenceSecondAdjoint, RecurrenceTangent, TangentPart
 from .solve import NodeMap, forward_sweep, solve
-from .values import as_array, as_number, as_numpy_numbers, by_node, finish, read_values
+from .values import as_array, as_number, as_numpy_numbers, as_sequence, by_node, finish, read_values
 
 __all__ = [
     "HVP",
@@ -195,6 +196,8 @@ class SecondAdjointCondition:
     @property
     def rhs(self) -> sp.Expr:
         terms = []
+        if any(getattr(t, "recurrent", False) for t in self.adjoint.contributions):
+            return self._with_recurrences()
         if isinstance(self.unknown, sp.MatrixSymbol):
             terms = [self.matrix_term(t) for t in self.adjoint.contributions]
             terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
@@ -208,6 +211,26 @@ class SecondAdjointCondition:
             terms.append(t.multiplier * second)
         return sp.Add(*terms)
 
+    def _with_recurrences(self):
+        """The right side when a recurrence reads the node: its part is the tangent of
+        what the costate loop gathered, written as ``d/ds`` of it."""
+        terms = []
+        for t in self.adjoint.contributions:
+            if getattr(t, "recurrent", False):
+                terms.append(sp.Derivative(t.expr, sp.Symbol("s")))
+            elif isinstance(self.unknown, sp.MatrixSymbol) or t.pullback:
+                terms.append(self.matrix_term(t))
+            else:
+                second = sp.Add(*(t.second_local(m) * dot for m, _, dot in self.pairs(t)))
+                terms.append(self.multiplier_dots[t.reader] * t.partial + t.multiplier * second)
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            return (
+                sp.MatAdd(*[t for t in terms if isinstance(t, sp.MatrixExpr)])
+                if all(isinstance(t, sp.MatrixExpr) for t in terms)
+                else sp.Add(*terms)
+            )
+        return sp.Add(*terms)
+
     @property
     def eq(self) -> sp.Eq:
         return equation(self.unknown, self.rhs)
@@ -217,6 +240,9 @@ class SecondAdjointCondition:
         if isinstance(self.unknown, sp.MatrixSymbol):
             total = np.zeros(np.shape(env[self.wrt]))
         for t in self.adjoint.contributions:
+            if getattr(t, "recurrent", False):  # gathered by the recurrence's loop
+                total = total + env[TangentPart(t.op.rec, t.node)]
+                continue
             lam, out = env[t.multiplier], env[t.reader]
             if t.pullback:
                 if t not in self._numeric:
@@ -445,8 +471,9 @@ class SecondOrder:
         for key, conditions in self._groups.items():
             lines.append(f"{_TITLES[key]}:")
             for c in conditions:
-                if getattr(c, "implicit", False):
-                    lines += [f"  {text(e.lhs)} = {text(e.rhs)}   [solve]" for e in c.equations]
+                if hasattr(c, "equations"):
+                    note = getattr(c, "note", "solve")
+                    lines += [f"  {text(e.lhs)} = {text(e.rhs)}   [{note}]" for e in c.equations]
                 else:
                     lines.append(f"  {c.unknown} = {text(c.rhs)}")
         return "\n".join(lines)
@@ -456,11 +483,11 @@ class SecondOrder:
         for key, conditions in self._groups.items():
             rows.append((None, _LATEX_TITLES[key]))
             for c in conditions:
-                if getattr(c, "implicit", False):
-                    rows += [
-                        (latex(e.lhs), latex(e.rhs) + r"\quad \text{(a solve)}")
-                        for e in c.equations
-                    ]
+                if hasattr(c, "equations"):
+                    note = r"\quad \text{(a solve)}"
+                    if getattr(c, "recurrent", False):
+                        note = r"\quad \text{(one loop over } t\text{)}"
+                    rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
                 else:
                     rows.append((latex(c.unknown), latex(c.rhs)))
         return aligned(rows)
@@ -469,7 +496,6 @@ class SecondOrder:
 def second_order(graph) -> SecondOrder:
     """The tangent and second-order adjoint conditions, assembled from the same
     condition objects as ``grad L = 0``; kept with the graph until it changes."""
-    graph.require_no_recurrence("g.second_order")
     return graph.derived("second_order", _assemble)
 
 
@@ -478,13 +504,17 @@ def _assemble(graph) -> SecondOrder:
     dots = _dot_symbols(graph, Tangent, MatrixTangent)
     ldots = _dot_symbols(graph, MultiplierTangent, MatrixMultiplierTangent)
     tangents = tuple(
-        ImplicitTangent(c, dots)
+        RecurrenceTangent(c, dots)
+        if getattr(c, "recurrent", False)
+        else ImplicitTangent(c, dots)
         if getattr(c, "implicit", False)
         else TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
         for c in kkt.forward_conditions
     )
     adjoint = tuple(
-        ImplicitSecondAdjoint(c, ldots, dots)
+        RecurrenceSecondAdjoint(c, ldots, dots)
+        if getattr(c, "recurrent", False)
+        else ImplicitSecondAdjoint(c, ldots, dots)
         if getattr(c, "implicit", False)
         else SecondAdjointCondition(c, ldots[c.wrt], ldots, dots)
         for c in kkt.conditions(Role.ADJOINT)
@@ -515,8 +545,11 @@ def read_direction(graph, direction) -> dict:
         )
     out = {}
     for x in graph.inputs:
-        shape = graph.node(x).shape
-        out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape)
+        shape, steps = graph.node(x).shape, graph.node(x).steps
+        if steps is not None:
+            out[x] = as_sequence(x, given[x], steps, shape)
+        else:
+            out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape)
     return out
 
 
@@ -572,6 +605,9 @@ def _sweeps(graph, so, env, v):
 
 def _solve_into(condition, env, linearizations) -> None:
     """Solve one condition of the second-order sweeps into ``env``."""
+    if getattr(condition, "recurrent", False):  # a loop over t
+        env.update(zip(condition.unknowns, condition.solve(env)))
+        return
     if not getattr(condition, "implicit", False):
         env[condition.unknown] = condition.solve(env)
         return
@@ -595,7 +631,6 @@ def tangent(
     """Forward mode: the tangent conditions solved at ``at`` along ``direction``. At a
     kink a partial takes its conventional value, or ``nan`` with ``kinks="nan"`` (as
     in :func:`adjoint.solve.solve`)."""
-    graph.require_no_recurrence("g.tangent")
     check_kinks(kinks)
     so = second_order(graph)
     env = forward_sweep(graph, read_values(graph, at))
@@ -629,7 +664,6 @@ def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") ->
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
     JAX), or ``nan`` with ``kinks="nan"``."""
-    graph.require_no_recurrence("g.hvp")
     check_kinks(kinks)
     so, _, env = _solved(graph, at, kinks)
     with watch_kinks(nan=kinks == "nan"):
@@ -647,8 +681,9 @@ def hessian(graph, at: Mapping | None = None):
     in C order: ``W[i, j]`` is entry ``i * cols + j`` of W's block), the inputs in
     order: a function of a 5 x 10 matrix has a 50 x 50 Hessian.
     """
-    graph.require_no_recurrence("g.hessian")
     inputs = graph.inputs
+    if at is None and graph.recurrences:
+        graph.require_no_recurrence("the symbolic Hessian")
     if at is None and graph.blocks:
         raise AdjointError(
             "the symbolic Hessian through implicit nodes is not derived yet; give a point, "

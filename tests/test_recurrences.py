@@ -315,3 +315,58 @@ def test_several_recurrences_read_each_other_and_explicit_nodes():
     h = 1e-6
     assert sol.gradient[a] == pytest.approx((J(0.3 + h) - J(0.3 - h)) / (2 * h), rel=1e-7)
     assert set(sol.schedule) == {p.state, q.state}
+
+
+# -- second order ----------------------------------------------------------------------
+
+
+@settings(max_examples=15)
+@given(T=st.integers(1, 6), step=st.sampled_from(sorted(STEPS)), seed=st.integers(0, 2**16))
+def test_the_hessian_vector_product_equals_the_unrolled_graphs(T, step, seed):
+    rng = np.random.default_rng(seed)
+    g, a, x0, u, _d, _z = scalar_graph(T, step)
+    at = {"a": rng.uniform(-1, 1), "x0": rng.uniform(-1, 1), "u": rng.normal(size=T)}
+    at["d"] = rng.normal(size=T)
+    v = {"a": rng.normal(), "x0": rng.normal(), "u": rng.normal(size=T)}
+    got = g.hvp(at, v)
+    graph = _unrolled_graph(T, at, step)
+    A, X0, *us = graph.inputs
+    point = {A: at["a"], X0: at["x0"], **{us[t]: float(at["u"][t]) for t in range(T)}}
+    direction = {A: v["a"], X0: v["x0"], **{us[t]: float(v["u"][t]) for t in range(T)}}
+    expected = graph.hvp(point, direction)
+    assert got[a] == pytest.approx(expected[A], rel=1e-9, abs=1e-11)
+    assert got[x0] == pytest.approx(expected[X0], rel=1e-9, abs=1e-11)
+    np.testing.assert_allclose(got[u], [expected[s] for s in us], rtol=1e-9, atol=1e-11)
+
+
+def _unrolled_graph(T, at, step):
+    h = adjoint.Graph()
+    a, x0 = h.input("a"), h.input("x0")
+    us = [h.input(f"u{t}") for t in range(T)]
+    zs, cost = [x0], 0
+    for t in range(T):
+        cost = cost + (zs[-1] - float(at["d"][t])) ** 2
+        expr = sp.sympify(step, locals={"a": a, "z": zs[-1], "u": us[t], "t": sp.Integer(t)})
+        zs.append(h.define(f"z{t + 1}", expr))
+    h.define("J", cost + zs[-1] ** 2)
+    return h
+
+
+def test_the_hessian_of_linear_quadratic_control_is_constant_and_symmetric():
+    N = 3
+    g, A, B, x0, u, _x = lqr(N)
+    rng = np.random.default_rng(5)
+    at = {A: np.eye(2) + 0.1 * rng.normal(size=(2, 2)), B: rng.normal(size=(2, 1))}
+    at.update({x0: rng.normal(size=(2, 1)), u: rng.normal(size=(N, 1, 1))})
+    H = g.hessian(at)
+    np.testing.assert_allclose(H, H.T, atol=1e-12)
+    # along the controls only: the quadratic's Hessian does not depend on u
+    direction = {A: np.zeros((2, 2)), B: np.zeros((2, 1)), x0: np.zeros((2, 1))}
+    direction[u] = rng.normal(size=(N, 1, 1))
+    one = g.hvp(at, direction)[u]
+    other = g.hvp({**at, u: rng.normal(size=(N, 1, 1))}, direction)[u]
+    np.testing.assert_allclose(one, other, rtol=1e-12)
+    h = 1e-6
+    up = g.solve({**at, u: at[u] + h * direction[u]}).gradient[u]
+    down = g.solve({**at, u: at[u] - h * direction[u]}).gradient[u]
+    np.testing.assert_allclose(one, (up - down) / (2 * h), rtol=1e-7)
