@@ -378,9 +378,8 @@ class RecurrenceForward(Lazy):
 
         def build():
             step = numeric_function(self.arguments(), self.rec.step)
-            stage = (
-                None if self.rec.stage is None else numeric_function(self.arguments(), self.rec.stage)
-            )
+            stage = self.rec.stage
+            stage = None if stage is None else numeric_function(self.arguments(), stage)
             init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
             init = numeric_function((*init_reads, *self.graph_dims), self.rec.init)
             return step, stage, init, tuple(init_reads)
