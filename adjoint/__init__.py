@@ -28,6 +28,7 @@ from .checks import (
     taylor_test,
     verify,
 )
+from .control import Minimum, minimize
 from .custom import elementary
 from .errors import (
     AdjointError,
@@ -92,6 +93,7 @@ __all__ = [
     "HvpCheck",
     "ImplicitAdjoint",
     "ImplicitForward",
+    "Minimum",
     "MissingValueError",
     "Multiplier",
     "Node",
@@ -126,6 +128,7 @@ __all__ = [
     "grad",
     "logdet",
     "logsumexp",
+    "minimize",
     "parse",
     "relu",
     "repeat_columns",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import checks, codegen, drawing, explain, lagrangian, second_order, solve, split
+from . import checks, codegen, control, drawing, explain, lagrangian, second_order, solve, split
 from .display import graph_latex, text
 from .graph import ConstraintGraph
 
@@ -103,6 +103,12 @@ class Graph(ConstraintGraph):
     def second_order(self) -> second_order.SecondOrder:
         """The tangent and second-order adjoint conditions as sympy ``Eq`` lists."""
         return second_order.second_order(self)
+
+    def minimize(self, output, over, at: Mapping, **options) -> control.Minimum:
+        """Minimise the output over the inputs ``over`` from ``at``: Newton's method with
+        Hessian-vector products (``method="newton"``) or gradient descent; for optimal
+        control, ``dL/du_t = 0``. See :func:`adjoint.control.minimize`."""
+        return control.minimize(self, output, over, at, **options)
 
     def verify(self, at: Mapping | None = None, **options) -> checks.VerifyReport:
         """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""

@@ -1,0 +1,183 @@
+"""Minimising the output over some inputs: optimal control read off ``grad L = 0``.
+
+With the states a recurrence and the controls a sequence input, ``grad L = 0`` is the
+discrete Pontryagin system (the lecture's Remark 3): the dynamics forward, the
+costates backward, and ``dL/du_t = 0`` (equation 4a) for the controls, which
+:func:`minimize` solves. Newton's method takes the Hessian-vector products of the
+same Lagrangian (forward-over-reverse) inside conjugate gradients, so a linear
+quadratic problem is solved in one step; gradient descent is the simple alternative.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import AdjointError, as_list
+from .second_order import hvp
+from .solve import solve
+from .values import by_node
+
+__all__ = ["Minimum", "minimize"]
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """The outcome of :func:`minimize`: ``at`` (the point, with the optimal values of
+    the variables), ``solution`` (``grad L = 0`` solved there: its adjoints are the
+    costates), ``iterations``, ``residual`` (the largest entry of the gradient by the
+    variables, ``max_t |dH/du_t|``), ``values`` (the output after each iteration) and
+    ``converged``."""
+
+    at: dict
+    solution: object
+    iterations: int
+    residual: float
+    values: tuple
+    converged: bool
+
+    def __repr__(self) -> str:
+        state = "converged" if self.converged else "NOT converged"
+        return (
+            f"Minimum({state} after {self.iterations} iteration(s): output "
+            f"{_number(self.solution.output):.10g}, largest gradient entry {self.residual:.2e})"
+        )
+
+
+def _number(value) -> float:
+    return float(np.asarray(value, dtype=float).reshape(-1)[0])
+
+
+def _inner(a: dict, b: dict) -> float:
+    return float(sum(np.sum(np.asarray(a[k]) * np.asarray(b[k])) for k in a))
+
+
+def _residual(gradient: dict) -> float:
+    return max(float(np.max(np.abs(np.asarray(g)))) for g in gradient.values())
+
+
+def minimize(
+    graph,
+    output,
+    over,
+    at: Mapping,
+    *,
+    method: str = "newton",
+    tolerance: float = 1e-10,
+    iterations: int | None = None,
+    rate: float = 0.1,
+    progress: bool = False,
+) -> Minimum:
+    """Minimise the output over the inputs ``over``, from the values in ``at``.
+
+    ``method="newton"``: Newton's method, the Newton system solved by conjugate
+    gradients with Hessian-vector products from the second-order sweeps, and a
+    backtracking line search; one step solves a linear quadratic problem.
+    ``method="gradient"``: gradient descent with step ``rate`` (halved when the output
+    would rise), printing its progress with ``progress=True``. Stops when the largest
+    gradient entry is below ``tolerance`` (relative to the first one, or absolute when
+    that is 0).
+
+    Examples
+    --------
+    >>> from adjoint import Graph
+    >>> g = Graph()
+    >>> x = g.input("x")
+    >>> _ = g.define("f", "(x - 3)**2 + 1")
+    >>> best = minimize(g, "f", over=[x], at={x: 0.0})
+    >>> best.iterations, round(best.at[x], 12)
+    (1, 3.0)
+    """
+    target = graph.lookup(output)
+    if target != graph.output:
+        raise AdjointError(
+            f"{target} is not the graph's output ({graph.output}): set it with "
+            f"g.set_output({target.name!r}) to minimise it",
+            node=target,
+        )
+    variables = [graph.lookup(v) for v in as_list(over, "over")]
+    for v in variables:
+        if v not in graph.inputs:
+            raise AdjointError(f"{v} is not an input: only inputs can be optimised over", node=v)
+    if method not in ("newton", "gradient"):
+        raise AdjointError(f"method must be 'newton' or 'gradient', got {method!r}")
+    if iterations is None:
+        iterations = 50 if method == "newton" else 1000
+    point = by_node(graph, at, "the starting point")
+    point = {k: np.array(v, dtype=float) if np.ndim(v) else float(v) for k, v in point.items()}
+    sol = solve(graph, point)
+    values = [_number(sol.output)]
+    gradient = {v: sol.gradient[v] for v in variables}
+    first = _residual(gradient)
+    goal = tolerance * (first if first > 0 else 1.0)
+    done = first <= goal
+    k = 0
+    while not done and k < iterations:
+        k += 1
+        if method == "newton":
+            step = _newton_step(graph, point, variables, gradient)
+        else:
+            step = {v: -rate * np.asarray(gradient[v]) for v in variables}
+        point, sol = _line_search(graph, point, step, gradient, values[-1])
+        values.append(_number(sol.output))
+        gradient = {v: sol.gradient[v] for v in variables}
+        residual = _residual(gradient)
+        done = residual <= goal
+        if progress and (k % max(1, iterations // 50) == 0 or done):
+            print(
+                f"\rminimize: iteration {k}/{iterations}, output {values[-1]:.6g}, "
+                f"gradient {residual:.2e}",
+                end="" if not done and k < iterations else "\n",
+                file=sys.stderr,
+            )
+    return Minimum(point, sol, k, _residual(gradient), tuple(values), done)
+
+
+def _newton_step(graph, point, variables, gradient) -> dict:
+    """``H p = -g`` over the variables, by conjugate gradients with Hessian-vector
+    products (the other inputs held still); along a direction of negative curvature,
+    the steepest descent direction."""
+    zeros = {x: np.zeros(np.shape(point[x])) if np.ndim(point[x]) else 0.0 for x in graph.inputs}
+
+    def H(p: dict) -> dict:
+        out = hvp(graph, point, {**zeros, **p})
+        return {v: np.asarray(out[v], dtype=float) for v in variables}
+
+    b = {v: -np.asarray(gradient[v], dtype=float) for v in variables}
+    x = {v: np.zeros(np.shape(b[v])) for v in variables}
+    r = dict(b)
+    p = dict(r)
+    rr = _inner(r, r)
+    size = sum(np.size(b[v]) for v in variables)
+    for _ in range(size + 10):
+        Hp = H(p)
+        curvature = _inner(p, Hp)
+        if curvature <= 0:
+            return x if _inner(x, x) > 0 else b
+        alpha = rr / curvature
+        x = {v: x[v] + alpha * p[v] for v in variables}
+        r = {v: r[v] - alpha * Hp[v] for v in variables}
+        new = _inner(r, r)
+        if new <= 1e-30 * _inner(b, b):
+            break
+        p = {v: r[v] + (new / rr) * p[v] for v in variables}
+        rr = new
+    return x
+
+
+def _line_search(graph, point, step, gradient, value):
+    """The full step, or halved until the output decreases enough (Armijo)."""
+    slope = _inner(gradient, step)
+    t = 1.0
+    for _ in range(40):
+        trial = {**point, **{v: np.asarray(point[v]) + t * s for v, s in step.items()}}
+        trial = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in trial.items()}
+        sol = solve(graph, trial)
+        new = _number(sol.output)
+        if np.isfinite(new) and new <= value + 1e-4 * t * slope + 1e-15 * abs(value):
+            return trial, sol
+        t /= 2
+    return trial, sol

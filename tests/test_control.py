@@ -1,0 +1,137 @@
+"""Optimal control as grad L = 0 read the other way (the lecture's Remark 3): the
+multipliers of the dynamics are the costates, dL/du_t = 0 is Pontryagin's condition.
+
+References: the discrete Riccati recursion (lambda_t = 2 P_t x_t for the cost
+sum x^T x + u^T u + x_N^T x_N), the optimum of the same linear quadratic problem as
+one least-squares system in the controls (the dynamics stacked by hand), and
+differences of re-optimised costs for the shadow prices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import adjoint
+
+A0 = np.array([[1.0, 0.1], [0.0, 1.0]])
+B0 = np.array([[0.0], [0.1]])
+START = np.array([[1.0], [0.5]])
+
+
+def lq(N, disturbed=False):
+    g = adjoint.Graph()
+    A, B = g.input("A", shape=(2, 2)), g.input("B", shape=(2, 1))
+    x0 = g.input("x0", shape=(2, 1))
+    u = g.sequence("u", steps=N, shape=(1, 1))
+    step = "A*x + B*u"
+    e = None
+    if disturbed:
+        e = g.sequence("e", steps=N, shape=(2, 1))
+        step += " + e"
+    x = g.recurrence("x", step=step, init=x0, steps=N, shape=(2, 1), cost="x.T*x + u.T*u")
+    g.define("J", x.cost + x.final.T * x.final)
+    at = {A: A0, B: B0, x0: START, u: np.zeros((N, 1, 1))}
+    if disturbed:
+        at[e] = np.zeros((N, 2, 1))
+    return g, at, u, x, e
+
+
+def riccati(N):
+    P = [None] * (N + 1)
+    P[N] = np.eye(2)
+    for t in range(N - 1, -1, -1):
+        K = np.linalg.solve(np.eye(1) + B0.T @ P[t + 1] @ B0, B0.T @ P[t + 1] @ A0)
+        P[t] = np.eye(2) + A0.T @ P[t + 1] @ A0 - A0.T @ P[t + 1] @ B0 @ K
+    return P
+
+
+def stacked_optimum(N):
+    """The controls minimising the cost, as one least-squares problem: x = F x0 + G u."""
+    F = [np.linalg.matrix_power(A0, t) for t in range(N + 1)]
+    G = np.zeros((2 * (N + 1), N))
+    for t in range(1, N + 1):
+        for s in range(t):
+            G[2 * t : 2 * t + 2, s] = (np.linalg.matrix_power(A0, t - 1 - s) @ B0)[:, 0]
+    free = np.vstack([f @ START for f in F])[:, 0]
+    # minimise |free + G u|^2 + |u|^2
+    M = np.vstack([G, np.eye(N)])
+    rhs = np.concatenate([-free, np.zeros(N)])
+    return np.linalg.lstsq(M, rhs, rcond=None)[0]
+
+
+def test_newton_solves_linear_quadratic_control_in_one_step():
+    N = 15
+    g, at, u, _x, _ = lq(N)
+    best = g.minimize("J", over=[u], at=at)
+    assert best.converged and best.iterations == 1
+    assert best.residual <= 1e-12
+    np.testing.assert_allclose(best.at[u][:, 0, 0], stacked_optimum(N), rtol=1e-10, atol=1e-12)
+
+
+def test_the_costates_at_the_optimum_are_twice_the_riccati_matrices_times_the_state():
+    N = 12
+    g, at, u, x, _ = lq(N)
+    sol = g.minimize("J", over=[u], at=at).solution
+    P = riccati(N)
+    states, costates = sol.values[x], sol.adjoints[x]
+    for t in range(N + 1):
+        np.testing.assert_allclose(costates[t], 2 * P[t] @ states[t], rtol=1e-10, atol=1e-13)
+    value = np.asarray(sol.output).item()
+    assert value == pytest.approx((START.T @ P[0] @ START).item(), rel=1e-12)
+
+
+def test_the_costates_are_shadow_prices_of_the_dynamics():
+    """Adding e_t to step t changes the optimal cost by lambda_{t+1} e_t, to first
+    order: by the gradient, and by optimising again."""
+    N = 8
+    g, at, u, x, e = lq(N, disturbed=True)
+    best = g.minimize("J", over=[u], at=at)
+    sol = best.solution
+    for t in range(N):
+        np.testing.assert_allclose(sol.gradient[e][t], sol.adjoints[x][t + 1], rtol=1e-13)
+    t, h = 3, 1e-5
+    costs = []
+    for sign in (1, -1):
+        moved = {**best.at, e: best.at[e].copy()}
+        moved[e][t, 1, 0] += sign * h
+        costs.append(np.asarray(g.minimize("J", over=[u], at=moved).solution.output).item())
+    assert (costs[0] - costs[1]) / (2 * h) == pytest.approx(sol.adjoints[x][t + 1][1, 0], rel=1e-7)
+
+
+def test_gradient_descent_reaches_the_same_optimum():
+    N = 6
+    g, at, u, *_ = lq(N)
+    slow = g.minimize("J", over=[u], at=at, method="gradient", rate=0.5, tolerance=1e-9)
+    assert slow.converged and slow.iterations > 1
+    np.testing.assert_allclose(slow.at[u][:, 0, 0], stacked_optimum(N), rtol=1e-6, atol=1e-8)
+    assert all(b <= a + 1e-12 for a, b in zip(slow.values, slow.values[1:]))
+
+
+def test_newton_controls_a_damped_pendulum():
+    dt, N = 0.05, 40
+    g = adjoint.Graph()
+    x0 = g.input("x0", shape=(2, 1))
+    xs = sp.MatrixSymbol("x", 2, 1)
+    th, om = xs[0, 0], xs[1, 0]
+    u = g.sequence("u", steps=N)
+    step = sp.Matrix([[th + dt * om], [om + dt * (-sp.sin(th) - om / 10 + u)]])
+    x = g.recurrence(xs, step=step, init=x0, steps=N, shape=(2, 1), cost=(th**2 + u**2 / 10) * dt)
+    g.define("J", x.cost + 10 * (x.final[0, 0] ** 2 + x.final[1, 0] ** 2))
+    best = g.minimize("J", over=[u], at={x0: np.array([[1.0], [0.0]]), u: np.zeros(N)})
+    assert best.converged and best.residual <= 1e-10 * abs(best.values[0])
+    assert best.values[-1] < 0.2 * best.values[0]
+    # dH/du_t = 0 with H_t = (th^2 + u^2/10) dt + lambda_{t+1}^T f: u_t = -5 lambda_{t+1}[1]
+    lam = best.solution.adjoints[x]
+    np.testing.assert_allclose(best.at[u], -5 * lam[1:, 1, 0], rtol=1e-8, atol=1e-10)
+
+
+def test_bad_requests_are_refused():
+    g, at, u, _x, _ = lq(3)
+    with pytest.raises(adjoint.AdjointError, match="not the graph's output"):
+        g.minimize("x_cost", over=[u], at=at)
+    with pytest.raises(adjoint.AdjointError, match="only inputs"):
+        g.minimize("J", over=["x_final"], at=at)
+    with pytest.raises(adjoint.AdjointError, match="method must be"):
+        g.minimize("J", over=[u], at=at, method="bfgs")
