@@ -306,7 +306,7 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def number_latex(value) -> str:
     if isinstance(value, np.ndarray) and value.ndim:
-        size = rf"{value.shape[0]} \times {value.shape[1]}"  # no $ inside \text: MathJax
+        size = r" \times ".join(map(str, value.shape))  # no $ inside \text: MathJax
         norm = float_latex(float(np.linalg.norm(value)), 4)
         return rf"{size}\ \text{{array}},\ \|\cdot\| = {norm}"
     if isinstance(value, float):

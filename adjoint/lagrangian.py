@@ -177,6 +177,10 @@ class Stationarity:
                     continue
                 note = f"   [{_note(c)}]"
                 lines += [f"  {text(e.lhs)} = {text(e.rhs)}{note}" for e in c.equations]
+        recurrences = [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
+        if recurrences:
+            lines.append(_HAMILTONIAN_TITLE + ":")
+            lines += [f"  H_t({c.rec.state}) = {text(c.hamiltonian)}" for c in recurrences]
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
@@ -189,6 +193,10 @@ class Stationarity:
                     continue
                 note = _LATEX_NOTES[_note(c)]
                 rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
+        recurrences = [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
+        if recurrences:
+            rows.append((None, _HAMILTONIAN_LATEX))
+            rows += [(f"H_t({latex(c.rec.state)})", latex(c.hamiltonian)) for c in recurrences]
         return aligned(rows)
 
 
@@ -197,6 +205,14 @@ _IMPLICIT_TITLES = {
     Role.ADJOINT: ", back substitution except a solve with (dr/dz)^T per implicit block",
 }
 
+_HAMILTONIAN_TITLE = (
+    "Hamiltonian of each recurrence (the lecture's sign: lambda_t = dH_t/dz_t, and "
+    "dL/du_t = dH_t/du_t for a sequence input u)"
+)
+_HAMILTONIAN_LATEX = (
+    r"\text{Hamiltonian: } \lambda_t = \partial H_t / \partial z_t,\ "
+    r"\partial \mathcal{L} / \partial u_t = \partial H_t / \partial u_t"
+)
 _LATEX_NOTES = {
     "for t = 0 .. T-1": r"\quad \text{(for } t = 0, \dots, T-1\text{)}",
     "for t = 0 .. T-1, one loop": r"\quad \text{(for } t = 0, \dots, T-1\text{, one loop)}",

@@ -607,6 +607,30 @@ class RecurrenceAdjoint(Lazy):
     def eq(self):
         return self.equations[1]
 
+    @property
+    def hamiltonian(self):
+        """``H_t = lambda_C l(z_t, u_t, t) + lambda_{t+1}^T f(z_t, u_t, t)``, for printing:
+        the costates are ``lambda_t = dH_t/dz_t`` and a control's condition is
+        ``dL/du_t = dH_t/du_t`` (Pontryagin's, in the lecture's sign)."""
+        rec, lam = self.rec, self.costate_at(1)
+        step = _display(rec.step, rec, self.forward.sequences)
+        if isinstance(rec.state, sp.MatrixSymbol):
+            H = (
+                sp.Trace(lam.T * step)
+                if not isinstance(step, sp.MatrixBase)
+                else (sp.ImmutableMatrix(lam).T * step)[0, 0]
+            )
+        else:
+            H = lam * step
+        if rec.stage is not None:
+            stage = _display(rec.stage, rec, self.forward.sequences)
+            if isinstance(stage, (sp.MatrixExpr, sp.MatrixBase)):
+                stage = sp.Trace(stage) if isinstance(stage, sp.MatrixExpr) else stage[0, 0]
+            cost = self.cost_lam
+            cost = cost[0, 0] if isinstance(cost, sp.MatrixSymbol) else cost
+            H = cost * stage + H
+        return H
+
     def contribution_expr(self, node):
         """What the recurrence adds to the condition of ``node``, with the index t."""
         rec = self.rec
@@ -1047,3 +1071,12 @@ class RecurrenceSecondAdjoint:
             key = TangentPart(rec, r)
             env[key] = _shaped(env.get(key, 0.0) + np.asarray(part, dtype=float), env[r])
         return (ldot,)
+
+
+def recurrence_formula(graph, rec, node):
+    """What a solution's table shows for ``z_final`` (``z_T``) and ``z_cost`` (the sum
+    of the stage costs over t)."""
+    if node == rec.final:
+        return at_step(rec.state, "T")
+    sequences = tuple(r for r in rec.reads if graph.node(r).steps is not None)
+    return over_steps(_display(rec.stage, rec, sequences))

@@ -22,6 +22,7 @@ from .implicit import report
 from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, check_kinks, watch_kinks
 from .parsing import parse
+from .recurrences import recurrence_formula
 from .split import split
 from .values import finish, finite, read_values
 
@@ -495,8 +496,7 @@ def _formula(graph, z):
     """What a solution's table shows for a defined node: ``f_i``, or ``r_i = 0``."""
     rec = graph.node(z).recurrence
     if rec is not None:
-        what = {rec.state: "recurrence", rec.final: f"{rec.state}_T", rec.cost: "sum of costs"}
-        return what[z]
+        return "recurrence" if z == rec.state else recurrence_formula(graph, rec, z)
     if graph.is_implicit(z):
         return equation(graph.residual(z), sp.Integer(0))
     return graph.expr(z)

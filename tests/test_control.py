@@ -135,3 +135,24 @@ def test_bad_requests_are_refused():
         g.minimize("J", over=["x_final"], at=at)
     with pytest.raises(adjoint.AdjointError, match="method must be"):
         g.minimize("J", over=[u], at=at, method="bfgs")
+
+
+def test_the_conditions_are_the_derivatives_of_the_hamiltonian():
+    """lambda_t = dH_t/dz_t and dL/du_t = dH_t/du_t, with H_t = lambda_C l +
+    lambda_{t+1} f: sympy's diff of the printed Hamiltonian against the conditions."""
+    T = 5
+    g = adjoint.Graph()
+    g.input("a")
+    z0 = g.input("z0")
+    u = g.sequence("u", steps=T)
+    z = g.recurrence("z", step="a*sin(z) + u*z", init=z0, steps=T, cost="z**2 + u**2")
+    g.define("J", z.cost + z.final**2)
+    kkt = g.stationarity()
+    costate = next(c for c in kkt.backward_conditions if hasattr(c, "hamiltonian"))
+    H = costate.hamiltonian
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    zt, ut = sp.IndexedBase("z")[t], sp.IndexedBase("u")[t]
+    assert sp.simplify(sp.diff(H, zt) - costate.equations[1].rhs) == 0
+    control = next(c for c in kkt.conditions("gradient") if c.wrt == u)
+    assert sp.simplify(sp.diff(H, ut) - control.equations[0].rhs) == 0
+    assert "H_t(z) = " in str(kkt)

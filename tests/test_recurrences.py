@@ -170,9 +170,22 @@ def test_the_derivation_does_not_grow_with_the_number_of_steps(monkeypatch):
 def test_the_conditions_render(katex):
     import rendering
 
-    g, *_ = scalar_graph(5)
-    src, display = rendering.from_repr_latex(g.stationarity()._repr_latex_())
-    assert katex.errors([(src, display)]) == [None]
+    items = []
+    for g in (scalar_graph(5)[0], lqr(3)[0]):
+        for shown in (g.stationarity(), g.second_order(), g.solve(_point(g))):
+            items.append(rendering.from_repr_latex(shown._repr_latex_()))
+    assert katex.errors(items) == [None] * len(items)
+
+
+def _point(g):
+    rng = np.random.default_rng(0)
+    point = {}
+    for s in (*g.inputs, *g.constants):
+        node = g.node(s)
+        shape = () if node.shape is None else tuple(int(d) for d in node.shape)
+        size = shape if node.steps is None else (node.steps, *shape)
+        point[s] = rng.normal(size=size) if size else float(rng.normal())
+    return point
 
 
 # -- matrix states -------------------------------------------------------------------
