@@ -156,3 +156,33 @@ def test_the_conditions_are_the_derivatives_of_the_hamiltonian():
     control = next(c for c in kkt.conditions("gradient") if c.wrt == u)
     assert sp.simplify(sp.diff(H, ut) - control.equations[0].rhs) == 0
     assert "H_t(z) = " in str(kkt)
+
+
+def test_the_scalar_riccati_recursion_follows_from_the_printed_conditions():
+    """Eliminate u_t and lambda_t from the conditions of grad L = 0 as the package
+    prints them (the costate recursion and dL/du_t = 0), with lambda_t = 2 p_t x_t: what
+    remains is the textbook Riccati recursion."""
+    g = adjoint.Graph()
+    a, b, q, r, x0 = (g.input(n) for n in ("a", "b", "q", "r", "x0"))
+    u = g.sequence("u", steps=10)
+    x = g.recurrence("x", step="a*x + b*u", init=x0, steps=10, cost="q*x**2 + r*u**2")
+    g.define("J", x.cost + x.final**2)
+    kkt = g.stationarity()
+    costate = next(c for c in kkt.backward_conditions if hasattr(c, "hamiltonian"))
+    control = next(c for c in kkt.conditions("gradient") if c.wrt == u)
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    xt, ut = sp.IndexedBase("x")[t], sp.IndexedBase("u")[t]
+    lam_next = sp.IndexedBase("lambda_x")[t + 1]
+    lam_cost = g.multiplier(x.cost)
+    p, p_next = sp.symbols("p_t p_next", real=True)
+    conditions = {lam_cost: 1}  # dJ/dC = 1
+    # dL/du_t = 0, with lambda_{t+1} = 2 p_{t+1} x_{t+1} and x_{t+1} = a x_t + b u_t
+    stationary = control.equations[0].rhs.xreplace(conditions)
+    stationary = stationary.xreplace({lam_next: 2 * p_next * (a * xt + b * ut)})
+    u_opt = sp.solve(stationary, ut)[0]
+    # lambda_t = 2 p_t x_t in the costate recursion
+    rhs = costate.equations[1].rhs.xreplace(conditions)
+    rhs = rhs.xreplace({lam_next: 2 * p_next * (a * xt + b * ut)}).xreplace({ut: u_opt})
+    p_t = sp.solve(sp.Eq(2 * p * xt, rhs), p)[0]
+    textbook = q + a**2 * p_next - (a * b * p_next) ** 2 / (r + b**2 * p_next)
+    assert sp.simplify(p_t - textbook) == 0
