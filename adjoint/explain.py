@@ -236,7 +236,12 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
                 Math("lambda_i", r"\lambda_i"),
                 " is the price of constraint i: the change of the output when ",
                 Math("r_i = eps", r"r_i = \varepsilon"),
-                ", per unit of eps.",
+                ", per unit of eps; and the derivative by a node is ",
+                Math(
+                    "d z_n / d z_j = (dr_j/dz_j)^T lambda_j",
+                    r"\partial z_n / \partial z_j = (\partial r_j / \partial z_j)^T \lambda_j",
+                ),
+                ".",
             ),
         )
     )
