@@ -112,6 +112,12 @@ def minimize(
     values = [_number(sol.output)]
     gradient = {v: sol.gradient[v] for v in variables}
     first = _residual(gradient)
+    if not (np.isfinite(values[0]) and np.isfinite(first)):
+        why = "; ".join(f"{z}: {note}" for z, note in list(sol.undefined.items())[:3])
+        raise AdjointError(
+            f"the output or its gradient is not a number at the starting point ({why or 'nan'}): "
+            "start where the function is defined"
+        )
     goal = tolerance * (first if first > 0 else 1.0)
     done = first <= goal
     k = 0

@@ -135,6 +135,11 @@ def test_bad_requests_are_refused():
         g.minimize("J", over=["x_final"], at=at)
     with pytest.raises(adjoint.AdjointError, match="method must be"):
         g.minimize("J", over=[u], at=at, method="bfgs")
+    h = adjoint.Graph()
+    y = h.input("y")
+    h.define("f", "log(y) + y**2")
+    with pytest.raises(adjoint.AdjointError, match="not a number at the starting point"):
+        h.minimize("f", over=[y], at={y: -1.0})
 
 
 def test_the_conditions_are_the_derivatives_of_the_hamiltonian():
