@@ -127,7 +127,10 @@ def minimize(
             step = _newton_step(graph, point, variables, gradient)
         else:
             step = {v: -rate * np.asarray(gradient[v]) for v in variables}
-        point, sol = _line_search(graph, point, step, gradient, values[-1])
+        found = _line_search(graph, point, step, gradient, values[-1])
+        if found is None:  # no step decreases the output: stop here, not converged
+            break
+        point, sol = found
         values.append(_number(sol.output))
         gradient = {v: sol.gradient[v] for v in variables}
         residual = _residual(gradient)
@@ -175,15 +178,21 @@ def _newton_step(graph, point, variables, gradient) -> dict:
 
 
 def _line_search(graph, point, step, gradient, value):
-    """The full step, or halved until the output decreases enough (Armijo)."""
+    """The full step, or halved until the output decreases enough (Armijo); ``None``
+    when no step does (outside the domain, or no descent left at rounding level)."""
     slope = _inner(gradient, step)
     t = 1.0
     for _ in range(40):
         trial = {**point, **{v: np.asarray(point[v]) + t * s for v, s in step.items()}}
         trial = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in trial.items()}
-        sol = solve(graph, trial)
+        try:
+            sol = solve(graph, trial)
+        except AdjointError:  # a step out of the domain (Newton's method of a block, say)
+            t /= 2
+            continue
         new = _number(sol.output)
-        if np.isfinite(new) and new <= value + 1e-4 * t * slope + 1e-15 * abs(value):
+        finite = np.isfinite(new) and all(np.all(np.isfinite(sol.gradient[v])) for v in step)
+        if finite and new <= value + 1e-4 * t * slope + 1e-15 * abs(value):
             return trial, sol
         t /= 2
-    return trial, sol
+    return None
