@@ -191,3 +191,51 @@ def test_the_scalar_riccati_recursion_follows_from_the_printed_conditions():
     p_t = sp.solve(sp.Eq(2 * p * xt, rhs), p)[0]
     textbook = q + a**2 * p_next - (a * b * p_next) ** 2 / (r + b**2 * p_next)
     assert sp.simplify(p_t - textbook) == 0
+
+
+def _euler(h_value, T_end=1.0):
+    """x' = -a x + x^2/4 (explicit Euler, step h), cost int x^2 dt + x(T)^2: the costate
+    lambda_0 of the discrete problem."""
+    steps = round(T_end / h_value)
+    g = adjoint.Graph()
+    a, h, x0 = g.input("a"), g.input("h"), g.input("x0")
+    x = g.recurrence("x", step="x + h*(-a*x + x**2/4)", init=x0, steps=steps, cost="h*x**2")
+    g.define("J", x.cost + x.final**2)
+    return g, g.solve({a: 1.0, h: h_value, x0: 1.0})
+
+
+def test_the_costate_recursion_of_an_euler_step_is_the_adjoint_ode_in_the_limit():
+    """(lambda_t - lambda_{t+1}) / h from the printed recursion is f_x lambda + l_x: the
+    adjoint equation -lambdadot = f_x^T lambda + l_x, and the discrete costates converge
+    to the continuous ones at the scheme's order (1)."""
+    g, _ = _euler(0.1)
+    costate = next(c for c in g.stationarity().backward_conditions if hasattr(c, "hamiltonian"))
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    lam_t, lam_next = sp.IndexedBase("lambda_x")[t], sp.IndexedBase("lambda_x")[t + 1]
+    a, h = sp.Symbol("a", real=True), sp.Symbol("h", real=True)
+    xt, lam = sp.IndexedBase("x")[t], sp.Symbol("lambda")
+    rhs = costate.equations[1].rhs.xreplace({g.multiplier("x_cost"): 1})
+    derivative = sp.expand((rhs - lam_next) / h).xreplace({lam_next: lam})
+    f, l = -a * xt + xt**2 / 4, xt**2
+    assert sp.simplify(derivative - (sp.diff(f, xt) * lam + sp.diff(l, xt))) == 0
+    assert costate.equations[1].lhs == lam_t
+
+    # the continuous costate at t = 0, by a fine RK4 sweep forward then backward
+    def rk4(fun, y, s, ds):
+        k1 = fun(s, y)
+        k2 = fun(s + ds / 2, y + ds / 2 * k1)
+        k3 = fun(s + ds / 2, y + ds / 2 * k2)
+        k4 = fun(s + ds, y + ds * k3)
+        return y + ds / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    n, ds = 4000, 1.0 / 4000
+    xs = [1.0]
+    for k in range(n):
+        xs.append(rk4(lambda s, y: -y + y**2 / 4, xs[-1], k * ds, ds))
+    lam_c = 2 * xs[-1]
+    for k in range(n, 0, -1):  # -lambda' = (-1 + x/2) lambda + 2x, backwards in time
+        x_mid = (xs[k] + xs[k - 1]) / 2
+        lam_c = rk4(lambda s, y, xm=x_mid: (-1 + xm / 2) * y + 2 * xm, lam_c, 0.0, ds)
+    errors = [abs(_euler(step)[1].adjoints["x"][0] - lam_c) for step in (0.02, 0.01, 0.005)]
+    rates = [np.log2(errors[k] / errors[k + 1]) for k in range(2)]
+    assert all(0.85 < r < 1.15 for r in rates), (errors, rates)
