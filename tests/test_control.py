@@ -216,8 +216,8 @@ def test_the_costate_recursion_of_an_euler_step_is_the_adjoint_ode_in_the_limit(
     xt, lam = sp.IndexedBase("x")[t], sp.Symbol("lambda")
     rhs = costate.equations[1].rhs.xreplace({g.multiplier("x_cost"): 1})
     derivative = sp.expand((rhs - lam_next) / h).xreplace({lam_next: lam})
-    f, l = -a * xt + xt**2 / 4, xt**2
-    assert sp.simplify(derivative - (sp.diff(f, xt) * lam + sp.diff(l, xt))) == 0
+    f, stage = -a * xt + xt**2 / 4, xt**2
+    assert sp.simplify(derivative - (sp.diff(f, xt) * lam + sp.diff(stage, xt))) == 0
     assert costate.equations[1].lhs == lam_t
 
     # the continuous costate at t = 0, by a fine RK4 sweep forward then backward
