@@ -239,3 +239,30 @@ def test_the_costate_recursion_of_an_euler_step_is_the_adjoint_ode_in_the_limit(
     errors = [abs(_euler(step)[1].adjoints["x"][0] - lam_c) for step in (0.02, 0.01, 0.005)]
     rates = [np.log2(errors[k] / errors[k + 1]) for k in range(2)]
     assert all(0.85 < r < 1.15 for r in rates), (errors, rates)
+
+
+def test_sign_conventions_against_casadi():
+    """The lecture's costate lambda_t = dJ/dx_t is the negative of CasADi's multiplier of
+    the same constraint: Opti writes x_{t+1} - (A x_t + B u_t) = 0 and L = J + mu^T g,
+    the lecture L = J - lambda^T (x_{t+1} - f)."""
+    ca = pytest.importorskip("casadi")
+    N = 10
+    g, at, u, x, _ = lq(N)
+    ours = g.minimize("J", over=[u], at=at).solution.adjoints[x]
+    opti = ca.Opti()
+    X, U = opti.variable(2, N + 1), opti.variable(1, N)
+    cost, dynamics = 0, []
+    for t in range(N):
+        cost += ca.sumsqr(X[:, t]) + ca.sumsqr(U[:, t])
+        dynamics.append(X[:, t + 1] == A0 @ X[:, t] + B0 @ U[:, t])
+        opti.subject_to(dynamics[-1])
+    start = X[:, 0] == START[:, 0]
+    opti.subject_to(start)
+    opti.minimize(cost + ca.sumsqr(X[:, N]))
+    opti.solver("ipopt", {"print_time": False}, {"print_level": 0, "sb": "yes"})
+    solved = opti.solve()
+    for t in range(N):
+        dual = np.array(solved.value(opti.dual(dynamics[t]))).reshape(2, 1)
+        np.testing.assert_allclose(dual, -ours[t + 1], rtol=1e-6, atol=1e-8)
+    dual = np.array(solved.value(opti.dual(start))).reshape(2, 1)
+    np.testing.assert_allclose(dual, -ours[0], rtol=1e-6, atol=1e-8)
