@@ -733,6 +733,9 @@ def _diagnose(graph, c, submitted, env, sample, want, have, rtol, where) -> tupl
     found = None if getattr(c, "implicit", False) else _terms_match(c, env, have, rtol)
     if found is not None:
         return found
+    found = _swapped(c, submitted, env, want, rtol)
+    if found is not None:
+        return found
     true_env = {**env, **sample.true}
     try:
         if _close(c.solve(true_env), _value(submitted, true_env), rtol):
@@ -779,6 +782,28 @@ def _implicit_mistake(c, env, have, rtol):
             f"dL/d{node} = 0 reads sum_i (dr_i/d{node}) lambda_i = [j = n] + sum over the "
             "readers outside the block, a solve with (dr/dz)^T"
         )
+    return None
+
+
+def _swapped(c, submitted, env, want, rtol):
+    """Two readers' multipliers exchanged (each with the other's partial): the formula
+    with them swapped back is right here."""
+    lam, node = c.unknown, c.wrt
+    used = [t.multiplier for t in c.contributions if t.multiplier in submitted.free_symbols]
+    used = list(dict.fromkeys(used))[:6]
+    for k, first in enumerate(used):
+        for second in used[k + 1 :]:
+            if getattr(first, "shape", None) != getattr(second, "shape", None):
+                continue
+            back = submitted.xreplace({first: second, second: first})
+            try:
+                if _close(want, _value(back, env), rtol):
+                    return "swapped-multipliers", (
+                        f"{lam} has {first} and {second} swapped: each reader i of {node} "
+                        f"adds its own lambda_i times its own partial df_i/d{node}"
+                    )
+            except _Unreadable:
+                continue
     return None
 
 

@@ -602,3 +602,21 @@ def test_a_wrong_answer_names_the_point_in_its_own_message():
         assert f"{name} = {float(value):.6g}" in wrong.message
     shown = {t["name"]: t["output"] for t in grading.to_gradescope()["tests"]}
     assert any(f"y = {float(wrong.point[g.inputs[1]]):.6g}" in out for out in shown.values())
+
+
+def test_swapped_multipliers_are_named_as_such():
+    """Each reader's multiplier with the other's partial: not a misplaced parenthesis."""
+    g = adjoint.Graph()
+    g.input("x")
+    g.define("z1", "sin(x)")
+    g.define("z2", "x**2")
+    g.define("f", "z1*z2 + z2")
+    answers = {"f": "1", "z2": "lambda_f*(z1 + 1)", "z1": "lambda_f*z2"}
+    swapped = adjoint.check_adjoints(
+        g, {**answers, "x": "lambda_z2*cos(x) + lambda_z1*2*x"}, seed=1
+    )
+    (grade,) = swapped.wrong
+    assert grade.mistake == "swapped-multipliers"
+    assert "lambda_z1 and lambda_z2 swapped" in grade.message
+    right = adjoint.check_adjoints(g, {**answers, "x": "lambda_z1*cos(x) + lambda_z2*2*x"}, seed=1)
+    assert right.ok
