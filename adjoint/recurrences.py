@@ -417,7 +417,7 @@ class RecurrenceForward(Lazy):
                 work[rec] = {"states": states, "counts": ScheduleCounts(T, T, T + 1, 0, None)}
         else:
             # the first sweep, taking the schedule's snapshots, up to its first reverse step
-            snaps, current, _index, forward = {}, z, 0, 0
+            snaps, current, forward = {}, z, 0
             plan = actions(T, checkpoints)
             peak = 0
             for a in plan:
@@ -429,7 +429,7 @@ class RecurrenceForward(Lazy):
                         if stage is not None:
                             total = total + cost_at(current, t)
                         current = advance(current, t)
-                    _index, forward = a[2], forward + a[2] - a[1]
+                    forward += a[2] - a[1]
                 elif a[0] == "reverse":  # state T - 1: one more step, to z_T
                     if stage is not None:
                         total = total + cost_at(current, T - 1)
@@ -734,12 +734,9 @@ class RecurrenceAdjoint(Lazy):
         f, rec = self.forward, self.rec
         step, _, _, _ = f.functions()
         snaps, forward = memo["snaps"], memo["forward"]
-        index, current = memo["current"]
-        peak, reversed_ = memo["peak"], 0
-        lam = reverse(
-            current, lam, rec.steps - 1
-        )  # the first reverse step, where the sweep stopped
-        reversed_ += 1
+        _, current = memo["current"]
+        # the first reverse step, from the state where the first sweep stopped
+        lam, peak, reversed_ = reverse(current, lam, rec.steps - 1), memo["peak"], 1
         for a in memo["plan"]:
             if a[0] == "snapshot":
                 snaps[a[1]] = current
@@ -747,18 +744,17 @@ class RecurrenceAdjoint(Lazy):
             elif a[0] == "free":
                 snaps.pop(a[1], None)
             elif a[0] == "restore":
-                index, current = a[1], snaps[a[1]]
+                current = snaps[a[1]]
             elif a[0] == "advance":
                 for t in range(a[1], a[2]):
                     current = _as_state(
                         step(current, *params, *(u[t] for u in seqs), t, *dims), rec
                     )
-                index, forward = a[2], forward + a[2] - a[1]
+                forward += a[2] - a[1]
             elif a[0] == "reverse":
                 lam = reverse(current, lam, a[1])
                 reversed_ += 1
         memo["counts"] = ScheduleCounts(rec.steps, forward, peak, reversed_, memo["checkpoints"])
-        del index
         return lam
 
     def solve_symbolic(self, env):
