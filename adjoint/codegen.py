@@ -485,8 +485,9 @@ class Program:
                     f"{self.printer.doprint(M)}, {self.printer.doprint(C)})"
                 )
                 return reads, f"{code}  # {shown}, one factorisation"
-            unit = sp.MatrixSymbol("unit", *z.shape)
-            self.names.temporary(unit, "_unit")
+            # no node's name starts with an underscore: this symbol is no user's node
+            unit = sp.MatrixSymbol("_unit", *z.shape)
+            name = self.names.temporary(unit, "_unit")
             if self.backend == "jax":  # dR/dZ [E]: the tangent rules, vmapped over E
                 linear = tangent_of(c.residuals[0], {z: unit})
             else:  # (dR/dZ)^T E: the pullback, one row of the Jacobian per unit matrix
@@ -494,7 +495,7 @@ class Program:
                 linear = op.local(k).xreplace({c.wrt[0]: unit})
             code = (
                 f"{names[0]}, {self.names[temp]} = _newton_matrix(lambda {names[0]}: "
-                f"{self.printer.doprint(c.residuals[0])}, lambda {names[0]}, _unit: "
+                f"{self.printer.doprint(c.residuals[0])}, lambda {names[0]}, {name}: "
                 f"{self.printer.doprint(linear)}, {self._guess(c, z, c.guesses[0])}, "
                 f"{c.tolerance!r}, {c.iterations})"
             )

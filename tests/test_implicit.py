@@ -526,3 +526,18 @@ def test_random_graphs_with_implicit_nodes_equal_their_explicit_twins(data):
     hv, expected_hv = twin.hvp(at, direction), g.hvp(at, direction)
     for x in g.inputs:
         assert hv[x] == pytest.approx(expected_hv[x], rel=1e-7, abs=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_a_node_named_like_the_programs_own_variables_changes_no_gradient(backend):
+    """The generated Newton loop names its unit matrix itself: a node called ``unit``
+    must stay the user's node (it was taken for the unit matrix)."""
+    g = adjoint.Graph()
+    unit, W = g.input("unit", shape=(2, 1)), g.input("W", shape=(2, 2))
+    g.implicit("z", "z - tanh.(W*z + unit)", shape=(2, 1))
+    g.define("f", "Trace(z.T*z)")
+    at = {unit: np.array([[0.3], [-0.2]]), W: np.array([[0.3, 0.1], [-0.2, 0.4]])}
+    _, (d_unit, d_W) = g.compile(backend=backend)(unit=at[unit], W=at[W])
+    sol = g.solve(at)
+    np.testing.assert_allclose(d_unit, sol.gradient[unit], rtol=1e-10)
+    np.testing.assert_allclose(d_W, sol.gradient[W], rtol=1e-10)
