@@ -87,8 +87,9 @@ def residual_operation(graph, z):
     node = graph.node(z)
     if node.shape is None and all(graph.node(r).shape is None for r in node.reads):
         return operation(node.residual, node.reads)
+    # no node's name starts with an underscore: the residual's value is no user's node
     value = (
-        sp.MatrixSymbol(f"residual_{z.name}", *node.shape)
+        sp.MatrixSymbol(f"_residual_{z.name}", *node.shape)
         if node.shape is not None
         else sp.Dummy(f"residual_{z.name}", real=True)
     )

@@ -525,10 +525,11 @@ class RecurrenceAdjoint(Lazy):
         self.final_lam = graph.multiplier(rec.final)
         self.cost_lam = None if rec.cost is None else graph.multiplier(rec.cost)
         state = rec.state
+        # lambda_{t+1} while the loop runs: a symbol no node can have (a leading underscore)
         self.lam_next = (
-            sp.MatrixSymbol(f"lambda_{state.name}_next", *state.shape)
+            sp.MatrixSymbol(f"_lambda_{state.name}_next", *state.shape)
             if isinstance(state, sp.MatrixSymbol)
-            else sp.Symbol(f"lambda_{state.name}_next", real=True)
+            else sp.Symbol(f"_lambda_{state.name}_next", real=True)
         )
         self.contributions = ()
         self._memo = None
@@ -844,7 +845,9 @@ def _tangent(expr, dots):
 
 
 def _dot(symbol, prefix):
-    name = f"{prefix}_{symbol.name}"
+    """A working symbol for a tangent; no node's name starts with an underscore, so it
+    is no user's node (its printed name drops the underscore)."""
+    name = f"_{prefix}_{symbol.name}"
     if isinstance(symbol, sp.MatrixSymbol):
         return sp.MatrixSymbol(name, *symbol.shape)
     return sp.Symbol(name, real=True)
@@ -898,13 +901,15 @@ class RecurrenceTangent:
     def equations(self) -> list:
         rec, moving = self.rec, self._moving()
         zdot = moving[rec.state]
-        shown = {zdot: indexed(rec.state, 0, zdot.name), **{rec.state: indexed(rec.state)}}
+        shown = {zdot: indexed(rec.state, 0, zdot.name[1:]), rec.state: indexed(rec.state)}
         for s in self.forward.sequences:
             shown[s] = indexed(s)
             if s in self.dots:
                 shown[self.dots[s]] = indexed(s, 0, self.dots[s].name)
         return [
-            equation(indexed(rec.state, 1, zdot.name), _tangent(rec.step, moving).xreplace(shown))
+            equation(
+                indexed(rec.state, 1, zdot.name[1:]), _tangent(rec.step, moving).xreplace(shown)
+            )
         ]
 
     def solve(self, env, linearization=None):
@@ -1006,7 +1011,7 @@ class RecurrenceSecondAdjoint:
         ldot = self.ldots[rec.state]
         shown = {
             moving[a.lam_next]: indexed(rec.state, 1, ldot.name),
-            moving[rec.state]: indexed(rec.state, 0, moving[rec.state].name),
+            moving[rec.state]: indexed(rec.state, 0, moving[rec.state].name[1:]),
             a.lam_next: a.costate_at(1),
             rec.state: indexed(rec.state),
         }

@@ -541,3 +541,14 @@ def test_a_node_named_like_the_programs_own_variables_changes_no_gradient(backen
     sol = g.solve(at)
     np.testing.assert_allclose(d_unit, sol.gradient[unit], rtol=1e-10)
     np.testing.assert_allclose(d_W, sol.gradient[W], rtol=1e-10)
+
+
+def test_a_node_named_like_the_residuals_own_symbol_changes_no_gradient():
+    """The residual's value had a symbol named residual_<node>: a node of that name was
+    taken for it, and the gradient came out wrong (0.21 off)."""
+    g = adjoint.Graph()
+    r, W = g.input("residual_s", shape=(2, 1)), g.input("W", shape=(2, 2))
+    g.implicit("s", "s - tanh.(W*s + residual_s)", shape=(2, 1))
+    g.define("f", "Trace(s.T*s)")
+    at = {r: np.array([[0.3], [-0.2]]), W: np.array([[0.3, 0.1], [-0.2, 0.4]])}
+    assert adjoint.check_gradient(g, at).ok

@@ -383,3 +383,17 @@ def test_the_hessian_of_linear_quadratic_control_is_constant_and_symmetric():
     up = g.solve({**at, u: at[u] + h * direction[u]}).gradient[u]
     down = g.solve({**at, u: at[u] - h * direction[u]}).gradient[u]
     np.testing.assert_allclose(one, (up - down) / (2 * h), rtol=1e-7)
+
+
+def test_a_parameter_named_like_the_loops_own_symbols_changes_no_hessian():
+    """The second-order loop's tangent of lambda_{t+1} was a symbol named
+    dot_lambda_z_next: a parameter of that name was taken for it (HVP off by 100%)."""
+    T = 4
+    g = adjoint.Graph()
+    a, x0 = g.input("dot_lambda_z_next"), g.input("x0")
+    u = g.sequence("u", steps=T)
+    g.recurrence("z", step="dot_lambda_z_next*sin(z) + u", init=x0, steps=T, cost="z**2")
+    g.define("J", "z_cost + z_final**2")
+    at = {a: 0.9, x0: 0.3, u: np.array([0.1, -0.2, 0.3, 0.05])}
+    assert adjoint.check_hvp(g, at).ok
+    assert adjoint.check_gradient(g, at).ok
