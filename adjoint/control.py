@@ -124,7 +124,7 @@ def minimize(
     while not done and k < iterations:
         k += 1
         if method == "newton":
-            step = _newton_step(graph, point, variables, gradient)
+            step = _newton_step(graph, point, variables, gradient, sol)
         else:
             step = {v: -rate * np.asarray(gradient[v]) for v in variables}
         found = _line_search(graph, point, step, gradient, values[-1])
@@ -145,14 +145,14 @@ def minimize(
     return Minimum(point, sol, k, _residual(gradient), tuple(values), done)
 
 
-def _newton_step(graph, point, variables, gradient) -> dict:
+def _newton_step(graph, point, variables, gradient, solution) -> dict:
     """``H p = -g`` over the variables, by conjugate gradients with Hessian-vector
-    products (the other inputs held still); along a direction of negative curvature,
-    the steepest descent direction."""
+    products at the point's ``solution`` (the other inputs held still); along a
+    direction of negative curvature, the steepest descent direction."""
     zeros = {x: np.zeros(np.shape(point[x])) if np.ndim(point[x]) else 0.0 for x in graph.inputs}
 
     def H(p: dict) -> dict:
-        out = hvp(graph, point, {**zeros, **p})
+        out = hvp(graph, point, {**zeros, **p}, solution=solution)
         return {v: np.asarray(out[v], dtype=float) for v in variables}
 
     b = {v: -np.asarray(gradient[v], dtype=float) for v in variables}

@@ -660,12 +660,13 @@ def sweeps(
         return _sweeps(graph, so, env, read_direction(graph, direction))
 
 
-def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention") -> HVP:
+def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention", solution=None) -> HVP:
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
-    JAX), or ``nan`` with ``kinks="nan"``."""
+    JAX), or ``nan`` with ``kinks="nan"``. ``solution``: grad L = 0 solved at ``at``
+    already (many directions at one point need it solved once)."""
     check_kinks(kinks)
-    so, _, env = _solved(graph, at, kinks)
+    so, _, env = _solved(graph, at, kinks, solution)
     with watch_kinks(nan=kinks == "nan"):
         env = _sweeps(graph, so, env, read_direction(graph, direction))
     gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
