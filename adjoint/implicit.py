@@ -25,13 +25,13 @@ of ``M`` for the forward solve and the backward one with ``M^T``.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
-from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
+from scipy.linalg import lu_solve
 
+from . import runtime
 from .conditions import Contribution, Lazy, Role, substitute
 from .display import equation, number, text
 from .errors import AdjointError
@@ -358,11 +358,8 @@ class ImplicitForward(Lazy):
                 "residual has no derivative there; choose another guess or point",
                 node=self.block[0],
             )
-        with warnings.catch_warnings():  # singular: said below, with the block's name
-            warnings.simplefilter("ignore", LinAlgWarning)
-            lu, piv = lu_factor(J, check_finite=False)
-        diagonal = np.abs(np.diag(lu))
-        if diagonal.min() <= len(diagonal) * np.finfo(float).eps * max(diagonal.max(), 1e-300):
+        factors = runtime.factor(J)
+        if factors is None:
             raise ConvergenceError(
                 f"dr/dz of {self.name()} is singular {when} ({self._at(env)}): "
                 + (
@@ -373,7 +370,7 @@ class ImplicitForward(Lazy):
                 ),
                 node=self.block[0],
             )
-        return lu, piv
+        return factors
 
     def _at(self, env) -> str:
         return ", ".join(f"{z} = {number(env[z])}" for z in self.block)

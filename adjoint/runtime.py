@@ -16,6 +16,7 @@ import numpy as np
 from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
 
 __all__ = [
+    "factor",
     "linear_solve",
     "newton",
     "newton_matrix",
@@ -113,8 +114,10 @@ def solve_transposed(J, rhs):
     return tuple(lam[..., k] for k in range(m))
 
 
-def _factor(J):
-    with warnings.catch_warnings():
+def factor(J):
+    """The LU factors of ``J`` (scipy's ``lu_factor``), or ``None`` where ``J`` is
+    singular: a pivot at most ``n eps`` times the largest, or one not finite."""
+    with warnings.catch_warnings():  # a singular J is said by the caller, by name
         warnings.simplefilter("ignore", LinAlgWarning)
         lu, piv = lu_factor(J, check_finite=False)
     diagonal = np.abs(np.diag(lu))
@@ -143,13 +146,13 @@ def newton_matrix(residual, pullback, guess, tolerance: float, iterations: int):
     with np.errstate(all="ignore"):
         r = np.asarray(residual(Z), dtype=float)
         for _ in range(iterations):
-            factors = _factor(jacobian(Z)) if np.all(np.isfinite(r)) else None
+            factors = factor(jacobian(Z)) if np.all(np.isfinite(r)) else None
             if factors is None:
                 break
             step = lu_solve(factors, r.ravel(), check_finite=False).reshape(Z.shape)
             if np.max(np.abs(step)) <= tolerance * (1 + np.max(np.abs(Z))):
                 Z = Z - step
-                factors = _factor(jacobian(Z))
+                factors = factor(jacobian(Z))
                 if factors is None or not np.all(np.isfinite(residual(Z))):
                     break
                 return Z, factors
@@ -169,7 +172,7 @@ def newton_matrix(residual, pullback, guess, tolerance: float, iterations: int):
 
 def linear_solve(M, C):
     """``S`` with ``M S + C = 0``, and the factorisation of ``M`` for the backward solve."""
-    factors = _factor(np.asarray(M, dtype=float))
+    factors = factor(np.asarray(M, dtype=float))
     if factors is None:
         return np.full(np.shape(C), np.nan), None
     return lu_solve(factors, -np.asarray(C, dtype=float), check_finite=False), factors

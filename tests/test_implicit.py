@@ -164,16 +164,16 @@ def test_a_linear_solve_node_has_the_closed_form_gradients():
 
 
 def test_a_linear_solve_node_factorises_once_for_both_sweeps(monkeypatch):
-    import adjoint.implicit as implicit
+    import adjoint.runtime as runtime
 
     calls = []
-    original = implicit.lu_factor
+    original = runtime.lu_factor
 
     def counting(*args, **kwargs):
         calls.append(args[0].shape)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(implicit, "lu_factor", counting)
+    monkeypatch.setattr(runtime, "lu_factor", counting)
     g, _A, _b, _s, at = _linear_system(n=7)
     sol = g.solve(at)
     assert calls == [(7, 7)]
