@@ -154,15 +154,7 @@ def verify(
         for s in leaves + graph.defined
         if not matrices and not s.is_real
     }
-    if at is not None:
-        given = read_values(graph, at) if solution is None else solution.environment
-        at_points = [{s: v for s, v in given.items() if s in leaves}]
-    else:
-        at_points = [random_point(graph, rng) for _ in range(points)]
-    if solution is not None and at is not None:  # solved at ``at`` already
-        solutions = [solution]
-    else:
-        solutions = [solve(graph, p) for p in at_points]
+    at_points, solutions = _solved_points(graph, at, points, rng, solution)
     kinked = _behind_kinks(graph, solutions)
     envs = [as_numpy_numbers(s.environment) for s in solutions]
     readers = {z: [] for z in graph.nodes}  # the constraints that read each node
@@ -231,21 +223,26 @@ def verify(
     return VerifyReport(tuple(checks), tuple(at_points))
 
 
-def _verify_prices(graph, at, points, rtol, rng, solution) -> VerifyReport:
-    """For a graph with implicit nodes: each multiplier is the price of its constraint,
-    ``<lambda_j, v> = d z_n / d s`` when the constraint of ``z_j`` is loosened by ``s v``
-    (``r_j = s v`` for an implicit node, ``z_j = f_j + s v`` for an explicit one, ``x +
-    s v`` for an input), by differences of the forward sweep with Newton's method."""
+def _solved_points(graph, at, points, rng, solution):
+    """The points to check at (``at``, or random ones) and grad L = 0 solved there
+    (``solution``, when it was solved at ``at`` already)."""
     leaves = graph.inputs + graph.constants
     if at is not None:
         given = read_values(graph, at) if solution is None else solution.environment
         at_points = [{s: v for s, v in given.items() if s in leaves}]
     else:
         at_points = [random_point(graph, rng) for _ in range(points)]
-    if solution is not None and at is not None:
-        solutions = [solution]
-    else:
-        solutions = [solve(graph, p) for p in at_points]
+    if solution is not None and at is not None:  # solved at ``at`` already
+        return at_points, [solution]
+    return at_points, [solve(graph, p) for p in at_points]
+
+
+def _verify_prices(graph, at, points, rtol, rng, solution) -> VerifyReport:
+    """For a graph with implicit nodes: each multiplier is the price of its constraint,
+    ``<lambda_j, v> = d z_n / d s`` when the constraint of ``z_j`` is loosened by ``s v``
+    (``r_j = s v`` for an implicit node, ``z_j = f_j + s v`` for an explicit one, ``x +
+    s v`` for an input), by differences of the forward sweep with Newton's method."""
+    at_points, solutions = _solved_points(graph, at, points, rng, solution)
     kinked = _behind_kinks(graph, solutions)
     output = graph.output
     tolerance = max(rtol, 1e-5)
