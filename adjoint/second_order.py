@@ -223,12 +223,8 @@ class SecondAdjointCondition:
             else:
                 second = sp.Add(*(t.second_local(m) * dot for m, _, dot in self.pairs(t)))
                 terms.append(self.multiplier_dots[t.reader] * t.partial + t.multiplier * second)
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            return (
-                sp.MatAdd(*[t for t in terms if isinstance(t, sp.MatrixExpr)])
-                if all(isinstance(t, sp.MatrixExpr) for t in terms)
-                else sp.Add(*terms)
-            )
+        if all(isinstance(t, sp.MatrixExpr) for t in terms):
+            return sp.MatAdd(*terms)
         return sp.Add(*terms)
 
     @property
