@@ -123,13 +123,18 @@ class Graph(ConstraintGraph):
         backend: str = "numpy",
         hvp: bool = False,
         kinks: str = "convention",
+        checkpoints: int | None = None,
     ):
         """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
         program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
 
         ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``; with ``hvp=True`` it
         also takes a direction (``v_x=...``) and returns the Hessian-vector product.
+        ``checkpoints`` is for recurrences, which compiled programs do not handle yet:
+        they are refused with or without it.
         """
+        if checkpoints is not None or self.recurrences:
+            self.require_no_recurrence("g.compile")
         return codegen.compile_graph(
             self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp, kinks=kinks
         )

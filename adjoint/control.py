@@ -51,6 +51,21 @@ def _number(value) -> float:
     return float(np.asarray(value, dtype=float).reshape(-1)[0])
 
 
+def _zeros(graph, v):
+    """Zeros of an input's value: a number, a matrix, or one per step of a sequence."""
+    node = graph.node(v)
+    shape = () if node.shape is None else tuple(node.shape)
+    if not all(isinstance(d, int) or getattr(d, "is_Integer", False) for d in shape):
+        raise AdjointError(
+            f"{v} has symbolic dimensions {shape}: give its starting value in at=",
+            node=v,
+        )
+    shape = tuple(int(d) for d in shape)
+    if node.steps is not None:
+        shape = (node.steps, *shape)
+    return np.zeros(shape) if shape else 0.0
+
+
 def _inner(a: dict, b: dict) -> float:
     return float(sum(np.sum(np.asarray(a[k]) * np.asarray(b[k])) for k in a))
 
@@ -71,7 +86,8 @@ def minimize(
     rate: float = 0.1,
     progress: bool = False,
 ) -> Minimum:
-    """Minimise the output over the inputs ``over``, from the values in ``at``.
+    """Minimise the output over the inputs ``over``, from the values in ``at`` (a
+    variable left out of ``at`` starts at zero).
 
     ``method="newton"``: Newton's method, the Newton system solved by conjugate
     gradients with Hessian-vector products from the second-order sweeps, and a
@@ -107,6 +123,9 @@ def minimize(
     if iterations is None:
         iterations = 50 if method == "newton" else 1000
     point = by_node(graph, at, "the starting point")
+    for v in variables:  # a variable not given starts at zero, as API.md's calls do
+        if v not in point:
+            point[v] = _zeros(graph, v)
     point = {k: np.array(v, dtype=float) if np.ndim(v) else float(v) for k, v in point.items()}
     sol = solve(graph, point)
     values = [_number(sol.output)]

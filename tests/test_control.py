@@ -274,3 +274,12 @@ def test_sign_conventions_against_casadi():
         np.testing.assert_allclose(dual, -ours[t + 1], rtol=1e-6, atol=1e-8)
     dual = np.array(solved.value(opti.dual(start))).reshape(2, 1)
     np.testing.assert_allclose(dual, -ours[0], rtol=1e-6, atol=1e-8)
+
+
+def test_the_controls_start_at_zero_when_not_given():
+    """API.md's call gives the dynamics' data only: the controls start at zero."""
+    N = 6
+    g, at, u, *_ = lq(N)
+    data = {k: v for k, v in at.items() if k != u}
+    best = g.minimize("J", over=[u], at=data)
+    np.testing.assert_allclose(best.at[u][:, 0, 0], stacked_optimum(N), rtol=1e-10, atol=1e-12)

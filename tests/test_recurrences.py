@@ -397,3 +397,9 @@ def test_a_parameter_named_like_the_loops_own_symbols_changes_no_hessian():
     at = {a: 0.9, x0: 0.3, u: np.array([0.1, -0.2, 0.3, 0.05])}
     assert adjoint.check_hvp(g, at).ok
     assert adjoint.check_gradient(g, at).ok
+
+
+def test_compile_with_checkpoints_says_recurrences_are_not_compiled_yet():
+    g, *_ = scalar_graph(4)
+    with pytest.raises(adjoint.AdjointError, match=r"g\.compile does not handle recurrences yet"):
+        g.compile(checkpoints=2)
