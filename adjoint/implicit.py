@@ -124,23 +124,27 @@ class ResidualContribution(Contribution):
     def reuses_output(self) -> bool:
         return False
 
+    def _own(self, env):
+        """The residual's value, where the partial is written with it; else nothing: a
+        residual read by thousands of nodes is not evaluated once per edge."""
+        if not self.op.reuses_output(self.k):
+            return None
+        return self.op.value([env[s] for s in self.reads], env)
+
     def value(self, env):
         lam = env[self.multiplier]
-        r = self.op.value([env[s] for s in self.reads], env)
-        return -self.op.contribution_value(self.k, self.reads, lam, r, env)
+        return -self.op.contribution_value(self.k, self.reads, lam, self._own(env), env)
 
     def partial_value(self, env):
         if self.pullback:
             return None
-        r = self.op.value([env[s] for s in self.reads], env)
-        return -self.op.local_value(self.k, self.reads, r, env)
+        return -self.op.local_value(self.k, self.reads, self._own(env), env)
 
     def second_local(self, m: int) -> sp.Expr:
         return -self.op.second_local(self.k, m, self.reads)
 
     def second_value(self, m: int, env):
-        r = self.op.value([env[s] for s in self.reads], env)
-        return -self.op.second_local_value(self.k, m, self.reads, r, env)
+        return -self.op.second_local_value(self.k, m, self.reads, self._own(env), env)
 
 
 def linear_form(residual, unknown):

@@ -552,3 +552,28 @@ def test_a_node_named_like_the_residuals_own_symbol_changes_no_gradient():
     g.define("f", "Trace(s.T*s)")
     at = {r: np.array([[0.3], [-0.2]]), W: np.array([[0.3, 0.1], [-0.2, 0.4]])}
     assert adjoint.check_gradient(g, at).ok
+
+
+def test_a_residual_read_by_many_nodes_is_not_evaluated_once_per_edge(monkeypatch):
+    """Step 2 reads -lambda_y dr/dx_k for each of the 200 inputs: each partial, not the
+    residual again for each (that was 200 evaluations of a 201-argument residual)."""
+    from adjoint.partials import Operation
+
+    g = adjoint.Graph()
+    xs = [g.input(f"x{k}") for k in range(200)]
+    y = sp.Symbol("y", real=True)
+    y = g.implicit("y", y**3 + y - sp.Add(*(x**2 for x in xs)))
+    g.define("f", y * 2)
+    at = {x: 0.05 for x in xs}
+    calls = []
+    original = Operation.value
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Operation, "value", counting)
+    sol = g.solve(at)
+    assert len(calls) < 60  # Newton's residuals, not one per edge
+    dy = 1 / (3 * sol[y] ** 2 + 1)
+    assert sol.gradient[xs[7]] == pytest.approx(2 * dy * 2 * 0.05, rel=1e-12)
