@@ -671,8 +671,14 @@ def solve_transposed(forward, linearization: Linearization, rhs, transpose: bool
     when it is too large to trust."""
     if not np.any(rhs):
         return np.zeros_like(rhs), 0.0
-    lam = linearization.solve(rhs, transpose=transpose)
-    relative = _norm(linearization.apply(lam, transpose=transpose) - rhs) / _norm(rhs)
+    # Solved for rhs scaled by a power of two to entries near 1 (exactly: ldexp), so that
+    # a subnormal right side is not judged by its own rounding
+    exponent = int(np.frexp(_norm(rhs))[1])
+    scaled = np.ldexp(np.asarray(rhs, dtype=float), -exponent)
+    solution = linearization.solve(scaled, transpose=transpose)
+    residual = linearization.apply(solution, transpose=transpose) - scaled
+    relative = _norm(residual) / _norm(scaled)
+    lam = np.ldexp(solution, exponent)
     if not relative <= BACKWARD_TOLERANCE:
         raise ConvergenceError(
             f"the backward solve of {forward.name()} left a relative residual "

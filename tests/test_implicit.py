@@ -577,3 +577,20 @@ def test_a_residual_read_by_many_nodes_is_not_evaluated_once_per_edge(monkeypatc
     assert len(calls) < 60  # Newton's residuals, not one per edge
     dy = 1 / (3 * sol[y] ** 2 + 1)
     assert sol.gradient[xs[7]] == pytest.approx(2 * dy * 2 * 0.05, rel=1e-12)
+
+
+def test_a_subnormal_right_side_is_no_false_alarm():
+    """dz/dy = -sin(y) at y = 5e-324 is subnormal: the backward solve's relative residual
+    was measured on subnormal numbers, came out 1, and a right answer was refused."""
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.implicit("y", "3*(y - sin(x))")
+    g.define("f", "cos(y)")
+    twin = adjoint.Graph()
+    x2 = twin.input("x")
+    twin.define("y", "sin(x)")
+    twin.define("f", "cos(y)")
+    sol = g.solve({x: 5e-324})
+    # equal to the rounding of subnormal numbers (-5e-324 / 3 rounds to -0)
+    assert sol.gradient[x] == pytest.approx(twin.solve({x2: 5e-324}).gradient[x2], abs=1e-320)
+    assert sol.blocks[0].backward_residual <= 1e-15
