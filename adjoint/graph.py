@@ -86,18 +86,37 @@ class Node:
     reads: tuple[sp.Symbol, ...] = ()  # every node f_i reads, constants too, in order
     parents: tuple[sp.Symbol, ...] = ()  # alpha(i): the variables among `reads`
     shape: tuple | None = None  # (rows, cols) of a matrix node; None for a scalar
-    residual: sp.Expr | None = None  # r_i, for a node defined implicitly by r_i = 0
-    block: tuple[sp.Symbol, ...] = ()  # the unknowns solved together with it (itself too)
-    guess: object = None  # Newton's first guess: a number, an array or an expression
-    tolerance: float = 1e-10  # Newton stops when its step is below this, relatively
-    iterations: int = 50  # Newton's iteration limit
+    rule: Implicit | None = None  # its residual, for a node defined implicitly
     steps: int | None = None  # a sequence: one value per step t = 0 .. steps - 1
     recurrence: Recurrence | None = None  # the recurrence a node belongs to
 
     @property
     def implicit(self) -> bool:
         """Whether the node is defined by a residual ``r_i = 0`` rather than ``z_i = f_i``."""
-        return self.residual is not None
+        return self.rule is not None
+
+    @property
+    def residual(self) -> sp.Expr | None:
+        """``r_i``, for an implicit node."""
+        return None if self.rule is None else self.rule.residual
+
+    @property
+    def block(self) -> tuple:
+        """The unknowns solved with an implicit node (itself too); empty for the others."""
+        return () if self.rule is None else self.rule.block
+
+
+@dataclass(frozen=True)
+class Implicit:
+    """How an implicit node is defined and solved: its residual, the block of unknowns
+    solved together, Newton's first guess (a number, an array or an expression), the
+    tolerance on its step and its iteration limit."""
+
+    residual: sp.Expr
+    block: tuple
+    guess: object = None
+    tolerance: float = 1e-10
+    iterations: int = 50
 
 
 class ConstraintGraph:
@@ -123,6 +142,7 @@ class ConstraintGraph:
         self._explicit_output: sp.Symbol | None = None
         self._last_defined: sp.Symbol | None = None
         self._cache: dict = {}
+        self._rolled = False  # whether a sequence or a recurrence was declared
 
     # -- declaring ---------------------------------------------------------
 
@@ -156,7 +176,8 @@ class ConstraintGraph:
                 node=symbol,
             )
         expr, reads = self._resolve_reads(expr, symbol)
-        self._check_whole(expr, symbol, reads)
+        if self._rolled:
+            self._check_whole(expr, symbol, reads)
         if shape is not None or any(self._nodes[r].shape is not None for r in reads):
             _check_shapes(expr, symbol)
         parents = tuple(s for s in reads if self._nodes[s].kind != CONSTANT)
@@ -265,20 +286,9 @@ class ConstraintGraph:
             parents = tuple(
                 r for r in reads if r != symbol and (r in own or self._nodes[r].kind != CONSTANT)
             )
-            node = Node(
-                symbol,
-                DEFINED,
-                first + k,
-                None,
-                reads,
-                parents,
-                getattr(symbol, "shape", None),
-                expr,
-                own,
-                guesses[k],
-                tolerance,
-                iterations,
-            )
+            rule = Implicit(expr, own, guesses[k], tolerance, iterations)
+            shape_k = getattr(symbol, "shape", None)
+            node = Node(symbol, DEFINED, first + k, None, reads, parents, shape_k, rule)
             self._add(node)
         for symbol in own:
             for parent in self._nodes[symbol].parents:
@@ -293,6 +303,7 @@ class ConstraintGraph:
         ``step`` and ``cost`` its name means its value at t."""
         steps = _steps(steps, name)
         symbol = self._declare(name, CONSTANT if constant else INPUT, shape, steps=steps)
+        self._rolled = True
         return symbol
 
     def recurrence(self, name, step, init, steps, cost=None, shape=None) -> Recurrence:
@@ -364,6 +375,7 @@ class ConstraintGraph:
                 names[1], "node", tuple(stage.shape) if isinstance(stage, sp.MatrixExpr) else None
             )
         spec = Recurrence(state, step_expr, init_expr, steps, final, total, stage, every)
+        self._rolled = True
         parents = tuple(r for r in every if self._nodes[r].kind != CONSTANT)
         first = len(self._nodes)
         self._add(Node(state, DEFINED, first, None, every, parents, want, recurrence=spec))
@@ -940,8 +952,12 @@ class ConstraintGraph:
                 )
         if renames:
             expr = expr.xreplace(renames)
-        last = len(self._nodes)
-        reads.sort(key=lambda s: self._nodes[s].index if s in self._nodes else last + own.index(s))
+        if own:  # an implicit block's own unknowns come after every earlier node
+            last = len(self._nodes)
+            order = {s: last + k for k, s in enumerate(own)}
+            reads.sort(key=lambda s: order[s] if s in order else self._nodes[s].index)
+        else:
+            reads.sort(key=lambda s: self._nodes[s].index)
         return expr, tuple(dict.fromkeys(reads))
 
     def _guess(self, symbol, guess, own):

@@ -219,7 +219,7 @@ class ImplicitForward(Lazy):
 
     role = Role.FORWARD
     seed = 0
-    implicit = True
+    implicit, recurrent = True, False
     __slots__ = (
         "block",
         "form",
@@ -244,8 +244,8 @@ class ImplicitForward(Lazy):
         self.reads = tuple(
             dict.fromkeys(s for reads in self.reads_of for s in reads if s not in self.block)
         )
-        self.guesses = tuple(r.guess for r in records)
-        self.tolerance, self.iterations = records[0].tolerance, records[0].iterations
+        self.guesses = tuple(r.rule.guess for r in records)
+        self.tolerance, self.iterations = records[0].rule.tolerance, records[0].rule.iterations
         self.linear = self.form = None
         if isinstance(self.block[0], sp.MatrixSymbol):
             self.form = linear_form(self.residuals[0], self.block[0])  # (M, C) in M S + C
@@ -518,7 +518,7 @@ class ImplicitAdjoint(Lazy):
     one solve with ``(dr_B/dz_B)^T`` for the block's multipliers."""
 
     role = Role.ADJOINT
-    implicit = True
+    implicit, recurrent = True, False
     __slots__ = ("contributions", "forward", "seeds")
 
     def __init__(self, forward: ImplicitForward, contributions, seeds):
