@@ -54,6 +54,9 @@ class Contribution(Lazy):
     """
 
     __slots__ = ("k", "multiplier", "node", "op", "reader", "reads")
+    # what solving and printing ask of every contribution: an attribute lookup that
+    # finds, not one that fails (getattr with a default raises and catches, per edge)
+    residual = recurrent = False
 
     def __init__(self, reader, node, op, reads, k: int, multiplier):
         self.reader = reader  # i: the node whose constraint reads z_j
@@ -134,6 +137,7 @@ class ForwardCondition(Lazy):
 
     role = Role.FORWARD
     seed = 0
+    implicit = recurrent = False  # asked of every condition by the solving loops
     __slots__ = ("op", "reads", "rhs", "unknown", "wrt")
 
     def __init__(self, unknown, wrt, rhs, op, reads):
@@ -191,6 +195,7 @@ class AdjointCondition(Lazy):
     which ``lambda_x`` names.
     """
 
+    implicit = recurrent = False  # asked of every condition by the solving loops
     __slots__ = ("contributions", "role", "seed", "unknown", "wrt")
 
     def __init__(self, role, wrt, unknown, contributions, seed: int = 0):

@@ -297,8 +297,8 @@ def _conditions(graph) -> Stationarity:
                 incoming[j].append(Contribution(z, j, op, node.reads, k, lam))
     adjoint = []
     for z in reversed(graph.defined):
-        block = graph.node(z).block
-        rec = graph.node(z).recurrence
+        node = graph.node(z)
+        block, rec = node.block, node.recurrence
         if rec is not None and z == rec.state:  # the costates, one loop in reverse
             adjoint.append(recurrent[rec])
         elif not block:

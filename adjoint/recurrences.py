@@ -330,7 +330,7 @@ class RecurrenceForward(Lazy):
 
     role = Role.FORWARD
     seed = 0
-    recurrent = True
+    implicit, recurrent = False, True
     __slots__ = ("graph_dims", "params", "rec", "sequences", "wrt")
 
     def __init__(self, graph, rec):
@@ -516,7 +516,7 @@ class RecurrenceAdjoint(Lazy):
 
     role = Role.ADJOINT
     seed = 0
-    recurrent = True
+    implicit, recurrent = False, True
     __slots__ = ("contributions", "cost_lam", "final_lam", "forward", "lam_next", "rec")
 
     def __init__(self, graph, forward: RecurrenceForward):

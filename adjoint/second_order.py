@@ -120,6 +120,8 @@ class _Numeric:
 class TangentCondition:
     """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised."""
 
+    implicit = recurrent = False  # asked of every condition by the sweeps
+
     __slots__ = ("_numeric", "forward", "node", "unknown", "wrt")
 
     def __init__(self, forward, unknown, wrt):
@@ -167,6 +169,7 @@ class SecondAdjointCondition:
     """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
     zdot_k)``: the adjoint condition of ``z_j`` differentiated along the tangent."""
 
+    implicit = recurrent = False  # asked of every condition by the sweeps
     __slots__ = ("_numeric", "adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
 
     def __init__(self, adjoint, unknown, multiplier_dots, dots):

@@ -168,8 +168,8 @@ def solve(
     found = _kinks(met, kinks)
     blocks = tuple(
         report(c, work[c.block])
-        for c in kkt.forward_conditions
-        if getattr(c, "implicit", False) and c.block in work
+        for c in (kkt.forward_conditions if graph.blocks else ())
+        if c.implicit and c.block in work
     )
     counts = {rec.state: work[rec]["counts"] for rec in graph.recurrences if rec in work}
     schedule = next(iter(counts.values())) if len(counts) == 1 else NodeMap(counts) or None
@@ -494,12 +494,13 @@ class Solution:
 
 def _formula(graph, z):
     """What a solution's table shows for a defined node: ``f_i``, or ``r_i = 0``."""
-    rec = graph.node(z).recurrence
-    if rec is not None:
+    node = graph.node(z)
+    if node.recurrence is not None:
+        rec = node.recurrence
         return "recurrence" if z == rec.state else recurrence_formula(graph, rec, z)
-    if graph.is_implicit(z):
-        return equation(graph.residual(z), sp.Integer(0))
-    return graph.expr(z)
+    if node.implicit:
+        return equation(node.residual, sp.Integer(0))
+    return node.expr
 
 
 def _rebuild_solution(state: dict) -> Solution:
