@@ -130,19 +130,33 @@ class Graph(ConstraintGraph):
 
         ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``; with ``hvp=True`` it
         also takes a direction (``v_x=...``) and returns the Hessian-vector product.
-        ``checkpoints`` is for recurrences, which compiled programs do not handle yet:
-        they are refused with or without it.
+        A recurrence runs as a loop (never unrolled) storing every state, or at most
+        ``checkpoints`` of them.
         """
-        if checkpoints is not None or self.recurrences:
-            self.require_no_recurrence("g.compile")
         return codegen.compile_graph(
-            self, wrt=wrt, gradient=gradient, dtype=dtype, backend=backend, hvp=hvp, kinks=kinks
+            self,
+            wrt=wrt,
+            gradient=gradient,
+            dtype=dtype,
+            backend=backend,
+            hvp=hvp,
+            kinks=kinks,
+            checkpoints=checkpoints,
         )
 
-    def source(self, *, wrt=None, gradient: bool = True, backend: str = "numpy") -> str:
-        """The generated program (both sweeps, one statement per node) as Python source,
-        in NumPy or (``backend="jax"``) in ``jax.numpy``."""
-        return codegen.source(self, wrt=wrt, gradient=gradient, backend=backend)
+    def source(
+        self,
+        *,
+        wrt=None,
+        gradient: bool = True,
+        backend: str = "numpy",
+        checkpoints: int | None = None,
+    ) -> str:
+        """The generated program (both sweeps, one statement per node, a loop per
+        recurrence) as Python source, in NumPy or (``backend="jax"``) in ``jax.numpy``."""
+        return codegen.source(
+            self, wrt=wrt, gradient=gradient, backend=backend, checkpoints=checkpoints
+        )
 
     def explain(
         self, at: Mapping | None = None, direction: Mapping | None = None

@@ -41,9 +41,11 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
+from .checkpointing import check_checkpoints
 from .display import TextPrinter
 from .errors import AdjointError, BadValueError, MissingValueError, ShapeError, as_list
 from .expressions import free_symbols
+from .graph import STEP
 from .lagrangian import Role, stationarity
 from .matrices import reuse_output
 from .matrices import tangent as tangent_of
@@ -57,7 +59,7 @@ from .numeric import (
 )
 from .partials import position
 from .second_order import second_order
-from .values import as_array, as_points, bind_dimensions, check_square
+from .values import as_array, as_points, as_sequence, bind_dimensions, check_square
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -159,12 +161,21 @@ class Program:
         name=None,
         hvp=False,
         kinks="convention",
+        checkpoints=None,
     ):
         if backend not in BACKENDS:
             raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
         check_kinks(kinks)
         if graph.blocks and hvp:
             graph.require_explicit("compile(hvp=True)")
+        if graph.recurrences and hvp:
+            raise AdjointError(
+                "compile(hvp=True) does not run recurrences yet "
+                f"({', '.join(r.name for r in graph.recurrences)}); g.hvp(at, direction) and "
+                "g.hessian(at) do, with the same loops",
+                node=graph.recurrences[0].state,
+            )
+        self.checkpoints = check_checkpoints(checkpoints)
         self.graph = graph
         self.kkt = stationarity(graph)
         self.gradient = gradient
@@ -184,6 +195,9 @@ class Program:
         self.hvp = hvp
         self.keywords = {p: p.name for p in self.params}
         self.shapes = {p: graph.node(p).shape for p in self.params}
+        self.steps = {p: graph.node(p).steps for p in self.params if graph.node(p).steps}
+        self.parts: dict = {}  # {(recurrence, node): the variable of its gradient part}
+        self.recurrence_reads: dict = {}  # {recurrence: what its loops read}
         if hvp:
             self._hvp_parameters(wrt, gradient)
         self.shared = self._shared_parts() if gradient else {}
@@ -232,7 +246,7 @@ class Program:
         sweeps compute (``sin(a)`` in ``sin(a)*b``): computed once, in Step 1."""
         shared, self.temporaries = {}, {}
         for c in self.kkt.forward_conditions:
-            if getattr(c, "implicit", False):
+            if c.implicit or c.recurrent:
                 continue
             if not c.op.pullback and c.op.shared():
                 parts = {}
@@ -279,7 +293,11 @@ class Program:
             program[0] = (set(), program[0][1] + "; tangents zdot_i = sum_j df_i/dz_j zdot_j")
             tangents = dict(zip(kkt.forward_conditions, self.so.tangent_conditions))
         for c in kkt.forward_conditions:
-            if getattr(c, "implicit", False):
+            if c.recurrent:
+                if ancestors.intersection(c.nodes):
+                    program += self._recurrence_forward(c)
+                continue
+            if c.implicit:
                 if ancestors.intersection(c.nodes):
                     program.append(self._implicit_forward(c))
                 continue
@@ -297,7 +315,10 @@ class Program:
             program.append((set(), step2))
             chosen = set(self.wrt)
             for c in kkt.conditions(Role.ADJOINT):
-                if getattr(c, "implicit", False):
+                if c.recurrent:
+                    if c.rec.state in needed:
+                        program += self._recurrence_backward(c, needed)
+                elif c.implicit:
                     if needed.intersection(c.nodes):
                         program.append(self._implicit_backward(c, needed))
                 elif c.wrt in needed:
@@ -438,7 +459,9 @@ class Program:
         for t in contributions:
             if t.reader not in needed:
                 continue  # lambda_i = 0: z_i does not reach the output
-            if getattr(t, "residual", False):  # -lambda_i dr_i/dz_j, in the nodes' symbols
+            if t.recurrent:  # summed (or kept per step) by the recurrence's reverse loop
+                pieces.append(self.parts[t.op.rec, t.node])
+            elif t.residual:  # -lambda_i dr_i/dz_j, in the nodes' symbols
                 term = t.expr
                 pieces.append(f"({self.printer.doprint(term)})")
                 reads.update(free_symbols(term))
@@ -538,6 +561,100 @@ class Program:
             return reads, code + why
         code = f"{', '.join(targets)}, = _solve_transposed({self.names[temp]}, ({', '.join(rhs)},))"
         return reads, code + why
+
+    def _at_step(self, rec):
+        """The recurrence's symbols while its loops run: ``{sequence: its value at t}``,
+        the step index named, for printing its step, stage and partials."""
+        if STEP not in self.names:
+            self.names.temporary(STEP, "_t")
+        now = {}
+        for u in rec.reads:
+            if u in self.steps:
+                shape = self.graph.node(u).shape
+                standin = sp.MatrixSymbol(f"_{u.name}_t", *shape) if shape else sp.Dummy(u.name)
+                self.names[standin] = f"{self.names[u]}[{self.names[STEP]}]"
+                now[u] = standin
+        return now
+
+    def _lambda(self, name, parameters, expr, now) -> tuple:
+        """``name = lambda parameters: expr``, a loop's body; what it reads outside."""
+        body = self.printer.doprint(expr.xreplace(now) if now else expr)
+        code = f"{name} = lambda {', '.join(parameters)}: {body}"
+        return set(free_symbols(expr)) - set(now), code
+
+    def _recurrence_forward(self, c) -> list:
+        """``z_{t+1} = f(z_t, ..., t)`` as a loop (a function of ``(z_t, t)``), run by the
+        schedule's forward sweep, keeping what the reverse loop needs."""
+        rec, now = c.rec, self._at_step(c.rec)
+        z, t = self.names[rec.state], self.names[STEP]
+        step = self.names.temporary(("step", rec), f"_step_{z}")
+        run = self.names.temporary(("run", rec), f"_run_{z}")
+        reads, line = self._lambda(step, (z, t), rec.step, now)
+        shown = " ".join(self._comment(rec.step).replace("\\n", " ").split())
+        program = [(set(), line + f"  # {z}[t + 1] = {shown}")]
+        stage = "None"
+        if rec.stage is not None:
+            stage = self.names.temporary(("stage", rec), f"_stage_{z}")
+            more, line = self._lambda(stage, (z, t), rec.stage, now)
+            program.append((set(), line))
+            reads |= more
+        reads -= {rec.state, STEP}
+        init = self.printer.doprint(rec.init)
+        cost = "_" if rec.cost is None else self.names[rec.cost]
+        self.recurrence_reads[rec] = reads
+        code = (
+            f"{self.names[rec.final]}, {cost}, {run} = _recurrence({step}, {stage}, ({init}), "
+            f"{rec.steps}, {self.checkpoints!r}{'' if self.gradient else ', keep=False'})"
+        )
+        how = "every state stored" if self.checkpoints is None else "binomial checkpoints"
+        if self.checkpoints is not None and self.backend == "jax":
+            how = "checkpoints by segments"
+        if not self.gradient:
+            how = "no state kept"
+        program.append((reads | set(free_symbols(rec.init)), f"{code}  # t = 0 .. T-1, {how}"))
+        return program
+
+    def _recurrence_backward(self, c, needed) -> list:
+        """The costate recursion ``lambda_t = (df/dz_t)^T lambda_{t+1} + lambda_C dl/dz_t``
+        as one reverse loop, which also sums (or keeps per step) the gradients of what
+        the recurrence reads."""
+        f, rec, now = c.forward, c.rec, self._at_step(c.rec)
+        z, t = self.names[rec.state], self.names[STEP]
+        nxt = self.names.temporary(c.lam_next, f"_lam_next_{z}")
+        back = self.names.temporary(("back", rec), f"_back_{z}")
+        # only what a gradient asked for needs its part: no memory for data's
+        params = [r for r in f.params if r in needed]
+        sequences = [u for u in f.sequences if u in needed]
+        reads = (*params, *sequences)
+        exprs = sp.Tuple(c.local(rec.state), *(c.local(r) for r in reads))
+        used, line = self._lambda(back, (z, nxt, t), exprs, now)
+        why = "  # lambda_t = (df/dz_t)^T lambda_{t+1} + lambda_C dl/dz_t, and the parts"
+        program = [(set(), line + why)]
+        for r in reads:
+            self.parts[rec, r] = self.names.temporary(("part", rec, r), f"_part_{z}_{r.name}")
+        summed = ", ".join(self.parts[rec, r] for r in params)
+        kept = ", ".join(self.parts[rec, r] for r in sequences)
+        shapes = ", ".join(f"{self.names[u]}.shape[1:]" for u in sequences)
+        lam = self.names[f.wrt]
+        code = (
+            f"{lam}, [{summed}], [{kept}] = _recurrence_reverse({self.names['step', rec]}, "
+            f"{back}, {self.names['run', rec]}, {self.names[c.final_lam]}, {len(params)}, "
+            f"({shapes}{',' if sequences else ''}))"
+        )
+        used = (used | self.recurrence_reads[rec] | {c.final_lam}) - {rec.state, c.lam_next, STEP}
+        program.append((used, f"{code}  # t = T-1 .. 0, lambda_0 kept"))
+        for r in rec.reads:  # what the initial state reads: (dinit/dr)^T lambda_0
+            if not rec.init.has(r) or r not in needed:
+                continue
+            term = self.printer.doprint(c.init_local(r))
+            key = ("part", rec, r)
+            if key in self.names:
+                line = f"{self.names[key]} = {self.names[key]} + {term}"
+            else:
+                self.parts[rec, r] = self.names.temporary(key, f"_part_{z}_{r.name}")
+                line = f"{self.parts[rec, r]} = {term}"
+            program.append((set(free_symbols(c.init_local(r))), line + "  # from z_0 = init"))
+        return program
 
     def _backward(self, c, needed) -> tuple:
         target = self.names[c.unknown]
@@ -664,7 +781,6 @@ def _variable_names(graph) -> Names:
 def source(graph, **options) -> str:
     """The generated program as Python source, a complete file: the imports it needs,
     then the function. See :func:`compile_graph` for options."""
-    graph.require_no_recurrence("generated code (g.source)")
     program = Program(graph, **options)
     body = program.source()
     return "\n".join([*_imports(program, body), "", ""]) + body
@@ -697,6 +813,13 @@ def _imports(program, body: str) -> list[str]:
         jax = "_jax" if program.backend == "jax" else ""
         imported = ", ".join(f"{h[1:]}{jax} as {h}" for h in solvers)
         lines.append(f"from adjoint.runtime import {imported}")
+    loops = [h for h in ("_recurrence", "_recurrence_reverse") if _mentions(body, h)]
+    if loops:  # recurrences: the two sweeps, every state stored or checkpointed
+        jax = "_jax" if program.backend == "jax" else ""
+        lines.append(
+            f"from adjoint.checkpointing import forward{jax} as _recurrence, "
+            f"reverse{jax} as _recurrence_reverse"
+        )
     helpers = [h for h in ("_vectorize", "_real") if _mentions(body, h)]
     if helpers:  # the package's helpers for functions without a NumPy version
         lines.append("from adjoint.numeric import _vectorize as _entrywise, to_real as _real")
@@ -719,6 +842,7 @@ def compile_graph(
     backend="numpy",
     hvp=False,
     kinks="convention",
+    checkpoints=None,
 ) -> CompiledFunction:
     """Compile ``graph`` into a function of its inputs and constants.
 
@@ -744,8 +868,12 @@ def compile_graph(
         At a kink (``relu`` at 0, ``|x|`` at 0, ``max`` at a tie) a partial takes the
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
         1/2``), or ``nan`` at the kinked entries, as :func:`adjoint.solve.solve` does.
+    checkpoints : int, optional
+        For a graph with recurrences: store at most this many states for the reverse
+        loop. NumPy follows the binomial schedule (as ``g.solve(checkpoints=...)``);
+        JAX stores the first state of each of at most ``checkpoints`` segments and
+        recomputes one segment at a time (2 T forward steps). Default: every state.
     """
-    graph.require_no_recurrence("g.compile")
     if dtype not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if backend not in BACKENDS:
@@ -760,6 +888,7 @@ def compile_graph(
         dtype,
         backend,
         kinks,
+        checkpoints,
     )
     if hvp:
         key = (*key, "hvp")
@@ -767,7 +896,15 @@ def compile_graph(
         key,
         lambda g: CompiledFunction(
             g,
-            Program(g, wrt=wrt, gradient=gradient, backend=backend, hvp=hvp, kinks=kinks),
+            Program(
+                g,
+                wrt=wrt,
+                gradient=gradient,
+                backend=backend,
+                hvp=hvp,
+                kinks=kinks,
+                checkpoints=checkpoints,
+            ),
             np.dtype(dtype),
         ),
     )
@@ -815,8 +952,11 @@ class CompiledFunction:
         self.dtype = dtype
         self.hvp = program.hvp
         self._shapes = dict(program.shapes)
+        self._steps = dict(program.steps)  # sequences: {symbol: steps}
+        self._recurrent = bool(graph.recurrences)
         self._square = graph.square_operands()
-        self._output_scalar = all(
+        # a recurrence's loops run one point at a time, as a matrix node does
+        self._output_scalar = not graph.recurrences and all(
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {program.keywords[p]: p for p in self.params}
@@ -847,7 +987,11 @@ class CompiledFunction:
         # Scalar nodes broadcast over arrays of points; a value or multiplier that
         # happens not to depend on them (a constant output, lambda_x = 1) is spread
         # to the points' shape too, so every result has the same shape.
-        scalars = [np.shape(v) for p, v in zip(self.params, values) if self._shapes[p] is None]
+        scalars = [
+            np.shape(v)
+            for p, v in zip(self.params, values)
+            if self._shapes[p] is None and p not in self._steps
+        ]
         points = np.broadcast_shapes(*scalars) if scalars else ()
         if self._output_scalar and np.shape(value) != points:
             value = np.broadcast_to(value, points).astype(self.dtype, copy=True)
@@ -855,7 +999,9 @@ class CompiledFunction:
             return value
         grad = tuple(
             np.broadcast_to(g, points).astype(self.dtype, copy=True)
-            if self._shapes[w] is None
+            if self._shapes[w] is None and w not in self._steps
+            else np.asarray(g).astype(self.dtype, copy=False)
+            if w in self._steps
             else g
             for w, g in zip(self.wrt, grad)
         )
@@ -917,20 +1063,29 @@ class CompiledFunction:
         out = [self._convert(p, given[p]) for p in self.params]
         shapes = self._shapes
         dims = bind_dimensions(
-            [(p, shapes[p], v) for p, v in zip(self.params, out) if shapes[p] is not None]
+            [
+                (p, shapes[p], v)
+                for p, v in zip(self.params, out)
+                if shapes[p] is not None and p not in self._steps
+            ]
         )
         if dims:
             check_square(self._square, dims)
         if not self._output_scalar:
+            what = "recurrences" if self._recurrent else "matrix nodes"
             for p, v in zip(self.params, out):
-                if self._shapes[p] is None and np.ndim(v):
+                if self._shapes[p] is None and np.ndim(v) and p not in self._steps:
                     raise ShapeError(
                         f"{p.name} is given an array of points, {np.shape(v)}, but this graph "
-                        "has matrix nodes, whose values are not separable by point: give "
+                        f"has {what}, whose values are not separable by point: give "
                         "one number, and call once per point",
                         node=p,
                     )
-        scalars = [np.shape(v) for p, v in zip(self.params, out) if self._shapes[p] is None]
+        scalars = [
+            np.shape(v)
+            for p, v in zip(self.params, out)
+            if self._shapes[p] is None and p not in self._steps
+        ]
         try:
             np.broadcast_shapes(*scalars)
         except ValueError:
@@ -946,6 +1101,8 @@ class CompiledFunction:
 
     def _convert(self, p, value):
         shape = self._shapes[p]
+        if p in self._steps:
+            return as_sequence(p, value, self._steps[p], shape).astype(self.dtype, copy=False)
         if shape is not None:
             return as_array(p, value, shape, self.dtype)
         return as_points(p, value, self.dtype)

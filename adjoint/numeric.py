@@ -24,7 +24,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from . import runtime
+from . import checkpointing, runtime
 from .errors import AdjointError
 from .primitives import one_sided
 from .values import to_real
@@ -444,6 +444,9 @@ def namespace(backend: str = "numpy") -> dict:
         "_newton_matrix": runtime.newton_matrix,
         "_linear_solve": runtime.linear_solve,
         "_solve_matrix_transposed": runtime.solve_matrix_transposed,
+        # recurrences (adjoint.checkpointing): the two sweeps' loops
+        "_recurrence": checkpointing.forward,
+        "_recurrence_reverse": checkpointing.reverse,
     }
     if backend == "jax":
         import jax
@@ -454,6 +457,8 @@ def namespace(backend: str = "numpy") -> dict:
         for name in ("_newton", "_solve_transposed", "_newton_matrix", "_linear_solve"):
             names[name] = getattr(runtime, name[1:] + "_jax")
         names["_solve_matrix_transposed"] = runtime.solve_matrix_transposed_jax
+        names["_recurrence"] = checkpointing.forward_jax
+        names["_recurrence_reverse"] = checkpointing.reverse_jax
         names["jax"] = jax
         names["_vectorize"] = lambda fn: on_host(_vectorize(fn))
     return names

@@ -24,11 +24,11 @@ The reverse sweep needs the states in reverse order: stored, or recomputed from 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb
 
 import numpy as np
 import sympy as sp
 
+from .checkpointing import ScheduleCounts, actions, forward, minimal_advances, reverse
 from .conditions import AdjointCondition, Contribution, Lazy, Role
 from .display import equation, table
 from .errors import AdjointError
@@ -42,99 +42,13 @@ __all__ = [
     "RecurrenceForward",
     "Schedule",
     "ScheduleCounts",
+    "actions",
+    "minimal_advances",
     "schedule",
 ]
 
 
-# -- the binomial (revolve) schedule -------------------------------------------------
-
-
-def beta(c: int, r: int) -> int:
-    """``(c + r)! / (c! r!)``: how many steps ``c`` snapshots reverse with ``r`` sweeps."""
-    return comb(c + r, c) if r >= 0 else 0
-
-
-def _reps(steps: int, snapshots: int) -> int:
-    r = 0
-    while beta(snapshots, r) < steps:
-        r += 1
-    return r
-
-
-def minimal_advances(steps: int, snapshots: int) -> int:
-    """The fewest state advances that reverse ``steps`` steps with ``snapshots`` stored
-    states (the initial state among them), the first sweep included but not its last
-    step: ``r T - beta(s + 1, r - 1)`` for ``beta(s, r - 1) < T <= beta(s, r)``."""
-    if snapshots >= steps:
-        return steps - 1
-    r = _reps(steps, snapshots)
-    return r * steps - beta(snapshots + 1, r - 1)
-
-
-def _split(length: int, snapshots: int) -> int:
-    """Where to take the next snapshot in a segment of ``length`` steps: the first step
-    ``j`` of the optimal range ``max(beta(c, r - 2), l - beta(c - 1, r)) <= j <=
-    min(beta(c, r - 1), l - beta(c - 1, r - 1))``, for which the left part costs ``r - 1``
-    sweeps with ``c`` snapshots and the right part ``r`` with ``c - 1``."""
-    if snapshots >= length:
-        return 1
-    r = _reps(length, snapshots)
-    j = max(beta(snapshots, r - 2), length - beta(snapshots - 1, r))
-    return min(max(1, j), length - 1)
-
-
-def actions(steps: int, snapshots: int):
-    """The schedule's actions, in order: ``("snapshot", t)``, ``("restore", t)``,
-    ``("advance", a, b)`` (from state a to state b), ``("reverse", t)`` (the costate of
-    step t, from state t) and ``("free", t)``. A generator: a million steps cost no
-    list."""
-    yield ("snapshot", 0)
-    stack = [("rev", 0, steps, snapshots)]
-    while stack:
-        task = stack.pop()
-        if task[0] == "free":
-            yield task
-            continue
-        _, a, b, c = task
-        if b - a == 1:
-            yield ("restore", a)
-            yield ("reverse", a)
-            continue
-        if c == 1:  # one snapshot, a's: advance from it to each step, last step first
-            for t in range(b - 1, a - 1, -1):
-                yield ("restore", a)
-                if t > a:
-                    yield ("advance", a, t)
-                yield ("reverse", t)
-            continue
-        m = a + _split(b - a, c)
-        yield ("restore", a)
-        yield ("advance", a, m)
-        yield ("snapshot", m)
-        stack.append(("rev", a, m, c))
-        stack.append(("free", m))
-        stack.append(("rev", m, b, c - 1))
-
-
-@dataclass(frozen=True)
-class ScheduleCounts:
-    """What reversing a recurrence cost: ``forward_steps`` (evaluations of the step,
-    the first sweep's T included), ``stored_peak`` (states stored at once, the
-    snapshots), ``reverse_steps`` (T) and ``checkpoints`` (the bound asked for, or
-    ``None`` when every state was stored)."""
-
-    steps: int
-    forward_steps: int
-    stored_peak: int
-    reverse_steps: int
-    checkpoints: int | None
-
-    def __repr__(self) -> str:
-        return (
-            f"{self.steps} steps: {self.forward_steps} forward steps "
-            f"({self.forward_steps / self.steps:.2f} T), {self.stored_peak} states stored at "
-            f"peak, {self.reverse_steps} reverse steps"
-        )
+# -- the binomial (revolve) schedule, shown -------------------------------------------
 
 
 class Schedule:
@@ -215,11 +129,11 @@ def schedule(steps: int, checkpoints: int) -> Schedule:
 
 def _count(steps: int, checkpoints: int) -> ScheduleCounts:
     """The counts of the schedule, by running its actions without states."""
-    forward, stored, peak, reverse = 0, set(), 0, 0
+    advanced, stored, peak, reversed_ = 0, set(), 0, 0
     first = True
     for a in actions(steps, checkpoints):
         if a[0] == "advance":
-            forward += a[2] - a[1]
+            advanced += a[2] - a[1]
         elif a[0] == "snapshot":
             stored.add(a[1])
             peak = max(peak, len(stored))
@@ -227,10 +141,10 @@ def _count(steps: int, checkpoints: int) -> ScheduleCounts:
             stored.discard(a[1])
         elif a[0] == "reverse":
             if first:  # the first sweep also takes the last step, to z_T
-                forward += 1
+                advanced += 1
                 first = False
-            reverse += 1
-    return ScheduleCounts(steps, forward, peak, reverse, checkpoints)
+            reversed_ += 1
+    return ScheduleCounts(steps, advanced, peak, reversed_, checkpoints)
 
 
 # -- the conditions --------------------------------------------------------------------
@@ -331,7 +245,7 @@ class RecurrenceForward(Lazy):
     role = Role.FORWARD
     seed = 0
     implicit, recurrent = False, True
-    __slots__ = ("graph_dims", "params", "rec", "sequences", "wrt")
+    __slots__ = ("graph_dims", "params", "priced", "rec", "sequences", "wrt")
 
     def __init__(self, graph, rec):
         self.rec = rec
@@ -339,6 +253,12 @@ class RecurrenceForward(Lazy):
         step_reads = [r for r in rec.reads]
         self.sequences = tuple(r for r in step_reads if graph.node(r).steps is not None)
         self.params = tuple(r for r in step_reads if graph.node(r).steps is None)
+        # what the reverse loop prices: constants (data) get no gradient, and no memory
+        data = {r for r in step_reads if graph.node(r).kind == "constant"}
+        self.priced = (
+            tuple(p for p in self.params if p not in data),
+            tuple(u for u in self.sequences if u not in data),
+        )
         self.graph_dims = tuple(graph.dims)
         self._memo = None
 
@@ -386,17 +306,15 @@ class RecurrenceForward(Lazy):
 
         return self._kept("functions", build)
 
-    def solve(self, env, work=None, checkpoints=None):
-        """The states (all of them, or the schedule's snapshots), ``z_T`` and the cost,
-        put into ``env``."""
+    def loop(self, env):
+        """``(z_0, step, stage)`` at ``env``: the initial state, ``step(z_t, t) ->
+        z_{t+1}`` and ``stage(z_t, t) -> l_t`` (``None`` without a cost)."""
         rec = self.rec
         step, stage, init, init_reads = self.functions()
         params = [env[p] for p in self.params]
         seqs = [np.asarray(env[u]) for u in self.sequences]
         dims = [env[d] for d in self.graph_dims]
-        z = _as_state(init(*(env[r] for r in init_reads), *dims), rec)
-        total = 0.0
-        T = rec.steps
+        z0 = _as_state(init(*(env[r] for r in init_reads), *dims), rec)
 
         def advance(z, t):
             return _as_state(step(z, *params, *(u[t] for u in seqs), t, *dims), rec)
@@ -404,48 +322,18 @@ class RecurrenceForward(Lazy):
         def cost_at(z, t):
             return stage(z, *params, *(u[t] for u in seqs), t, *dims)
 
-        if checkpoints is None:
-            states = np.empty((T + 1, *np.shape(z)))
-            states[0] = z
-            for t in range(T):
-                if stage is not None:
-                    total = total + cost_at(states[t], t)
-                states[t + 1] = advance(states[t], t)
-            env[rec.state] = states
-            final = states[T]
-            if work is not None:
-                work[rec] = {"states": states, "counts": ScheduleCounts(T, T, T + 1, 0, None)}
-        else:
-            # the first sweep, taking the schedule's snapshots, up to its first reverse step
-            snaps, current, forward = {}, z, 0
-            plan = actions(T, checkpoints)
-            peak = 0
-            for a in plan:
-                if a[0] == "snapshot":
-                    snaps[a[1]] = current
-                    peak = max(peak, len(snaps))
-                elif a[0] == "advance":
-                    for t in range(a[1], a[2]):
-                        if stage is not None:
-                            total = total + cost_at(current, t)
-                        current = advance(current, t)
-                    forward += a[2] - a[1]
-                elif a[0] == "reverse":  # state T - 1: one more step, to z_T
-                    if stage is not None:
-                        total = total + cost_at(current, T - 1)
-                    final = advance(current, T - 1)
-                    forward += 1
-                    break
-            env[rec.state] = final  # the trajectory is not kept: z_T stands for it
-            if work is not None:
-                work[rec] = {
-                    "plan": plan,
-                    "snaps": snaps,
-                    "current": (T - 1, current),
-                    "forward": forward,
-                    "peak": peak,
-                    "checkpoints": checkpoints,
-                }
+        return z0, advance, (None if stage is None else cost_at)
+
+    def solve(self, env, work=None, checkpoints=None):
+        """The states (all of them, or the schedule's snapshots), ``z_T`` and the cost,
+        put into ``env``; what the reverse sweep reads goes into ``work``."""
+        rec = self.rec
+        z0, advance, cost_at = self.loop(env)
+        final, total, run = forward(advance, cost_at, z0, rec.steps, checkpoints)
+        # under a schedule the trajectory is not kept: z_T stands for it
+        env[rec.state] = run.states if run.states is not None else final
+        if work is not None:
+            work[rec] = run
         env[rec.final] = _as_state(final, rec)
         if rec.cost is not None:
             env[rec.cost] = _as_cost(total, rec)
@@ -655,7 +543,7 @@ class RecurrenceAdjoint(Lazy):
 
         def build():
             f = self.forward
-            reads = (*f.params, *f.sequences)
+            reads = (*f.priced[0], *f.priced[1])
             exprs = [self.local(self.rec.state), *(self.local(r) for r in reads)]
             cost = [] if self.cost_lam is None else [self.cost_lam]
             args = (
@@ -682,81 +570,42 @@ class RecurrenceAdjoint(Lazy):
     def solve(self, env, live=None, kinks=None, work=None):
         """The costates (all, or lambda_0 under a schedule) and the gradient parts."""
         f, rec = self.forward, self.rec
-        step, init, init_reads = self.functions()
-        T = rec.steps
+        back, init, init_reads = self.functions()
         params = [env[p] for p in f.params]
         seqs = [np.asarray(env[u]) for u in f.sequences]
         dims = [env[d] for d in f.graph_dims]
         cost = [] if self.cost_lam is None else [env[self.cost_lam]]
-        lam = np.asarray(env[self.final_lam], dtype=float)
-        totals = [0.0] * len(f.params)
-        per_step = [np.zeros(np.shape(u)) for u in seqs]
-
-        def reverse(z, lam, t):
-            out = step(z, lam, *cost, *params, *(u[t] for u in seqs), t, *dims)
-            for k in range(len(f.params)):
-                totals[k] = totals[k] + np.asarray(out[1 + k], dtype=float)
-            for k in range(len(seqs)):
-                per_step[k][t] = np.asarray(out[1 + len(f.params) + k], dtype=float).reshape(
-                    np.shape(per_step[k][t])
-                )
-            return np.asarray(out[0], dtype=float).reshape(np.shape(lam))
-
-        memo = (work or {}).get(rec)
-        if memo is None:  # solved elsewhere: the states again
+        run = (work or {}).get(rec)
+        if run is None:  # solved elsewhere: the states again
             memo = {}
             f.solve({**env}, memo)
-            memo = memo[rec]
-        if "states" in memo:
-            states = memo["states"]
-            lams = np.empty_like(states)
-            lams[T] = lam
-            for t in range(T - 1, -1, -1):
-                lam = reverse(states[t], lam, t)
-                lams[t] = lam
-            env[f.wrt] = lams
-            memo["counts"] = ScheduleCounts(T, T, T + 1, T, None)
-        else:
-            lam = self._reverse_with_schedule(memo, lam, reverse, params, seqs, dims)
-            env[f.wrt] = lam  # lambda_0: the costates are not kept
-        lam0 = lam if "states" not in memo else env[f.wrt][0]
-        for k, p in enumerate(f.params):
-            env[GradientPart(rec, p)] = _shaped(totals[k], env[p])
-        for k, u in enumerate(f.sequences):
-            env[GradientPart(rec, u)] = per_step[k]
+            run = memo[rec]
+        _, advance, _ = f.loop(env)
+
+        def back_step(z, lam, t):
+            out = back(z, lam, *cost, *params, *(u[t] for u in seqs), t, *dims)
+            return [np.asarray(o, dtype=float) for o in out]
+
+        lam, sums, per_step = reverse(
+            advance,
+            back_step,
+            run,
+            np.asarray(env[self.final_lam], dtype=float),
+            summed=len(f.priced[0]),
+            per_step=[np.shape(env[u])[1:] for u in f.priced[1]],
+            keep=run.states is not None,
+        )
+        env[f.wrt] = lam  # every costate, or lambda_0 under a schedule
+        lam0 = lam if run.states is None else lam[0]
+        for p, part in zip(f.priced[0], sums):
+            env[GradientPart(rec, p)] = _shaped(part, env[p])
+        for u, part in zip(f.priced[1], per_step):
+            env[GradientPart(rec, u)] = part
         for r in init_reads:
             part = np.asarray(init[r](lam0, *(env[q] for q in init_reads), *dims), dtype=float)
             key = GradientPart(rec, r)
             env[key] = _shaped(env.get(key, 0.0) + part, env[r])
         return (env[f.wrt],)
-
-    def _reverse_with_schedule(self, memo, lam, reverse, params, seqs, dims):
-        """The rest of the schedule: restore, advance and reverse from the snapshots."""
-        f, rec = self.forward, self.rec
-        step, _, _, _ = f.functions()
-        snaps, forward = memo["snaps"], memo["forward"]
-        _, current = memo["current"]
-        # the first reverse step, from the state where the first sweep stopped
-        lam, peak, reversed_ = reverse(current, lam, rec.steps - 1), memo["peak"], 1
-        for a in memo["plan"]:
-            if a[0] == "snapshot":
-                snaps[a[1]] = current
-                peak = max(peak, len(snaps))
-            elif a[0] == "free":
-                snaps.pop(a[1], None)
-            elif a[0] == "restore":
-                current = snaps[a[1]]
-            elif a[0] == "advance":
-                for t in range(a[1], a[2]):
-                    current = _as_state(
-                        step(current, *params, *(u[t] for u in seqs), t, *dims), rec
-                    )
-                forward += a[2] - a[1]
-            elif a[0] == "reverse":
-                lam = reverse(current, lam, a[1])
-                reversed_ += 1
-        memo["counts"] = ScheduleCounts(rec.steps, forward, peak, reversed_, memo["checkpoints"])
-        return lam
 
     def solve_symbolic(self, env):
         return self.forward.solve_symbolic(env)

@@ -14,6 +14,7 @@ from types import MappingProxyType
 import numpy as np
 import sympy as sp
 
+from .checkpointing import check_checkpoints
 from .display import equation, number, solution_latex, table, text
 from .errors import AdjointError, as_list
 from .expressions import free_symbols
@@ -58,12 +59,7 @@ def solve(
     gradient is the same, ``solution.schedule`` counts the work, and the solution then
     keeps ``z_T`` for the states and ``lambda_0`` for the costates.
     """
-    if checkpoints is not None and (
-        isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1
-    ):
-        raise AdjointError(
-            f"checkpoints must be a positive number of stored states, got {checkpoints!r}"
-        )
+    check_checkpoints(checkpoints)
     kkt = stationarity(graph)
     if not expand:
         if values is not None:
@@ -171,7 +167,7 @@ def solve(
         for c in (kkt.forward_conditions if graph.blocks else ())
         if c.implicit and c.block in work
     )
-    counts = {rec.state: work[rec]["counts"] for rec in graph.recurrences if rec in work}
+    counts = {rec.state: work[rec].counts for rec in graph.recurrences if rec in work}
     schedule = next(iter(counts.values())) if len(counts) == 1 else NodeMap(counts) or None
     return Solution(graph, node_values, adjoints, symbolic, undefined, found, env, blocks, schedule)
 

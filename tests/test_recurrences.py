@@ -47,7 +47,7 @@ def unrolled(T, at, step="a*sin(z) + u"):
         zs.append(h.define(f"z{t + 1}", expr))
     h.define("J", cost + zs[-1] ** 2)
     values = {a: at["a"], x0: at["x0"], **{us[t]: float(at["u"][t]) for t in range(T)}}
-    return h.solve(values), a, x0, us, zs
+    return h.solve(values), a, x0, us, zs, h
 
 
 @settings(max_examples=30)
@@ -62,7 +62,7 @@ def test_a_recurrence_equals_its_unrolled_graph(T, step, seed):
     at = {"a": rng.uniform(-1, 1), "x0": rng.uniform(-1, 1), "u": rng.normal(size=T)}
     at["d"] = rng.normal(size=T)
     sol = g.solve(at)
-    ref, A, X0, us, zs = unrolled(T, at, step)
+    ref, A, X0, us, zs, _ = unrolled(T, at, step)
     assert sol.output == pytest.approx(ref.output, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(sol.values[z], [ref.values[s] for s in zs], rtol=1e-12, atol=1e-14)
     # the costates are the multipliers of the unrolled nodes: lambda_t = dJ/dz_t
@@ -271,8 +271,14 @@ def test_bad_recurrences_are_refused_naming_the_fix():
         g.define("bad", z.state + 1)
     with pytest.raises(adjoint.AdjointError, match="solved at a point"):
         g.solve()
-    with pytest.raises(adjoint.AdjointError, match="does not handle recurrences yet"):
-        g.compile()
+    with pytest.raises(adjoint.AdjointError, match=r"g\.hvp\(at, direction\)"):
+        g.compile(hvp=True)
+    with pytest.raises(adjoint.AdjointError, match="checkpoints must be a positive"):
+        g.compile(checkpoints=0)
+    with pytest.raises(adjoint.ShapeError, match="has recurrences, whose values are not sep"):
+        g.compile()(a=np.array([0.1, 0.2]), x0=0.1, u=np.zeros(5), d=np.zeros(5))
+    with pytest.raises(adjoint.ShapeError, match="has 5 steps"):
+        g.compile()(a=0.5, x0=0.1, u=np.zeros(4), d=np.zeros(5))
     with pytest.raises(adjoint.AdjointError, match="checkpoints must be a positive"):
         g.solve({a: 0.5, x0: 0.1, u: np.zeros(5), d: np.zeros(5)}, checkpoints=0)
     h = adjoint.Graph()
@@ -399,7 +405,161 @@ def test_a_parameter_named_like_the_loops_own_symbols_changes_no_hessian():
     assert adjoint.check_gradient(g, at).ok
 
 
-def test_compile_with_checkpoints_says_recurrences_are_not_compiled_yet():
-    g, *_ = scalar_graph(4)
-    with pytest.raises(adjoint.AdjointError, match=r"g\.compile does not handle recurrences yet"):
-        g.compile(checkpoints=2)
+# -- compiled programs: one loop per recurrence, never unrolled --------------------------
+
+
+BACKENDS = ["numpy", "jax"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=12, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    checkpoints=st.one_of(st.none(), st.integers(1, 4)),
+    step=st.sampled_from(sorted(STEPS)),
+    seed=st.integers(0, 2**16),
+)
+def test_a_compiled_recurrence_equals_the_compiled_unrolled_graph(
+    backend, T, checkpoints, step, seed
+):
+    """The reference is the explicit graph of T nodes, compiled: straight-line code."""
+    rng = np.random.default_rng(seed)
+    g, *_ = scalar_graph(T, step)
+    at = {"a": rng.uniform(-1, 1), "x0": rng.uniform(-1, 1), "u": rng.normal(size=T)}
+    at["d"] = rng.normal(size=T)
+    value, (ga, gx0, gu) = g.compile(backend=backend, checkpoints=checkpoints)(**at)
+    ref, A, X0, us, _, h = unrolled(T, at, step)
+    f = h.compile(backend=backend)
+    rvalue, rgrad = f(**{s.name: ref.values[s] for s in h.inputs})
+    grads = dict(zip(h.inputs, rgrad))
+    assert value == pytest.approx(rvalue, rel=1e-12, abs=1e-12)
+    assert ga == pytest.approx(grads[A], rel=1e-10, abs=1e-12)
+    assert gx0 == pytest.approx(grads[X0], rel=1e-10, abs=1e-12)
+    np.testing.assert_allclose(gu, [grads[s] for s in us], rtol=1e-10, atol=1e-12)
+
+
+def test_the_program_is_a_loop_whatever_the_number_of_steps():
+    short, long = scalar_graph(3)[0].source(), scalar_graph(10**5)[0].source()
+    assert len(long.splitlines()) == len(short.splitlines())
+    assert "for " not in long  # the loop is the runtime's, reading the printed step
+    assert "_recurrence(" in long and "_recurrence_reverse(" in long
+    # data (the constant sequence d) gets no gradient, so no array of T parts
+    assert "_part_z_d" not in long and "_part_z_u" in long
+
+
+@pytest.mark.parametrize("checkpoints", [None, 1, 3, 7])
+def test_the_compiled_numpy_program_takes_the_binomial_schedule(monkeypatch, checkpoints):
+    """Counted in the program's own loops: step evaluations, and states stored at once."""
+    from adjoint import checkpointing
+
+    T, calls, runs = 40, [0], []
+    forward, reverse = checkpointing.forward, checkpointing.reverse
+
+    def counting(step):
+        def wrapped(z, t):
+            calls[0] += 1
+            return step(z, t)
+
+        return wrapped
+
+    def forward_counted(step, *args):
+        out = forward(counting(step), *args)
+        runs.append(out[2])
+        return out
+
+    monkeypatch.setattr(checkpointing, "forward", forward_counted)
+    monkeypatch.setattr(
+        checkpointing, "reverse", lambda step, *args, **kw: reverse(counting(step), *args, **kw)
+    )
+    g, a, x0, u, d, _ = scalar_graph(T)
+    at = {a: 0.7, x0: 0.2, u: np.linspace(-1, 1, T), d: np.zeros(T)}
+    value, grads = g.compile(checkpoints=checkpoints)(0.7, 0.2, at[u], at[d])
+    sol = g.solve(at)
+    assert value == pytest.approx(sol.output, rel=1e-14)
+    np.testing.assert_allclose(grads[2], sol.gradient[u], rtol=1e-12)
+    expected = T if checkpoints is None else minimal_advances(T, checkpoints) + 1
+    assert calls[0] == expected
+    counts = runs[0].counts
+    assert counts.forward_steps == expected and counts.reverse_steps == T
+    if checkpoints is not None:
+        assert counts.stored_peak <= checkpoints
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("checkpoints", [None, 3])
+def test_compiled_linear_dynamics_equal_the_unrolled_matrix_graph(backend, checkpoints):
+    N = 7
+    g, A, B, x0, u, _ = lqr(N)
+    rng = np.random.default_rng(5)
+    at = {A: np.eye(2) + 0.1 * rng.normal(size=(2, 2)), B: rng.normal(size=(2, 1))}
+    at.update({x0: rng.normal(size=(2, 1)), u: rng.normal(size=(N, 1, 1))})
+    value, grads = g.compile(backend=backend, checkpoints=checkpoints)(
+        **{s.name: v for s, v in at.items()}
+    )
+    h = adjoint.Graph()
+    A2, B2 = h.input("A", shape=(2, 2)), h.input("B", shape=(2, 1))
+    xs = [h.input("x0", shape=(2, 1))]
+    us = [h.input(f"u{t}", shape=(1, 1)) for t in range(N)]
+    cost = sp.ZeroMatrix(1, 1)
+    for t in range(N):
+        cost = cost + xs[-1].T * xs[-1] + us[t].T * us[t]
+        xs.append(h.define(f"x{t + 1}", A2 * xs[-1] + B2 * us[t]))
+    h.define("J", sp.Trace(cost + xs[-1].T * xs[-1]))
+    rvalue, rgrads = h.compile(backend=backend)(at[A], at[B], at[x0], *(at[u][t] for t in range(N)))
+    assert np.shape(grads[3]) == (N, 1, 1)
+    assert float(np.asarray(value).item()) == pytest.approx(rvalue, rel=1e-12)
+    for k in range(3):
+        assert np.shape(grads[k]) == np.shape(rgrads[k])
+        np.testing.assert_allclose(grads[k], rgrads[k], rtol=1e-11)
+    np.testing.assert_allclose(grads[3], rgrads[3:], rtol=1e-11)
+
+
+@pytest.mark.parametrize("checkpoints", [None, 4])
+def test_the_jax_program_equals_jax_grad_of_its_own_scan(checkpoints):
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    T = 30
+    g, *_ = scalar_graph(T, step="tanh(a*z + u)")
+    rng = np.random.default_rng(1)
+    at = {"a": 0.7, "x0": 0.3, "u": rng.normal(size=T), "d": rng.normal(size=T)}
+
+    def J(a, x0, u, d):
+        def body(z, ud):
+            return jnp.tanh(a * z + ud[0]), (z - ud[1]) ** 2
+
+        zT, costs = jax.lax.scan(body, x0, (u, d))
+        return jnp.sum(costs) + zT**2
+
+    with jax.enable_x64(True):
+        ref = jax.value_and_grad(J, argnums=(0, 1, 2))(at["a"], at["x0"], at["u"], at["d"])
+    value, grads = g.compile(backend="jax", checkpoints=checkpoints)(**at)
+    assert value == pytest.approx(float(ref[0]), rel=1e-13)
+    for mine, theirs in zip(grads, ref[1]):
+        np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_chained_recurrences_match_differences(backend):
+    T = 4
+    g = adjoint.Graph()
+    g.input("a")
+    g.define("c", "2*a")
+    p = g.recurrence("p", step="c*p/2 + 1", init="a", steps=T)
+    q = g.recurrence("q", step="sin(q) + p_final*t", init=p.final, steps=T, cost="q**2")
+    g.define("J", q.cost + q.final)
+
+    def J(a):
+        pv = a
+        for _ in range(T):
+            pv = a * pv + 1
+        qv, total = pv, 0.0
+        for t in range(T):
+            total += qv**2
+            qv = np.sin(qv) + pv * t
+        return total + qv
+
+    for checkpoints in (None, 2):
+        value, (grad,) = g.compile(backend=backend, checkpoints=checkpoints)(0.3)
+        assert value == pytest.approx(J(0.3), rel=1e-13)
+        h = 1e-6
+        assert grad == pytest.approx((J(0.3 + h) - J(0.3 - h)) / (2 * h), rel=1e-7)

@@ -1,0 +1,342 @@
+"""Reversing a recurrence: the loops of both sweeps, with every state stored or at most
+``s`` of them by the binomial (revolve) schedule of Griewank and Walther.
+
+``g.solve`` and the generated NumPy programs run these same loops, so a compiled
+program takes the schedule the solver reports; the JAX versions are ``lax`` loops,
+traced once. A step is ``step(z_t, t) -> z_{t+1}`` and a reverse step is
+``back(z_t, lambda_{t+1}, t) -> (lambda_t, parts...)``, both closing over what the
+recurrence reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+from .errors import AdjointError
+
+__all__ = [
+    "ScheduleCounts",
+    "Trajectory",
+    "actions",
+    "check_checkpoints",
+    "forward",
+    "forward_jax",
+    "minimal_advances",
+    "reverse",
+    "reverse_jax",
+]
+
+
+def check_checkpoints(checkpoints):
+    """``checkpoints`` as given: ``None`` (every state stored) or a positive int."""
+    if checkpoints is not None and (
+        isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1
+    ):
+        raise AdjointError(
+            f"checkpoints must be a positive number of stored states, got {checkpoints!r}"
+        )
+    return checkpoints
+
+
+# -- the binomial (revolve) schedule -------------------------------------------------
+
+
+def beta(c: int, r: int) -> int:
+    """``(c + r)! / (c! r!)``: how many steps ``c`` snapshots reverse with ``r`` sweeps."""
+    return comb(c + r, c) if r >= 0 else 0
+
+
+def _reps(steps: int, snapshots: int) -> int:
+    r = 0
+    while beta(snapshots, r) < steps:
+        r += 1
+    return r
+
+
+def minimal_advances(steps: int, snapshots: int) -> int:
+    """The fewest state advances that reverse ``steps`` steps with ``snapshots`` stored
+    states (the initial state among them), the first sweep included but not its last
+    step: ``r T - beta(s + 1, r - 1)`` for ``beta(s, r - 1) < T <= beta(s, r)``."""
+    if snapshots >= steps:
+        return steps - 1
+    r = _reps(steps, snapshots)
+    return r * steps - beta(snapshots + 1, r - 1)
+
+
+def _split(length: int, snapshots: int) -> int:
+    """Where to take the next snapshot in a segment of ``length`` steps: the first step
+    ``j`` of the optimal range ``max(beta(c, r - 2), l - beta(c - 1, r)) <= j <=
+    min(beta(c, r - 1), l - beta(c - 1, r - 1))``, for which the left part costs ``r - 1``
+    sweeps with ``c`` snapshots and the right part ``r`` with ``c - 1``."""
+    if snapshots >= length:
+        return 1
+    r = _reps(length, snapshots)
+    j = max(beta(snapshots, r - 2), length - beta(snapshots - 1, r))
+    return min(max(1, j), length - 1)
+
+
+def actions(steps: int, snapshots: int):
+    """The schedule's actions, in order: ``("snapshot", t)``, ``("restore", t)``,
+    ``("advance", a, b)`` (from state a to state b), ``("reverse", t)`` (the costate of
+    step t, from state t) and ``("free", t)``. A generator: a million steps cost no
+    list."""
+    yield ("snapshot", 0)
+    stack = [("rev", 0, steps, snapshots)]
+    while stack:
+        task = stack.pop()
+        if task[0] == "free":
+            yield task
+            continue
+        _, a, b, c = task
+        if b - a == 1:
+            yield ("restore", a)
+            yield ("reverse", a)
+            continue
+        if c == 1:  # one snapshot, a's: advance from it to each step, last step first
+            for t in range(b - 1, a - 1, -1):
+                yield ("restore", a)
+                if t > a:
+                    yield ("advance", a, t)
+                yield ("reverse", t)
+            continue
+        m = a + _split(b - a, c)
+        yield ("restore", a)
+        yield ("advance", a, m)
+        yield ("snapshot", m)
+        stack.append(("rev", a, m, c))
+        stack.append(("free", m))
+        stack.append(("rev", m, b, c - 1))
+
+
+@dataclass(frozen=True)
+class ScheduleCounts:
+    """What reversing a recurrence cost: ``forward_steps`` (evaluations of the step,
+    the first sweep's T included), ``stored_peak`` (states stored at once, the
+    snapshots), ``reverse_steps`` (T) and ``checkpoints`` (the bound asked for, or
+    ``None`` when every state was stored)."""
+
+    steps: int
+    forward_steps: int
+    stored_peak: int
+    reverse_steps: int
+    checkpoints: int | None
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.steps} steps: {self.forward_steps} forward steps "
+            f"({self.forward_steps / self.steps:.2f} T), {self.stored_peak} states stored at "
+            f"peak, {self.reverse_steps} reverse steps"
+        )
+
+
+# -- the two sweeps, in NumPy ----------------------------------------------------------
+
+
+class Trajectory:
+    """What Step 1 leaves for Step 2: every state (``states``, shape ``(T + 1, ...)``),
+    or the schedule's snapshots and the state where the first sweep stopped."""
+
+    __slots__ = (
+        "checkpoints",
+        "counts",
+        "current",
+        "forward",
+        "peak",
+        "plan",
+        "snaps",
+        "states",
+        "steps",
+    )
+
+    def __init__(self, steps, checkpoints, states=None):
+        self.steps, self.checkpoints, self.states = steps, checkpoints, states
+        self.plan, self.snaps, self.current, self.forward, self.peak = None, {}, None, 0, 0
+        self.counts = None  # ScheduleCounts, once a sweep has run
+
+
+def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: bool = True):
+    """Step 1: ``z_{t+1} = step(z_t, t)`` from ``z_0``, for ``t < steps``. Returns
+    ``(z_T, cost, trajectory)`` with ``cost = sum_t stage(z_t, t)`` (``None`` without a
+    stage). With ``checkpoints``, only the schedule's snapshots are kept; with
+    ``keep=False`` (no reverse sweep to come) nothing is, and the trajectory is None."""
+    z, total = z0, None if stage is None else 0.0
+    if not keep:
+        for t in range(steps):
+            if stage is not None:
+                total = total + stage(z, t)
+            z = step(z, t)
+        return z, total, None
+    if checkpoints is None:
+        kind = np.asarray(z0).dtype
+        states = np.empty((steps + 1, *np.shape(z0)), dtype=kind if kind.kind == "f" else float)
+        states[0] = z0
+        for t in range(steps):
+            if stage is not None:
+                total = total + stage(states[t], t)
+            states[t + 1] = step(states[t], t)
+        run = Trajectory(steps, None, states)
+        run.counts = ScheduleCounts(steps, steps, steps + 1, 0, None)
+        return states[steps], total, run
+    run = Trajectory(steps, checkpoints)
+    run.plan = actions(steps, checkpoints)
+    for a in run.plan:  # up to the schedule's first reverse step
+        if a[0] == "snapshot":
+            run.snaps[a[1]] = z
+            run.peak = max(run.peak, len(run.snaps))
+        elif a[0] == "advance":
+            for t in range(a[1], a[2]):
+                if stage is not None:
+                    total = total + stage(z, t)
+                z = step(z, t)
+            run.forward += a[2] - a[1]
+        else:  # ("restore", T - 1) then ("reverse", T - 1): one more step, to z_T
+            if a[0] == "reverse":
+                break
+    if stage is not None:
+        total = total + stage(z, steps - 1)
+    run.current, run.forward = z, run.forward + 1
+    run.counts = ScheduleCounts(steps, run.forward, run.peak, 0, checkpoints)
+    return step(z, steps - 1), total, run
+
+
+def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep=False):
+    """Step 2: ``lambda_t`` from ``lambda_T = lam`` by ``back(z_t, lambda_{t+1}, t)``,
+    whose first entry is ``lambda_t``, its next ``summed`` entries are summed over t and
+    the rest kept per step (arrays ``(T, *shape)`` for the shapes ``per_step``).
+
+    Returns ``(lambda, sums, per_step_parts)``: ``lambda_0``, or every costate
+    (``(T + 1, ...)``) with ``keep`` when all states were stored; ``run.counts`` counts
+    the work of both sweeps."""
+    T = run.steps
+    sums = [0.0] * summed
+    parts = [np.empty((T, *shape)) for shape in per_step]
+
+    def back_step(z, lam, t):
+        out = back(z, lam, t)
+        for k in range(summed):
+            sums[k] = sums[k] + out[1 + k]
+        for k, p in enumerate(parts):
+            p[t] = out[1 + summed + k]
+        return np.reshape(out[0], np.shape(lam))
+
+    if run.states is not None:
+        lams = np.empty_like(run.states, dtype=np.result_type(run.states, lam)) if keep else None
+        if keep:
+            lams[T] = lam
+        for t in range(T - 1, -1, -1):
+            lam = back_step(run.states[t], lam, t)
+            if keep:
+                lams[t] = lam
+        run.counts = ScheduleCounts(T, T, T + 1, T, None)
+        return (lams if keep else lam), sums, parts
+    snaps, current, forward_steps, peak = run.snaps, run.current, run.forward, run.peak
+    lam, reversed_ = back_step(current, lam, T - 1), 1
+    for a in run.plan:  # the rest of the schedule
+        if a[0] == "snapshot":
+            snaps[a[1]] = current
+            peak = max(peak, len(snaps))
+        elif a[0] == "free":
+            snaps.pop(a[1], None)
+        elif a[0] == "restore":
+            current = snaps[a[1]]
+        elif a[0] == "advance":
+            for t in range(a[1], a[2]):
+                current = step(current, t)
+            forward_steps += a[2] - a[1]
+        elif a[0] == "reverse":
+            lam = back_step(current, lam, a[1])
+            reversed_ += 1
+    run.counts = ScheduleCounts(T, forward_steps, peak, reversed_, run.checkpoints)
+    return lam, sums, parts
+
+
+# -- the same in JAX: lax loops, two levels of checkpoints -------------------------------
+
+
+def _segments(steps: int, checkpoints: int | None) -> tuple[int, int]:
+    """``(length, count)`` of the segments whose first states the JAX route stores:
+    one segment of every step without checkpoints."""
+    if checkpoints is None or checkpoints >= steps:
+        return 1, steps
+    length = -(-steps // checkpoints)
+    return length, -(-steps // length)
+
+
+def forward_jax(step, stage, z0, steps: int, checkpoints: int | None = None, keep=True):
+    """:func:`forward` with ``lax`` loops. With ``checkpoints = s`` it stores the first
+    state of each of at most s segments (length ``ceil(T / s)``), and the reverse sweep
+    recomputes one segment at a time: 2 T forward steps, at most ``s + T/s`` states."""
+    import jax
+    import jax.numpy as jnp
+
+    z0 = jnp.asarray(z0, float)
+    zero = jnp.zeros(jax.eval_shape(stage, z0, 0).shape) if stage is not None else None
+
+    def advance(t, carry):
+        z, c = carry
+        return step(z, t), (None if stage is None else c + stage(z, t))
+
+    if not keep:
+        final, total = jax.lax.fori_loop(0, steps, advance, (z0, zero))
+        return final, total, None
+    length, count = _segments(steps, checkpoints)
+
+    def segment(carry, i):
+        start = i * length
+        stop = jnp.minimum(start + length, steps)
+        return jax.lax.fori_loop(start, stop, advance, carry), carry[0]
+
+    (final, total), snaps = jax.lax.scan(segment, (z0, zero), jnp.arange(count))
+    return final, total, (snaps, steps, checkpoints)
+
+
+def reverse_jax(step, back, run, lam, summed=0, per_step=()):
+    """:func:`reverse` with ``lax`` loops over the snapshots ``run`` of
+    :func:`forward_jax`: ``(lambda_0, sums, per_step_parts)``."""
+    import jax
+    import jax.numpy as jnp
+
+    snaps, steps, checkpoints = run
+    lam = jnp.asarray(lam, float)
+    length, count = _segments(steps, checkpoints)
+    shapes = jax.eval_shape(back, snaps[0], lam, 0)
+    sums = tuple(jnp.zeros(s.shape) for s in shapes[1 : 1 + summed])
+    parts = tuple(jnp.zeros((steps, *shape)) for shape in per_step)
+
+    def back_step(t, z, carry):
+        lam, sums, parts = carry
+        out = back(z, lam, t)
+        sums = tuple(s + o for s, o in zip(sums, out[1 : 1 + summed]))
+        parts = tuple(
+            p.at[t].set(jnp.broadcast_to(o, p.shape[1:])) for p, o in zip(parts, out[1 + summed :])
+        )
+        return jnp.reshape(out[0], lam.shape), sums, parts
+
+    if length == 1:  # every state stored: no recomputation
+        return jax.lax.fori_loop(
+            0,
+            steps,
+            lambda k, c: back_step(steps - 1 - k, snaps[steps - 1 - k], c),
+            (lam, sums, parts),
+        )
+
+    def segment(k, carry):
+        i = count - 1 - k
+        start = i * length
+        n = jnp.minimum(length, steps - start)
+
+        def fill(j, state):
+            z, buffer = state
+            return step(z, start + j), buffer.at[j].set(z)
+
+        buffer = jnp.zeros((length, *snaps.shape[1:]))
+        _, buffer = jax.lax.fori_loop(0, n, fill, (snaps[i], buffer))
+        return jax.lax.fori_loop(
+            0, n, lambda j, c: back_step(start + n - 1 - j, buffer[n - 1 - j], c), carry
+        )
+
+    lam, sums, parts = jax.lax.fori_loop(0, count, segment, (lam, sums, parts))
+    return lam, sums, parts
