@@ -10,6 +10,7 @@ recurrence reads.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from math import comb
 
@@ -82,33 +83,39 @@ def actions(steps: int, snapshots: int):
     """The schedule's actions, in order: ``("snapshot", t)``, ``("restore", t)``,
     ``("advance", a, b)`` (from state a to state b), ``("reverse", t)`` (the costate of
     step t, from state t) and ``("free", t)``. A generator: a million steps cost no
-    list."""
+    list.
+
+    The stored states form a stack, and so does the work left: reversing ``[a, b)``
+    with ``c`` snapshots either reverses it directly, or stores ``m`` and reverses
+    ``[m, b)`` with ``c - 1`` first; what is left is then ``[a, m)``, with ``a`` the
+    state stored below ``m`` and ``c = snapshots + 1 - (states stored)``. So the stack
+    of stored positions is all the bookkeeping: 8 bytes per snapshot.
+    """
+    held = array("q", [0])  # the positions of the stored states, bottom first
     yield ("snapshot", 0)
-    stack = [("rev", 0, steps, snapshots)]
-    while stack:
-        task = stack.pop()
-        if task[0] == "free":
-            yield task
-            continue
-        _, a, b, c = task
-        if b - a == 1:
+    end = steps  # the current task reverses [held[-1], end)
+    while True:
+        a, c = held[-1], snapshots + 1 - len(held)
+        if end - a == 1:
             yield ("restore", a)
             yield ("reverse", a)
-            continue
-        if c == 1:  # one snapshot, a's: advance from it to each step, last step first
-            for t in range(b - 1, a - 1, -1):
+        elif c == 1:  # one snapshot, a's: advance from it to each step, last step first
+            for t in range(end - 1, a - 1, -1):
                 yield ("restore", a)
                 if t > a:
                     yield ("advance", a, t)
                 yield ("reverse", t)
+        else:
+            m = a + _split(end - a, c)
+            yield ("restore", a)
+            yield ("advance", a, m)
+            yield ("snapshot", m)
+            held.append(m)
             continue
-        m = a + _split(b - a, c)
-        yield ("restore", a)
-        yield ("advance", a, m)
-        yield ("snapshot", m)
-        stack.append(("rev", a, m, c))
-        stack.append(("free", m))
-        stack.append(("rev", m, b, c - 1))
+        if len(held) == 1:  # [0, end) is reversed: done
+            return
+        yield ("free", held.pop())
+        end = a
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,8 @@ class ScheduleCounts:
 
 class Trajectory:
     """What Step 1 leaves for Step 2: every state (``states``, shape ``(T + 1, ...)``),
-    or the schedule's snapshots and the state where the first sweep stopped."""
+    or the schedule's snapshots (a stack of at most ``checkpoints`` states in one
+    array, ``store[:top + 1]``) and the state where the first sweep stopped."""
 
     __slots__ = (
         "checkpoints",
@@ -146,15 +154,27 @@ class Trajectory:
         "forward",
         "peak",
         "plan",
-        "snaps",
         "states",
         "steps",
+        "store",
+        "top",
     )
 
     def __init__(self, steps, checkpoints, states=None):
         self.steps, self.checkpoints, self.states = steps, checkpoints, states
-        self.plan, self.snaps, self.current, self.forward, self.peak = None, {}, None, 0, 0
+        self.plan, self.store, self.top = None, None, -1
+        self.current, self.forward, self.peak = None, 0, 0
         self.counts = None  # ScheduleCounts, once a sweep has run
+
+    def push(self, z) -> None:
+        self.top += 1
+        self.store[self.top] = z
+        self.peak = max(self.peak, self.top + 1)
+
+
+def _float(z0) -> np.dtype:
+    kind = np.asarray(z0).dtype
+    return kind if kind.kind == "f" else np.dtype(float)
 
 
 def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: bool = True):
@@ -170,8 +190,7 @@ def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: b
             z = step(z, t)
         return z, total, None
     if checkpoints is None:
-        kind = np.asarray(z0).dtype
-        states = np.empty((steps + 1, *np.shape(z0)), dtype=kind if kind.kind == "f" else float)
+        states = np.empty((steps + 1, *np.shape(z0)), dtype=_float(z0))
         states[0] = z0
         for t in range(steps):
             if stage is not None:
@@ -181,20 +200,19 @@ def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: b
         run.counts = ScheduleCounts(steps, steps, steps + 1, 0, None)
         return states[steps], total, run
     run = Trajectory(steps, checkpoints)
+    run.store = np.empty((min(checkpoints, steps), *np.shape(z0)), dtype=_float(z0))
     run.plan = actions(steps, checkpoints)
     for a in run.plan:  # up to the schedule's first reverse step
         if a[0] == "snapshot":
-            run.snaps[a[1]] = z
-            run.peak = max(run.peak, len(run.snaps))
+            run.push(z)
         elif a[0] == "advance":
             for t in range(a[1], a[2]):
                 if stage is not None:
                     total = total + stage(z, t)
                 z = step(z, t)
             run.forward += a[2] - a[1]
-        else:  # ("restore", T - 1) then ("reverse", T - 1): one more step, to z_T
-            if a[0] == "reverse":
-                break
+        elif a[0] == "reverse":  # at state T - 1: one more step, to z_T
+            break
     if stage is not None:
         total = total + stage(z, steps - 1)
     run.current, run.forward = z, run.forward + 1
@@ -213,14 +231,20 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
     T = run.steps
     sums = [0.0] * summed
     parts = [np.empty((T, *shape)) for shape in per_step]
+    shape = np.shape(lam)
 
     def back_step(z, lam, t):
         out = back(z, lam, t)
-        for k in range(summed):
-            sums[k] = sums[k] + out[1 + k]
+        for k in range(summed):  # in place once it is an array of its own: no allocation
+            if isinstance(sums[k], np.ndarray):
+                sums[k] += out[1 + k]
+            else:
+                first = np.array(out[1 + k])
+                sums[k] = first if first.dtype.kind == "f" else first.astype(float)
         for k, p in enumerate(parts):
             p[t] = out[1 + summed + k]
-        return np.reshape(out[0], np.shape(lam))
+        new = out[0]
+        return new if getattr(new, "shape", None) == shape else np.reshape(new, shape)
 
     if run.states is not None:
         lams = np.empty_like(run.states, dtype=np.result_type(run.states, lam)) if keep else None
@@ -232,16 +256,15 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
                 lams[t] = lam
         run.counts = ScheduleCounts(T, T, T + 1, T, None)
         return (lams if keep else lam), sums, parts
-    snaps, current, forward_steps, peak = run.snaps, run.current, run.forward, run.peak
+    current, forward_steps = run.current, run.forward
     lam, reversed_ = back_step(current, lam, T - 1), 1
     for a in run.plan:  # the rest of the schedule
         if a[0] == "snapshot":
-            snaps[a[1]] = current
-            peak = max(peak, len(snaps))
+            run.push(current)
         elif a[0] == "free":
-            snaps.pop(a[1], None)
-        elif a[0] == "restore":
-            current = snaps[a[1]]
+            run.top -= 1
+        elif a[0] == "restore":  # always the state on top of the stack
+            current = run.store[run.top].copy()
         elif a[0] == "advance":
             for t in range(a[1], a[2]):
                 current = step(current, t)
@@ -249,7 +272,7 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
         elif a[0] == "reverse":
             lam = back_step(current, lam, a[1])
             reversed_ += 1
-    run.counts = ScheduleCounts(T, forward_steps, peak, reversed_, run.checkpoints)
+    run.counts = ScheduleCounts(T, forward_steps, run.peak, reversed_, run.checkpoints)
     return lam, sums, parts
 
 
@@ -266,77 +289,84 @@ def _segments(steps: int, checkpoints: int | None) -> tuple[int, int]:
 
 
 def forward_jax(step, stage, z0, steps: int, checkpoints: int | None = None, keep=True):
-    """:func:`forward` with ``lax`` loops. With ``checkpoints = s`` it stores the first
+    """:func:`forward` with ``lax.scan``. With ``checkpoints = s`` it stores the first
     state of each of at most s segments (length ``ceil(T / s)``), and the reverse sweep
-    recomputes one segment at a time: 2 T forward steps, at most ``s + T/s`` states."""
+    recomputes one segment at a time: 2 T forward steps, at most ``s + T/s`` states.
+    Returns ``(z_T, cost, run)``, ``run`` what :func:`reverse_jax` reads."""
     import jax
     import jax.numpy as jnp
 
     z0 = jnp.asarray(z0, float)
     zero = jnp.zeros(jax.eval_shape(stage, z0, 0).shape) if stage is not None else None
-
-    def advance(t, carry):
-        z, c = carry
-        return step(z, t), (None if stage is None else c + stage(z, t))
-
-    if not keep:
-        final, total = jax.lax.fori_loop(0, steps, advance, (z0, zero))
-        return final, total, None
     length, count = _segments(steps, checkpoints)
+    padded = length * count != steps  # the last segment is short: steps past T do nothing
 
-    def segment(carry, i):
-        start = i * length
-        stop = jnp.minimum(start + length, steps)
-        return jax.lax.fori_loop(start, stop, advance, carry), carry[0]
+    def advance(carry, t):
+        z, c = carry
+        new = (step(z, t), None if stage is None else c + stage(z, t))
+        if padded:
+            new = jax.tree.map(lambda n, o: jnp.where(t < steps, n, o), new, carry)
+        return new, (z if keep and length == 1 else None)
 
-    (final, total), snaps = jax.lax.scan(segment, (z0, zero), jnp.arange(count))
+    if not keep or length == 1:  # every state is a snapshot: one scan
+        (final, total), states = jax.lax.scan(advance, (z0, zero), jnp.arange(steps))
+        return final, total, (None if not keep else (states, steps, checkpoints))
+
+    def segment(carry, start):
+        new, _ = jax.lax.scan(advance, carry, start + jnp.arange(length))
+        return new, carry[0]
+
+    (final, total), snaps = jax.lax.scan(segment, (z0, zero), length * jnp.arange(count))
     return final, total, (snaps, steps, checkpoints)
 
 
 def reverse_jax(step, back, run, lam, summed=0, per_step=()):
-    """:func:`reverse` with ``lax`` loops over the snapshots ``run`` of
-    :func:`forward_jax`: ``(lambda_0, sums, per_step_parts)``."""
+    """:func:`reverse` with ``lax.scan`` over the snapshots ``run`` of
+    :func:`forward_jax`, recomputing a segment's states before reversing it:
+    ``(lambda_0, sums, per_step_parts)``."""
     import jax
     import jax.numpy as jnp
 
     snaps, steps, checkpoints = run
     lam = jnp.asarray(lam, float)
     length, count = _segments(steps, checkpoints)
+    padded = length * count != steps
     shapes = jax.eval_shape(back, snaps[0], lam, 0)
     sums = tuple(jnp.zeros(s.shape) for s in shapes[1 : 1 + summed])
-    parts = tuple(jnp.zeros((steps, *shape)) for shape in per_step)
 
-    def back_step(t, z, carry):
-        lam, sums, parts = carry
+    def back_step(carry, zt):
+        z, t = zt
+        lam, sums = carry
         out = back(z, lam, t)
-        sums = tuple(s + o for s, o in zip(sums, out[1 : 1 + summed]))
-        parts = tuple(
-            p.at[t].set(jnp.broadcast_to(o, p.shape[1:])) for p, o in zip(parts, out[1 + summed :])
+        new = (
+            jnp.reshape(out[0], lam.shape),
+            tuple(s + o for s, o in zip(sums, out[1 : 1 + summed])),
         )
-        return jnp.reshape(out[0], lam.shape), sums, parts
+        kept = tuple(jnp.broadcast_to(o, shape) for o, shape in zip(out[1 + summed :], per_step))
+        if padded:  # a step past T: nothing
+            new = jax.tree.map(lambda n, o: jnp.where(t < steps, n, o), new, carry)
+        return new, kept
 
     if length == 1:  # every state stored: no recomputation
-        return jax.lax.fori_loop(
-            0,
-            steps,
-            lambda k, c: back_step(steps - 1 - k, snaps[steps - 1 - k], c),
-            (lam, sums, parts),
+        (lam, sums), parts = jax.lax.scan(
+            back_step, (lam, sums), (snaps, jnp.arange(steps)), reverse=True
         )
+        return lam, sums, parts
 
-    def segment(k, carry):
-        i = count - 1 - k
-        start = i * length
-        n = jnp.minimum(length, steps - start)
+    def fill(z, t):
+        new = step(z, t)
+        if padded:
+            new = jnp.where(t < steps, new, z)
+        return new, z
 
-        def fill(j, state):
-            z, buffer = state
-            return step(z, start + j), buffer.at[j].set(z)
+    def segment(carry, snap_start):
+        snap, start = snap_start
+        ts = start + jnp.arange(length)
+        _, states = jax.lax.scan(fill, snap, ts)
+        return jax.lax.scan(back_step, carry, (states, ts), reverse=True)
 
-        buffer = jnp.zeros((length, *snaps.shape[1:]))
-        _, buffer = jax.lax.fori_loop(0, n, fill, (snaps[i], buffer))
-        return jax.lax.fori_loop(
-            0, n, lambda j, c: back_step(start + n - 1 - j, buffer[n - 1 - j], c), carry
-        )
-
-    lam, sums, parts = jax.lax.fori_loop(0, count, segment, (lam, sums, parts))
+    (lam, sums), parts = jax.lax.scan(
+        segment, (lam, sums), (snaps, length * jnp.arange(count)), reverse=True
+    )
+    parts = tuple(p.reshape((count * length, *p.shape[2:]))[:steps] for p in parts)
     return lam, sums, parts

@@ -39,6 +39,7 @@ import unicodedata
 
 import numpy as np
 import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .checkpointing import check_checkpoints
@@ -577,10 +578,20 @@ class Program:
         return now
 
     def _lambda(self, name, parameters, expr, now) -> tuple:
-        """``name = lambda parameters: expr``, a loop's body; what it reads outside."""
-        body = self.printer.doprint(expr.xreplace(now) if now else expr)
-        code = f"{name} = lambda {', '.join(parameters)}: {body}"
-        return set(free_symbols(expr)) - set(now), code
+        """A loop's body as a function of ``parameters``: ``lambda ...: expr``, or a
+        ``def`` computing once what ``expr`` (a tuple) reads twice; with what it reads
+        from outside."""
+        reads = set(free_symbols(expr)) - set(now)
+        expr = expr.xreplace(now) if now else expr
+        parts, expr = _common_parts(expr)
+        if not parts:
+            return reads, f"{name} = lambda {', '.join(parameters)}: {self.printer.doprint(expr)}"
+        lines = [f"def {name}({', '.join(parameters)}):"]
+        for k, (symbol, part) in enumerate(parts):
+            variable = self.names.temporary(symbol, f"_{name.lstrip('_')}_{k}")
+            lines.append(f"    {variable} = {self.printer.doprint(part)}")
+        lines.append(f"    return {self.printer.doprint(expr)}")
+        return reads, "\n".join(lines)
 
     def _recurrence_forward(self, c) -> list:
         """``z_{t+1} = f(z_t, ..., t)`` as a loop (a function of ``(z_t, t)``), run by the
@@ -629,19 +640,25 @@ class Program:
         exprs = sp.Tuple(c.local(rec.state), *(c.local(r) for r in reads))
         used, line = self._lambda(back, (z, nxt, t), exprs, now)
         why = "  # lambda_t = (df/dz_t)^T lambda_{t+1} + lambda_C dl/dz_t, and the parts"
-        program = [(set(), line + why)]
+        first, _, rest = line.partition("\n")
+        program = [(set(), first + why + ("\n" + rest if rest else ""))]
         for r in reads:
             self.parts[rec, r] = self.names.temporary(("part", rec, r), f"_part_{z}_{r.name}")
         summed = ", ".join(self.parts[rec, r] for r in params)
         kept = ", ".join(self.parts[rec, r] for r in sequences)
         shapes = ", ".join(f"{self.names[u]}.shape[1:]" for u in sequences)
         lam = self.names[f.wrt]
+        final = self.names[c.final_lam]
+        if rec.final not in needed:  # z_T does not reach the output: lambda_T = 0
+            shape = getattr(rec.state, "shape", None)
+            final = "0.0" if shape is None else self.printer.doprint(sp.ZeroMatrix(*shape))
         code = (
             f"{lam}, [{summed}], [{kept}] = _recurrence_reverse({self.names['step', rec]}, "
-            f"{back}, {self.names['run', rec]}, {self.names[c.final_lam]}, {len(params)}, "
+            f"{back}, {self.names['run', rec]}, {final}, {len(params)}, "
             f"({shapes}{',' if sequences else ''}))"
         )
-        used = (used | self.recurrence_reads[rec] | {c.final_lam}) - {rec.state, c.lam_next, STEP}
+        used |= self.recurrence_reads[rec] | ({c.final_lam} if rec.final in needed else set())
+        used -= {rec.state, c.lam_next, STEP}
         program.append((used, f"{code}  # t = T-1 .. 0, lambda_0 kept"))
         for r in rec.reads:  # what the initial state reads: (dinit/dr)^T lambda_0
             if not rec.init.has(r) or r not in needed:
@@ -707,7 +724,47 @@ class Program:
 
     def source(self) -> str:
         signature = f"def {self.name}({', '.join(self.arguments)}):"
-        return "\n".join([signature, *("    " + line for line in self.lines)]) + "\n"
+        body = ("    " + line.replace("\n", "\n    ") for line in self.lines)
+        return "\n".join([signature, *body]) + "\n"
+
+
+def _common_parts(expr) -> tuple[list, object]:
+    """``([(symbol, part), ...], expr)`` with each subexpression that ``expr`` computes
+    more than once (the derivative of tanh in every part of a reverse step) replaced
+    by a symbol, in the order they are to be computed. Greedy, largest first: sympy's
+    ``cse`` would put scalar symbols where matrices were."""
+    parts = []
+    # an element-wise function made twice has two dummies: the same function, unequal
+    entry = sp.Dummy("entry")
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Lambda) and len(e.variables) == 1,
+        lambda e: sp.Lambda(entry, e.expr.xreplace({e.variables[0]: entry})),
+    )
+    while True:
+        counts: dict = {}
+        stack = [expr, *(p for _, p in parts)]
+        while stack:
+            e = stack.pop()
+            if e.is_Atom or isinstance(e, (sp.Tuple, sp.Lambda, sp.MatrixSymbol)):
+                stack.extend(e.args if isinstance(e, sp.Tuple) else ())
+                continue
+            if not isinstance(e, (sp.Expr, sp.MatrixExpr)) or isinstance(e, MatrixElement):
+                continue
+            counts[e] = counts.get(e, 0) + 1
+            if counts[e] == 1:
+                stack.extend(e.args)
+        shared = [e for e, n in counts.items() if n > 1 and e.free_symbols]
+        if not shared:
+            return parts[::-1], expr
+        part = max(shared, key=sp.count_ops)
+        shape = getattr(part, "shape", None)
+        symbol = (
+            sp.MatrixSymbol(f"_part{len(parts)}", *shape)
+            if isinstance(part, sp.MatrixExpr)
+            else sp.Dummy(f"part{len(parts)}")
+        )
+        expr = expr.xreplace({part: symbol})
+        parts = [(s, p.xreplace({part: symbol})) for s, p in parts] + [(symbol, part)]
 
 
 def _mentions(text: str, name: str) -> bool:
