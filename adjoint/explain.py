@@ -38,6 +38,8 @@ from .display import (
 )
 from .errors import AdjointError, ShapeError
 from .lagrangian import lagrangian, stationarity
+from .graph import STEP
+from .recurrences import SequenceGradient
 from .second_order import second_order, sweeps
 from .solve import forward_sweep, solve
 from .symbols import multiplier_of
@@ -129,10 +131,11 @@ class Explanation:
         if self.graph is not None and self.at is not None:
             if solution is None:
                 solution = solve(self.graph, self.at)
-            if not self.graph.blocks:  # the edge-by-edge table is for explicit graphs
+            # the edge-by-edge table is for explicit graphs
+            if not self.graph.blocks and not self.graph.recurrences:
                 table = trace(self.graph, self.at, solution=solution)
                 body += ["<h2>Both sweeps, edge by edge</h2>", table.to_html()]
-        if self.graph is not None:
+        if self.graph is not None and not self.graph.recurrences:  # no drawing of loops yet
             body += [
                 "<h2>The computation graph</h2>",
                 f"<figure>{html.drawing_svg(self.graph, solution)}</figure>",
@@ -171,7 +174,8 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     """The derivation of ``grad L = 0`` and its solution for ``graph``, step by step;
     with a ``direction`` (and a point ``at``), the tangent sweep and the second-order
     adjoint sweep too, whose input entries are the Hessian-vector product."""
-    graph.require_no_recurrence("g.explain")
+    if direction is not None and graph.recurrences:
+        graph.require_no_recurrence("explain(direction=...)")
     if direction is not None and at is None:
         raise AdjointError(
             "explain(direction=...) needs a point too: explain(at={...}, direction={...})"
@@ -184,12 +188,23 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     sections = []
 
     implicit = bool(graph.blocks)
-    rows = [_constraint_text(graph, z) for z in graph.defined]
+    rolled = {  # a recurrence's nodes, by its forward condition (written with the index t)
+        z: c for c in kkt.forward_conditions if c.recurrent for z in c.nodes
+    }
+    shown = [z for z in graph.defined if z not in rolled or z == rolled[z].unknown]
+    rows = [r for z in shown for r in _constraint_rows(graph, z, rolled, text)]
     note = Prose(
         "The function is written as constraints ",
         Math("z_i = f_i(z_alpha(i))", r"z_i = f_i(z_{\alpha(i)})"),
         ", one per node.",
     )
+    if rolled:
+        note = Prose(
+            note,
+            " A recurrence is one constraint per step, ",
+            Math("z_{t+1} = f(z_t, t)", r"z_{t+1} = f(z_t, t)"),
+            " for t = 0 .. T-1, written once with the index t.",
+        )
     if implicit:
         note = Prose(
             "The function is written as constraints, one per node: ",
@@ -204,7 +219,7 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
             (f"minimise {out}", *(f"subject to {r}" for r in rows)),
             (
                 rf"\min\ {latex(out)} \quad \text{{s.t.}} \quad "
-                + r",\ ".join(_constraint_latex(graph, z) for z in graph.defined),
+                + r",\ ".join(r for z in shown for r in _constraint_rows(graph, z, rolled, latex)),
             ),
             note,
         )
@@ -248,7 +263,10 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
 
     lines, math = [], []
     for c in kkt.forward_conditions:
-        if getattr(c, "implicit", False):
+        if c.recurrent:
+            _recurrence_rows(c, c.nodes[1:], env, lines, math)
+            continue
+        if c.implicit:
             _implicit_forward_rows(c, env, sol, lines, math)
             continue
         z, f = c.unknown, c.rhs
@@ -271,7 +289,10 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
 
     lines, math = [], []
     for c in kkt.backward_conditions:
-        if getattr(c, "implicit", False):
+        if c.recurrent:
+            _recurrence_rows(c, c.multipliers, env, lines, math, first=True)
+            continue
+        if c.implicit:
             _implicit_backward_rows(c, env, lines, math)
             continue
         lam = c.unknown
@@ -296,11 +317,13 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
                 parts_tex.append(latex(t.expr))
         written = " + ".join(parts) or "0"
         value = "" if env is None else f" = {number(env[lam])}"
+        if isinstance(c, SequenceGradient):  # one per step: lambda_u[t]
+            lam = c.equations[0].lhs
         solved = "" if written == text(c.rhs) else f" = {text(c.rhs)}"
         if value == f" = {written}" and not solved:  # the seed: lambda_n = 1, not 1 = 1
             value = ""
         lines.append(f"{lam} = {written}{solved}{value}")
-        value_tex = "" if not value else f" = {_num_tex(env[lam])}"
+        value_tex = "" if not value else f" = {_num_tex(env[c.unknown])}"
         written_tex = " + ".join(parts_tex) or "0"
         solved_tex = "" if solved == "" else f" = {latex(c.rhs)}"
         math.append(f"{latex(lam)} = {written_tex}{solved_tex}{value_tex}")
@@ -334,6 +357,22 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
                 " is the gradient.",
                 *(
                     ()
+                    if not rolled
+                    else (
+                        " A recurrence's costates come from one loop in reverse, ",
+                        Math(
+                            "lambda_T = lambda_final, lambda_t = (df/dz_t)^T lambda_{t+1} + "
+                            "lambda_cost dl/dz_t",
+                            r"\lambda_T = \lambda_{\text{final}},\ \lambda_t = "
+                            r"\left(\frac{\partial f}{\partial z_t}\right)^{T} \lambda_{t+1} "
+                            r"+ \lambda_{\text{cost}} \frac{\partial l}{\partial z_t}",
+                        ),
+                        ", and what a step reads gets a part from every step: summed over t "
+                        "for a parameter, one per step for a sequence.",
+                    )
+                ),
+                *(
+                    ()
                     if not implicit
                     else (
                         " An implicit block's conditions share its multipliers: ",
@@ -358,7 +397,12 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     if sol is not None and sol.kinks:
         sections.append(_kinks_section(sol.kinks))
 
-    if len(graph.nodes) <= CHECK_LIMIT:
+    if rolled and at is not None:
+        lines, math, note = _gradient_check_rows(graph, at, out)
+    elif rolled:
+        lines, math = (), ()
+        note = "A recurrence is checked at a point: explain(at={...})."
+    elif len(graph.nodes) <= CHECK_LIMIT:
         report = verify(graph, at, solution=sol)
         by = "d eps_" if implicit else "d"  # a price: the constraint loosened by eps
         lines = tuple(
@@ -421,6 +465,56 @@ def explain(graph, at: Mapping | None = None, direction: Mapping | None = None) 
     )
     # A copy: the page drawn later shows this graph, whatever is defined on it meanwhile.
     return Explanation(title, sections, graph.copy(), at, sol)
+
+
+def _constraint_rows(graph, z, rolled, printer) -> list[str]:
+    """The constraint of ``z``; a recurrence's, with the index t, for its state."""
+    if z in rolled:
+        return [f"{printer(e.lhs)} = {printer(e.rhs)}" for e in rolled[z].equations]
+    return [(_constraint_text if printer is text else _constraint_latex)(graph, z)]
+
+
+def _recurrence_rows(c, valued, env, lines, math, first=False) -> None:
+    """A recurrence's conditions, with the index t, and the values it keeps: ``z_T`` and
+    the cost forward, ``lambda_0`` backward (``first``)."""
+    for e in c.equations:
+        lines.append(f"{text(e.lhs)} = {text(e.rhs)}")
+        math.append(f"{latex(e.lhs)} = {latex(e.rhs)}")
+    lines.append(f"  [{c.note}]")
+    math.append(rf"\text{{{c.note}}}".replace("..", r"\ldots"))
+    if env is None:
+        return
+    shown = []
+    for s in valued:
+        value = np.asarray(env[s])
+        if first:  # every costate, or lambda_0 alone under a schedule
+            value = value[0] if value.ndim > np.ndim(env[c.rec.final]) else value
+        name = c.equations[-1].lhs if first else s
+        shown.append((name.subs(STEP, 0) if first else name, value))
+    lines.append("  " + ", ".join(f"{text(n)} = {number(_plain(v))}" for n, v in shown))
+    math.append(r",\ ".join(f"{latex(n)} = {_num_tex(_plain(v))}" for n, v in shown))
+
+
+def _plain(value):
+    """A 0-d array as a float, for printing."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def _gradient_check_rows(graph, at, out) -> tuple:
+    """Theorem 16.1 for a graph with recurrences: the gradient against central
+    differences along random directions (the costates of every step are not perturbed
+    one by one: T of them)."""
+    from .checks import check_gradient
+
+    report = check_gradient(graph, at)
+    verdict = "holds" if report.ok else "FAILS"
+    lines = (f"{'ok  ' if report.ok else 'FAIL'} gradient of {out} against central differences",)
+    math = (rf"\lambda_x = \partial {latex(out)} / \partial x\ \text{{{verdict}}}",)
+    note = (
+        "Checked by central differences of the forward loop along random directions, which "
+        "Step 2 never uses."
+    )
+    return lines, math, note
 
 
 def _constraint_text(graph, z) -> str:
@@ -526,7 +620,7 @@ def _point(graph, env) -> tuple:
 
 
 def _size(value) -> str:
-    return f"{value.shape[0]} x {value.shape[1]}"
+    return " x ".join(map(str, value.shape))
 
 
 def _second_order_sections(graph, env) -> list[Section]:
@@ -594,7 +688,8 @@ def _second_order_sections(graph, env) -> list[Section]:
 
 def _num_tex(value) -> str:
     if isinstance(value, np.ndarray) and value.ndim:
-        return rf"\left[{value.shape[0]} \times {value.shape[1]}\right]"
+        times = r" \times "
+        return rf"\left[{times.join(map(str, value.shape))}\right]"
     return float_latex(float(value))
 
 

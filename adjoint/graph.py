@@ -543,9 +543,10 @@ class ConstraintGraph:
         if self.recurrences:
             names = ", ".join(r.name for r in self.recurrences)
             raise AdjointError(
-                f"{what} does not handle recurrences yet ({names}); g.solve (with "
-                "checkpoints=...), g.stationarity, g.lagrangian, second order (g.tangent, "
-                "g.hvp, g.hessian at a point), check_gradient, taylor_test and check_hvp do",
+                f"{what} does not handle recurrences yet ({names}); g.solve and g.compile "
+                "(with checkpoints=...), g.stationarity, g.lagrangian, g.explain, second "
+                "order (g.tangent, g.hvp, g.hessian at a point), check_gradient, taylor_test "
+                "and check_hvp do",
                 node=self.recurrences[0].state,
             )
 

@@ -174,7 +174,36 @@ def test_the_conditions_render(katex):
     for g in (scalar_graph(5)[0], lqr(3)[0]):
         for shown in (g.stationarity(), g.second_order(), g.solve(_point(g))):
             items.append(rendering.from_repr_latex(shown._repr_latex_()))
+        for e in (g.explain(), g.explain(_point(g))):
+            items += rendering.from_markdown(e.to_markdown())
+            maths, prose = rendering.from_latex_document(e.to_latex())
+            items += maths
+            for part in prose:
+                errors, inline = rendering.text_errors(part)
+                assert not errors, part
+                items += [(rf"\text{{{part}}}", False), *inline]
     assert katex.errors(items) == [None] * len(items)
+
+
+def test_explain_derives_the_costate_recursion_once_and_checks_the_gradient():
+    g, a, x0, u, d, z = scalar_graph(6)
+    at = {a: 0.9, x0: 0.1, u: np.linspace(-1, 1, 6), d: np.zeros(6)}
+    page = str(g.explain(at))
+    sol = g.solve(at)
+    assert "subject to z[t + 1] = a*sin(z[t]) + u[t]" in page
+    assert "lambda_z[T] = lambda_z_final" in page
+    assert "lambda_z[t] = lambda_z_cost*(-2*d[t] + 2*z[t]) + a*cos(z[t])*lambda_z[t + 1]" in page
+    assert "lambda_a = Sum(sin(z[t])*lambda_z[t + 1], (t, 0, T - 1))" in page
+    assert f"lambda_z[0] = {sol.adjoints[z][0]:.6g}" in page
+    assert (
+        f"lambda_a = Sum(sin(z[t])*lambda_z[t + 1], (t, 0, T - 1)) = {sol.gradient[a]:.6g}" in page
+    )
+    assert "ok   gradient of J against central differences" in page
+    html = g.explain(at).to_html()
+    assert "<math" in html and "in reverse" in html
+    # a wrong multiplier would be caught: the check is central differences, not Step 2
+    with pytest.raises(adjoint.AdjointError, match="recurrences"):
+        g.explain(at, direction={a: 1.0, x0: 0.0, u: np.zeros(6)})
 
 
 def _point(g):
