@@ -118,7 +118,18 @@ class TextPrinter(_Readable, StrPrinter):
         return self._call("eye", expr.rows)
 
 
+#: A matrix at a step of a recurrence, ``x[t + 1]`` (see adjoint.recurrences.step_value).
+_STEP_NAME = re.compile(r"(.+)\[((?:t|T|\d+)(?: [+-] \d+)?)\]")
+
+
 class MathPrinter(_Readable, LatexPrinter):
+    def _print_MatrixSymbol(self, expr) -> str:
+        # a recurrence's matrix at a step, x[t + 1]: subscripted, as a scalar's z[t + 1]
+        step = _STEP_NAME.fullmatch(expr.name)
+        if step:
+            return rf"{{{self._print(sp.Symbol(step[1]))}}}_{{{step[2]}}}"
+        return super()._print_MatrixSymbol(expr)
+
     def _applied(self, function, arg) -> str:
         if not isinstance(function, str):  # a sympy function class: its LaTeX name
             name = self._print(function(sp.Symbol("x")))

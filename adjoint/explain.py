@@ -37,8 +37,8 @@ from .display import (
     text,
 )
 from .errors import AdjointError, ShapeError
-from .lagrangian import lagrangian, stationarity
 from .graph import STEP
+from .lagrangian import lagrangian, stationarity
 from .recurrences import SequenceGradient
 from .second_order import second_order, sweeps
 from .solve import forward_sweep, solve

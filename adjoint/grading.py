@@ -56,10 +56,12 @@ from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
 from .primitives import kinked
+from .recurrences import RecurrenceAdjoint, SequenceGradient
 from .solve import solve
+from .stepped import FreeStep, OutOfSteps, Stepped, step_objects
 from .values import read_values, relative_error
 
-__all__ = ["AdjointGrade", "Grading", "check_adjoints"]
+__all__ = ["AdjointGrade", "Grading", "StepKey", "check_adjoints"]
 
 CORRECT, WRONG, MISSING = "correct", "wrong", "missing"
 UNPARSEABLE, UNCHECKED = "unparseable", "unchecked"
@@ -269,15 +271,15 @@ def check_adjoints(
         When ``submissions`` or ``weights`` is not a mapping, or names a node the
         graph does not have.
     """
-    graph.require_no_recurrence("check_adjoints")
     started = time.monotonic()
     if not isinstance(submissions, Mapping):
         raise AdjointError(
             "submissions must be a dict from nodes to formulas, such as {z1: 'lambda_z2*x'}, "
             f"got {type(submissions).__name__}"
         )
-    given = {_node(graph, key): formula for key, formula in submissions.items()}
-    weight = _weights(graph, weights)
+    entries = list(_per_node(stationarity(graph).backward_conditions))
+    given = {_node(graph, key, entries): formula for key, formula in submissions.items()}
+    weight = _weights(graph, weights, entries)
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise AdjointError(f"points must be a positive integer, got {points!r}")
     if budget is not None and (
@@ -289,7 +291,6 @@ def check_adjoints(
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
         # a grader stricter than the code it grades: never a tolerance that passes anything
         raise AdjointError(f"rtol must be a number between 0 and 1, such as 1e-7, got {rtol!r}")
-    conditions = stationarity(graph).backward_conditions
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
     rng = np.random.default_rng(seed)
@@ -297,22 +298,32 @@ def check_adjoints(
     extra = [*graph.dims, *(graph.multiplier(z) for z in graph.nodes)]
     kinks = set()
     for z in graph.defined:
+        rec = graph.node(z).recurrence
+        if rec is not None:  # its step and stage cost, once
+            if z == rec.state:
+                kinks |= _kink_args(rec.step) | _kink_args(rec.stage or sp.S.Zero)
+            continue
         kinks |= _kink_args(graph.residual(z) if graph.is_implicit(z) else graph.expr(z))
 
     grades = []
-    for c in _per_node(conditions):
+    for c in entries:
         node = c.wrt
         w = weight.get(node, 1.0)
         if node not in given:
-            grades.append(
-                AdjointGrade(node, MISSING, "no formula submitted", c.rhs, None, weight=w)
-            )
+            why = "no formula submitted"
+            if isinstance(node, StepKey) and node.index == "T":
+                why = (
+                    f"no terminal condition submitted: the costate recursion starts from "
+                    f"{node} = {c.rhs} (dL/d{node.state}[T] = 0)"
+                )
+            grades.append(AdjointGrade(node, MISSING, why, c.rhs, None, weight=w))
             continue
+        grade_one = _grade_steps if getattr(c, "stepped", False) else _grade_node
         clock = time.monotonic()
         node_budget = TimeBudget(budget)
         try:
             with node_budget:
-                grade = _grade_node(
+                grade = grade_one(
                     graph,
                     c,
                     given[node],
@@ -369,29 +380,57 @@ class _BlockEntry:
 
 
 def _per_node(conditions):
-    """The conditions to grade, one per node: an implicit block by its nodes."""
+    """The conditions to grade, one per node: an implicit block by its nodes, a
+    recurrence by its costate recursion and terminal condition."""
     for c in conditions:
-        if getattr(c, "implicit", False):
+        if c.implicit:
             yield from (_BlockEntry(c, k) for k in range(len(c.nodes)))
+        elif isinstance(c, RecurrenceAdjoint):
+            terminal, recursion = c.equations
+            name = c.costate_name
+            yield _StepEntry(StepKey(c.rec.state, name, "t"), recursion.rhs, True, c)
+            yield _StepEntry(StepKey(c.rec.state, name, "T"), terminal.rhs, False, c)
+        elif isinstance(c, SequenceGradient):
+            yield _StepEntry(c.wrt, c.equations[0].rhs, True, c)
+        elif any(t.recurrent for t in c.contributions):
+            yield _StepEntry(c.wrt, c.rhs, False, c)
         else:
             yield c
 
 
-def _node(graph, key):
+def _node(graph, key, entries=()):
+    if isinstance(key, StepKey):
+        return key
+    if isinstance(key, str) and key.endswith(("[t]", "[T]")):  # lambda_z[t], lambda_u[t]
+        for entry in entries:
+            if str(entry.wrt) == key or (
+                key.endswith("[t]")
+                and isinstance(entry.wrt, sp.Basic)
+                and getattr(entry, "stepped", False)
+                and key in (f"lambda_{entry.wrt}[t]", f"Lambda_{entry.wrt}[t]")
+            ):
+                return entry.wrt
+        raise AdjointError(
+            f"{key} is no costate or per-step gradient of this graph's recurrences",
+            node=key,
+        )
     node = graph.lookup(key)
     if node not in graph.nodes:
         raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
+    for entry in entries:  # a recurrence's state stands for its costate recursion
+        if isinstance(entry.wrt, StepKey) and entry.wrt.state == node and entry.wrt.index == "t":
+            return entry.wrt
     return node
 
 
-def _weights(graph, weights) -> dict:
+def _weights(graph, weights, entries=()) -> dict:
     if weights is None:
         return {}
     if not isinstance(weights, Mapping):
         raise AdjointError(f"weights must be a dict from nodes to points, got {weights!r}")
     out = {}
     for key, value in weights.items():
-        node = _node(graph, key)
+        node = _node(graph, key, entries)
         try:  # an int past a float's range (10**400) is no weight either
             number = None if isinstance(value, bool) else float(value)
         except (TypeError, ValueError, OverflowError):
@@ -444,10 +483,12 @@ def _samples(graph, rng, count: int) -> list[_Sample]:
         def draw(s, phase=phase, attempt=attempt):
             shape = graph.node(s).shape
             size = () if shape is None else [int(sp.sympify(d).xreplace(sizes)) for d in shape]
+            if graph.node(s).steps is not None:  # a sequence: a value per step
+                size = [graph.node(s).steps, *size]
             if phase == 2:
                 return rng.uniform(0.5, 1.5, size=size)
             value = 10 ** rng.uniform(-1, 0.5, size=size)
-            if phase == 0 and s in signs and not size:
+            if phase == 0 and s in signs and not np.ndim(value):
                 value = value * signs[s][attempt % count]
             elif phase == 0:
                 value = value * rng.choice([-1.0, 1.0], size=size)
@@ -605,6 +646,226 @@ def _grade_node(graph, c, formula, extra, samples, rtol, kinks, weight, substitu
             submitted,
         )
     return verdict(CORRECT, f"right (at {checked} random points and multipliers)", submitted)
+
+
+# -- recurrences: formulas with the index t ----------------------------------------
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """A recurrence's costates as submitted: the recursion ``lambda_z[t]`` (index "t")
+    or the terminal condition ``lambda_z[T]`` (index "T")."""
+
+    state: sp.Basic
+    name: str  # lambda_z, or Lambda_x for a matrix state
+    index: str
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.index}]"
+
+
+class _StepEntry:
+    """A formula of a recurrence, in the step notation: graded on trajectories, at
+    several steps when it reads t (``per_step``), with each sum over t evaluated."""
+
+    implicit = recurrent = False
+    stepped = True
+    seed = 0
+
+    def __init__(self, wrt, expected, per_step: bool, condition):
+        self.wrt, self.rhs, self.per_step, self.condition = wrt, expected, per_step, condition
+        if isinstance(wrt, StepKey):
+            self.unknown = wrt
+        elif isinstance(condition, SequenceGradient):
+            self.unknown = condition.equations[0].lhs  # lambda_u[t]
+        else:
+            self.unknown = condition.unknown
+
+
+class _World:
+    """One point to grade at: every stepped name's values over the steps, the rest."""
+
+    def __init__(self, graph, sample, steps):
+        self.steps = steps
+        self.env = {**sample.env, **sample.random}
+        self.series = {}
+        for rec in graph.recurrences:
+            state = rec.state
+            lam = graph.multiplier(state)
+            self.series[state.name] = np.asarray(sample.env[state])
+            self.series[lam.name] = np.asarray(sample.random[lam])
+        for s in (*graph.inputs, *graph.constants):
+            if graph.node(s).steps is not None:
+                self.series[s.name] = np.asarray(sample.env[s])
+
+
+def _step_names(graph) -> dict:
+    """The names text may index by step: states, costates and sequences."""
+    names = {}
+    for rec in graph.recurrences:
+        names[rec.state.name] = rec.state
+        names[graph.multiplier(rec.state).name] = rec.state
+    for s in (*graph.inputs, *graph.constants):
+        if graph.node(s).steps is not None:
+            names[s.name] = s
+    return names
+
+
+def _grade_steps(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, budget):
+    node = c.wrt
+
+    def verdict(status, message, submitted=None, point=None, mistake=None):
+        return AdjointGrade(
+            node, status, message, c.rhs, submitted, dict(point or {}), weight, mistake
+        )
+
+    what = f"the formula submitted for {c.unknown}"
+    steps = {r.steps for r in graph.recurrences}
+    if len(steps) != 1:
+        return verdict(UNCHECKED, "recurrences of different lengths are not graded yet", None)
+    (T,) = steps
+    names = _step_names(graph)
+    plain = [s for s in extra if s.name not in names]
+    try:
+        submitted = graph.read_expr(formula, c.condition.wrt, plain, what, steps=names)
+    except AdjointError as exc:
+        return verdict(UNPARSEABLE, str(exc))
+    except OutOfTime:
+        raise
+    except Exception as exc:
+        reason = str(exc) or "sympy cannot build it"
+        return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {reason})")
+    submitted = _by_name(submitted, graph, extra)
+    output = graph.multiplier(graph.output)
+    fixed = substitute and output not in submitted.free_symbols
+    try:
+        student, expected = Stepped(submitted), Stepped(c.rhs)
+    except Exception as exc:
+        return verdict(UNPARSEABLE, f"{what} cannot be evaluated ({exc})", submitted)
+    unknown = [s for s in student.plain if s not in samples[0].env and s not in samples[0].random]
+    if unknown:
+        return verdict(
+            WRONG,
+            f"{c.unknown} reads {', '.join(map(str, unknown))}, not a symbol of the graph",
+            submitted,
+            mistake="undefined",
+        )
+    at = sorted({0, T // 2, T - 1}) if c.per_step else [None]
+    for sample in samples:
+        budget.check()
+        world = _World(graph, sample, T)
+        if fixed:
+            world.env[output] = np.ones((1, 1)) if isinstance(output, sp.MatrixSymbol) else 1.0
+        for t in at:
+            want = expected(world, t)
+            if not _finite(want):
+                continue
+            try:
+                have = student(world, t)
+            except FreeStep:
+                return _missing_sum_grade(verdict, c, submitted, world, rtol)
+            except OutOfSteps as exc:
+                return verdict(
+                    WRONG,
+                    f"{c.unknown} reads {exc} at t = {t}, a step that does not exist: the "
+                    "costate of step t reads lambda[t + 1], the states z[t]",
+                    submitted,
+                    mistake="time-index",
+                )
+            if np.shape(have) != np.shape(want) and np.size(have) == np.size(want) == 1:
+                have = np.reshape(have, np.shape(want))
+            if np.shape(have) == np.shape(want) and relative_error(want, have) <= rtol:
+                continue
+            where = "" if t is None else f" at t = {t}"
+            mistake, message = _step_mistake(c, submitted, world, t, want, have, rtol)
+            return verdict(
+                WRONG,
+                f"{message} (here{where}: {_short(have)} instead of {_short(want)})",
+                submitted,
+                mistake=mistake,
+            )
+    steps_checked = "" if at == [None] else f", at steps {', '.join(map(str, at))}"
+    return verdict(CORRECT, f"right (on {len(samples)} trajectories{steps_checked})", submitted)
+
+
+def _missing_sum_grade(verdict, c, submitted, world, rtol):
+    """A formula reading the step t where the multiplier is one value: the sum over t
+    left out, if its terms match the expected sum's."""
+    per_step = c.rhs.replace(lambda e: isinstance(e, sp.Sum), lambda e: e.function).replace(
+        lambda e: type(e).__name__ == "StepSum", lambda e: e.args[0]
+    )
+    try:
+        terms = Stepped(per_step)
+        student = Stepped(submitted)
+        same = all(
+            relative_error(terms(world, t), student(world, t)) <= rtol
+            for t in sorted({0, world.steps // 2, world.steps - 1})
+        )
+    except (FreeStep, OutOfSteps, ValueError, TypeError):
+        same = False
+    if same:
+        return verdict(
+            WRONG,
+            f"{c.unknown} misses the sum over t: every step reads {c.wrt}, so it adds a part "
+            f"from each, {c.unknown} = {c.rhs}",
+            submitted,
+            mistake="missing-sum",
+        )
+    return verdict(
+        WRONG,
+        f"{c.unknown} reads the step t, but it is one value: sum the parts of the steps, "
+        "Sum(..., (t, 0, T - 1))",
+        submitted,
+        mistake="missing-sum",
+    )
+
+
+def _step_mistake(c, submitted, world, t, want, have, rtol) -> tuple[str, str]:
+    """The likely mistake of a formula with the index t, and a message naming it."""
+    lam = c.unknown
+    if isinstance(c.wrt, StepKey) and c.wrt.index == "T" and np.allclose(have, 0):
+        return "terminal", (
+            f"{lam} is the terminal condition {lam} = {c.rhs}: z_final = z[T] reads the last "
+            "state, so dL/dz[T] = 0 gives it; the recursion does not start from 0"
+        )
+    if np.shape(have) == np.shape(want) and _close(want, -have, rtol):
+        return "sign", f"{lam} has the wrong sign: the lecture's costates are + (df/dz)^T lambda"
+    groups: dict = {}
+    for obj, (name, index) in step_objects(submitted).items():
+        groups.setdefault((name, index), []).append(obj)
+    for (name, index), objs in groups.items():
+        for shift in (1, -1):
+            moved = index + shift
+            swap = {
+                o: (
+                    o.base[moved]
+                    if isinstance(o, sp.Indexed)
+                    else sp.MatrixSymbol(f"{name}[{moved}]", *o.shape)
+                )
+                for o in objs
+            }
+            try:
+                value = Stepped(submitted.xreplace(swap))(world, t)
+            except (FreeStep, OutOfSteps, ValueError, TypeError):
+                continue
+            if np.shape(value) == np.shape(want) and _close(want, value, rtol):
+                return "time-index", (
+                    f"{lam} reads {objs[0]} where {swap[objs[0]]} belongs: a time index off "
+                    "by one (the costate of step t reads lambda[t + 1], the multiplier of "
+                    "z[t + 1] = f(z[t]); H_t = l(z[t]) + lambda[t + 1]^T f(z[t]))"
+                )
+    if isinstance(submitted, sp.MatrixExpr):
+        for m in [m for m in submitted.atoms(sp.MatrixSymbol) if m.rows == m.cols]:
+            try:
+                value = Stepped(submitted.xreplace({m: m.T}))(world, t)
+            except (FreeStep, OutOfSteps, ValueError, TypeError):
+                continue
+            if np.shape(value) == np.shape(want) and _close(want, value, rtol):
+                return "transpose", f"{lam} has {m} where it needs {m}.T (or the reverse)"
+        flipped = np.ndim(want) == 2 and np.shape(want) == np.shape(have)[::-1]
+        if flipped and _close(want, np.transpose(have), rtol):
+            return "transpose", f"{lam} is the transpose of the right matrix"
+    return "other", f"{lam} differs from the stationarity condition {lam} = {c.rhs}"
 
 
 def _shape(expr):

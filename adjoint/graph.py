@@ -35,16 +35,19 @@ from .errors import (
 )
 from .expressions import expand_sums, free_symbols, postorder, scan
 from .parsing import parse
-from .symbols import CHECKS, MatrixMultiplier, Multiplier, multiplier_of, node_symbol
+from .symbols import (
+    CHECKS,
+    STEP,
+    MatrixMultiplier,
+    Multiplier,
+    multiplier_of,
+    node_symbol,
+)
 
 __all__ = ["STEP", "ConstraintGraph", "Node", "Recurrence"]
 
 INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
 _A_KIND = {INPUT: "an input", CONSTANT: "a constant", DEFINED: "a defined node"}
-
-
-#: The step index of a recurrence, as ``step`` and ``cost`` name it.
-STEP = sp.Symbol("t", integer=True, nonnegative=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -834,7 +837,9 @@ class ConstraintGraph:
             f"{node} is not a node of this graph (its nodes: {known})", node=node
         )
 
-    def read_expr(self, expr, node, extra_symbols=(), what: str | None = None) -> sp.Expr:
+    def read_expr(
+        self, expr, node, extra_symbols=(), what: str | None = None, steps=None
+    ) -> sp.Expr:
         """``expr`` as a sympy expression: text is parsed, Python numbers converted.
 
         Text may name the graph's nodes and ``extra_symbols``; ``what`` names the
@@ -845,7 +850,7 @@ class ConstraintGraph:
         what = what or f"the constraint for {node}"
         if isinstance(expr, str):
             try:
-                return parse(expr, symbols=[*self._nodes, *extra_symbols])
+                return parse(expr, symbols=[*self._nodes, *extra_symbols], steps=steps)
             except ExpressionError as exc:
                 raise type(exc)(f"in {what}: {exc}", node=node) from None
         if isinstance(expr, sp.MatrixBase):

@@ -32,6 +32,7 @@ import sympy as sp
 
 from .budget import TimeBudget
 from .errors import ParseError
+from .symbols import STEP, STEPS, over_steps, step_value
 
 __all__ = ["FUNCTIONS", "Word", "parse", "register_word", "words"]
 
@@ -188,7 +189,9 @@ _BIG = 10**MAX_DIGITS
 _FEW_SYMBOLS = 12  # known symbols are listed in an error only when there are this few
 
 
-def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
+def parse(
+    text: str, symbols: Iterable[sp.Symbol] | None = None, steps: Mapping | None = None
+) -> sp.Expr:
     """Turn ``text`` into a sympy expression without running it as code.
 
     Parameters
@@ -200,6 +203,12 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
     symbols : iterable of Symbol, optional
         The symbols (or matrix symbols) the text may name. A name that is not among
         them is an error. With ``None``, every unknown name becomes a new real symbol.
+    steps : mapping of names to symbols, optional
+        Names that text may index by the step of a recurrence, as the package prints
+        its conditions: ``z[t]``, ``lambda_z[t + 1]``, ``u[t - 1]``, ``x[T]``, ``x[0]``
+        (scalars as ``Indexed``, matrices as the symbols of
+        :func:`adjoint.symbols.step_value`); then ``t`` and ``T`` name the step and
+        the number of steps, and ``Sum(expr, (t, 0, T - 1))`` sums over the steps.
 
     Returns
     -------
@@ -231,7 +240,7 @@ def parse(text: str, symbols: Iterable[sp.Symbol] | None = None) -> sp.Expr:
             f"cannot parse text of {len(text)} characters: the limit is {MAX_LENGTH}; "
             "build large expressions with sympy or with Graph.define, one node at a time"
         )
-    reader = _Reader(text, _known_symbols(symbols))
+    reader = _Reader(text, _known_symbols(symbols), dict(steps or {}))
     try:
         tree = reader.syntax_tree()
         reader.check_nesting(tree)
@@ -411,9 +420,10 @@ def _mapping_groups(text: str) -> list[tuple[int, int, int]]:
 
 
 class _Reader:
-    def __init__(self, text: str, known: dict[str, sp.Basic] | None):
+    def __init__(self, text: str, known: dict[str, sp.Basic] | None, steps=None):
         self.text = text
         self.known = known
+        self.steps = steps or {}  # names text may index by step: {name: symbol}
         self.created: dict[str, sp.Symbol] = {}
         self.bound: dict[str, sp.Dummy] = {}  # the variables of (d -> ...) mappings
         self.mappings: dict[ast.AST, sp.Dummy] = {}
@@ -585,15 +595,85 @@ class _Reader:
             return _chain(node)[0]
         if isinstance(node, ast.Call) and self.is_mapping(node):
             return [node.func.args[1], node.args[0]]  # (d -> body).(A): body, then A
+        if isinstance(node, ast.Call) and self.is_step_sum(node):  # Sum(e, (t, 0, T - 1))
+            return [node.args[0]]
         if isinstance(node, ast.Call):
             self.check_call(node)
             return list(node.args)
         if isinstance(node, ast.Attribute) and node.attr == "T":  # A.T, a transpose
             return [node.value]
+        if isinstance(node, ast.Subscript) and self.is_step(node):  # z[t + 1]
+            return []
         if isinstance(node, ast.Subscript):  # (M)[i, j], an entry
             self.check_entry(node)
             return [node.value]
         raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
+
+    def is_step(self, node: ast.Subscript) -> bool:
+        """Whether ``node`` is a name of ``steps`` at a step: ``z[t]``, ``z[t + 1]``,
+        ``z[T]``, ``z[0]``; a wrong index on such a name is an error."""
+        if not (isinstance(node.value, ast.Name) and node.value.id in self.steps):
+            return False
+        self.step_index(node)
+        return True
+
+    def step_index(self, node: ast.Subscript):
+        """The index of ``z[...]``: ``t + k``, ``T - k`` or a number."""
+        index = node.slice
+
+        def base(e):
+            if isinstance(e, ast.Name) and e.id in ("t", "T"):
+                return STEP if e.id == "t" else STEPS
+            if (
+                isinstance(e, ast.Constant)
+                and isinstance(e.value, int)
+                and not isinstance(e.value, bool)
+                and 0 <= e.value < _BIG
+            ):
+                return sp.Integer(e.value)
+            return None
+
+        found = base(index)
+        if (
+            found is None
+            and isinstance(index, ast.BinOp)
+            and isinstance(index.op, (ast.Add, ast.Sub))
+        ):
+            left, right = base(index.left), base(index.right)
+            if left is not None and left.is_Symbol and right is not None and right.is_Integer:
+                found = left + right if isinstance(index.op, ast.Add) else left - right
+        if found is None:
+            name = node.value.id
+            raise self.fail(
+                node,
+                f"{name} is indexed by the step: write {name}[t], {name}[t + 1], {name}[t - 1], "
+                f"{name}[T] or {name}[0]",
+            )
+        return found
+
+    def is_step_sum(self, node: ast.Call) -> bool:
+        """Whether ``node`` is ``Sum(expr, (t, 0, T - 1))``, the sum over the steps."""
+        if not (self.steps and isinstance(node.func, ast.Name) and node.func.id == "Sum"):
+            return False
+        bounds = node.args[1] if len(node.args) == 2 else None
+        ok = (
+            not node.keywords
+            and isinstance(bounds, ast.Tuple)
+            and len(bounds.elts) == 3
+            and isinstance(bounds.elts[0], ast.Name)
+            and bounds.elts[0].id == "t"
+            and isinstance(bounds.elts[1], ast.Constant)
+            and bounds.elts[1].value == 0
+            and isinstance(bounds.elts[2], ast.BinOp)
+            and isinstance(bounds.elts[2].op, ast.Sub)
+            and isinstance(bounds.elts[2].left, ast.Name)
+            and bounds.elts[2].left.id == "T"
+            and isinstance(bounds.elts[2].right, ast.Constant)
+            and bounds.elts[2].right.value == 1
+        )
+        if not ok:
+            raise self.fail(node, "a sum over the steps is written Sum(expr, (t, 0, T - 1))")
+        return True
 
     def is_mapping(self, node: ast.Call) -> bool:
         """Whether ``node`` is ``(d -> body).(A)`` (rewritten as a call of _map_), and
@@ -654,6 +734,11 @@ class _Reader:
             return self.apply(node, "the transpose fails", lambda a: a.T, args[0])
         if isinstance(node, ast.BinOp):
             return self.chain(node, children, args)
+        if isinstance(node, ast.Subscript) and not children:  # z[t + 1]
+            name = node.value.id
+            return step_value(self.steps[name], self.step_index(node), name)
+        if isinstance(node, ast.Call) and self.is_step_sum(node):
+            return self.apply(node, "the sum over the steps fails", over_steps, args[0])
         if isinstance(node, ast.Subscript):
             i, j = (e.value for e in node.slice.elts)
             if not isinstance(args[0], sp.MatrixExpr):
@@ -699,8 +784,15 @@ class _Reader:
             raise self.fail(node, f"the name {name!r} is not allowed (leading underscore)")
         if name in self.bound:  # the variable of a (d -> ...) mapping
             return self.bound[name]
+        if name in self.steps:  # never the plain symbol of the same name
+            raise self.fail(
+                node,
+                f"{name} changes with the step: write it at one, as in {name}[t] or {name}[t + 1]",
+            )
         if self.known is not None and name in self.known:
             return self.known[name]
+        if self.steps and name in ("t", "T"):  # the step, the number of steps
+            return STEP if name == "t" else STEPS
         if self.known is not None:  # a multiplier spelled λ_z3 or Λ_H
             alias = _SPELLINGS.sub(lambda m: _SPELLED[m.group()], name, count=1)
             if alias in self.known:

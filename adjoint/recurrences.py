@@ -35,6 +35,7 @@ from .errors import AdjointError
 from .graph import STEP
 from .matrices import pullback, tangent
 from .numeric import numeric_function
+from .symbols import over_steps, step_value
 
 __all__ = [
     "RecurrenceAdjoint",
@@ -186,47 +187,14 @@ def _entrywise(entries, wrt):
     return sp.Add(*(c * sp.diff(e, wrt) for c, e in entries))
 
 
-class StepSum(sp.MatrixExpr):
-    """``sum_{t=0}^{T-1}`` of a matrix expression, for printing (sympy's ``Sum`` is for
-    scalars)."""
-
-    def __new__(cls, expr):
-        return sp.Basic.__new__(cls, expr)
-
-    @property
-    def shape(self):
-        return self.args[0].shape
-
-    def _sympystr(self, printer) -> str:
-        return f"Sum({printer._print(self.args[0])}, (t, 0, T - 1))"
-
-    def _latex(self, printer) -> str:
-        return r"\sum_{t=0}^{T - 1} \left(" + printer._print(self.args[0]) + r"\right)"
-
-
-def over_steps(expr):
-    """``sum_{t<T} expr``: sympy's ``Sum`` for a scalar, :class:`StepSum` for a matrix."""
-    if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)):
-        return StepSum(sp.ImmutableMatrix(expr) if isinstance(expr, sp.MatrixBase) else expr)
-    return sp.Sum(expr, (STEP, 0, sp.Symbol("T") - 1))
-
-
 def indexed(symbol, shift: int = 0, name=None):
-    """``symbol`` at step ``t + shift``, for printing: ``z[t + 1]`` for a scalar, a
-    matrix symbol ``x_(t+1)`` for a matrix."""
-    name = name or symbol.name
-    if isinstance(symbol, sp.MatrixSymbol):
-        label = "t" if shift == 0 else f"(t+{shift})"
-        return sp.MatrixSymbol(f"{name}_{label}", *symbol.shape)
-    return sp.IndexedBase(name)[STEP + shift]
+    """``symbol`` at step ``t + shift``, for printing: ``z[t + 1]``."""
+    return step_value(symbol, STEP + shift, name)
 
 
 def at_step(symbol, index, name=None):
     """``symbol`` at a fixed step (0, or T), for printing."""
-    name = name or symbol.name
-    if isinstance(symbol, sp.MatrixSymbol):
-        return sp.MatrixSymbol(f"{name}_{index}", *symbol.shape)
-    return sp.IndexedBase(name)[index]
+    return step_value(symbol, index, name)
 
 
 def _display(expr, rec, sequences=()):
@@ -461,6 +429,11 @@ class RecurrenceAdjoint(Lazy):
 
     def init_local(self, wrt):
         return _pullback(self.rec.init, self.forward.wrt, wrt)
+
+    @property
+    def costate_name(self) -> str:
+        """``lambda_z`` (``Lambda_x`` for a matrix state): the costate's name in text."""
+        return self._name()
 
     def _name(self) -> str:
         state = self.rec.state

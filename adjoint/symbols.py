@@ -10,7 +10,19 @@ import sympy as sp
 
 from .errors import AdjointError, ShapeError
 
-__all__ = ["CHECKS", "MatrixMultiplier", "Multiplier", "check_name", "multiplier_of", "node_symbol"]
+__all__ = [
+    "CHECKS",
+    "STEP",
+    "STEPS",
+    "MatrixMultiplier",
+    "Multiplier",
+    "StepSum",
+    "check_name",
+    "multiplier_of",
+    "node_symbol",
+    "over_steps",
+    "step_value",
+]
 
 
 class Multiplier(sp.Symbol):
@@ -213,3 +225,49 @@ def node_symbol(name, what: str = "node", shape=None):
 
 def _article(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+# -- the step notation of recurrences --------------------------------------------------
+
+#: The step index of a recurrence, as ``step`` and ``cost`` name it.
+STEP = sp.Symbol("t", integer=True, nonnegative=True)
+#: The number of steps, as conditions and text name it.
+STEPS = sp.Symbol("T", integer=True, positive=True)
+
+
+def step_value(symbol, index, name=None):
+    """``symbol`` (named ``name``) at step ``index`` (``t + k``, ``T - k`` or a number):
+    ``z[t + 1]``, an ``Indexed``, for a scalar; a matrix symbol named ``x[t + 1]`` for a
+    matrix. Text reads both back (:func:`adjoint.parsing.parse` with ``steps=``)."""
+    name = name or symbol.name
+    if isinstance(index, str):  # "T", or "t"
+        index = {"T": STEPS, "t": STEP}[index]
+    index = sp.sympify(index)
+    if isinstance(symbol, sp.MatrixSymbol):
+        return sp.MatrixSymbol(f"{name}[{index}]", *symbol.shape)
+    return sp.IndexedBase(name)[index]
+
+
+class StepSum(sp.MatrixExpr):
+    """``sum_{t=0}^{T-1}`` of a matrix expression, for printing (sympy's ``Sum`` is for
+    scalars)."""
+
+    def __new__(cls, expr):
+        return sp.Basic.__new__(cls, expr)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def _sympystr(self, printer) -> str:
+        return f"Sum({printer._print(self.args[0])}, (t, 0, T - 1))"
+
+    def _latex(self, printer) -> str:
+        return r"\sum_{t=0}^{T - 1} \left(" + printer._print(self.args[0]) + r"\right)"
+
+
+def over_steps(expr):
+    """``sum_{t<T} expr``: sympy's ``Sum`` for a scalar, :class:`StepSum` for a matrix."""
+    if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)):
+        return StepSum(sp.ImmutableMatrix(expr) if isinstance(expr, sp.MatrixBase) else expr)
+    return sp.Sum(expr, (STEP, 0, STEPS - 1))

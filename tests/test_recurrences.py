@@ -9,6 +9,8 @@ counts of the `checkpoint-schedules` package and of Griewank's closed form.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -592,3 +594,111 @@ def test_compiled_chained_recurrences_match_differences(backend):
         assert value == pytest.approx(J(0.3), rel=1e-13)
         h = 1e-6
         assert grad == pytest.approx((J(0.3 + h) - J(0.3 - h)) / (2 * h), rel=1e-7)
+
+
+# -- grading a student's costate recursion (BPTT) ------------------------------------
+
+
+def _bptt_answers(step="a*sin(z) + u"):
+    """The right answers, derived here by sympy's diff of the step (an independent
+    route): lambda_z[t] = (df/dz) lambda_z[t + 1] + lambda_C dl/dz, and so on."""
+    z, a, u, t, lam, cost = sp.symbols("z a u t lam lam_C", real=True)
+    f = sp.sympify(step, locals={"z": z, "a": a, "u": u, "t": t})
+    at = {z: sp.Symbol("z[t]"), u: sp.Symbol("u[t]"), lam: sp.Symbol("lambda_z[t + 1]")}
+
+    def text(e):
+        return str(e.xreplace(at)).replace("lam_C", "lambda_z_cost")
+
+    return {
+        "J": "1",
+        "z_cost": "lambda_J",
+        "z_final": "2*lambda_J*z_final",
+        "lambda_z[T]": "lambda_z_final",
+        "lambda_z[t]": text(sp.diff(f, z) * lam + cost * sp.diff((z - sp.Symbol("d[t]")) ** 2, z)),
+        "a": f"Sum({text(sp.diff(f, a) * lam)}, (t, 0, T - 1))",
+        "x0": "lambda_z[0]",
+        "lambda_u[t]": text(sp.diff(f, u) * lam),
+    }
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_a_right_costate_recursion_is_graded_right(step):
+    g, *_ = scalar_graph(6, step)
+    report = adjoint.check_adjoints(g, _bptt_answers(step), seed=3)
+    assert report.ok, report
+    assert len(report.grades) == 8
+
+
+def test_a_recursion_that_reuses_the_next_state_is_right():
+    """tanh' = 1 - tanh^2 = 1 - z[t + 1]^2 on the trajectory: graded on trajectories,
+    not on independent values, it is right."""
+    g, *_ = scalar_graph(6, "tanh(a*z + u)")
+    answers = _bptt_answers("tanh(a*z + u)")
+    answers["lambda_z[t]"] = "a*(1 - z[t + 1]**2)*lambda_z[t + 1] + 2*lambda_z_cost*(z[t] - d[t])"
+    assert adjoint.check_adjoints(g, answers, seed=4).ok
+
+
+@pytest.mark.parametrize(
+    ("key", "formula", "mistake"),
+    [
+        ("lambda_z[t]", "a*cos(z[t])*lambda_z[t] + 2*lambda_z_cost*(z[t] - d[t])", "time-index"),
+        ("lambda_u[t]", "lambda_z[t]", "time-index"),
+        ("a", "sin(z[t])*lambda_z[t + 1]", "missing-sum"),
+        ("a", "sin(z[t])", "missing-sum"),
+        ("lambda_z[T]", "0", "terminal"),
+        ("lambda_z[t]", "-a*cos(z[t])*lambda_z[t + 1] - 2*lambda_z_cost*(z[t] - d[t])", "sign"),
+        ("lambda_z[t]", "a*cos(z[t])*lambda_z[t + 1]", "other"),
+        ("lambda_z[t]", "a*cos(z[t - 1])*lambda_z[t] + 2*lambda_z_cost*(z[t] - d[t])", None),
+    ],
+)
+def test_bptt_mistakes_are_named(key, formula, mistake):
+    g, *_ = scalar_graph(6)
+    answers = {**_bptt_answers(), key: formula}
+    report = adjoint.check_adjoints(g, answers, seed=5)
+    (wrong,) = report.wrong
+    assert str(wrong.node) == key or f"lambda_{wrong.node}[t]" == key or str(wrong.node) == key
+    if mistake is not None:
+        assert wrong.mistake == mistake, wrong.message
+    else:  # z[t - 1] at t = 0: a step that does not exist
+        assert "does not exist" in wrong.message
+    assert json.loads(report.to_json())  # the report serialises, StepKey and all
+
+
+def test_a_forgotten_terminal_condition_is_named_and_bad_text_is_refused():
+    g, *_ = scalar_graph(6)
+    answers = _bptt_answers()
+    del answers["lambda_z[T]"]
+    answers["x0"] = "lambda_z"  # the costate without its step
+    report = adjoint.check_adjoints(g, answers, seed=6)
+    (missing,) = report.missing
+    assert "terminal condition" in missing.message and "lambda_z_final" in missing.message
+    (unread,) = report.unparseable
+    assert "changes with the step" in unread.message
+    with pytest.raises(adjoint.AdjointError, match="no costate"):
+        adjoint.check_adjoints(g, {"lambda_q[t]": "0"})
+
+
+def test_matrix_bptt_names_a_missing_transpose():
+    g, *_ = lqr(5)
+    right = {
+        "J": "eye(1)",
+        "x_cost": "Lambda_J",
+        "x_final": "x_final*Lambda_J + x_final*Lambda_J.T",
+        "Lambda_x[T]": "Lambda_x_final",
+        "Lambda_x[t]": "2*x[t]*Lambda_x_cost + A.T*Lambda_x[t + 1]",
+        "A": "Sum(Lambda_x[t + 1]*x[t].T, (t, 0, T - 1))",
+        "B": "Sum(Lambda_x[t + 1]*u[t].T, (t, 0, T - 1))",
+        "x0": "Lambda_x[0]",
+        "Lambda_u[t]": "2*u[t]*Lambda_x_cost + B.T*Lambda_x[t + 1]",
+    }
+    assert adjoint.check_adjoints(g, right, seed=7).ok
+    wrong = {
+        **right,
+        "Lambda_x[t]": "2*x[t]*Lambda_x_cost + A*Lambda_x[t + 1]",
+        "A": "Sum(x[t]*Lambda_x[t + 1].T, (t, 0, T - 1))",
+    }
+    report = adjoint.check_adjoints(g, wrong, seed=7)
+    assert {str(w.node): w.mistake for w in report.wrong} == {
+        "Lambda_x[t]": "transpose",
+        "A": "transpose",
+    }
