@@ -90,10 +90,16 @@ class Graph(ConstraintGraph):
         return second_order.tangent(self, at, direction, kinks=kinks)
 
     def hvp(
-        self, at: Mapping, direction: Mapping, *, kinks: str = "convention"
+        self,
+        at: Mapping,
+        direction: Mapping,
+        *,
+        kinks: str = "convention",
+        checkpoints: int | None = None,
     ) -> second_order.HVP:
-        """(Hessian of f) v, by the tangent and second-order adjoint sweeps."""
-        return second_order.hvp(self, at, direction, kinks=kinks)
+        """(Hessian of f) v, by the tangent and second-order adjoint sweeps; a recurrence
+        stores at most ``checkpoints`` states (and tangents) when given."""
+        return second_order.hvp(self, at, direction, kinks=kinks, checkpoints=checkpoints)
 
     def hessian(self, at: Mapping | None = None):
         """The Hessian of f (numpy at ``at``, a sympy Matrix without), in input order;

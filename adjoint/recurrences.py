@@ -734,8 +734,45 @@ class RecurrenceTangent:
             )
         ]
 
-    def solve(self, env, linearization=None):
+    def augmented(self, env):
+        """``(start, advance, stage)`` of the state and its tangent as one recurrence,
+        stacked ``[z_t, zdot_t]``: what a schedule stores and recomputes."""
         f, rec = self.forward, self.rec
+        step, stage, init, moved, all_init, init_dots = self.functions()
+        z0, advance, cost_at = f.loop(env)
+        params = [env[p] for p in f.params]
+        seqs = [np.asarray(env[u]) for u in f.sequences]
+        dims = [env[d] for d in f.graph_dims]
+        dot_values = [np.asarray(env[self.dots[r]]) for r in moved]
+        is_seq = [r in f.sequences for r in moved]
+        zdot0 = _as_state(
+            init(*(env[r] for r in all_init), *(env[d] for d in init_dots), *dims), rec
+        )
+
+        def args(zz, t):
+            at = [v[t] if s else v for v, s in zip(dot_values, is_seq)]
+            return (zz[0], *params, *(u[t] for u in seqs), t, *dims, zz[1], *at)
+
+        def advance2(zz, t):
+            return np.stack([advance(zz[0], t), _as_state(step(*args(zz, t)), rec)])
+
+        def stage2(zz, t):
+            return np.stack([np.asarray(cost_at(zz[0], t)), np.asarray(stage(*args(zz, t)))])
+
+        start = np.stack(np.broadcast_arrays(np.asarray(z0, float), np.asarray(zdot0, float)))
+        return start, advance2, (None if stage is None else stage2)
+
+    def solve(self, env, linearization=None, checkpoints=None, work=None):
+        f, rec = self.forward, self.rec
+        if checkpoints is not None:  # the state and its tangent under one schedule
+            start, advance2, stage2 = self.augmented(env)
+            final, total, run = forward(advance2, stage2, start, rec.steps, checkpoints)
+            work[self] = (run, advance2)
+            env[self.dots[rec.state]] = final[1]  # zdot_T stands for the tangents
+            env[self.dots[rec.final]] = _as_state(final[1], rec)
+            if rec.cost is not None:
+                env[self.dots[rec.cost]] = _as_cost(total[1], rec)
+            return tuple(env[u] for u in self.unknowns)
         step, stage, init, moved, all_init, init_dots = self.functions()
         T = rec.steps
         states = env[rec.state]
@@ -844,7 +881,9 @@ class RecurrenceSecondAdjoint:
         rhs = _tangent(a.local(rec.state), moving).xreplace(shown)
         return [equation(indexed(rec.state, 0, ldot.name), rhs)]
 
-    def solve(self, env, linearization=None):
+    def solve(self, env, linearization=None, checkpoints=None, work=None):
+        if checkpoints is not None:
+            return self._solve_with_schedule(env, work)
         a, f, rec = self.adjoint, self.adjoint.forward, self.rec
         step, init, moved, init_reads, init_moving = self.functions()
         T = rec.steps
@@ -894,6 +933,57 @@ class RecurrenceSecondAdjoint:
             key = TangentPart(rec, r)
             env[key] = _shaped(env.get(key, 0.0) + np.asarray(part, dtype=float), env[r])
         return (ldot,)
+
+    def _solve_with_schedule(self, env, work):
+        """Forward over reverse under the tangent loop's schedule: ``[lambda_t,
+        lambdadot_t]`` in one reverse loop from the stored ``[z_t, zdot_t]``, recomputing
+        the others; the tangents of the gradient parts summed (or kept per step)."""
+        a, f, rec = self.adjoint, self.adjoint.forward, self.rec
+        step, init, moved, init_reads, init_moving = self.functions()
+        back, _, _ = a.functions()
+        tangent = next(k for k in work if isinstance(k, RecurrenceTangent) and k.rec is rec)
+        run, advance2 = work[tangent]
+        params = [env[p] for p in f.params]
+        seqs = [np.asarray(env[u]) for u in f.sequences]
+        dims = [env[d] for d in f.graph_dims]
+        cost = [] if a.cost_lam is None else [env[a.cost_lam]]
+        cost_dot = [] if a.cost_lam is None else [env[self.ldots[rec.cost]]]
+        dot_values = [np.asarray(env[self.dots[r]]) for r in moved]
+        is_seq = [r in f.sequences for r in moved]
+        shape = np.shape(_as_state(env[rec.final], rec))
+
+        def back2(zz, ll, t):
+            u_t = [u[t] for u in seqs]
+            at = [v[t] if s else v for v, s in zip(dot_values, is_seq)]
+            first = back(zz[0], ll[0], *cost, *params, *u_t, t, *dims)
+            second = step(
+                zz[0], ll[0], *cost, *params, *u_t, t, *dims, zz[1], ll[1], *cost_dot, *at
+            )
+            pair = [np.reshape(np.asarray(first[0], float), shape)]
+            pair.append(np.reshape(np.asarray(second[0], float), shape))
+            return (np.stack(pair), *(np.asarray(o, float) for o in second[1:]))
+
+        final = [env[a.final_lam], env[self.ldots[rec.final]]]
+        start = np.stack([np.reshape(np.asarray(v, float), shape) for v in final])
+        ll, sums, per_step = reverse(
+            advance2,
+            back2,
+            run,
+            start,
+            summed=len(f.params),
+            per_step=[np.shape(u)[1:] for u in seqs],
+        )
+        env[self.ldots[rec.state]] = ll[1]  # lambdadot_0
+        for p, part in zip(f.params, sums):
+            env[TangentPart(rec, p)] = _shaped(part, env[p])
+        for u, part in zip(f.sequences, per_step):
+            env[TangentPart(rec, u)] = part
+        for r in init_reads:
+            values = [env[self.dots[q]] if q in self.dots else 0.0 for q in init_moving[1:]]
+            part = init[r](ll[0], *(env[q] for q in init_reads), ll[1], *values, *dims)
+            key = TangentPart(rec, r)
+            env[key] = _shaped(env.get(key, 0.0) + np.asarray(part, dtype=float), env[r])
+        return (ll[1],)
 
 
 def recurrence_formula(graph, rec, node):

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from .checkpointing import check_checkpoints
 from .conditions import AdjointCondition
 from .display import aligned, equation, latex, text
 from .errors import AdjointError, BadValueError, ShapeError
@@ -586,26 +587,29 @@ class HVP(NodeMap):
     """``{input: entry of (Hessian of f) v}``, in input order."""
 
 
-def _sweeps(graph, so, env, v):
+def _sweeps(graph, so, env, v, checkpoints=None):
     """The tangent sweep (forward) and the second-order adjoint sweep (reverse) on
-    ``env``, which holds the solution of grad L = 0; returns the new environment."""
+    ``env``, which holds the solution of grad L = 0; returns the new environment. A
+    recurrence stores at most ``checkpoints`` states and tangents when given."""
     _check_direction_shapes(graph, env, v)
     env = dict(env)
     for x, value in v.items():
         env[so.directions[x]] = value
-    linearizations: dict = {}  # one factorisation per implicit block, for both sweeps
+    # one factorisation per implicit block, a schedule per recurrence, for both sweeps
+    linearizations: dict = {}
     with np.errstate(all="ignore"):
         for c in so.tangent_conditions:
-            _solve_into(c, env, linearizations)
+            _solve_into(c, env, linearizations, checkpoints)
         for c in so.backward_conditions:
-            _solve_into(c, env, linearizations)
+            _solve_into(c, env, linearizations, checkpoints)
     return env
 
 
-def _solve_into(condition, env, linearizations) -> None:
+def _solve_into(condition, env, linearizations, checkpoints=None) -> None:
     """Solve one condition of the second-order sweeps into ``env``."""
     if getattr(condition, "recurrent", False):  # a loop over t
-        env.update(zip(condition.unknowns, condition.solve(env)))
+        solved = condition.solve(env, None, checkpoints, linearizations)
+        env.update(zip(condition.unknowns, solved))
         return
     if not getattr(condition, "implicit", False):
         env[condition.unknown] = condition.solve(env)
@@ -659,15 +663,28 @@ def sweeps(
         return _sweeps(graph, so, env, read_direction(graph, direction))
 
 
-def hvp(graph, at: Mapping, direction: Mapping, *, kinks: str = "convention", solution=None) -> HVP:
+def hvp(
+    graph,
+    at: Mapping,
+    direction: Mapping,
+    *,
+    kinks: str = "convention",
+    solution=None,
+    checkpoints: int | None = None,
+) -> HVP:
     """(Hessian of f) v by the tangent sweep and the second-order adjoint sweep. At a
     kink the second partials take their conventional value (0 for ``|x|`` at 0, as in
     JAX), or ``nan`` with ``kinks="nan"``. ``solution``: grad L = 0 solved at ``at``
-    already (many directions at one point need it solved once)."""
+    already (many directions at one point need it solved once). ``checkpoints``: a
+    recurrence stores at most that many states (with their tangents), forward over
+    reverse on the binomial schedule."""
     check_kinks(kinks)
+    check_checkpoints(checkpoints)
+    if solution is None and checkpoints is not None:
+        solution = solve(graph, at, kinks=kinks, checkpoints=checkpoints)
     so, _, env = _solved(graph, at, kinks, solution)
     with watch_kinks(nan=kinks == "nan"):
-        env = _sweeps(graph, so, env, read_direction(graph, direction))
+        env = _sweeps(graph, so, env, read_direction(graph, direction), checkpoints)
     gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
     return HVP({c.wrt: finish(env[c.unknown]) for c in gradient})
 

@@ -436,6 +436,56 @@ def test_a_parameter_named_like_the_loops_own_symbols_changes_no_hessian():
     assert adjoint.check_gradient(g, at).ok
 
 
+@settings(max_examples=20, deadline=None)
+@given(T=st.integers(1, 12), checkpoints=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_a_checkpointed_hessian_vector_product_is_the_stored_one(T, checkpoints, seed):
+    """Forward over reverse on the binomial schedule: the state and its tangent stored
+    together at most s at a time, the costate and its tangent in one reverse loop."""
+    from adjoint import recurrences
+
+    runs = []
+    forward = recurrences.forward
+
+    def recorded(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        runs.append(out[2])
+        return out
+
+    rng = np.random.default_rng(seed)
+    g, a, x0, u, d, _ = scalar_graph(T, "tanh(a*z + u)")
+    at = {a: rng.uniform(-1, 1), x0: 0.2, u: rng.normal(size=T), d: rng.normal(size=T)}
+    v = {a: rng.normal(), x0: rng.normal(), u: rng.normal(size=T)}
+    stored = g.hvp(at, v)
+    recurrences.forward = recorded
+    try:
+        saved = g.hvp(at, v, checkpoints=checkpoints)
+    finally:
+        recurrences.forward = forward
+    for x in (a, x0, u):
+        np.testing.assert_allclose(saved[x], stored[x], rtol=1e-13, atol=1e-15)
+    assert len(runs) == 2  # the first-order solve, then the state with its tangent
+    for run in runs:
+        assert run.counts.stored_peak <= checkpoints
+        assert run.counts.forward_steps == minimal_advances(T, checkpoints) + 1
+        assert run.counts.reverse_steps == T
+
+
+def test_a_checkpointed_hvp_of_linear_quadratic_control_is_the_stored_one():
+    g, A, B, x0, u, _ = lqr(6)
+    rng = np.random.default_rng(8)
+    at = {A: np.eye(2) + 0.1 * rng.normal(size=(2, 2)), B: rng.normal(size=(2, 1))}
+    at.update({x0: rng.normal(size=(2, 1)), u: rng.normal(size=(6, 1, 1))})
+    v = {A: rng.normal(size=(2, 2)), B: rng.normal(size=(2, 1))}
+    v.update({x0: rng.normal(size=(2, 1)), u: rng.normal(size=(6, 1, 1))})
+    stored = g.hvp(at, v)
+    for s in (1, 2, 4):
+        saved = g.hvp(at, v, checkpoints=s)
+        for x in (A, B, x0, u):
+            np.testing.assert_allclose(saved[x], stored[x], rtol=1e-13, atol=1e-14)
+    with pytest.raises(adjoint.AdjointError, match="checkpoints must be a positive"):
+        g.hvp(at, v, checkpoints=0)
+
+
 # -- compiled programs: one loop per recurrence, never unrolled --------------------------
 
 
