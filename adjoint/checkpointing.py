@@ -4,8 +4,10 @@
 ``g.solve`` and the generated NumPy programs run these same loops, so a compiled
 program takes the schedule the solver reports; the JAX versions are ``lax`` loops,
 traced once. A step is ``step(z_t, t) -> z_{t+1}`` and a reverse step is
-``back(z_t, lambda_{t+1}, t) -> (lambda_t, parts...)``, both closing over what the
-recurrence reads.
+``back(z_t, lambda_{t+1}, t, z_{t+1}) -> (lambda_t, parts...)``, both closing over what
+the recurrence reads. The reverse step gets ``z_{t+1}`` for free (the state of the
+reverse step before it, or z_T): a partial written with the step's own value (``tanh' =
+1 - tanh**2``) reads it instead of computing the step again.
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class Trajectory:
         "checkpoints",
         "counts",
         "current",
+        "final",
         "forward",
         "peak",
         "plan",
@@ -165,6 +168,7 @@ class Trajectory:
         self.plan, self.store, self.top = None, None, -1
         self.current, self.forward, self.peak = None, 0, 0
         self.counts = None  # ScheduleCounts, once a sweep has run
+        self.final = None  # z_T
 
     def push(self, z) -> None:
         self.top += 1
@@ -198,6 +202,7 @@ def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: b
             states[t + 1] = step(states[t], t)
         run = Trajectory(steps, None, states)
         run.counts = ScheduleCounts(steps, steps, steps + 1, 0, None)
+        run.final = states[steps]
         return states[steps], total, run
     run = Trajectory(steps, checkpoints)
     run.store = np.empty((min(checkpoints, steps), *np.shape(z0)), dtype=_float(z0))
@@ -217,11 +222,13 @@ def forward(step, stage, z0, steps: int, checkpoints: int | None = None, keep: b
         total = total + stage(z, steps - 1)
     run.current, run.forward = z, run.forward + 1
     run.counts = ScheduleCounts(steps, run.forward, run.peak, 0, checkpoints)
-    return step(z, steps - 1), total, run
+    run.final = step(z, steps - 1)
+    return run.final, total, run
 
 
 def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep=False):
-    """Step 2: ``lambda_t`` from ``lambda_T = lam`` by ``back(z_t, lambda_{t+1}, t)``,
+    """Step 2: ``lambda_t`` from ``lambda_T = lam`` by ``back(z_t, lambda_{t+1}, t,
+    z_{t+1})``,
     whose first entry is ``lambda_t``, its next ``summed`` entries are summed over t and
     the rest kept per step (arrays ``(T, *shape)`` for the shapes ``per_step``).
 
@@ -233,8 +240,8 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
     parts = [np.empty((T, *shape)) for shape in per_step]
     shape = np.shape(lam)
 
-    def back_step(z, lam, t):
-        out = back(z, lam, t)
+    def back_step(z, lam, t, after):
+        out = back(z, lam, t, after)
         for k in range(summed):  # in place once it is an array of its own: no allocation
             if isinstance(sums[k], np.ndarray):
                 sums[k] += out[1 + k]
@@ -251,13 +258,14 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
         if keep:
             lams[T] = lam
         for t in range(T - 1, -1, -1):
-            lam = back_step(run.states[t], lam, t)
+            lam = back_step(run.states[t], lam, t, run.states[t + 1])
             if keep:
                 lams[t] = lam
         run.counts = ScheduleCounts(T, T, T + 1, T, None)
         return (lams if keep else lam), sums, parts
     current, forward_steps = run.current, run.forward
-    lam, reversed_ = back_step(current, lam, T - 1), 1
+    lam, reversed_ = back_step(current, lam, T - 1, run.final), 1
+    after = current  # z_{t+1} of the next reverse step: the steps reverse in order
     for a in run.plan:  # the rest of the schedule
         if a[0] == "snapshot":
             run.push(current)
@@ -270,7 +278,8 @@ def reverse(step, back, run: Trajectory, lam, summed: int = 0, per_step=(), keep
                 current = step(current, t)
             forward_steps += a[2] - a[1]
         elif a[0] == "reverse":
-            lam = back_step(current, lam, a[1])
+            lam = back_step(current, lam, a[1], after)
+            after = current
             reversed_ += 1
     run.counts = ScheduleCounts(T, forward_steps, run.peak, reversed_, run.checkpoints)
     return lam, sums, parts
@@ -310,14 +319,14 @@ def forward_jax(step, stage, z0, steps: int, checkpoints: int | None = None, kee
 
     if not keep or length == 1:  # every state is a snapshot: one scan
         (final, total), states = jax.lax.scan(advance, (z0, zero), jnp.arange(steps))
-        return final, total, (None if not keep else (states, steps, checkpoints))
+        return final, total, (None if not keep else (states, steps, checkpoints, final))
 
     def segment(carry, start):
         new, _ = jax.lax.scan(advance, carry, start + jnp.arange(length))
         return new, carry[0]
 
     (final, total), snaps = jax.lax.scan(segment, (z0, zero), length * jnp.arange(count))
-    return final, total, (snaps, steps, checkpoints)
+    return final, total, (snaps, steps, checkpoints, final)
 
 
 def reverse_jax(step, back, run, lam, summed=0, per_step=()):
@@ -327,17 +336,17 @@ def reverse_jax(step, back, run, lam, summed=0, per_step=()):
     import jax
     import jax.numpy as jnp
 
-    snaps, steps, checkpoints = run
+    snaps, steps, checkpoints, final = run
     lam = jnp.asarray(lam, float)
     length, count = _segments(steps, checkpoints)
     padded = length * count != steps
-    shapes = jax.eval_shape(back, snaps[0], lam, 0)
+    shapes = jax.eval_shape(back, snaps[0], lam, 0, snaps[0])
     sums = tuple(jnp.zeros(s.shape) for s in shapes[1 : 1 + summed])
 
     def back_step(carry, zt):
-        z, t = zt
+        z, t, after = zt
         lam, sums = carry
-        out = back(z, lam, t)
+        out = back(z, lam, t, after)
         new = (
             jnp.reshape(out[0], lam.shape),
             tuple(s + o for s, o in zip(sums, out[1 : 1 + summed])),
@@ -348,8 +357,9 @@ def reverse_jax(step, back, run, lam, summed=0, per_step=()):
         return new, kept
 
     if length == 1:  # every state stored: no recomputation
+        after = jnp.concatenate([snaps[1:], final[None]])
         (lam, sums), parts = jax.lax.scan(
-            back_step, (lam, sums), (snaps, jnp.arange(steps)), reverse=True
+            back_step, (lam, sums), (snaps, jnp.arange(steps), after), reverse=True
         )
         return lam, sums, parts
 
@@ -362,8 +372,9 @@ def reverse_jax(step, back, run, lam, summed=0, per_step=()):
     def segment(carry, snap_start):
         snap, start = snap_start
         ts = start + jnp.arange(length)
-        _, states = jax.lax.scan(fill, snap, ts)
-        return jax.lax.scan(back_step, carry, (states, ts), reverse=True)
+        last, states = jax.lax.scan(fill, snap, ts)
+        after = jnp.concatenate([states[1:], last[None]])
+        return jax.lax.scan(back_step, carry, (states, ts, after), reverse=True)
 
     (lam, sums), parts = jax.lax.scan(
         segment, (lam, sums), (snaps, length * jnp.arange(count)), reverse=True

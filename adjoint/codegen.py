@@ -638,7 +638,14 @@ class Program:
         sequences = [u for u in f.sequences if u in needed]
         reads = (*params, *sequences)
         exprs = sp.Tuple(c.local(rec.state), *(c.local(r) for r in reads))
-        used, line = self._lambda(back, (z, nxt, t), exprs, now)
+        # a partial written with the step's own value reads z_{t+1}, which the loop
+        # passes: tanh' = 1 - z_{t+1}**2, not the step again
+        shape = getattr(rec.state, "shape", None)
+        after = sp.Dummy("after") if shape is None else sp.MatrixSymbol("_after", *shape)
+        exprs = sp.Tuple(*(reuse_output(e, rec.step, after) for e in exprs))
+        following = self.names.temporary(after, f"_{z}_next")
+        used, line = self._lambda(back, (z, nxt, t, following), exprs, now)
+        used.discard(after)
         why = "  # lambda_t = (df/dz_t)^T lambda_{t+1} + lambda_C dl/dz_t, and the parts"
         first, _, rest = line.partition("\n")
         program = [(set(), first + why + ("\n" + rest if rest else ""))]

@@ -177,13 +177,25 @@ class ArrayPrinting:
             if coeff == 1:
                 return product
             return f"(({self._print(coeff)}) * {product})"
-        product = " @ ".join(self.parenthesize(m, 60) for m in mats)
+        product = self._chain(mats)
         if coeff == 1:
             return f"({product})"
         if coeff == -1:  # -(A @ B), not (-A) @ B: negate the smaller result
             return f"(-{product})" if len(mats) == 1 else f"(-({product}))"
         # the coefficient in parentheses: a sum (a + b) * (I) must not print as a + b * (I)
         return f"(({self._print(coeff)}) * ({product}))"
+
+    def _chain(self, mats) -> str:
+        """``M1 @ M2 @ ...``, a 1 x 1 factor as a product by a number: ``h * L`` for
+        ``h L`` (it broadcasts, and fuses with its neighbours where a dot would not)."""
+        if len(mats) == 1 or not any(_one_by_one(m) for m in mats):
+            return " @ ".join(self.parenthesize(m, 60) for m in mats)
+        scalars = [self.parenthesize(m, 60) for m in mats if _one_by_one(m)]
+        rest = [m for m in mats if not _one_by_one(m)]
+        if not rest:  # 1 x 1 times 1 x 1: still a 1 x 1 matrix
+            return " * ".join(scalars)
+        product = " @ ".join(self.parenthesize(m, 60) for m in rest)
+        return " * ".join([f"({product})" if len(rest) > 1 else product, *scalars])
 
     def _print_Trace(self, expr):
         return self._trace(expr.arg)
@@ -421,6 +433,11 @@ def _vectorize(fn):
             return math.inf if all(a > 0 for a in args) else math.nan
 
     return np.vectorize(entry, otypes=[float])
+
+
+def _one_by_one(m) -> bool:
+    """Whether ``m`` is known to be a 1 x 1 matrix."""
+    return tuple(getattr(m, "shape", ())) == (1, 1)
 
 
 def namespace(backend: str = "numpy") -> dict:

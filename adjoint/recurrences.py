@@ -33,7 +33,7 @@ from .conditions import AdjointCondition, Contribution, Lazy, Role
 from .display import equation, table
 from .errors import AdjointError
 from .graph import STEP
-from .matrices import pullback, tangent
+from .matrices import pullback, reuse_output, tangent
 from .numeric import numeric_function
 from .symbols import over_steps, step_value
 
@@ -391,6 +391,14 @@ class RecurrenceAdjoint(Lazy):
         self._memo = None
 
     @property
+    def after(self):
+        """``z_{t+1}`` while the reverse loop runs (no node can have its name)."""
+        state = self.rec.state
+        if isinstance(state, sp.MatrixSymbol):
+            return sp.MatrixSymbol(f"_{state.name}_after", *state.shape)
+        return sp.Symbol(f"_{state.name}_after", real=True)
+
+    @property
     def wrt(self):
         return self.rec.state
 
@@ -518,6 +526,10 @@ class RecurrenceAdjoint(Lazy):
             f = self.forward
             reads = (*f.priced[0], *f.priced[1])
             exprs = [self.local(self.rec.state), *(self.local(r) for r in reads)]
+            # a partial written with the step's own value reads z_{t+1}, which the loop
+            # passes: tanh' = 1 - z_{t+1}**2, not the step again
+            after = self.after
+            exprs = [reuse_output(e, self.rec.step, after) for e in exprs]
             cost = [] if self.cost_lam is None else [self.cost_lam]
             args = (
                 self.rec.state,
@@ -527,6 +539,7 @@ class RecurrenceAdjoint(Lazy):
                 *f.sequences,
                 STEP,
                 *f.graph_dims,
+                after,
             )
             step = numeric_function(args, sp.Tuple(*exprs))
             init_reads = [r for r in self.rec.reads if self.rec.init.has(r)]
@@ -555,8 +568,8 @@ class RecurrenceAdjoint(Lazy):
             run = memo[rec]
         _, advance, _ = f.loop(env)
 
-        def back_step(z, lam, t):
-            out = back(z, lam, *cost, *params, *(u[t] for u in seqs), t, *dims)
+        def back_step(z, lam, t, after):
+            out = back(z, lam, *cost, *params, *(u[t] for u in seqs), t, *dims, after)
             return [np.asarray(o, dtype=float) for o in out]
 
         lam, sums, per_step = reverse(
@@ -952,10 +965,10 @@ class RecurrenceSecondAdjoint:
         is_seq = [r in f.sequences for r in moved]
         shape = np.shape(_as_state(env[rec.final], rec))
 
-        def back2(zz, ll, t):
+        def back2(zz, ll, t, after):
             u_t = [u[t] for u in seqs]
             at = [v[t] if s else v for v, s in zip(dot_values, is_seq)]
-            first = back(zz[0], ll[0], *cost, *params, *u_t, t, *dims)
+            first = back(zz[0], ll[0], *cost, *params, *u_t, t, *dims, after[0])
             second = step(
                 zz[0], ll[0], *cost, *params, *u_t, t, *dims, zz[1], ll[1], *cost_dot, *at
             )
