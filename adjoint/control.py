@@ -11,6 +11,7 @@ quadratic problem is solved in one step; gradient descent is the simple alternat
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,7 +85,7 @@ def minimize(
     tolerance: float = 1e-10,
     iterations: int | None = None,
     rate: float = 0.1,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Minimum:
     """Minimise the output over the inputs ``over``, from the values in ``at`` (a
     variable left out of ``at`` starts at zero).
@@ -93,9 +94,10 @@ def minimize(
     gradients with Hessian-vector products from the second-order sweeps, and a
     backtracking line search; one step solves a linear quadratic problem.
     ``method="gradient"``: gradient descent with step ``rate`` (halved when the output
-    would rise), printing its progress with ``progress=True``. Stops when the largest
-    gradient entry is below ``tolerance`` (relative to the first one, or absolute when
-    that is 0).
+    would rise). Stops when the largest gradient entry is below ``tolerance`` (relative
+    to the first one, or absolute when that is 0). A progress bar (on stderr) shows the
+    iterations, the output and the gradient: always with ``progress=True``, never with
+    False, and by default once a run has taken more than two seconds.
 
     Examples
     --------
@@ -139,6 +141,7 @@ def minimize(
         )
     goal = tolerance * (first if first > 0 else 1.0)
     done = first <= goal
+    bar = _Progress(iterations, progress)
     k = 0
     while not done and k < iterations:
         k += 1
@@ -154,14 +157,42 @@ def minimize(
         gradient = {v: sol.gradient[v] for v in variables}
         residual = _residual(gradient)
         done = residual <= goal
-        if progress and (k % max(1, iterations // 50) == 0 or done):
-            print(
-                f"\rminimize: iteration {k}/{iterations}, output {values[-1]:.6g}, "
-                f"gradient {residual:.2e}",
-                end="" if not done and k < iterations else "\n",
-                file=sys.stderr,
-            )
+        bar.show(k, values[-1], residual, final=done or k == iterations)
+    bar.close()
     return Minimum(point, sol, k, _residual(gradient), tuple(values), done)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn in place at most 20 times a second:
+    ``minimize [#######.............]  350/1000  output 1.2345  gradient 3.1e-04``."""
+
+    WIDTH, AFTER, EVERY = 20, 2.0, 0.05  # bar cells; seconds before it shows; between draws
+
+    def __init__(self, total: int, wanted: bool | None):
+        self.total, self.wanted = total, wanted
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def show(self, k: int, value: float, residual: float, final: bool = False) -> None:
+        if self.wanted is False:
+            return
+        now = time.monotonic()
+        if self.wanted is None and now - self.start < self.AFTER:
+            return
+        if not final and self.shown and now - self.last < self.EVERY:
+            return
+        filled = round(self.WIDTH * k / self.total) if self.total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        line = (
+            f"\rminimize [{bar}] {k:>{len(str(self.total))}}/{self.total}  output {value:.6g}  "
+            f"gradient {residual:.2e}"
+        )
+        print(line, end="", file=sys.stderr, flush=True)
+        self.shown, self.last = True, now
+
+    def close(self) -> None:
+        if self.shown:
+            print(file=sys.stderr, flush=True)
 
 
 def _newton_step(graph, point, variables, gradient, solution) -> dict:

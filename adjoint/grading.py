@@ -43,6 +43,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -729,6 +730,13 @@ def _grade_steps(graph, c, formula, extra, samples, rtol, kinks, weight, substit
     try:
         submitted = graph.read_expr(formula, c.condition.wrt, plain, what, steps=names)
     except AdjointError as exc:
+        left_out = _left_out(c.rhs, formula) if "cannot " in str(exc) else []
+        if left_out:  # shapes that do not fit, and a factor of the condition not written
+            return verdict(
+                UNPARSEABLE,
+                f"{exc}; {_factor_hint(c, left_out)}",
+                mistake="missing-factor",
+            )
         return verdict(UNPARSEABLE, str(exc))
     except OutOfTime:
         raise
@@ -829,7 +837,20 @@ def _step_mistake(c, submitted, world, t, want, have, rtol) -> tuple[str, str]:
             "state, so dL/dz[T] = 0 gives it; the recursion does not start from 0"
         )
     if np.shape(have) == np.shape(want) and _close(want, -have, rtol):
-        return "sign", f"{lam} has the wrong sign: the lecture's costates are + (df/dz)^T lambda"
+        return "sign", (
+            f"{lam} has the wrong sign: a sign convention. The lecture's costate is "
+            "lambda_t = +dJ/dz_t, with L = J - sum_t lambda_{t+1}^T (z_{t+1} - f) and H_t = "
+            "l + lambda_{t+1}^T f (CasADi's opti.dual of the dynamics is -lambda_{t+1})"
+        )
+    for m in _left_out(c.rhs, str(submitted)):  # a factor such as B^T left out
+        if m.rows != m.cols:  # then the shapes do not fit, said when the text is read
+            continue
+        try:
+            value = Stepped(c.rhs.xreplace({m: sp.Identity(m.rows)}))(world, t)
+        except (FreeStep, OutOfSteps, ValueError, TypeError):
+            continue
+        if np.shape(value) == np.shape(have) and _close(have, value, rtol):
+            return "missing-factor", _factor_hint(c, [m])
     groups: dict = {}
     for obj, (name, index) in step_objects(submitted).items():
         groups.setdefault((name, index), []).append(obj)
@@ -866,6 +887,24 @@ def _step_mistake(c, submitted, world, t, want, have, rtol) -> tuple[str, str]:
         if flipped and _close(want, np.transpose(have), rtol):
             return "transpose", f"{lam} is the transpose of the right matrix"
     return "other", f"{lam} differs from the stationarity condition {lam} = {c.rhs}"
+
+
+def _left_out(expected, text: str) -> list:
+    """The matrix symbols (no value at a step) of ``expected`` that ``text`` never names."""
+    found = []
+    for m in sorted(expected.atoms(sp.MatrixSymbol), key=lambda m: m.name):
+        if "[" in m.name or re.search(rf"(?<![\w.]){re.escape(m.name)}(?!\w)", text):
+            continue
+        found.append(m)
+    return found
+
+
+def _factor_hint(c, left_out) -> str:
+    names = ", ".join(f"{m}" for m in left_out)
+    return (
+        f"{c.unknown} leaves out {names}: the condition reads {c.unknown} = {c.rhs} (the "
+        "partial of the step by what it reads, transposed, times lambda[t + 1])"
+    )
 
 
 def _shape(expr):

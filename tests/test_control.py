@@ -116,6 +116,22 @@ def test_gradient_descent_reaches_the_same_optimum():
     assert all(b <= a + 1e-12 for a, b in zip(slow.values, slow.values[1:]))
 
 
+def test_a_long_run_shows_a_progress_bar_and_a_short_one_does_not(capsys):
+    N = 6
+    g, at, u, *_ = lq(N)
+    g.minimize("J", over=[u], at=at, method="gradient", rate=0.5, iterations=40)
+    assert capsys.readouterr().err == ""  # under two seconds: no bar by default
+    best = g.minimize(
+        "J", over=[u], at=at, method="gradient", rate=0.5, iterations=40, progress=True
+    )
+    err = capsys.readouterr().err
+    last = err.rstrip("\n").split("\r")[-1]
+    assert err.endswith("\n") and last.startswith("minimize [")
+    assert f"{best.iterations}/40" in last and f"{best.values[-1]:.6g}" in last
+    g.minimize("J", over=[u], at=at, method="gradient", rate=0.5, iterations=5, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_newton_controls_a_damped_pendulum():
     dt, N = 0.05, 200
     g = adjoint.Graph()
@@ -283,3 +299,62 @@ def test_the_controls_start_at_zero_when_not_given():
     data = {k: v for k, v in at.items() if k != u}
     best = g.minimize("J", over=[u], at=data)
     np.testing.assert_allclose(best.at[u][:, 0, 0], stacked_optimum(N), rtol=1e-10, atol=1e-12)
+
+
+# -- grading a student's Pontryagin conditions -----------------------------------------
+
+
+def _lq_answers():
+    return {
+        "J": "eye(1)",
+        "x_cost": "Lambda_J",
+        "x_final": "x_final*Lambda_J + x_final*Lambda_J.T",
+        "Lambda_x[T]": "Lambda_x_final",
+        "Lambda_x[t]": "2*x[t]*Lambda_x_cost + A.T*Lambda_x[t + 1]",
+        "A": "Sum(Lambda_x[t + 1]*x[t].T, (t, 0, T - 1))",
+        "B": "Sum(Lambda_x[t + 1]*u[t].T, (t, 0, T - 1))",
+        "x0": "Lambda_x[0]",
+        "Lambda_u[t]": "2*u[t]*Lambda_x_cost + B.T*Lambda_x[t + 1]",
+    }
+
+
+def _lq_graph(controls):
+    g = adjoint.Graph()
+    g.input("A", shape=(2, 2)), g.input("B", shape=(2, controls))
+    x0 = g.input("x0", shape=(2, 1))
+    g.sequence("u", steps=5, shape=(controls, 1))
+    x = g.recurrence("x", step="A*x + B*u", init=x0, steps=5, shape=(2, 1), cost="x.T*x + u.T*u")
+    g.define("J", x.cost + x.final.T * x.final)
+    return g
+
+
+@pytest.mark.parametrize(
+    ("key", "formula", "mistake"),
+    [
+        # the Hamiltonian with lambda_t where lambda_{t+1} belongs
+        ("Lambda_u[t]", "2*u[t]*Lambda_x_cost + B.T*Lambda_x[t]", "time-index"),
+        ("Lambda_x[t]", "2*x[t]*Lambda_x_cost + A.T*Lambda_x[t]", "time-index"),
+        # CasADi's sign: the multiplier of x_{t+1} - f is -lambda
+        ("Lambda_x[t]", "-2*x[t]*Lambda_x_cost - A.T*Lambda_x[t + 1]", "sign"),
+        ("Lambda_u[t]", "2*u[t]*Lambda_x_cost + Lambda_x[t + 1]", "missing-factor"),
+        ("Lambda_u[t]", "2*u[t]*Lambda_x_cost + B*Lambda_x[t + 1]", "transpose"),
+    ],
+)
+def test_pontryagin_mistakes_are_named(key, formula, mistake):
+    g = _lq_graph(2)  # B is 2 x 2: a missing B^T still gives a 2 x 1 matrix
+    report = adjoint.check_adjoints(g, {**_lq_answers(), key: formula}, seed=2)
+    (wrong,) = report.wrong
+    assert wrong.mistake == mistake, wrong.message
+    if mistake == "sign":
+        assert "sign convention" in wrong.message and "opti.dual" in wrong.message
+    if mistake == "missing-factor":
+        assert "leaves out B" in wrong.message
+
+
+def test_a_missing_b_transpose_that_breaks_the_shapes_is_named():
+    g = _lq_graph(1)
+    answers = {**_lq_answers(), "Lambda_u[t]": "2*u[t]*Lambda_x_cost + Lambda_x[t + 1]"}
+    report = adjoint.check_adjoints(g, answers, seed=2)
+    (unread,) = report.unparseable
+    assert unread.mistake == "missing-factor" and "leaves out B" in unread.message
+    assert adjoint.check_adjoints(g, _lq_answers(), seed=2).ok
