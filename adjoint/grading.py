@@ -242,7 +242,13 @@ def check_adjoints(
         ``{node: formula}``: the node as its symbol, name or multiplier; the
         formula as a sympy expression or text in the graph's symbols (``lambda_z2``
         for a multiplier, ``A.T`` and ``@`` for matrices). A formula that does not
-        parse is graded "unparseable" and the others are still graded.
+        parse is graded "unparseable" and the others are still graded. For a
+        recurrence, ``"lambda_z[t]"`` (the costate recursion), ``"lambda_z[T]"`` (its
+        terminal condition) and ``"lambda_u[t]"`` (a sequence's gradient) in the
+        step notation the package prints (``z[t]``, ``lambda_z[t + 1]``, ``Sum(...,
+        (t, 0, T - 1))``); for a linear quadratic control problem, ``"P[t]"``: the
+        Riccati step, ``P[t]`` in terms of ``P[t + 1]``, with the optimal cost-to-go
+        ``x[t].T*P[t]*x[t]`` (so ``lambda_x[t] = 2 P[t] x[t]``).
     points : int
         How many random points of the forward solution to compare at (each with
         its own random multipliers).
@@ -279,6 +285,8 @@ def check_adjoints(
             f"got {type(submissions).__name__}"
         )
     entries = list(_per_node(stationarity(graph).backward_conditions))
+    if any(isinstance(k, str) and k.replace(" ", "") == "P[t]" for k in submissions):
+        entries.append(_RiccatiEntry(graph, stationarity(graph)))
     given = {_node(graph, key, entries): formula for key, formula in submissions.items()}
     weight = _weights(graph, weights, entries)
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
@@ -320,6 +328,8 @@ def check_adjoints(
             grades.append(AdjointGrade(node, MISSING, why, c.rhs, None, weight=w))
             continue
         grade_one = _grade_steps if getattr(c, "stepped", False) else _grade_node
+        if isinstance(c, _RiccatiEntry):
+            grade_one = _grade_riccati
         clock = time.monotonic()
         node_budget = TimeBudget(budget)
         try:
@@ -402,6 +412,8 @@ def _per_node(conditions):
 def _node(graph, key, entries=()):
     if isinstance(key, StepKey):
         return key
+    if isinstance(key, str) and key.replace(" ", "") == "P[t]":
+        return RICCATI
     if isinstance(key, str) and key.endswith(("[t]", "[T]")):  # lambda_z[t], lambda_u[t]
         for entry in entries:
             if str(entry.wrt) == key or (
@@ -887,6 +899,146 @@ def _step_mistake(c, submitted, world, t, want, have, rtol) -> tuple[str, str]:
         if flipped and _close(want, np.transpose(have), rtol):
             return "transpose", f"{lam} is the transpose of the right matrix"
     return "other", f"{lam} differs from the stationarity condition {lam} = {c.rhs}"
+
+
+# -- the Riccati step of a linear quadratic problem ---------------------------------
+
+#: The key of a submitted Riccati step.
+RICCATI = StepKey(sp.Symbol("P"), "P", "t")
+
+
+class _RiccatiEntry:
+    """``P[t]`` from ``P[t + 1]``, for a linear quadratic problem. Its reference is
+    derived from the conditions of grad L = 0, numerically: with ``lambda[t + 1] = 2
+    P[t + 1] x[t + 1]``, ``dL/du[t] = 0`` gives the control (it is affine in it), and the
+    costate recursion then gives ``lambda[t] = 2 P[t] x[t]``, column by column."""
+
+    implicit = recurrent = stepped = False
+    seed = 0
+    wrt = unknown = RICCATI
+
+    def __init__(self, graph, kkt):
+        recs = graph.recurrences
+        controls = [u for u in (recs[0].reads if len(recs) == 1 else ()) if _is_control(graph, u)]
+        if len(recs) != 1 or len(controls) != 1:
+            raise AdjointError(
+                "P[t], the Riccati step, is graded for one recurrence with one control "
+                "(a sequence input its step reads)"
+            )
+        self.rec, self.control = recs[0], controls[0]
+        self.costate = next(c for c in kkt.backward_conditions if isinstance(c, RecurrenceAdjoint))
+        self.gradient = next(
+            c
+            for c in kkt.backward_conditions
+            if isinstance(c, SequenceGradient) and c.wrt == self.control
+        )
+        self.step = self.costate.forward.equations[1].rhs  # x[t + 1] in the step notation
+        state = self.rec.state
+        n = state.shape[0] if isinstance(state, sp.MatrixSymbol) else 1
+        self.n, self.matrix = n, isinstance(state, sp.MatrixSymbol)
+        self.P = sp.MatrixSymbol("P", n, n) if self.matrix else sp.Symbol("P", real=True)
+        self.rhs = sp.Symbol("(P[t] such that lambda[t] = 2 P[t] x[t])")
+
+    def reference(self, world, P_next):
+        """``P[t]`` from the package's conditions, at the world's matrices."""
+        rec, u = self.rec, self.control
+        state, lam = rec.state.name, self.costate.costate_name
+        step, control = Stepped(self.step), Stepped(self.gradient.rhs)
+        costate = Stepped(self.costate.equations[1].rhs)
+        m = int(np.prod(np.shape(world.series[u.name][0]))) or 1
+        shape_u = np.shape(world.series[u.name][0])
+        columns = []
+        for i in range(self.n):
+            x = np.zeros((self.n, 1)) if self.matrix else np.zeros(())
+            x.flat[i] = 1.0
+
+            def condition(v, x=x):
+                world.series[state] = [x]
+                world.series[u.name] = [np.reshape(v, shape_u)]
+                after = step(world, 0)
+                world.series[lam] = [None, 2 * (P_next @ after if self.matrix else P_next * after)]
+                return np.ravel(control(world, 0)), after
+
+            base, _ = condition(np.zeros(m))
+            G = np.column_stack([condition(np.eye(m)[k])[0] - base for k in range(m)])
+            best = np.linalg.solve(G, -base)
+            condition(best)
+            columns.append(np.ravel(costate(world, 0)) / 2)
+        return np.column_stack(columns) if self.matrix else float(columns[0][0])
+
+
+def _is_control(graph, u) -> bool:
+    node = graph.node(u)
+    return node.steps is not None and node.kind == "input"
+
+
+def _grade_riccati(graph, c, formula, extra, samples, rtol, kinks, weight, substitute, budget):
+    def verdict(status, message, submitted=None, mistake=None):
+        return AdjointGrade(RICCATI, status, message, c.rhs, submitted, {}, weight, mistake)
+
+    what = "the Riccati step submitted for P[t]"
+    plain = [s for s in (*graph.inputs, *graph.constants) if graph.node(s).steps is None]
+    try:
+        submitted = graph.read_expr(formula, c.rec.state, plain, what, steps={"P": c.P})
+    except AdjointError as exc:
+        return verdict(UNPARSEABLE, str(exc))
+    except OutOfTime:
+        raise
+    except Exception as exc:
+        return verdict(UNPARSEABLE, f"{what} cannot be read ({type(exc).__name__}: {exc})")
+    submitted = _by_name(submitted, graph, extra)
+    try:
+        student = Stepped(submitted)
+    except Exception as exc:
+        return verdict(UNPARSEABLE, f"{what} cannot be evaluated ({exc})", submitted)
+    rng = np.random.default_rng(len(samples))
+    for sample in samples:
+        budget.check()
+        world = _World(graph, sample, c.rec.steps)
+        world.env.update(sample.true)  # lambda of the cost: its solved value
+        root = rng.normal(size=(c.n, c.n))
+        P_next = root @ root.T + np.eye(c.n) if c.matrix else float(1 + rng.uniform())
+        world.series["P"] = [np.full_like(np.asarray(P_next), np.nan), P_next]
+        try:
+            want = c.reference(world, P_next)
+        except (np.linalg.LinAlgError, FreeStep, OutOfSteps, ValueError, TypeError):
+            continue
+        try:
+            have = student(world, 0)
+        except (FreeStep, OutOfSteps):
+            have = np.nan
+        if np.any(np.isnan(have)):
+            return verdict(
+                WRONG,
+                "P[t] reads P[t]: the Riccati step runs backward, P[t] from P[t + 1] (the "
+                "costate lambda[t] reads lambda[t + 1])",
+                submitted,
+                "time-index",
+            )
+        have = np.reshape(have, np.shape(want)) if np.size(have) == np.size(want) else have
+        if np.shape(have) == np.shape(want) and relative_error(want, have) <= rtol:
+            continue
+        mistake, message = (
+            "other",
+            (
+                f"P[t] differs from the step derived from grad L = 0 (here: {_short(have)} "
+                f"instead of {_short(want)})"
+            ),
+        )
+        for m in [m for m in submitted.atoms(sp.MatrixSymbol) if m.rows == m.cols and m != c.P]:
+            flipped = Stepped(submitted.xreplace({m: m.T}))(world, 0)
+            if np.shape(flipped) == np.shape(want) and _close(want, flipped, rtol):
+                mistake, message = (
+                    "transpose",
+                    f"P[t] has {m} where it needs {m}.T (or the reverse)",
+                )
+                break
+        return verdict(WRONG, message, submitted, mistake)
+    return verdict(
+        CORRECT,
+        f"right (against the step derived from grad L = 0, at {len(samples)} points)",
+        submitted,
+    )
 
 
 def _left_out(expected, text: str) -> list:

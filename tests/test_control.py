@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
+from sympy.calculus.euler import euler_equations
 
 import adjoint
 
@@ -265,6 +266,46 @@ def test_the_costate_recursion_of_an_euler_step_is_the_adjoint_ode_in_the_limit(
     assert all(0.85 < r < 1.15 for r in rates), (errors, rates)
 
 
+def test_the_continuous_adjoint_equation_follows_by_parts_and_matches_the_printed_limit():
+    """The continuous Lagrangian int (l - lambda (x' - f)) dt + phi(x(T)), integrated by
+    parts, gives -lambda' = f_x lambda + l_x and lambda(T) = phi'(x(T)) (sympy's
+    Euler-Lagrange equations); the package's printed recursion divided by h is the
+    same right side, and its terminal condition the same."""
+    s, a = sp.Symbol("s", real=True), sp.Symbol("a", real=True)
+    x, lam = sp.Function("x")(s), sp.Function("lambda")(s)
+    f, stage = -a * x + x**2 / 4, x**2
+
+    # integration by parts, checked on functions sympy integrates exactly
+    X, Lam = sp.exp(-s) * (1 + s), sp.cos(s) + s**2
+    by_parts = (
+        (Lam * X).subs(s, 1) - (Lam * X).subs(s, 0) - sp.integrate(sp.diff(Lam, s) * X, (s, 0, 1))
+    )
+    assert sp.simplify(sp.integrate(Lam * sp.diff(X, s), (s, 0, 1)) - by_parts) == 0
+
+    # after the parts: int (l + lambda f + lambda' x) dt - [lambda x] + phi(x(T))
+    (euler,) = euler_equations(stage + lam * f + sp.diff(lam, s) * x, [x], s)
+    minus_lamdot = sp.solve(euler.lhs - euler.rhs, sp.diff(lam, s))[0] * -1
+    y, m = sp.symbols("y m", real=True)
+    continuous = sp.expand(minus_lamdot.subs({x: y, lam: m}))
+
+    g, _ = _euler(0.1)
+    costate = next(c for c in g.stationarity().backward_conditions if hasattr(c, "hamiltonian"))
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    lam_next, xt = sp.IndexedBase("lambda_x")[t + 1], sp.IndexedBase("x")[t]
+    h = sp.Symbol("h", real=True)
+    rhs = costate.equations[1].rhs.xreplace({g.multiplier("x_cost"): 1})
+    discrete = sp.expand(((rhs - lam_next) / h).xreplace({lam_next: m, xt: y}))
+    assert sp.simplify(discrete - continuous) == 0
+
+    # the boundary term: d/dx(T) of phi(x(T)) - lambda(T) x(T) = 0 gives lambda(T) = 2 x(T)
+    xT, lamT = sp.symbols("x_T lambda_T", real=True)
+    (terminal,) = sp.solve(sp.diff(xT**2 - lamT * xT, xT), lamT)
+    assert terminal == 2 * xT
+    assert str(costate.equations[0]) == "lambda_x[T] = lambda_x_final"
+    final = next(c for c in g.stationarity().backward_conditions if c.wrt == g.lookup("x_final"))
+    assert final.rhs.xreplace({g.multiplier("J"): 1}) == 2 * g.lookup("x_final")
+
+
 def test_sign_conventions_against_casadi():
     """The lecture's costate lambda_t = dJ/dx_t is the negative of CasADi's multiplier of
     the same constraint: Opti writes x_{t+1} - (A x_t + B u_t) = 0 and L = J + mu^T g,
@@ -358,3 +399,44 @@ def test_a_missing_b_transpose_that_breaks_the_shapes_is_named():
     (unread,) = report.unparseable
     assert unread.mistake == "missing-factor" and "leaves out B" in unread.message
     assert adjoint.check_adjoints(g, _lq_answers(), seed=2).ok
+
+
+RICCATI = (
+    "eye(2) + A.T*P[t + 1]*A - A.T*P[t + 1]*B*inverse(eye({m}) + B.T*P[t + 1]*B)*B.T*P[t + 1]*A"
+)
+
+
+@pytest.mark.parametrize("controls", [1, 2])
+def test_the_textbook_riccati_step_is_graded_right_against_grad_l(controls):
+    """The grader's reference is derived numerically from the package's conditions
+    (dL/du_t = 0 solved for the control, then the costate recursion, with lambda =
+    2 P x); the textbook formula, written independently here, must pass."""
+    g = _lq_graph(controls)
+    report = adjoint.check_adjoints(g, {"P[t]": RICCATI.format(m=controls)}, seed=4)
+    (graded,) = [r for r in report.grades if str(r.node) == "P[t]"]
+    assert graded.status == "correct", graded.message
+
+
+@pytest.mark.parametrize(
+    ("change", "mistake"),
+    [
+        (lambda f: f.replace("P[t + 1]", "P[t]"), "time-index"),
+        (lambda f: f.replace("B.T", "#").replace("B", "B.T").replace("#", "B"), "transpose"),
+        (lambda f: f.replace(" - A.T", " + A.T"), "other"),
+        (lambda f: f.replace("eye(2) + A.T", "A.T"), "other"),  # Q left out
+    ],
+)
+def test_riccati_mistakes_are_named(change, mistake):
+    g = _lq_graph(2)
+    report = adjoint.check_adjoints(g, {"P[t]": change(RICCATI.format(m=2))}, seed=4)
+    (graded,) = [r for r in report.grades if str(r.node) == "P[t]"]
+    assert graded.status == "wrong" and graded.mistake == mistake, graded.message
+
+
+def test_the_riccati_step_is_refused_without_a_control():
+    g = adjoint.Graph()
+    g.input("a")
+    z = g.recurrence("z", step="a*z", init="a", steps=3)
+    g.define("J", z.final**2)
+    with pytest.raises(adjoint.AdjointError, match="one control"):
+        adjoint.check_adjoints(g, {"P[t]": "a*P[t + 1]*a"})
