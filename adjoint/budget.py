@@ -79,19 +79,31 @@ class TimeBudget:
         if self.seconds is not None and self.now() > self.end:
             raise self.expired
 
+    #: Wall seconds between strikes: an exception that lands in a finaliser (``__del__``,
+    #: a weakref callback) is ignored by Python, so the budget strikes until the block ends.
+    AGAIN = 0.05
+
     def _watch(self) -> None:
         # CPU time runs no faster than the wall clock: sleep the rest, then look again.
-        while not self.stopped.wait(max(self.end - self.now(), 0.0)):
-            if self.now() >= self.end:
-                with self.lock:
-                    if not self.stopped.is_set():
-                        self.fired = True
-                        self._raise_in(ctypes.c_ulong(self.target), ctypes.py_object(self.expired))
-                return
+        wait = max(self.end - self.now(), 0.0)
+        while not self.stopped.wait(wait):
+            wait = max(self.end - self.now(), 0.0)
+            if wait > 0:
+                continue
+            with self.lock:
+                if self.stopped.is_set():
+                    return
+                self.fired = True
+                self._raise_in(ctypes.c_ulong(self.target), ctypes.py_object(self.expired))
+            wait = self.AGAIN
 
     def __exit__(self, *exc) -> bool:
-        with self.lock:
-            self.stopped.set()
-            if self.fired:  # raised, perhaps not yet delivered: the block is over anyway
-                self._raise_in(ctypes.c_ulong(self.target), None)
-        return False
+        while True:  # a strike issued just before may land here: the block is over anyway
+            try:
+                with self.lock:  # held, no new strike is issued
+                    self.stopped.set()
+                    if self.fired:  # raised, perhaps not yet delivered
+                        self._raise_in(ctypes.c_ulong(self.target), None)
+                return False
+            except self.expired:
+                continue

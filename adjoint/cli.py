@@ -27,7 +27,7 @@ import os
 import sys
 
 from .api import Graph
-from .assignments import MAX_FILE, read_graph, read_submission
+from .assignments import MAX_FILE, assignment, read_graph, read_submission
 from .errors import AdjointError, BadValueError, ParseError, WriteError, write_text
 from .examples import EXAMPLES
 from .grading import check_adjoints
@@ -74,7 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--seed", type=int, help="reproduce the random points")
     grade.add_argument("--budget", type=float, default=3.0, help="seconds per node")
     grade.add_argument("--points", type=int, default=8, help="random points per node")
+    assign = commands.add_parser(
+        "assign",
+        help="write one assignment per student: graph file, LaTeX statement, answer key",
+    )
+    assign.add_argument("students", nargs="+", help="student ids (or numbers): the seeds")
+    assign.add_argument("--dir", required=True, help="the folder to write into")
+    assign.add_argument("--size", type=int, default=4, help="constraints per graph (2 to 30)")
+    assign.add_argument("--inputs", type=int, default=2, help="inputs per graph (1 to 6)")
     args = parser.parse_args(argv)
+    if args.command == "assign":
+        try:
+            return assign_files(args)
+        except WriteError as exc:
+            print(f"adjoint: error: {exc}", file=sys.stderr)
+            return 3
     if args.command == "grade":
         try:
             return grade_files(args)
@@ -139,6 +153,50 @@ def grade_files(args) -> int:
         out = "\n".join([repr(grading), *notes])
     _write(args.output, out)
     return 0 if grading.ok and not grading.missing else 1
+
+
+def assign_files(args) -> int:
+    """``adjoint assign``: for each student id, ``DIR/<id>/graph.txt`` (what ``adjoint
+    grade --graph`` reads), ``statement.tex`` (to hand out) and ``key.json`` (the
+    answers, as a submission file has them). The same id gives the same files."""
+    written = []
+    try:
+        tasks = [
+            (student, assignment(student, args.size, inputs=args.inputs))
+            for student in args.students
+        ]
+    except AdjointError as exc:
+        print(f"adjoint: error: {exc}", file=sys.stderr)
+        return 2
+    folders = {}
+    for student, _ in tasks:
+        folder = _folder_name(student)
+        if folder in folders:
+            print(
+                f"adjoint: error: the ids {folders[folder]!r} and {student!r} make the same "
+                f"folder name {folder!r}; give distinct ids",
+                file=sys.stderr,
+            )
+            return 2
+        folders[folder] = student
+    for student, task in tasks:
+        base = os.path.join(args.dir, _folder_name(student))
+        try:
+            os.makedirs(base, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"cannot make the folder {base}: {exc.strerror or exc}") from None
+        write_text(os.path.join(base, "graph.txt"), task.graph_text())
+        write_text(os.path.join(base, "statement.tex"), task.statement + "\n")
+        write_text(os.path.join(base, "key.json"), json.dumps(task.answer_key, indent=2) + "\n")
+        written.append(f"{student}: {base}")
+    print("\n".join(written))
+    return 0
+
+
+def _folder_name(student: str) -> str:
+    """A folder name for a student id: its letters, digits and ``-_.@`` (others as _)."""
+    name = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in student.strip())
+    return name.strip(".") or "student"
 
 
 def _read(path: str, what: str) -> str:

@@ -783,6 +783,14 @@ def _grade_steps(graph, c, formula, extra, samples, rtol, kinks, weight, substit
             try:
                 have = student(world, t)
             except FreeStep:
+                if isinstance(node, StepKey) and node.index == "T":
+                    return verdict(
+                        WRONG,
+                        f"{c.unknown} is the terminal condition, one value at the last step: "
+                        f"{c.unknown} = {c.rhs} (it reads no step t)",
+                        submitted,
+                        mistake="terminal",
+                    )
                 return _missing_sum_grade(verdict, c, submitted, world, rtol)
             except OutOfSteps as exc:
                 return verdict(
@@ -791,6 +799,15 @@ def _grade_steps(graph, c, formula, extra, samples, rtol, kinks, weight, substit
                     "costate of step t reads lambda[t + 1], the states z[t]",
                     submitted,
                     mistake="time-index",
+                )
+            except OutOfTime:
+                raise
+            except Exception as exc:  # whatever the text does: a reason, not a crash
+                return verdict(
+                    WRONG,
+                    f"{c.unknown} cannot be evaluated: {type(exc).__name__}: {exc}",
+                    submitted,
+                    mistake="undefined",
                 )
             if np.shape(have) != np.shape(want) and np.size(have) == np.size(want) == 1:
                 have = np.reshape(have, np.shape(want))
@@ -821,7 +838,9 @@ def _missing_sum_grade(verdict, c, submitted, world, rtol):
             relative_error(terms(world, t), student(world, t)) <= rtol
             for t in sorted({0, world.steps // 2, world.steps - 1})
         )
-    except (FreeStep, OutOfSteps, ValueError, TypeError):
+    except OutOfTime:
+        raise
+    except Exception:  # the terms cannot be compared: no guess at the mistake
         same = False
     if same:
         return verdict(

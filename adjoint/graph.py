@@ -321,6 +321,15 @@ class ConstraintGraph:
         step(z_t, t))``: the costates, solved in reverse.
         """
         steps = _steps(steps, name)
+        dims = shape if shape is not None else getattr(name, "shape", ())
+        if any(not sp.sympify(d).is_Integer for d in dims):
+            label = getattr(name, "name", name)
+            raise ShapeError(
+                f"a recurrence stores its states by step: give numbers for the shape of the "
+                f"state {label}, not {tuple(dims)} (shape=(3, 1), say); its parameters may "
+                "keep symbolic sizes only where the state's shape fixes them",
+                node=label,
+            )
         state = self._new_symbol(name, "node", shape)
         if isinstance(name, sp.MatrixSymbol) and shape is None:
             shape = tuple(name.shape)
@@ -1084,7 +1093,17 @@ def _square_operands(graph) -> tuple:
         return ()
     found = []
     for z in graph.defined:
-        for e in postorder(graph.residual(z), enter=lambda e: not isinstance(e, sp.MatrixSymbol)):
+        rec = graph.node(z).recurrence
+        if rec is None:
+            exprs = [graph.residual(z)]
+        else:  # a recurrence's step, initial state and stage cost, once, for its state
+            exprs = [rec.step, rec.init, *([] if rec.stage is None else [rec.stage])]
+            exprs = exprs if z == rec.state else []
+        for e in (
+            e
+            for expr in exprs
+            for e in postorder(expr, enter=lambda e: not isinstance(e, sp.MatrixSymbol))
+        ):
             if isinstance(e, _SQUARE):
                 operand = e.args[0]
                 rows, cols = operand.shape

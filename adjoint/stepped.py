@@ -59,6 +59,13 @@ class Stepped:
     """``expr`` as a numeric function of a world and a step (see the module)."""
 
     def __init__(self, expr):
+        odd = [
+            e
+            for e in sp.preorder_traversal(expr)
+            if isinstance(e, (sp.Sum, StepSum)) and not _is_step_sum(e)
+        ]
+        if odd:
+            raise ValueError(f"{odd[0]} is not a sum over t = 0 .. T-1, one at a time")
         sums = [e for e in sp.preorder_traversal(expr) if _is_step_sum(e)]
         outer = [s for s in sums if not any(s != o and o.has(s) for o in sums)]
         self.sums = []

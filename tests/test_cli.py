@@ -134,3 +134,32 @@ def test_a_reader_that_stops_early_gets_no_traceback():
         err = reader.stderr.read().decode()
         assert reader.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_assign_writes_one_assignment_per_student_that_grade_reads_back(tmp_path, capsys):
+    import adjoint
+
+    assert main(["assign", "s1234567", "ada@uni.edu", "--dir", str(tmp_path), "--size", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "s1234567" in printed and "ada@uni.edu" in printed
+    folder = tmp_path / "s1234567"
+    key = json.loads((folder / "key.json").read_text())
+    assert key == adjoint.assignment("s1234567", 5).answer_key  # the id is the seed
+    assert "$" in (folder / "statement.tex").read_text()
+    # the key, submitted, is graded right from the files, through the command line
+    submission = tmp_path / "key-as-submission.json"
+    submission.write_text(json.dumps(key))
+    code = main(["grade", str(submission), "--graph", str(folder / "graph.txt"), "--seed", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "right" in out, out
+    # two ids that make the same folder are refused, and nothing is written
+    assert main(["assign", "a/b", "a_b", "--dir", str(tmp_path / "clash")]) == 2
+    assert "same folder" in capsys.readouterr().err
+    assert not (tmp_path / "clash").exists()
+    # a folder that cannot be made is exit code 3, no traceback
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["assign", "s1", "--dir", str(blocker / "sub")]) == 3
+    assert "cannot make the folder" in capsys.readouterr().err
+    assert main(["assign", "s1", "--dir", str(tmp_path), "--size", "99"]) == 2
+    assert "size must be" in capsys.readouterr().err

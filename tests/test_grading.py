@@ -1,6 +1,9 @@
 """Checking gradients and grading hand-derived adjoints."""
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -620,3 +623,33 @@ def test_swapped_multipliers_are_named_as_such():
     assert "lambda_z1 and lambda_z2 swapped" in grade.message
     right = adjoint.check_adjoints(g, {**answers, "x": "lambda_z1*cos(x) + lambda_z2*2*x"}, seed=1)
     assert right.ok
+
+
+def test_a_budget_whose_exception_is_swallowed_strikes_again():
+    """Python ignores an exception raised in a finaliser (__del__, a weakref callback,
+    both run wherever garbage is collected): a budget's exception that lands there is
+    lost. The budget must strike again, or the block runs on forever (a full test run
+    stalled this way, in sympy, while JAX's objects were being collected)."""
+    code = textwrap.dedent(
+        """
+        import time
+        from adjoint.budget import TimeBudget
+
+        class Finaliser:
+            def __del__(self):  # busy in Python: the first exception lands here, ignored
+                end = time.thread_time() + 0.3
+                while time.thread_time() < end:
+                    pass
+
+        budget = TimeBudget(0.05)
+        try:
+            with budget:
+                Finaliser()
+                while True:
+                    pass
+        except budget.expired:
+            print("stopped")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "stopped", done.stderr

@@ -324,6 +324,11 @@ def test_bad_recurrences_are_refused_naming_the_fix():
     with pytest.raises(adjoint.AdjointError, match="unknown symbol 'later'"):
         h.recurrence("w", step="a*w + later", init="a", steps=3)
     assert "z" not in h and "y" not in h and "w" not in h
+    n = sp.Symbol("n", integer=True, positive=True)
+    h.input("W", shape=(n, n))
+    with pytest.raises(adjoint.ShapeError, match="numbers for the shape of the state h"):
+        h.recurrence("h", step="W*h", init=sp.ZeroMatrix(n, 1), steps=3, shape=(n, 1))
+    assert "h" not in h
 
 
 def test_the_schedule_picture_labels_its_axes_and_shows_every_reverse_step():
@@ -696,6 +701,7 @@ def test_a_recursion_that_reuses_the_next_state_is_right():
         ("a", "sin(z[t])*lambda_z[t + 1]", "missing-sum"),
         ("a", "sin(z[t])", "missing-sum"),
         ("lambda_z[T]", "0", "terminal"),
+        ("lambda_z[T]", "lambda_z[t + 1]", "terminal"),
         ("lambda_z[t]", "-a*cos(z[t])*lambda_z[t + 1] - 2*lambda_z_cost*(z[t] - d[t])", "sign"),
         ("lambda_z[t]", "a*cos(z[t])*lambda_z[t + 1]", "other"),
         ("lambda_z[t]", "a*cos(z[t - 1])*lambda_z[t] + 2*lambda_z_cost*(z[t] - d[t])", None),
@@ -726,6 +732,10 @@ def test_a_forgotten_terminal_condition_is_named_and_bad_text_is_refused():
     assert "changes with the step" in unread.message
     with pytest.raises(adjoint.AdjointError, match="no costate"):
         adjoint.check_adjoints(g, {"lambda_q[t]": "0"})
+    # text the evaluator cannot take is a verdict with a reason, never a crash
+    answers = {**_bptt_answers(), "a": "Sum(Sum(z[t], (t, 0, T - 1)), (t, 0, T - 1))"}
+    (unread,) = adjoint.check_adjoints(g, answers, seed=6).unparseable
+    assert "one at a time" in unread.message
 
 
 def test_matrix_bptt_names_a_missing_transpose():
