@@ -94,12 +94,21 @@ def _hadamard(expr, cot):
     return [(arg, sp.HadamardProduct(cot, *args[:m], *args[m + 1 :])) for m, arg in enumerate(args)]
 
 
+def _power(base, k):
+    """``base .^ k``, written as the lecture would: ``base`` for 1, ones for 0."""
+    if k == 1:
+        return base
+    if k == 0:
+        return sp.OneMatrix(*base.shape)
+    return sp.HadamardPower(base, k)
+
+
 @rule(sp.HadamardPower)
 def _hadamard_power(expr, cot):
     base, exp = expr.args
     if exp.free_symbols:
         raise AdjointError(f"{expr}: an element-wise power with a variable exponent")
-    return [(base, sp.HadamardProduct(cot, exp * sp.HadamardPower(base, exp - 1)))]
+    return [(base, sp.HadamardProduct(cot, exp * _power(base, exp - 1)))]
 
 
 @rule(ElementwiseApplyFunction)
@@ -287,7 +296,7 @@ def _d_hadamard_power(expr, d):
     db = d(base)
     if _is_zero(db):
         return _zero(expr)
-    return sp.HadamardProduct(exp * sp.HadamardPower(base, exp - 1), db)
+    return sp.HadamardProduct(exp * _power(base, exp - 1), db)
 
 
 def _unmarked(e):

@@ -126,3 +126,18 @@ def test_solving_uses_the_reduced_sum_too(monkeypatch):
     assert value == pytest.approx(sol.output)
     np.testing.assert_allclose(grad, 2 * (b - z) + z + 1, rtol=1e-12)
     assert "trace" not in g.source()
+
+
+def test_an_elementwise_square_differentiates_to_twice_its_base_not_a_first_power():
+    """d(H.^2) = 2 H .* dH, as the Cookbook writes it: no HadamardPower(H, 1) in the
+    printed conditions, and no .* with ones in second order."""
+    g = adjoint.Graph()
+    X, W = g.input("X", shape=(4, 3)), g.input("W", shape=(3, 2))
+    g.define("H", "sigmoid.(X*W)")
+    g.define("f", "sum_entries(H .* H)")
+    printed = str(g.stationarity()) + str(g.second_order())
+    assert "HadamardPower(H, 1)" not in printed and "HadamardPower(H, 0)" not in printed
+    assert "Lambda_H = (2*H) .* (lambda_f*ones(4, 2))" in printed
+    rng = np.random.default_rng(0)
+    at = {X: rng.normal(size=(4, 3)), W: rng.normal(size=(3, 2))}
+    assert adjoint.check_gradient(g, at).ok and adjoint.check_hvp(g, at).ok
