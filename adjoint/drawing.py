@@ -108,11 +108,28 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         height = 1.4 * max(np.bincount(list(layer.values()))) + 1
         _, ax = plt.subplots(figsize=(min(width, 24), min(height, 16)))
     nodes = list(digraph.nodes)
+    # Fixed limits, with room for the cards under the lowest nodes: edges are bent and
+    # labels laid out in display space, so the data-to-display map must not move after.
+    xs, ys = zip(*pos.values())
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.45)
+    shown = {s: ax.transData.transform(pos[s]) for s in nodes}
+    radius = np.sqrt(node_size) / 2 * ax.figure.dpi / 72
     # Nodes of an implicit block read each other: each direction on an arc of its own.
-    mutual = [(j, i) for j, i in digraph.edges if j != i and digraph.has_edge(i, j)]
-    straight = [e for e in digraph.edges if e not in mutual and e[0] != e[1]]
-    for edges, style in ((straight, "arc3"), (mutual, "arc3,rad=0.25")):
-        nx.draw_networkx_edges(
+    # Any other edge bends where its straight line would run through a node it does not
+    # join (a long edge past a node in between, lined up with it).
+    bend = {}
+    for j, i in digraph.edges:
+        if j == i:
+            continue
+        if digraph.has_edge(i, j):
+            bend[j, i] = 0.25
+        else:
+            bend[j, i] = _bend(shown, j, i, radius)
+    paths = {e: _curve(shown[e[0]], shown[e[1]], rad) for e, rad in bend.items()}
+    for rad in sorted(set(bend.values())):
+        edges = [e for e, r in bend.items() if r == rad]
+        arrows = nx.draw_networkx_edges(
             digraph,
             pos,
             ax=ax,
@@ -121,8 +138,10 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
             arrowsize=14,
             node_size=node_size,
             edge_color="#555555",
-            connectionstyle=style,
+            connectionstyle=f"arc3,rad={rad}",
         )
+        for (j, i), arrow in zip(edges, arrows):
+            arrow.set_gid(f"arrow {j} -> {i}")
     nx.draw_networkx_nodes(
         digraph,
         pos,
@@ -148,11 +167,6 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
         marked.set_gid("undefined nodes")
     ax.set_title(f"computation graph of {graph.output} (inputs left, output right)")
     ax.set_axis_off()
-    # Fixed limits, with room for the cards under the lowest nodes: labels are laid out
-    # in display space, so the data-to-display map must not move afterwards.
-    xs, ys = zip(*pos.values())
-    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
-    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.45)
     layout = _Layout(ax, node_size)
     for s in nodes:
         layout.add_disc(pos[s])
@@ -167,8 +181,49 @@ def draw(graph, solution=None, ax=None, *, partials: bool = True, node_size: int
             layout.card(pos[s], _label(graph, s, solution).split("\n", 1)[1], gid=f"card {s}")
     if partials:
         labels = {e: lab for e, lab in _edge_labels(graph).items() if digraph.has_edge(*e)}
-        layout.edge_labels(pos, labels)
+        layout.edge_labels(paths, labels)
     return ax
+
+
+#: Bends tried for an edge whose straight line meets another node: matplotlib's arc3
+#: ``rad``, the control point's distance from the chord as a fraction of its length.
+BENDS = (0.0, 0.2, -0.2, 0.3, -0.3, 0.45, -0.45, 0.6, -0.6, 0.8, -0.8)
+
+
+def _curve(p, q, rad, points: int = 41) -> np.ndarray:
+    """The edge from ``p`` to ``q`` (display pixels) as drawn with ``arc3,rad``: a
+    quadratic Bezier whose control point is off the chord's middle by ``rad`` times the
+    chord (matplotlib's ``Arc3``), sampled at ``points`` points."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    (dx, dy), middle = q - p, (p + q) / 2
+    control = middle + rad * np.array([dy, -dx])
+    s = np.linspace(0.0, 1.0, points)[:, None]
+    return (1 - s) ** 2 * p + 2 * (1 - s) * s * control + s**2 * q
+
+
+def _clearance(curve, centres) -> float:
+    """The smallest distance from the curve to the centres, in pixels."""
+    if not len(centres):
+        return np.inf
+    return float(np.min(np.linalg.norm(curve[:, None, :] - centres[None, :, :], axis=2)))
+
+
+def _bend(shown: dict, j, i, radius: float) -> float:
+    """The first bend (straight if it can) whose curve keeps clear of every node but
+    its two ends, and of the value card under it: the one that keeps furthest from them
+    if none does."""
+    centres = np.array([c for s, c in shown.items() if s not in (j, i)]).reshape(-1, 2)
+    cards = centres - np.array([0.0, 1.6 * radius])  # where a card hangs (display y is up)
+    others = np.vstack([centres, cards])
+    margin = radius + 4
+    best, room = 0.0, -np.inf
+    for rad in BENDS:
+        gap = _clearance(_curve(shown[j], shown[i], rad), others)
+        if gap >= margin:
+            return rad
+        if gap > room:
+            best, room = rad, gap
+    return best
 
 
 def _positions(graph, layer: dict, sweeps: int = 4) -> dict:
@@ -272,14 +327,22 @@ class _Layout:
                 t.set_va("top")
         self.add(t)
 
-    def edge_labels(self, pos, labels: dict) -> None:
-        """Each partial on its own edge: the first free position along it, preferring
-        ones that cross no other edge (a label on a crossing reads as either edge's)."""
-        ends = {e: self.ax.transData.transform([pos[e[0]], pos[e[1]]]) for e in labels}
+    def edge_labels(self, paths: dict, labels: dict) -> None:
+        """Each partial on its own edge, whose drawn curve is ``paths[e]`` (points in
+        display pixels, tail to head): the first free position along it, preferring ones
+        that cross no other edge (a label on a crossing reads as either edge's)."""
         key = []
+        # every edge's curve as segments, rows x0, y0, x1, y1
+        pieces = {e: np.hstack([c[:-1], c[1:]]) for e, c in paths.items()}
+        inverse = self.ax.transData.inverted()
+
+        def length(e):
+            return float(np.sum(np.linalg.norm(np.diff(paths[e], axis=0), axis=1)))
+
         # Short edges have the fewest positions to offer: they choose first.
-        for e in sorted(labels, key=lambda e: np.hypot(*(ends[e][1] - ends[e][0]))):
-            (x0, y0), (x1, y1) = pos[e[0]], pos[e[1]]
+        for e in sorted(labels, key=length):
+            curve = paths[e]
+            x0, y0 = inverse.transform(curve[0])
             t = self.ax.text(
                 x0,
                 y0,
@@ -292,14 +355,16 @@ class _Layout:
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9},
             )
             # The box at the tail, moved along the edge: the text's size does not change.
-            at_tail, (p, q) = self.extent(t), ends[e]
-            others = np.array([np.ravel(ends[f]) for f in ends if f != e]).reshape(-1, 4)
+            at_tail = self.extent(t)
+            others = [pieces[f] for f in pieces if f != e]
+            others = np.vstack(others) if others else np.empty((0, 4))
             spot = None
             for crossings_allowed in (False, True):
                 for s in self.ALONG:
-                    box = at_tail + np.tile(s * (q - p), 2)
+                    point = curve[round(s * (len(curve) - 1))]
+                    box = at_tail + np.tile(point - curve[0], 2)
                     if self.free(box) and (crossings_allowed or not _crosses(others, box).any()):
-                        spot = s
+                        spot = point
                         break
                 if spot is not None:
                     break
@@ -307,7 +372,7 @@ class _Layout:
                 t.remove()
                 key.append(f"{e[0]} → {e[1]}: {labels[e]}")
             else:
-                t.set_position((x0 + spot * (x1 - x0), y0 + spot * (y1 - y0)))
+                t.set_position(inverse.transform(spot))
                 self.add(t)
         if key:
             self.key(sorted(key))

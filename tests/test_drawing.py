@@ -27,6 +27,12 @@ LECTURE = {
         adjoint.Graph.from_expr("sin(x*y) + x*y + exp(x)*y"),
         {"x": 1.5, "y": -2.0},
     ),
+    # edges lined up with a node in between (issue 20): z1 -> z3 past z2, z1 -> z5
+    "lined_up": lambda: (adjoint.Graph.from_expr("sin(x*y) + x*y"), {"x": 1.5, "y": -2.0}),
+    "fan_out_past": lambda: (
+        adjoint.Graph.from_expr("exp(x)*sin(y) + x*y"),
+        {"x": 0.5, "y": 1.0},
+    ),
     "warm_up": warm_up,
     "lecture_dag": lecture_dag,
     "fan_out": fan_out,
@@ -72,8 +78,33 @@ def _segment_hits_box(p, q, box) -> bool:
     """Whether the segment p-q passes through ``box`` (sampled finely)."""
     ts = np.linspace(0.0, 1.0, 400)[:, None]
     xy = p + ts * (q - p)
+    return _points_hit_box(xy, box)
+
+
+def _points_hit_box(xy, box) -> bool:
     inside = (xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)
     return bool(inside.any())
+
+
+def _arrows(ax) -> dict:
+    """``{(tail, head): points of the drawn edge in display pixels}``, from the rendered
+    arrows (their paths, curves flattened finely)."""
+    ax.figure.canvas.draw()
+    out = {}
+    for patch in ax.patches:
+        gid = patch.get_gid() or ""
+        if gid.startswith("arrow "):
+            j, i = gid[len("arrow ") :].split(" -> ")
+            # the drawn arrow (its curves, then its head), in data coordinates; a point
+            # about every pixel along each Bezier piece, so a thin crossing is not missed
+            dense = []
+            for bezier, _ in patch.get_path().iter_bezier():
+                ends = ax.transData.transform(bezier.control_points[[0, -1]])
+                size = np.hypot(*(ends[1] - ends[0]))
+                for t in np.linspace(0, 1, 2 + 2 * int(size)):
+                    dense.append(bezier(t))
+            out[(j, i)] = ax.transData.transform(np.array(dense))
+    return out
 
 
 def _check_readable(g, solution):
@@ -95,6 +126,15 @@ def _check_readable(g, solution):
             for gid, t in names.items()
         }
         discs = _node_discs(ax)
+        drawn = _arrows(ax)
+        # No edge passes through a node it does not join (the arrow's head and tail
+        # end at their own nodes' rims).
+        for (j, i), points in drawn.items():
+            for name, c in centre.items():
+                if name in (j, i):
+                    continue
+                gap = np.min(np.linalg.norm(points - c, axis=1))
+                assert gap > discs[0][1], (f"{j} -> {i} runs through {name}", gap)
         edges = {
             (str(j), str(i)): label
             for (j, i), label in _edge_labels(g).items()
@@ -106,7 +146,7 @@ def _check_readable(g, solution):
             if gid.startswith("edge ") and gid != "edge key":
                 j, i = gid[len("edge ") :].split(" -> ")
                 shown[(j, i)] = t.get_text()
-                assert _segment_hits_box(centre[j], centre[i], box), (gid, t.get_text())
+                assert _points_hit_box(drawn[(j, i)], box), (gid, t.get_text())
                 hits = [c for c, r in discs if _disc_hits_box(c, r, box)]
                 assert not hits, (gid, t.get_text())
         key = [t.get_text() for t, _ in boxes if t.get_gid() == "edge key"]
