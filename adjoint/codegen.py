@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import math
 import re
 import unicodedata
 
@@ -60,6 +61,7 @@ from .numeric import (
 )
 from .partials import position
 from .second_order import second_order
+from .symbols import CHECKS
 from .values import as_array, as_points, as_sequence, bind_dimensions, check_square
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
@@ -1030,12 +1032,36 @@ class CompiledFunction:
         scope = {**namespace(self.backend), **implemented}
         exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
         self._fn = scope[program.name]
+        # Python floats to a NumPy program of scalars: nothing to bind, convert or
+        # broadcast, so they take a short way (the same program, the same results)
+        self._quick = (
+            self.backend == "numpy"
+            and self.dtype == np.float64
+            and not self.hvp
+            and self._output_scalar
+            and not self._steps
+            # a value an assumption constrains (positive=True) is checked the long way
+            and not any(
+                getattr(p, "assumptions0", {}).get(fact) is not None
+                for p in self.params
+                for fact in CHECKS
+            )
+        )
+        self._quiet = np.errstate(all="ignore")(self._fn)  # 1/0 is inf, said by no warning
         if self.backend == "jax":
             import jax
 
             self._fn = jax.jit(self._fn)
 
     def __call__(self, /, *args, **kwargs):
+        if (
+            self._quick
+            and not kwargs
+            and len(args) == len(self.params)
+            # finite Python floats: inf - inf and nan - nan are nan
+            and all(type(a) is float and a - a == 0.0 for a in args)
+        ):
+            return self._quick_call(args)
         values, given = self._bind(args, kwargs)
         try:
             result = self._run(values, given)
@@ -1084,6 +1110,18 @@ class CompiledFunction:
         grad = tuple(_number(g) for g in grad)
         hv = None if hv is None else tuple(_number(h) for h in hv)
         return (_number(value), grad) if hv is None else (_number(value), grad, hv)
+
+    def _quick_call(self, args):
+        """The program on finite Python floats, read as NumPy numbers (1/0 is inf, as
+        on arrays); a value that is not a number gives nan gradients, as on arrays."""
+        result = self._quiet(*map(np.float64, args))
+        if not self.gradient:
+            return np.float64(result)
+        value, grad = result
+        value = np.float64(value)
+        if not math.isfinite(value):  # no finite gradient through a nan or inf value
+            return value, tuple(np.float64(np.nan) for _ in grad)
+        return value, tuple(np.float64(g) for g in grad)
 
     def _run(self, values, given):
         if self.backend == "numpy":

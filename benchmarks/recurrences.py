@@ -89,9 +89,9 @@ def vector(steps: int = 10**4, d: int = 16) -> None:
 
 def rnn(steps: int, d: int = 16):
     g = adjoint.Graph()
-    W, U = g.input("W", shape=(d, d)), g.input("U", shape=(d, 2))
+    g.input("W", shape=(d, d)), g.input("U", shape=(d, 2))
     h0 = g.constant("h0", shape=(d, 1))
-    x = g.sequence("x", steps=steps, shape=(2, 1), constant=True)
+    g.sequence("x", steps=steps, shape=(2, 1), constant=True)
     h = g.recurrence("h", step="tanh.(W*h + U*x)", init=h0, steps=steps, shape=(d, 1), cost="h.T*h")
     g.define("J", h.cost)
     rng = np.random.default_rng(1)
@@ -147,7 +147,7 @@ def compiled(steps: int, d: int = 16, checkpoints: int = 1000) -> None:
     except ImportError:
         print("   (JAX not installed: its half is skipped)")
         return
-    value, (gW, gU) = gradient(**at)
+    _, (gW, gU) = gradient(**at)
     mine = g.compile(backend="jax", checkpoints=checkpoints)
     segment = -(-steps // checkpoints)
 

@@ -248,3 +248,37 @@ def test_the_compiled_function_reads_its_arguments_without_changing_them():
     g.compile()(**args)
     for k in args:
         np.testing.assert_array_equal(args[k], before[k])
+
+
+@given(dags(), st.data())
+def test_python_floats_take_a_short_way_to_the_same_results(g, data):
+    """A scalar program called with Python floats skips binding and broadcasting; it
+    must give what the checked way gives (NumPy numbers, nan gradients through a value
+    that is not a number), which NumPy scalars still take."""
+    f = g.compile()
+    values = [
+        data.draw(st.floats(-3, 3, allow_nan=False).filter(lambda v: abs(v) > 1e-3))
+        for _ in g.inputs
+    ]
+    quick = f(*values)
+    checked = f(*map(np.float64, values))
+    assert type(quick[0]) is np.float64 and all(type(d) is np.float64 for d in quick[1])
+    np.testing.assert_array_equal(quick[0], checked[0])
+    np.testing.assert_array_equal(np.array(quick[1]), np.array(checked[1]))
+    assert g.compile(gradient=False)(*values) == quick[0] or math.isnan(quick[0])
+
+
+def test_python_floats_on_the_short_way_keep_numpy_semantics():
+    import warnings
+
+    h = adjoint.Graph.from_expr("log(x) + 1/y")
+    f = h.compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning escapes either way
+        value, grads = f(0.0, 1.0)
+        assert value == -np.inf and all(np.isnan(d) for d in grads)
+        value, grads = f(2.0, 0.0)
+        assert value == np.inf and all(np.isnan(d) for d in grads)
+    for bad in (float("nan"), float("inf")):  # not finite: the checked way refuses it
+        with pytest.raises(adjoint.AdjointError):
+            f(bad, 1.0)
