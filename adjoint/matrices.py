@@ -428,11 +428,19 @@ def reuse_output(expr: sp.Expr, F: sp.Expr, Z: sp.MatrixSymbol) -> sp.Expr:
     if isinstance(F, ElementwiseApplyFunction):
         var, body = F.function.variables[0], F.function.expr
         y = sp.Dummy("y", real=True)
+        # f' written with f where that is declared (sigmoid' = s (1 - s)): so that a
+        # derivative's own function (sigmoid_prime) reads the stored value too
+        g = derivative_from_output(body, var, y)
+        fprime = None if g is None else sp.diff(body, var)
         for e in expr.atoms(ElementwiseApplyFunction):
             if e == F or e.expr != F.expr:
                 continue
             v = e.function.variables[0]
-            written = e.function.expr.xreplace({body.xreplace({var: v}): y})
+            inner = e.function.expr
+            if fprime is not None and fprime != 0:
+                own = body.xreplace({var: v})
+                inner = inner.xreplace({fprime.xreplace({var: v}): g.xreplace({y: own})})
+            written = inner.xreplace({body.xreplace({var: v}): y})
             if v not in written.free_symbols:
                 replacements[e] = (
                     Z if written == y else ElementwiseApplyFunction(sp.Lambda(y, written), Z)

@@ -528,3 +528,23 @@ def test_the_hessian_of_a_function_of_a_matrix_is_jaxs_over_the_entries():
     np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
     with pytest.raises(adjoint.AdjointError, match="give a point"):
         g.hessian()
+
+
+@pytest.mark.parametrize("fn", ["sigmoid", "tanh", "exp"])
+def test_a_compiled_hvp_computes_an_elementwise_layer_once(fn):
+    """f' and f'' written with f's stored value (sigmoid' = s (1 - s), its derivative
+    s (1 - s)(1 - 2 s)): the tangent and second-order statements read the node, so the
+    layer's argument X w is formed once, in Step 1."""
+    g = adjoint.Graph()
+    g.constant("X", shape=(6, 3)), g.input("w", shape=(3, 1))
+    g.define("p", f"{fn}.(X*w)")
+    g.define("f", "sum_entries(p .* p)")
+    f = g.compile(hvp=True)
+    assert f.source.count("(X @ w)") == 1, f.source
+    rng = np.random.default_rng(0)
+    Xv, wv, vv = rng.normal(size=(6, 3)), 0.3 * rng.normal(size=(3, 1)), rng.normal(size=(3, 1))
+    _, _, (hv,) = f(w=wv, X=Xv, v_w=vv)
+    h = 1e-6
+    up = f(w=wv + h * vv, X=Xv, v_w=vv)[1][0]
+    down = f(w=wv - h * vv, X=Xv, v_w=vv)[1][0]
+    np.testing.assert_allclose(hv, (up - down) / (2 * h), rtol=1e-6, atol=1e-8)
