@@ -56,6 +56,7 @@ from .budget import OutOfTime, TimeBudget
 from .errors import AdjointError, write_text
 from .lagrangian import stationarity
 from .numeric import numeric_function
+from .parsing import spelled_out
 from .primitives import kinked
 from .recurrences import RecurrenceAdjoint, SequenceGradient
 from .solve import solve
@@ -412,7 +413,9 @@ def _per_node(conditions):
 def _node(graph, key, entries=()):
     if isinstance(key, StepKey):
         return key
-    if isinstance(key, str) and key.replace(" ", "") == "P[t]":
+    if isinstance(key, str) and "[" in key:  # lambda_z[ t ], λ_z[t]: as the package writes
+        key = spelled_out(key.strip()).replace(" ", "")
+    if isinstance(key, str) and key == "P[t]":
         return RICCATI
     if isinstance(key, str) and key.endswith(("[t]", "[T]")):  # lambda_z[t], lambda_u[t]
         for entry in entries:

@@ -382,6 +382,12 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
 _SPELLED = {"λ_": "lambda_", "Λ_": "Lambda_"}
 _SPELLINGS = re.compile("^(?:" + "|".join(map(re.escape, _SPELLED)) + ")")
 
+
+def spelled_out(name: str) -> str:
+    """A multiplier's name as the package writes it: ``λ_z3`` is ``lambda_z3``."""
+    return _SPELLINGS.sub(lambda m: _SPELLED[m.group()], name, count=1)
+
+
 #: The names the rewrite gives the text's own syntax; text may not write them itself
 #: (names with a leading underscore are refused).
 _ELEMENTWISE, _DERIVATIVE, _MAP = "_ew_", "_ewd_", "_map_"
@@ -611,11 +617,19 @@ class _Reader:
 
     def is_step(self, node: ast.Subscript) -> bool:
         """Whether ``node`` is a name of ``steps`` at a step: ``z[t]``, ``z[t + 1]``,
-        ``z[T]``, ``z[0]``; a wrong index on such a name is an error."""
-        if not (isinstance(node.value, ast.Name) and node.value.id in self.steps):
+        ``z[T]``, ``z[0]`` (``λ_z[t]`` for ``lambda_z[t]``); a wrong index on such a
+        name is an error."""
+        if not (isinstance(node.value, ast.Name) and self.stepped(node.value.id)):
             return False
         self.step_index(node)
         return True
+
+    def stepped(self, name: str) -> str | None:
+        """The name of ``steps`` that ``name`` is, spelled out; ``None`` if none."""
+        for candidate in (name, spelled_out(name)):
+            if candidate in self.steps:
+                return candidate
+        return None
 
     def step_index(self, node: ast.Subscript):
         """The index of ``z[...]``: ``t + k``, ``T - k`` or a number."""
@@ -735,7 +749,7 @@ class _Reader:
         if isinstance(node, ast.BinOp):
             return self.chain(node, children, args)
         if isinstance(node, ast.Subscript) and not children:  # z[t + 1]
-            name = node.value.id
+            name = self.stepped(node.value.id)
             return step_value(self.steps[name], self.step_index(node), name)
         if isinstance(node, ast.Call) and self.is_step_sum(node):
             return self.apply(node, "the sum over the steps fails", over_steps, args[0])
@@ -784,7 +798,7 @@ class _Reader:
             raise self.fail(node, f"the name {name!r} is not allowed (leading underscore)")
         if name in self.bound:  # the variable of a (d -> ...) mapping
             return self.bound[name]
-        if name in self.steps:  # never the plain symbol of the same name
+        if self.stepped(name):  # never the plain symbol of the same name
             raise self.fail(
                 node,
                 f"{name} changes with the step: write it at one, as in {name}[t] or {name}[t + 1]",

@@ -762,3 +762,15 @@ def test_matrix_bptt_names_a_missing_transpose():
         "Lambda_x[t]": "transpose",
         "A": "transpose",
     }
+
+
+def test_costates_spelled_with_greek_letters_and_spaces_are_read():
+    """λ_z[t] is lambda_z[t], as λ_z3 is lambda_z3; a key may have spaces inside its
+    brackets; a bare λ_z is refused, as a bare lambda_z is."""
+    g, *_ = scalar_graph(5)
+    answers = _bptt_answers()
+    answers["λ_z[ t ]"] = answers.pop("lambda_z[t]").replace("lambda_z", "λ_z")
+    assert adjoint.check_adjoints(g, answers, seed=0).ok
+    answers = {**_bptt_answers(), "lambda_z[t]": "a*cos(z[t])*λ_z + 1"}
+    (unread,) = adjoint.check_adjoints(g, answers, seed=0).unparseable
+    assert "changes with the step" in unread.message
