@@ -306,7 +306,8 @@ class Program:
                 continue
             if c.unknown in ancestors:
                 program += self._forward(c)
-                if self.hvp:
+                # the output's tangent reads into nothing: no second-order term reads it
+                if self.hvp and c.unknown != output:
                     program.append(self._tangent(tangents[c]))
         if self.hvp:
             return self._hvp_statements(program, ancestors)
