@@ -13,7 +13,7 @@ reverse step before it, or z_T): a partial written with the step's own value (``
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from math import comb
 
 import numpy as np
@@ -132,6 +132,9 @@ class ScheduleCounts:
     stored_peak: int
     reverse_steps: int
     checkpoints: int | None
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def __repr__(self) -> str:
         return (

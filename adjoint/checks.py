@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import ChainMap
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from .codegen import compile_graph
 from .errors import AdjointError
 from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function, to_real
+from .records import plain
 from .second_order import hvp
 from .solve import forward_sweep, solve
 from .values import as_numpy_numbers, read_values, relative_error
@@ -87,6 +89,10 @@ class VerifyReport:
     @property
     def failed(self) -> tuple[NodeCheck, ...]:
         return tuple(c for c in self.checks if not c.ok)
+
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`)."""
+        return {"ok": self.ok, "checks": plain(self.checks), "points": plain(self.points)}
 
     def __repr__(self) -> str:
         n, failed = len(self.checks), self.failed
@@ -556,6 +562,11 @@ class _Verdicts:
     def max_rel_error(self) -> float:
         return max(self.errors, default=0.0)
 
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`)."""
+        fields = {f: getattr(self, f) for f in ("errors", "rtol", "verdicts", "reasons")}
+        return {"ok": self.ok, "max_rel_error": plain(self.max_rel_error), **plain(fields)}
+
     @property
     def ok(self) -> bool:
         """Every direction agrees with its differences."""
@@ -704,6 +715,11 @@ class TaylorTest:
     remainders: tuple[float, ...]
     order: int = 1
     scales: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`), with the rates."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return plain({**fields, "rates": self.rates})
 
     @property
     def rates(self) -> tuple[float, ...]:

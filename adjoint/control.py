@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import AdjointError, as_list
+from .records import plain
 from .second_order import hvp
 from .solve import solve
 from .values import by_node
@@ -39,6 +40,19 @@ class Minimum:
     residual: float
     values: tuple
     converged: bool
+
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`): the solution's too."""
+        return plain(
+            {
+                "at": self.at,
+                "solution": self.solution,
+                "iterations": self.iterations,
+                "residual": self.residual,
+                "values": self.values,
+                "converged": self.converged,
+            }
+        )
 
     def __repr__(self) -> str:
         state = "converged" if self.converged else "NOT converged"

@@ -39,6 +39,7 @@ from .display import (
 from .errors import AdjointError, ShapeError
 from .graph import STEP
 from .lagrangian import lagrangian, stationarity
+from .records import plain
 from .recurrences import SequenceGradient
 from .second_order import second_order, sweeps
 from .solve import forward_sweep, solve
@@ -711,6 +712,10 @@ class Trace:
 
     def __init__(self, rows):
         self.rows = tuple(rows)
+
+    def to_dict(self) -> dict:
+        """One record per row, as plain data (:func:`adjoint.records.plain`)."""
+        return {"rows": plain(self.rows)}
 
     def __repr__(self) -> str:
         header = ("sweep", "edge", "formula", "value", "lambda_i * partial")

@@ -165,18 +165,22 @@ class Grading:
         """The weighted fraction of multipliers that are right (missing ones count as not)."""
         return self.points / self.max_points if self.max_points else 0.0
 
+    def to_dict(self) -> dict:
+        """The verdicts as plain data."""
+        return {
+            "ok": self.ok,
+            "score": self.score,
+            "points": self.points,
+            "max_points": self.max_points,
+            "seed": self.seed,
+            "execution_time": round(self.seconds, 4),
+            "nodes": [g.to_dict() for g in self.grades],
+        }
+
     def to_json(self) -> str:
         """The verdicts as JSON, for autograders."""
         return json.dumps(
-            {
-                "ok": self.ok,
-                "score": self.score,
-                "points": self.points,
-                "max_points": self.max_points,
-                "seed": self.seed,
-                "execution_time": round(self.seconds, 4),
-                "nodes": [g.to_dict() for g in self.grades],
-            },
+            self.to_dict(),
             indent=2,
             allow_nan=False,
         )

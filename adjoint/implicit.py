@@ -25,7 +25,7 @@ of ``M`` for the forward solve and the backward one with ``M^T``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import sympy as sp
@@ -38,6 +38,7 @@ from .errors import AdjointError
 from .matrices import MatrixOperation
 from .numeric import numeric_function
 from .partials import operation
+from .records import plain
 
 __all__ = [
     "Block",
@@ -70,6 +71,10 @@ class Block:
     residual: float
     backward_residual: float | None
     factorizations: int
+
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`)."""
+        return plain({f.name: getattr(self, f.name) for f in fields(self)})
 
     def __repr__(self) -> str:
         back = "-" if self.backward_residual is None else f"{self.backward_residual:.2g}"

@@ -64,6 +64,16 @@ class Schedule:
         self.steps, self.checkpoints = steps, checkpoints
         self.counts = _count(steps, checkpoints)
 
+    def to_dict(self, limit: int = 200) -> dict:
+        """The counts and the first ``limit`` actions, as plain data."""
+        rows = [{"action": a, "what": w} for a, w in self.rows(limit)]
+        return {
+            "steps": self.steps,
+            "checkpoints": self.checkpoints,
+            "counts": self.counts.to_dict(),
+            "actions": rows,
+        }
+
     def actions(self):
         """The actions, as :func:`actions` yields them."""
         return actions(self.steps, self.checkpoints)

@@ -39,6 +39,7 @@ from .expressions import free_symbols
 from .lagrangian import Role, stationarity
 from .matrices import tangent as tangent_of
 from .numeric import check_kinks, numeric_function, watch_kinks
+from .records import plain
 from .recurrences import RecurrenceSecondAdjoint, RecurrenceTangent, TangentPart
 from .solve import NodeMap, forward_sweep, solve
 from .values import as_array, as_number, as_numpy_numbers, as_sequence, by_node, finish, read_values
@@ -574,6 +575,12 @@ class TangentSolution:
         self.values = NodeMap(values)
         self.tangents = NodeMap(tangents)
         self.derivative = tangents[output]
+
+    def to_dict(self) -> dict:
+        """As plain data (:func:`adjoint.records.plain`)."""
+        return plain(
+            {"derivative": self.derivative, "values": self.values, "tangents": self.tangents}
+        )
 
     def __repr__(self) -> str:
         def show(v):

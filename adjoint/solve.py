@@ -23,6 +23,7 @@ from .implicit import report
 from .lagrangian import ForwardCondition, stationarity
 from .numeric import NoNumericRule, check_kinks, watch_kinks
 from .parsing import parse
+from .records import plain
 from .recurrences import recurrence_formula
 from .split import split
 from .values import finish, finite, read_values
@@ -348,6 +349,10 @@ class NodeMap(Mapping):
     def __reduce__(self):
         return (NodeMap, (self._data,))
 
+    def to_dict(self) -> dict:
+        """``{node name: value}`` as plain data (:func:`adjoint.records.plain`)."""
+        return plain(dict(self))
+
 
 class Solution:
     """The solution of ``grad L = 0``: every ``z``, every ``lambda``, and the gradient.
@@ -445,6 +450,22 @@ class Solution:
         state = {name: getattr(self, name) for name in self.__slots__}
         state["environment"] = dict(self.environment)  # a mappingproxy does not pickle
         return (_rebuild_solution, (state,))
+
+    def to_dict(self) -> dict:
+        """The solution as plain data (:func:`adjoint.records.plain`): the output, the
+        values, the multipliers and the gradient by node name, and what was undefined,
+        the kinks, the blocks and the schedule."""
+        return {
+            "output": plain(self.output),
+            "values": plain(self.values),
+            "adjoints": plain(self.adjoints),
+            "gradient": plain(self.gradient),
+            "undefined": plain(self.undefined),
+            "kinks": [str(k) for k in self.kinks],
+            "blocks": plain(self.blocks),
+            "schedule": plain(self.schedule),
+            "symbolic": self.symbolic,
+        }
 
     def rows(self) -> list[tuple]:
         """``(node, formula or role, value, lambda)`` for each node, in order."""
