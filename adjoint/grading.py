@@ -292,8 +292,9 @@ def check_adjoints(
     entries = list(_per_node(stationarity(graph).backward_conditions))
     if any(isinstance(k, str) and k.replace(" ", "") == "P[t]" for k in submissions):
         entries.append(_RiccatiEntry(graph, stationarity(graph)))
-    given = {_node(graph, key, entries): formula for key, formula in submissions.items()}
-    weight = _weights(graph, weights, entries)
+    keys = _Keys(graph, entries)
+    given = {keys(key): formula for key, formula in submissions.items()}
+    weight = _weights(graph, weights, keys)
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise AdjointError(f"points must be a positive integer, got {points!r}")
     if budget is not None and (
@@ -414,43 +415,50 @@ def _per_node(conditions):
             yield c
 
 
-def _node(graph, key, entries=()):
-    if isinstance(key, StepKey):
-        return key
-    if isinstance(key, str) and "[" in key:  # lambda_z[ t ], λ_z[t]: as the package writes
-        key = spelled_out(key.strip()).replace(" ", "")
-    if isinstance(key, str) and key == "P[t]":
-        return RICCATI
-    if isinstance(key, str) and key.endswith(("[t]", "[T]")):  # lambda_z[t], lambda_u[t]
-        for entry in entries:
-            if str(entry.wrt) == key or (
-                key.endswith("[t]")
-                and isinstance(entry.wrt, sp.Basic)
-                and getattr(entry, "stepped", False)
-                and key in (f"lambda_{entry.wrt}[t]", f"Lambda_{entry.wrt}[t]")
-            ):
-                return entry.wrt
-        raise AdjointError(
-            f"{key} is no costate or per-step gradient of this graph's recurrences",
-            node=key,
-        )
-    node = graph.lookup(key)
-    if node not in graph.nodes:
-        raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
-    for entry in entries:  # a recurrence's state stands for its costate recursion
-        if isinstance(entry.wrt, StepKey) and entry.wrt.state == node and entry.wrt.index == "t":
-            return entry.wrt
-    return node
+class _Keys:
+    """What a submission's keys name, looked up in constant time: a node (by symbol,
+    name or multiplier), a recurrence's formulas with the index t (``lambda_z[t]``,
+    ``lambda_z[T]``, ``lambda_u[t]``, spelled ``λ_z[t]`` too) or the Riccati step."""
+
+    def __init__(self, graph, entries):
+        self.graph, self.stepped, self.recursion = graph, {}, {}
+        for e in entries:
+            if isinstance(e.wrt, StepKey):
+                self.stepped[str(e.wrt)] = e.wrt
+                if e.wrt.index == "t":  # the state's name stands for its recursion
+                    self.recursion[e.wrt.state] = e.wrt
+            elif getattr(e, "per_step", False):  # a sequence's gradient, one per step
+                for prefix in ("lambda_", "Lambda_"):
+                    self.stepped[f"{prefix}{e.wrt}[t]"] = e.wrt
+
+    def __call__(self, key):
+        if isinstance(key, StepKey):
+            return key
+        if isinstance(key, str) and "[" in key:  # lambda_z[ t ], λ_z[t]: as the package writes
+            key = spelled_out(key.strip()).replace(" ", "")
+            if key == "P[t]":
+                return RICCATI
+            if key in self.stepped:
+                return self.stepped[key]
+            if key.endswith(("[t]", "[T]")):
+                raise AdjointError(
+                    f"{key} is no costate or per-step gradient of this graph's recurrences",
+                    node=key,
+                )
+        node = self.graph.lookup(key)
+        if self.graph.node(node).kind == "constant":
+            raise AdjointError(f"{node} is a constant: it has no multiplier to submit", node=node)
+        return self.recursion.get(node, node)
 
 
-def _weights(graph, weights, entries=()) -> dict:
+def _weights(graph, weights, keys) -> dict:
     if weights is None:
         return {}
     if not isinstance(weights, Mapping):
         raise AdjointError(f"weights must be a dict from nodes to points, got {weights!r}")
     out = {}
     for key, value in weights.items():
-        node = _node(graph, key, entries)
+        node = keys(key)
         try:  # an int past a float's range (10**400) is no weight either
             number = None if isinstance(value, bool) else float(value)
         except (TypeError, ValueError, OverflowError):
@@ -958,7 +966,10 @@ class _RiccatiEntry:
             for c in kkt.backward_conditions
             if isinstance(c, SequenceGradient) and c.wrt == self.control
         )
-        self.step = self.costate.forward.equations[1].rhs  # x[t + 1] in the step notation
+        # x[t + 1], dL/du[t] and lambda[t] in the step notation, compiled once
+        self.step = Stepped(self.costate.forward.equations[1].rhs)
+        self.control_condition = Stepped(self.gradient.rhs)
+        self.recursion = Stepped(self.costate.equations[1].rhs)
         state = self.rec.state
         n = state.shape[0] if isinstance(state, sp.MatrixSymbol) else 1
         self.n, self.matrix = n, isinstance(state, sp.MatrixSymbol)
@@ -969,8 +980,7 @@ class _RiccatiEntry:
         """``P[t]`` from the package's conditions, at the world's matrices."""
         rec, u = self.rec, self.control
         state, lam = rec.state.name, self.costate.costate_name
-        step, control = Stepped(self.step), Stepped(self.gradient.rhs)
-        costate = Stepped(self.costate.equations[1].rhs)
+        step, control, costate = self.step, self.control_condition, self.recursion
         m = int(np.prod(np.shape(world.series[u.name][0]))) or 1
         shape_u = np.shape(world.series[u.name][0])
         columns = []
