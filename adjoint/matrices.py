@@ -422,8 +422,9 @@ def tangent(expr: sp.Expr, dots: dict) -> sp.Expr:
 def reuse_output(expr: sp.Expr, F: sp.Expr, Z: sp.MatrixSymbol) -> sp.Expr:
     """``expr`` with ``F`` read from its stored node ``Z``; for an element-wise ``F =
     f.(X)``, every ``g.(X)`` whose ``g`` can be written with ``f`` alone (``tanh'' =
-    -2 tanh (1 - tanh**2)``) becomes a function of ``Z``: generated code then does not
-    compute ``f`` again for the second order."""
+    -2 tanh (1 - tanh**2)``, or through ``f' = h(f)`` where adjoint.primitives declares
+    it: ``sigmoid' = s (1 - s)``, ``sqrt' = 1/(2 sqrt)``) becomes a function of ``Z``:
+    generated code then does not compute ``f`` again, in either order."""
     replacements = {F: Z}
     if isinstance(F, ElementwiseApplyFunction):
         var, body = F.function.variables[0], F.function.expr
@@ -438,8 +439,7 @@ def reuse_output(expr: sp.Expr, F: sp.Expr, Z: sp.MatrixSymbol) -> sp.Expr:
             v = e.function.variables[0]
             inner = e.function.expr
             if fprime is not None and fprime != 0:
-                own = body.xreplace({var: v})
-                inner = inner.xreplace({fprime.xreplace({var: v}): g.xreplace({y: own})})
+                inner = inner.xreplace({fprime.xreplace({var: v}): g})
             written = inner.xreplace({body.xreplace({var: v}): y})
             if v not in written.free_symbols:
                 replacements[e] = (
@@ -487,7 +487,7 @@ class MatrixOperation:
         """The pullback as it is evaluated: ``F_i`` read from the stored node ``Z_i``, and
         ``f'.(X)`` written with it where declared (``1 - Z**2`` for tanh)."""
         if k not in self._numeric:
-            self._numeric[k] = _reuse_output(self.local(k), self.expr, self.node)
+            self._numeric[k] = reuse_output(self.local(k), self.expr, self.node)
         return self._numeric[k]
 
     def reuses_output(self, k: int) -> bool:
@@ -505,22 +505,3 @@ class MatrixOperation:
             )
         args = [env[r] for r in reads]
         return self._fns[k](*args, lam, out, *[env[d] for d in self.dims])
-
-
-def _reuse_output(expr, F, Z):
-    """``expr`` with ``F`` replaced by its node ``Z``; for an element-wise ``F = f.(X)``,
-    ``f'.(X)`` becomes ``g.(Z)`` where ``f' = g(f)`` is declared (adjoint.primitives)."""
-    replacements = {F: Z}
-    if isinstance(F, ElementwiseApplyFunction):
-        var, body = F.function.variables[0], F.function.expr
-        y = sp.Dummy("y", real=True)
-        g = derivative_from_output(body, var, y)
-        if g is not None:
-            fprime = sp.diff(body, var)
-            for e in expr.atoms(ElementwiseApplyFunction):
-                if (
-                    e.expr == F.expr
-                    and e.function.expr.xreplace({e.function.variables[0]: var}) == fprime
-                ):
-                    replacements[e] = Z if g == y else ElementwiseApplyFunction(sp.Lambda(y, g), Z)
-    return expr.xreplace(replacements)
