@@ -58,6 +58,7 @@ from .lagrangian import stationarity
 from .numeric import numeric_function
 from .parsing import spelled_out
 from .primitives import kinked
+from .records import plain
 from .recurrences import RecurrenceAdjoint, SequenceGradient
 from .solve import solve
 from .stepped import FreeStep, OutOfSteps, Stepped, step_objects
@@ -1347,8 +1348,10 @@ def _short(value) -> str:
 
 
 def _jsonable(value):
+    """A point's value for JSON: a number (a 1 x 1 array too), else plain nested lists
+    (:func:`adjoint.records.plain`: a non-finite entry as "nan" or "inf")."""
     value = np.asarray(value)
     if value.size == 1:
         v = float(value.item())
         return v if math.isfinite(v) else str(v)
-    return value.tolist()
+    return plain(value)

@@ -84,3 +84,13 @@ def test_plain_never_writes_a_number_json_cannot_read():
     assert json.dumps(data, allow_nan=False)
     assert plain(sp.Symbol("x") + 1) == "x + 1" and plain(np.int64(3)) == 3
     assert math.isnan(float(plain(np.float32("nan"))))
+
+
+def test_a_graded_point_with_a_non_finite_entry_still_writes_as_json():
+    from adjoint.grading import AdjointGrade
+
+    grade = AdjointGrade(
+        sp.Symbol("x"), "wrong", "m", sp.S(0), None, {"W": np.array([[1.0, np.nan]]), "a": 2.0}
+    )
+    data = json.loads(json.dumps(grade.to_dict(), allow_nan=False))
+    assert data["point"] == {"W": [[1.0, "nan"]], "a": 2.0}
