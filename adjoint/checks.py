@@ -637,12 +637,13 @@ def _function_and_gradient(graph, at):
 
 def _step(x0, rng, scaled: bool = False):
     """A random direction; ``scaled``: each entry times its own scale (``|x|``, or 1
-    where x is 0), so that inputs of different sizes move alike in relative terms."""
+    where x is 0 or so close to it, below 1e-100, that a step of |x| would not move x
+    at all), so that inputs of different sizes move alike in relative terms."""
     v = {x: rng.standard_normal(np.shape(value)) for x, value in x0.items()}
     if scaled:
         for x, value in x0.items():
             size = np.abs(np.asarray(value, dtype=float))
-            v[x] = v[x] * np.where(size > 0, size, 1.0)
+            v[x] = v[x] * np.where(size > 1e-100, size, 1.0)
     return v
 
 

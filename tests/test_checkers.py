@@ -198,3 +198,14 @@ def test_a_large_constant_does_not_hide_a_wrong_small_slope(monkeypatch):
     monkeypatch.setattr(adjoint.checks, "solve", a_third_off)
     report = adjoint.check_gradient(g, {x: 1.0, y: 2.0})
     assert report.wrong, report
+
+
+def test_check_hvp_at_a_subnormal_point_is_no_false_alarm():
+    """A direction scaled by |x| = 5e-324 cannot move x at all: the differences were 0
+    and a right H v (-cos(x) v) was reported wrong (found by Hypothesis)."""
+    g = adjoint.Graph()
+    x = g.input("x")
+    g.define("z", sp.cos(x))
+    for seed in range(3):
+        report = adjoint.check_hvp(g, {x: 5e-324}, seed=seed)
+        assert report.ok, report
