@@ -59,6 +59,7 @@ from .numeric import (
     namespace,
     on_host,
 )
+from .optimize import share
 from .partials import position
 from .second_order import second_order
 from .symbols import CHECKS
@@ -363,7 +364,9 @@ class Program:
             if t.reader not in needed:
                 continue
             if t.pullback:  # forward-over-reverse through the matrix rules
-                term = reuse_output(c.matrix_term(t), self.graph.expr(t.reader), t.reader)
+                # lambda_n = 1 does not move: its tangent's terms are left out
+                term = c.matrix_term(t, moving=t.reader != output)
+                term = reuse_output(term, self.graph.expr(t.reader), t.reader)
                 pieces.append(self._print_matrix(term))
                 reads |= set(free_symbols(term))
                 continue
@@ -410,7 +413,12 @@ class Program:
             return ", ".join(self.names[s] for s in symbols) + ("," if len(symbols) == 1 else "")
 
         program.append((set(), f"return {self.names[g.output]}, ({group(lams)}), ({group(dots)})"))
-        lines = self._with_frees(program, {g.output, *lams, *dots})
+        keep = {self.names[s] for s in (*self.params, g.output, *lams, *dots)}
+        # second order prints the same parts in many conditions: computed once each
+        arguments = {self.names[p] for p in self.params}
+        lines = share([line for _, line in program], keep, floats=arguments)
+        if lines is None:
+            lines = self._with_frees(program, {g.output, *lams, *dots})
         return self._dimensions("\n".join(lines)) + lines
 
     def _with_frees(self, program, returned) -> list[str]:
@@ -865,6 +873,8 @@ def _imports(program, body: str) -> list[str]:
             'jax.config.update("jax_enable_x64", True)  # float64, as g.solve computes',
         ]
     lines += [f"import {m}" for m in ("functools", "math", "mpmath", "numpy") if _mentions(body, m)]
+    if _mentions(body, "scipy"):
+        lines.append("import scipy.special")
     solvers = [
         h
         for h in (
@@ -930,7 +940,11 @@ def compile_graph(
     hvp : bool
         True for ``(value, gradient, Hessian-vector product)`` from one program that
         also takes a direction: one argument per input after the constants (by name
-        ``v_x``).
+        ``v_x``). For a graph with matrix nodes, directions stacked along a first axis
+        (``v_W`` of shape (k, m, n), ``v_b`` of shape (k,)) give the k products
+        stacked alike, H V in one call (JAX maps the program over them with
+        ``jax.vmap``; NumPy runs it once per direction). The program shares every
+        subexpression its conditions have in common (:mod:`adjoint.optimize`).
     kinks : "convention" or "nan"
         At a kink (``relu`` at 0, ``|x|`` at 0, ``max`` at a tie) a partial takes the
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
@@ -1027,6 +1041,7 @@ class CompiledFunction:
             graph.node(z).shape is None for z in graph.nodes + graph.constants
         )
         self._names = {program.keywords[p]: p for p in self.params}
+        self._keyword = {p: name for name, p in self._names.items()}
         implemented = program.implementations()  # adjoint.elementary operations
         if self.backend == "jax":
             implemented = {name: on_host(fn) for name, fn in implemented.items()}
@@ -1049,12 +1064,39 @@ class CompiledFunction:
             )
         )
         self._quiet = np.errstate(all="ignore")(self._fn)  # 1/0 is inf, said by no warning
+        # NumPy float64 arrays of the declared sizes (and finite Python floats) are
+        # checked in one pass each, without the general conversion: {keyword: (place,
+        # shape)}; None when a parameter has a symbolic size or is a sequence
+        self._plain = None
+        if self.dtype == np.float64 and not self._steps:
+            shapes = [self._shapes[p] for p in self.params]
+            if all(
+                shape is None or all(isinstance(d, (int, sp.Integer)) for d in shape)
+                for shape in shapes
+            ) and not any(
+                getattr(p, "assumptions0", {}).get(fact) is not None
+                for p in self.params
+                for fact in CHECKS
+            ):
+                self._plain = {
+                    program.keywords[p]: (k, None if shape is None else tuple(map(int, shape)))
+                    for k, (p, shape) in enumerate(zip(self.params, shapes))
+                }
+        self._matrices_only = self._plain is not None and all(
+            self._shapes[p] is not None for p in self.params
+        )
+        self._vmap = None  # JAX: the program mapped over stacked directions, when asked
         if self.backend == "jax":
             import jax
 
+            self._raw = self._fn
             self._fn = jax.jit(self._fn)
 
     def __call__(self, /, *args, **kwargs):
+        if self.hvp and not self._output_scalar:
+            batch = self._batch(args, kwargs)
+            if batch is not None:
+                return self._batched(args, kwargs, *batch)
         if (
             self._quick
             and not kwargs
@@ -1063,7 +1105,13 @@ class CompiledFunction:
             and all(type(a) is float and a - a == 0.0 for a in args)
         ):
             return self._quick_call(args)
-        values, given = self._bind(args, kwargs)
+        values = self._plain_values(args, kwargs) if self._plain is not None else None
+        if values is None:
+            values, given = self._bind(args, kwargs)
+        elif self._matrices_only and self.gradient:
+            return self._finish(self._run_checked(values, values))
+        else:
+            given = values
         try:
             result = self._run(values, given)
         except np.linalg.LinAlgError as exc:
@@ -1111,6 +1159,160 @@ class CompiledFunction:
         grad = tuple(_number(g) for g in grad)
         hv = None if hv is None else tuple(_number(h) for h in hv)
         return (_number(value), grad) if hv is None else (_number(value), grad, hv)
+
+    def _batch(self, args, kwargs):
+        """``(k, {direction: its k slices})`` when the directions come stacked along a
+        first axis of length k (``v_W`` of shape (k, m, n), ``v_b`` of shape (k,)),
+        else None; stacked and single directions mixed are refused."""
+        n = len(self.wrt)
+        directions = self.params[len(self.params) - n :]
+        given = {}
+        for p, value in zip(self.params, args):
+            if p in directions:
+                given[p] = value
+        keyword = {self._keyword[p]: p for p in directions}
+        for name, value in kwargs.items():
+            if name in keyword:
+                given[keyword[name]] = value
+        stacked = {
+            p: np.ndim(v) == (0 if self._shapes[p] is None else 2) + 1 for p, v in given.items()
+        }
+        if not any(stacked.values()):
+            return None
+        single = [self._keyword[p] for p, s in stacked.items() if not s]
+        if single:
+            raise ShapeError(
+                f"some directions are stacked (a batch, with a first axis more than the "
+                f"input's shape) and {', '.join(single)} is not: stack every direction, "
+                "with the same number of directions each",
+                node=single[0],
+            )
+        sizes = {self._keyword[p]: np.shape(v)[0] for p, v in given.items()}
+        if len(set(sizes.values())) > 1:
+            raise ShapeError(
+                "the stacked directions differ in number: "
+                + ", ".join(f"{name} has {k}" for name, k in sizes.items())
+                + "; give each input the same number of directions",
+                node=next(iter(sizes)),
+            )
+        return next(iter(sizes.values())), given
+
+    def _batched(self, args, kwargs, k, given):
+        """``(value, gradient, H V)`` for k directions: the program once per
+        direction (the value and gradient are those of the first), the products
+        stacked along a first axis."""
+        if self.backend == "jax" and k:
+            return self._vmapped(args, kwargs, given)
+        args = list(args)
+        runs = []
+        for j in range(k):
+            a = [given[p][j] if p in given else v for p, v in zip(self.params, args)]
+            kw = {
+                name: given[self._names[name]][j] if self._names.get(name) in given else v
+                for name, v in kwargs.items()
+            }
+            runs.append(self(*a, **kw))
+        if not runs:  # no direction: nothing to run, and nothing to stack
+            raise ShapeError(
+                "the stacked directions are empty (a first axis of length 0): give at "
+                "least one direction",
+                node=self._keyword[next(iter(given))],
+            )
+        value, grad, _ = runs[0]
+        hv = tuple(
+            np.stack([np.asarray(run[2][i], dtype=self.dtype) for run in runs])
+            for i in range(len(self.wrt))
+        )
+        return value, grad, hv
+
+    def _vmapped(self, args, kwargs, given):
+        """JAX: the program mapped over the stacked directions by ``jax.vmap``, one
+        XLA program; what does not read a direction (the value, the gradient) is
+        computed once."""
+        import jax
+
+        first = {p: v[0] for p, v in given.items()}
+        a = [first.get(p, v) for p, v in zip(self.params, args)]
+        kw = {name: first.get(self._names[name], v) for name, v in kwargs.items()}
+        values, _ = self._bind(a, kw)  # the point and the first direction, checked
+        stacked = {}
+        for p, stack in given.items():  # and every direction, as one array
+            try:
+                whole = np.asarray(stack, dtype=self.dtype)
+            except (TypeError, ValueError):
+                whole = None
+            shape = values[self.params.index(p)].shape
+            fine = whole is not None and whole.shape[1:] == shape
+            if not (fine and np.all(np.isfinite(whole))):
+                for j in range(len(stack)):  # the first direction that is wrong says why
+                    self._convert(p, stack[j])
+                if not fine:
+                    raise ShapeError(
+                        f"the stacked directions {self._keyword[p]} do not all have the "
+                        f"shape {shape}",
+                        node=self._keyword[p],
+                    )
+            stacked[p] = whole
+        stacks = [stacked.get(p, v) for p, v in zip(self.params, values)]
+        if self._vmap is None:
+            axes = [0 if p in given else None for p in self.params]
+            self._vmap = jax.jit(jax.vmap(self._raw, in_axes=axes, out_axes=(None, None, 0)))
+        with jax.enable_x64(self.dtype == np.float64):
+            value, grad, hv = jax.tree.map(_to_numpy, self._vmap(*stacks))
+        if not math.isfinite(value):
+            grad = tuple(np.full(np.shape(g), np.nan) for g in grad)
+            hv = tuple(np.full(np.shape(h), np.nan) for h in hv)
+        return _number(value), tuple(_number(g) for g in grad), hv
+
+    def _run_checked(self, values, given):
+        try:
+            return self._run(values, given)
+        except np.linalg.LinAlgError as exc:
+            raise AdjointError(
+                f"numpy says {exc}: a matrix the program inverts is singular at these values"
+            ) from None
+
+    def _finish(self, result):
+        """The results of a program whose parameters are all matrices: nothing to
+        broadcast; gradients are nan where the value is not finite, as below."""
+        value, grad, *hv = result
+        if np.ndim(value) == 0:
+            finite = math.isfinite(value)
+            value = _number(value)
+        else:
+            finite = bool(np.all(np.isfinite(value)))
+        if not finite:
+            grad = tuple(_undefined_where(value, g) for g in grad)
+            hv = [tuple(_undefined_where(value, h) for h in hv[0])] if hv else hv
+        return (value, grad, *hv)
+
+    def _plain_values(self, args, kwargs):
+        """The values in parameter order when each is a finite float64 array of its
+        declared shape (or a finite Python float for a scalar), else None: anything
+        else takes the general checks, which say what is wrong."""
+        plain = self._plain
+        if len(args) + len(kwargs) != len(plain) or len(args) > len(plain):
+            return None
+        values = [*args, *([None] * (len(plain) - len(args)))]
+        for name, value in kwargs.items():
+            spot = plain.get(name)
+            if spot is None or spot[0] < len(args):
+                return None
+            values[spot[0]] = value
+        with np.errstate(all="ignore"):  # a sum that overflows is checked entry by entry
+            for k, (value, (_, shape)) in enumerate(zip(values, plain.values())):
+                if shape is None:
+                    if type(value) is not float or value - value != 0.0:
+                        return None
+                    values[k] = np.float64(value)
+                elif (
+                    type(value) is not np.ndarray
+                    or value.dtype != np.float64
+                    or value.shape != shape
+                    or not (np.isfinite(value.sum()) or np.all(np.isfinite(value)))
+                ):
+                    return None
+        return values
 
     def _quick_call(self, args):
         """The program on finite Python floats, read as NumPy numbers (1/0 is inf, as

@@ -20,6 +20,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
@@ -189,13 +190,26 @@ class ArrayPrinting:
         """``M1 @ M2 @ ...``, a 1 x 1 factor as a product by a number: ``h * L`` for
         ``h L`` (it broadcasts, and fuses with its neighbours where a dot would not)."""
         if len(mats) == 1 or not any(_one_by_one(m) for m in mats):
-            return " @ ".join(self.parenthesize(m, 60) for m in mats)
+            return self._product(mats)
         scalars = [self.parenthesize(m, 60) for m in mats if _one_by_one(m)]
         rest = [m for m in mats if not _one_by_one(m)]
         if not rest:  # 1 x 1 times 1 x 1: still a 1 x 1 matrix
             return " * ".join(scalars)
-        product = " @ ".join(self.parenthesize(m, 60) for m in rest)
+        product = self._product(rest)
         return " * ".join([f"({product})" if len(rest) > 1 else product, *scalars])
+
+    def _product(self, mats) -> str:
+        """``M1 @ M2 @ ...``; for JAX, ``A^T B`` first as one ``dot_general`` contracting
+        the rows of both: XLA turns a transpose times a column into a loop over the
+        transposed matrix (1.5x slower for logistic regression's X^T r)."""
+        if self._module == "jax.numpy" and isinstance(mats[0], sp.Transpose) and len(mats) > 1:
+            A, B = mats[0].arg, mats[1]
+            head = (
+                f"{self._module_format('jax.lax.dot_general')}({self._print(A)}, "
+                f"{self._print(B)}, (((0,), (0,)), ((), ())))"
+            )
+            return " @ ".join([head, *(self.parenthesize(m, 60) for m in mats[2:])])
+        return " @ ".join(self.parenthesize(m, 60) for m in mats)
 
     def _print_Trace(self, expr):
         return self._trace(expr.arg)
@@ -244,9 +258,12 @@ class ArrayPrinting:
     # -- the vocabulary of adjoint.functions: one array call each, stable where it matters --
 
     def _print_sigmoid(self, expr):
-        # exp(-log(1 + e^-x)): no overflow at either end, full relative precision in the tail
+        # SciPy's and JAX's logistic functions: no overflow at either end, full relative
+        # precision in the tail, one pass (exp(-logaddexp(0, -x)) took three)
         x = self._print(expr.args[0])
-        return f"{self._array_fn('exp')}(-{self._array_fn('logaddexp')}(0.0, -({x})))"
+        if self._module == "numpy":
+            return f"{self._module_format('scipy.special.expit')}({x})"
+        return f"{self._module_format('jax.nn.sigmoid')}({x})"
 
     def _print_sigmoid_prime(self, expr):
         s = self._print_sigmoid(expr)
@@ -341,6 +358,59 @@ class ArrayPrinting:
 
     def _print_OneMatrix(self, expr):
         return f"{self._array_fn('ones')}(({self._print(expr.rows)}, {self._print(expr.cols)}))"
+
+    def _print_MatAdd(self, expr):
+        # ones - y is 1 - y: every term has the sum's shape, so a number added to the
+        # others broadcasts to exactly the columns of ones it stands for
+        scale, rest = _ones_parts(expr.args)
+        if scale == 0 or not rest:
+            return self._print_Add(expr)
+        others = rest[0] if len(rest) == 1 else sp.MatAdd(*rest, evaluate=False)
+        number = sp.Float(scale) if scale.is_Integer else scale
+        return f"({self._print(number)} + {self._print(others)})"
+
+    def _print_HadamardProduct(self, expr):
+        # Fewer passes over the entries: a column of ones that a sum's pullback spreads
+        # (lambda 1_n) and a number factor scale the product once; a factor B.^-1
+        # divides (one rounding where B.^-1 then a product took two)
+        scale, up, down = sp.S.One, [], []
+        for a in expr.args:
+            coeff = _ones_coefficient(a)
+            if coeff is not None:
+                scale *= coeff
+                continue
+            if isinstance(a, sp.MatMul):
+                coeff, rest = a.as_coeff_mmul()
+                if coeff.is_Number and coeff != 1:
+                    scale *= coeff
+                    a = (
+                        rest.args[0]
+                        if isinstance(rest, sp.MatMul) and len(rest.args) == 1
+                        else rest
+                    )
+            if isinstance(a, sp.HadamardPower) and a.exp == -1:
+                down.append(a.base)
+            elif _reciprocal(a):  # (lambda e: e**-1).(B), a reciprocal's derivative
+                down.append(a.expr)
+            else:
+                up.append(a)
+        if not up and not down:
+            return super()._print_HadamardProduct(expr)
+        mul = PRECEDENCE["Mul"]
+        text = " * ".join(self._factor(a) for a in up) or "1.0"
+        if down:
+            text = f"{text} / " + " / ".join(self._factor(b) for b in down)
+        if scale == -1:
+            return f"(-({text}))"
+        if scale != 1:
+            return f"({self.parenthesize(scale, mul)} * ({text}))"
+        return f"({text})"
+
+    def _factor(self, e) -> str:
+        """``e`` printed to stand in a product: in parentheses unless it is a name (an
+        element-wise function may print as a sum, 1 - A**2 for tanh')."""
+        text = self._print(e)
+        return text if text.isidentifier() else f"({text})"
 
     def _print_HadamardPower(self, expr):
         return f"({self._print(expr.base)})**({self._print(expr.exp)})"
@@ -447,8 +517,11 @@ def namespace(backend: str = "numpy") -> dict:
     mpmath fallback here; a user's :func:`adjoint.elementary` operation through
     :func:`on_host`) runs its NumPy code on the host, so that jitted programs can call it.
     """
+    import scipy.special  # the logistic function (expit); imported when a program is made
+
     names = {
         "numpy": np,
+        "scipy": scipy,
         "math": math,
         "mpmath": mpmath,
         "functools": functools,
@@ -596,3 +669,33 @@ def _compiled(source: str):
     # Many partials print alike once their arguments are renamed (2*a0 for every
     # summand x_k**2 of a sum of squares): compile each text once.
     return eval(source, namespace())
+
+
+def _ones_coefficient(e):
+    """``c`` when ``e`` is ``c`` times a matrix of ones, else None."""
+    coeff, mats = e.as_coeff_mmul() if isinstance(e, sp.MatMul) else (sp.S.One, e)
+    mats = list(mats.args) if isinstance(mats, sp.MatMul) else [mats]
+    if len(mats) == 1 and isinstance(mats[0], sp.OneMatrix):
+        return sp.sympify(coeff)
+    return None
+
+
+def _ones_parts(terms) -> tuple:
+    """``(c, rest)``: the terms that are multiples of a matrix of ones, summed into
+    the number ``c``, and the others."""
+    scale, rest = sp.S.Zero, []
+    for t in terms:
+        coeff = _ones_coefficient(t)
+        if coeff is None:
+            rest.append(t)
+        else:
+            scale += coeff
+    return scale, rest
+
+
+def _reciprocal(e) -> bool:
+    """Whether ``e`` is ``x -> x**-1`` applied to the entries of a matrix."""
+    if not isinstance(e, ElementwiseApplyFunction):
+        return False
+    (var,), body = e.function.variables, e.function.expr
+    return isinstance(body, sp.Pow) and body.base == var and body.exp == -1

@@ -191,11 +191,13 @@ class SecondAdjointCondition:
             if r in self.dots:
                 yield m, r, self.dots[r]
 
-    def matrix_term(self, t) -> sp.Expr:
+    def matrix_term(self, t, moving: bool = True) -> sp.Expr:
         """A pullback ``J^T Lambda_i`` differentiated along the tangents of the nodes
-        and of ``Lambda_i`` (forward-over-reverse, by the tangent rules)."""
+        and of ``Lambda_i`` (forward-over-reverse, by the tangent rules); with
+        ``moving=False``, ``Lambda_i`` held fixed (the output's, which is 1)."""
         dots = {r: self.dots[r] for r in t.reads if r in self.dots}
-        dots[t.multiplier] = self.multiplier_dots[t.reader]
+        if moving:
+            dots[t.multiplier] = self.multiplier_dots[t.reader]
         return tangent_of(t.expr, dots)
 
     @property

@@ -151,21 +151,28 @@ def as_sequence(symbol, value, steps: int, shape) -> np.ndarray:
 def as_array(symbol, value, shape, dtype=float) -> np.ndarray:
     """A real, finite two-dimensional array, of the declared size along each number in
     ``shape``; symbolic dimensions are bound afterwards, by :func:`bind_dimensions`."""
-    expected = " x ".join(str(d) for d in shape)
-    array = _real_array(symbol, value, dtype, f"a real {expected} array")
+    array = _real_array(symbol, value, dtype, lambda: f"a real {_expected(shape)} array")
     if array.ndim != 2:
         raise ShapeError(
-            f"{symbol} is a {expected} matrix, but the array given for it has shape "
+            f"{symbol} is a {_expected(shape)} matrix, but the array given for it has shape "
             f"{array.shape}" + (" (reshape it to a column, (n, 1))" if array.ndim == 1 else ""),
             node=symbol,
         )
     for declared, size in zip(shape, array.shape):
-        if not isinstance(declared, sp.Symbol) and int(declared) != size:
+        # a compiled program calls this on every call: no sympy printing on the way
+        if type(declared) is not int and isinstance(declared, sp.Symbol):
+            continue
+        if int(declared) != size:
             raise ShapeError(
-                f"{symbol} must be {expected}, but the array given for it has shape {_size(array)}",
+                f"{symbol} must be {_expected(shape)}, but the array given for it has shape "
+                f"{_size(array)}",
                 node=symbol,
             )
     return array
+
+
+def _expected(shape) -> str:
+    return " x ".join(str(d) for d in shape)
 
 
 def bind_dimensions(arrays) -> dict:
@@ -292,9 +299,13 @@ def _check_assumptions(symbol, value) -> None:
             )
 
 
-def _real_array(symbol, value, dtype, what: str) -> np.ndarray:
+def _real_array(symbol, value, dtype, what) -> np.ndarray:
+    """``what`` is the text of what is expected, or a function giving it (made only for
+    an error: compiled programs call this on every call)."""
+
     def bad(got: str) -> BadValueError:
-        return BadValueError(f"the value of {symbol} must be {what}, got {got}", node=symbol)
+        said = what() if callable(what) else what
+        return BadValueError(f"the value of {symbol} must be {said}, got {got}", node=symbol)
 
     if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
         raise bad(f"{type(value).__name__} {value!r}")

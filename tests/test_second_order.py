@@ -549,3 +549,56 @@ def test_a_compiled_hvp_computes_an_elementwise_layer_once(fn):
     up = f(w=wv + h * vv, X=Xv, v_w=vv)[1][0]
     down = f(w=wv - h * vv, X=Xv, v_w=vv)[1][0]
     np.testing.assert_allclose(hv, (up - down) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def _matrix_and_scalar_graph():
+    g = adjoint.Graph()
+    W = g.input("W", shape=(4, 3))
+    b = g.input("b")
+    X = g.constant("X", shape=(2, 4))
+    g.define("H", "tanh.(X*W)")
+    g.define("f", "sum_entries(H .* H)*b + b**3")
+    rng = np.random.default_rng(5)
+    at = {W: rng.normal(size=(4, 3)) * 0.5, b: 0.7, X: rng.normal(size=(2, 4))}
+    return g, W, b, X, at
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_compiled_hvp_takes_a_batch_of_directions(backend):
+    """H V in one call: directions stacked along a first axis give the products
+    stacked alike, each equal to the Hessian (over the entries, row-major) times it."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    g, W, b, X, at = _matrix_and_scalar_graph()
+    H = g.hessian(at)
+    rng = np.random.default_rng(6)
+    V, vb = rng.normal(size=(5, 4, 3)), rng.normal(size=5)
+    c = g.compile(hvp=True, backend=backend)
+    value, grad, (HW, Hb) = c(W=at[W], b=at[b], X=at[X], v_W=V, v_b=vb)
+    assert HW.shape == (5, 4, 3) and Hb.shape == (5,)
+    want = H @ np.concatenate([V.reshape(5, 12), vb[:, None]], axis=1).T
+    np.testing.assert_allclose(HW.reshape(5, 12), want[:12].T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Hb, want[12], rtol=1e-12, atol=1e-12)
+    one = c(W=at[W], b=at[b], X=at[X], v_W=V[2], v_b=vb[2])
+    assert value == pytest.approx(one[0], rel=1e-14)
+    np.testing.assert_allclose(grad[0], one[1][0], rtol=1e-14)
+    np.testing.assert_allclose(HW[2], one[2][0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_a_batch_of_directions_is_checked_as_a_whole(backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    g, W, b, X, at = _matrix_and_scalar_graph()
+    c = g.compile(hvp=True, backend=backend)
+    V = np.ones((3, 4, 3))
+    with pytest.raises(adjoint.AdjointError, match="v_b"):  # one stacked, one not
+        c(W=at[W], b=at[b], X=at[X], v_W=V, v_b=1.0)
+    with pytest.raises(adjoint.AdjointError, match="differ in number"):
+        c(W=at[W], b=at[b], X=at[X], v_W=V, v_b=np.ones(2))
+    with pytest.raises(adjoint.AdjointError, match="empty"):
+        c(W=at[W], b=at[b], X=at[X], v_W=V[:0], v_b=np.ones(0))
+    bad = V.copy()
+    bad[2, 1, 1] = np.nan  # the last direction: checked too, not only the first
+    with pytest.raises(adjoint.AdjointError, match="not finite"):
+        c(W=at[W], b=at[b], X=at[X], v_W=bad, v_b=np.ones(3))
