@@ -36,6 +36,7 @@ import builtins
 import keyword
 import math
 import re
+import sys
 import unicodedata
 
 import numpy as np
@@ -1091,6 +1092,7 @@ class CompiledFunction:
 
             self._raw = self._fn
             self._fn = jax.jit(self._fn)
+            self._flagged = jax.jit(_with_finite_flags(self._raw))
 
     def __call__(self, /, *args, **kwargs):
         if self.hvp and not self._output_scalar:
@@ -1105,6 +1107,10 @@ class CompiledFunction:
             and all(type(a) is float and a - a == 0.0 for a in args)
         ):
             return self._quick_call(args)
+        if self.backend == "jax" and self._matrices_only and self.gradient:
+            values = self._plain_values(args, kwargs, on_device=True)
+            if values is not None:
+                return self._finish(self._run_flagged(values))
         values = self._plain_values(args, kwargs) if self._plain is not None else None
         if values is None:
             values, given = self._bind(args, kwargs)
@@ -1286,10 +1292,26 @@ class CompiledFunction:
             hv = [tuple(_undefined_where(value, h) for h in hv[0])] if hv else hv
         return (value, grad, *hv)
 
-    def _plain_values(self, args, kwargs):
+    def _run_flagged(self, values):
+        """JAX: the program and, computed on the device beside it, whether each
+        argument's entries sum to a finite number; an argument whose sum is not finite
+        is checked on the host, entry by entry, and refused as the general checks
+        refuse it (a sum that overflowed passes)."""
+        import jax
+
+        with jax.enable_x64(self.dtype == np.float64):
+            result, finite = self._flagged(*values)
+            if not all(np.asarray(finite)):
+                for p, v, ok in zip(self.params, values, np.asarray(finite)):
+                    if not ok:
+                        self._convert(p, np.asarray(v))
+            return jax.tree.map(_to_numpy, result)
+
+    def _plain_values(self, args, kwargs, on_device=False):
         """The values in parameter order when each is a finite float64 array of its
         declared shape (or a finite Python float for a scalar), else None: anything
-        else takes the general checks, which say what is wrong."""
+        else takes the general checks, which say what is wrong. ``on_device``: JAX
+        arrays too, and their entries are checked in the program (``_run_flagged``)."""
         plain = self._plain
         if len(args) + len(kwargs) != len(plain) or len(args) > len(plain):
             return None
@@ -1305,6 +1327,13 @@ class CompiledFunction:
                     if type(value) is not float or value - value != 0.0:
                         return None
                     values[k] = np.float64(value)
+                elif on_device:
+                    if (
+                        not (type(value) is np.ndarray or _is_jax_array(value))
+                        or value.dtype != np.float64
+                        or value.shape != shape
+                    ):
+                        return None
                 elif (
                     type(value) is not np.ndarray
                     or value.dtype != np.float64
@@ -1414,6 +1443,22 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(self._names)}>"
+
+
+def _with_finite_flags(fn):
+    """``fn`` returning also, per argument, whether its entries sum to a finite number
+    (one fused reduction each, on the device)."""
+    import jax.numpy as jnp
+
+    def flagged(*args):
+        return fn(*args), jnp.stack([jnp.isfinite(jnp.sum(a)) for a in args])
+
+    return flagged
+
+
+def _is_jax_array(x) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array)
 
 
 def _to_numpy(x):

@@ -235,3 +235,35 @@ def test_the_command_line_prints_the_jax_program_and_knows_no_torch(capsys):
     with pytest.raises(SystemExit):
         main(["compile", "x*y", "--backend", "torch"])
     assert "invalid choice: 'torch'" in capsys.readouterr().err
+
+
+def test_jax_arrays_are_checked_on_the_device_as_numpy_arrays_are_on_the_host():
+    """The short way in for JAX (entries summed in the program, beside it) refuses a
+    nan as the general checks do, and accepts finite entries whose sum overflows."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    g = adjoint.Graph()
+    g.input("W", shape=(2, 3))
+    g.constant("X", shape=(4, 2))
+    g.define("f", "sum_entries(tanh.(X*W))")
+    c = g.compile(backend="jax")
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(2, 3)), rng.normal(size=(4, 2))
+    want = c(W=W, X=X)
+    with jax.enable_x64(True):
+        jW, jX = jnp.asarray(W), jnp.asarray(X)
+    got = c(W=jW, X=jX)
+    assert got[0] == pytest.approx(want[0], rel=1e-14)
+    np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-14)
+    bad = X.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(adjoint.AdjointError, match="not finite"):
+        c(W=W, X=bad)
+    with jax.enable_x64(True):
+        jbad = jnp.asarray(bad)
+    with pytest.raises(adjoint.AdjointError, match="not finite"):
+        c(W=jW, X=jbad)
+    huge = np.full((4, 2), 1e308)  # finite entries, a sum that overflows
+    value, (grad,) = c(W=W, X=huge)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
