@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from .codegen import compile_graph
 from .errors import AdjointError
 from .lagrangian import stationarity
 from .numeric import NoNumericRule, numeric_function, to_real
@@ -614,23 +613,16 @@ class HvpCheck(_Verdicts):
 
 
 def _function_and_gradient(graph, at):
-    """``f`` as a function of the inputs (the compiled forward pass), the point, and the
-    gradient there from solving ``grad L = 0``."""
+    """``f`` as a function of the inputs (Step 1, the forward sweep: not the code
+    generator, so that a program's mistake cannot agree with itself), the point, and
+    the gradient there from solving ``grad L = 0``."""
     env = read_values(graph, at)
     x0 = {x: env[x] for x in graph.inputs}
-    data = {c: env[c] for c in graph.constants}
-    if graph.blocks or graph.recurrences:  # Newton's method, loops over t: as solving does
-        given = {**data, **{d: env[d] for d in graph.dims}}
-        output = graph.output
+    given = {**{c: env[c] for c in graph.constants}, **{d: env[d] for d in graph.dims}}
+    output = graph.output
 
-        def f(x):  # a scalar, or a 1 x 1 matrix (x.T*x)
-            return float(np.asarray(forward_sweep(graph, {**given, **x})[output]).item())
-
-        return f, x0, solve(graph, at).gradient
-    value = compile_graph(graph, gradient=False)
-
-    def f(x):
-        return float(np.asarray(value(**{s.name: v for s, v in {**x, **data}.items()})).item())
+    def f(x):  # a scalar, or a 1 x 1 matrix (x.T*x)
+        return float(np.asarray(forward_sweep(graph, {**given, **x})[output]).item())
 
     return f, x0, solve(graph, at).gradient
 

@@ -19,7 +19,6 @@ import numpy as np
 import sympy as sp
 from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import LatexPrinter, translate
-from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 __all__ = [
@@ -74,6 +73,13 @@ def _derivative_of(var, body):
 
 
 class TextPrinter(_Readable, StrPrinter):
+    def _print(self, expr, **kwargs):
+        # the package's operations print themselves: the calls that made them
+        own = getattr(type(expr), "_adjoint_text", None)
+        if own is not None:
+            return own(expr, self)
+        return super()._print(expr, **kwargs)
+
     def _applied(self, function, arg) -> str:
         return f"{function}.({arg})"  # tanh.(H), as in Julia's broadcasting
 
@@ -86,36 +92,11 @@ class TextPrinter(_Readable, StrPrinter):
     def _print_HadamardProduct(self, expr):
         return " .* ".join(self.parenthesize(a, 50) for a in expr.args)
 
-    # adjoint.functions: the helpers read as the calls that made them
-    def _call(self, name, *args) -> str:
-        return f"{name}({', '.join(self._print(a) for a in args)})"
-
-    def _print_RowRepeat(self, expr):
-        return self._call("repeat_rows", *expr.args)
-
-    def _print_ColumnRepeat(self, expr):
-        return self._call("repeat_columns", *expr.args)
-
-    def _print_RowSums(self, expr):
-        return self._call("row_sums", expr.arg)
-
-    def _print_ColumnSums(self, expr):
-        return self._call("column_sums", expr.arg)
-
-    def _print_LogSumExp(self, expr):
-        return f"logsumexp({self._print(expr.arg)}, axis={expr.axis})"
-
-    def _print_Softmax(self, expr):
-        return f"softmax({self._print(expr.arg)}, axis={expr.axis})"
-
-    def _print_UnitMatrix(self, expr):
-        return self._call("unit", *expr.args)
-
     def _print_OneMatrix(self, expr):  # never a bare 1, which reads as a number
-        return self._call("ones", *expr.shape)
+        return f"ones({self._print(expr.rows)}, {self._print(expr.cols)})"
 
     def _print_Identity(self, expr):
-        return self._call("eye", expr.rows)
+        return f"eye({self._print(expr.rows)})"
 
 
 #: A matrix at a step of a recurrence, ``x[t + 1]`` (see adjoint.recurrences.step_value).
@@ -143,39 +124,6 @@ class MathPrinter(_Readable, LatexPrinter):
         name = self._print(function(sp.Symbol("x")))
         name = name.split(r"{\left(")[0] if r"{\left(" in name else name.split(r"\left(")[0]
         return self._applied(f"{name}'", arg)
-
-    # adjoint.functions: broadcasting and reductions as products with ones, as in the lecture
-    def _ones(self, size, transposed=False) -> str:
-        return rf"\mathbf{{1}}_{{{self._print(size)}}}" + (r"^{\top}" if transposed else "")
-
-    def _factor(self, M) -> str:
-        return self.parenthesize(M, PRECEDENCE["Mul"])
-
-    def _print_RowRepeat(self, expr):
-        return rf"{self._ones(expr.args[1])} {self._factor(expr.arg)}"
-
-    def _print_ColumnRepeat(self, expr):
-        return rf"{self._factor(expr.arg)} {self._ones(expr.args[1], True)}"
-
-    def _print_RowSums(self, expr):
-        return rf"{self._factor(expr.arg)} {self._ones(expr.arg.shape[1])}"
-
-    def _print_ColumnSums(self, expr):
-        return rf"{self._ones(expr.arg.shape[0], True)} {self._factor(expr.arg)}"
-
-    def _along(self, name, expr) -> str:
-        where = "rows" if expr.axis == 1 else "columns"
-        return rf"\operatorname{{{name}}}_{{\text{{{where}}}}}\left({self._print(expr.arg)}\right)"
-
-    def _print_LogSumExp(self, expr):
-        return self._along("lse", expr)
-
-    def _print_Softmax(self, expr):
-        return self._along("softmax", expr)
-
-    def _print_UnitMatrix(self, expr):
-        i, j = (self._print(a) for a in expr.args[2:])
-        return rf"e_{{{i}}} e_{{{j}}}^{{\top}}"
 
     def _print_OneMatrix(self, expr):  # never a bare 1, which reads as a number
         rows, cols = (self._print(d) for d in expr.shape)

@@ -119,6 +119,9 @@ class sigmoid(_Elementwise):
     def _latex(self, printer, exp=None):
         return _latex_call(r"\sigma", self, printer, exp)
 
+    def _adjoint_array(self, printer):
+        return _logistic(printer, self.args[0])
+
 
 class sigmoid_prime(_Elementwise):
     """``sigma'(x) = sigma(x) (1 - sigma(x))``, by name."""
@@ -140,6 +143,9 @@ class sigmoid_prime(_Elementwise):
     def _latex(self, printer, exp=None):
         return _latex_call(r"\sigma'", self, printer, exp)
 
+    def _adjoint_array(self, printer):
+        return f"(lambda _s: _s*(1.0 - _s))({_logistic(printer, self.args[0])})"
+
 
 class relu(_Elementwise):
     """``max(x, 0)``; its derivative :class:`relu_prime` is 0 at the kink 0 by convention."""
@@ -160,6 +166,9 @@ class relu(_Elementwise):
     def _latex(self, printer, exp=None):
         return _latex_call(r"\operatorname{relu}", self, printer, exp)
 
+    def _adjoint_array(self, printer):
+        return f"{printer._array_fn('maximum')}({printer._print(self.args[0])}, 0.0)"
+
 
 class relu_prime(_Elementwise):
     """The step ``[x > 0]``; at the kink ``x = 0`` it is 0 by convention (as in JAX and
@@ -178,6 +187,11 @@ class relu_prime(_Elementwise):
 
     def _latex(self, printer, exp=None):
         return _latex_call(r"\operatorname{relu}'", self, printer, exp)
+
+    def _adjoint_array(self, printer):
+        # relu'(0) = 0 by convention; 0 from the left, 1 from the right
+        x = printer._print(self.args[0])
+        return printer._at_kink(f"(1.0*(({x}) > 0))", x, self.one_sided)
 
 
 class softplus(_Elementwise):
@@ -201,10 +215,48 @@ class softplus(_Elementwise):
     def _latex(self, printer, exp=None):
         return _latex_call(r"\operatorname{softplus}", self, printer, exp)
 
+    def _adjoint_array(self, printer):
+        return f"{printer._array_fn('logaddexp')}(0.0, {printer._print(self.args[0])})"
+
+
+def _logistic(printer, x) -> str:
+    """NumPy/JAX: SciPy's and JAX's logistic functions, with no overflow at either end,
+    full relative precision in the tail, and one pass (exp(-logaddexp(0, -x)) took
+    three)."""
+    name = "scipy.special.expit" if printer._module == "numpy" else "jax.nn.sigmoid"
+    return f"{printer._module_format(name)}({printer._print(x)})"
+
 
 def _latex_call(name, f, printer, exp=None):
     head = name if exp is None else f"{name}^{{{exp}}}"
     return rf"{head}\left({printer._print(f.args[0])}\right)"
+
+
+# -- what the printers share (each operation prints itself, with these) --------------
+
+
+def _call(printer, name, *args) -> str:
+    """Text: the call that made the expression, ``row_sums(E)``."""
+    return f"{name}({', '.join(printer._print(a) for a in args)})"
+
+
+def _ones(printer, size, transposed=False) -> str:
+    """LaTeX: a column of ones, as the lecture writes broadcasts and sums."""
+    return rf"\mathbf{{1}}_{{{printer._print(size)}}}" + (r"^{\top}" if transposed else "")
+
+
+def _factor(printer, M) -> str:
+    return printer.parenthesize(M, PRECEDENCE["Mul"])
+
+
+def _broadcast(printer, expr, shape: str) -> str:
+    """NumPy/JAX: the package broadcasts here and only here, where repeat_rows and
+    repeat_columns stand. The repeated vector's own size is read from the array: a
+    dimension inside a MatrixSymbol's shape is not renamed with the arguments."""
+    arg, fn = printer._print(expr.arg), printer._array_fn("broadcast_to")
+    if arg.isidentifier():
+        return f"{fn}({arg}, {shape.replace('_v', arg)})"
+    return f"(lambda _v: {fn}(_v, {shape}))({arg})"
 
 
 def _lift(fn):
@@ -261,6 +313,15 @@ class RowRepeat(_Helper):
     def _entry(self, i, j, **kwargs):
         return self.arg[0, j]
 
+    def _adjoint_array(self, printer):
+        return _broadcast(printer, self, f"({printer._print(self.args[1])}, _v.shape[1])")
+
+    def _adjoint_text(self, printer):
+        return _call(printer, "repeat_rows", *self.args)
+
+    def _latex(self, printer, exp=None):
+        return rf"{_ones(printer, self.args[1])} {_factor(printer, self.arg)}"
+
 
 class ColumnRepeat(_Helper):
     """``c 1_d^T``: the column ``c`` (n x 1) repeated ``d`` times, n x d."""
@@ -280,6 +341,15 @@ class ColumnRepeat(_Helper):
     def _entry(self, i, j, **kwargs):
         return self.arg[i, 0]
 
+    def _adjoint_array(self, printer):
+        return _broadcast(printer, self, f"(_v.shape[0], {printer._print(self.args[1])})")
+
+    def _adjoint_text(self, printer):
+        return _call(printer, "repeat_columns", *self.args)
+
+    def _latex(self, printer, exp=None):
+        return rf"{_factor(printer, self.arg)} {_ones(printer, self.args[1], True)}"
+
 
 class RowSums(_Helper):
     """``E 1_d``: the sum of each row of ``E`` (n x d), n x 1."""
@@ -296,6 +366,15 @@ class RowSums(_Helper):
     def _entry(self, i, j, **kwargs):
         return _total(lambda k: self.arg[i, k], self.arg.shape[1])
 
+    def _adjoint_array(self, printer):
+        return f"{printer._array_fn('sum')}({printer._print(self.arg)}, axis=1, keepdims=True)"
+
+    def _adjoint_text(self, printer):
+        return _call(printer, "row_sums", self.arg)
+
+    def _latex(self, printer, exp=None):
+        return rf"{_factor(printer, self.arg)} {_ones(printer, self.arg.shape[1])}"
+
 
 class ColumnSums(_Helper):
     """``1_n^T E``: the sum of each column of ``E`` (n x d), 1 x d."""
@@ -311,6 +390,15 @@ class ColumnSums(_Helper):
 
     def _entry(self, i, j, **kwargs):
         return _total(lambda k: self.arg[k, j], self.arg.shape[0])
+
+    def _adjoint_array(self, printer):
+        return f"{printer._array_fn('sum')}({printer._print(self.arg)}, axis=0, keepdims=True)"
+
+    def _adjoint_text(self, printer):
+        return _call(printer, "column_sums", self.arg)
+
+    def _latex(self, printer, exp=None):
+        return rf"{_ones(printer, self.arg.shape[0], True)} {_factor(printer, self.arg)}"
 
 
 def _total(term, size) -> sp.Expr:
@@ -338,9 +426,26 @@ class _AlongAxis(_Helper):
     def axis(self) -> int:
         return int(self.args[1])
 
+    def _adjoint_text(self, printer):
+        return f"{self.word}({printer._print(self.arg)}, axis={self.axis})"
+
+    def _latex(self, printer, exp=None):
+        where = "rows" if self.axis == 1 else "columns"
+        name = rf"\operatorname{{{self.symbol}}}_{{\text{{{where}}}}}"
+        return rf"{name}\left({printer._print(self.arg)}\right)"
+
 
 class LogSumExp(_AlongAxis):
     """``log sum_j e^{A_ij}`` along each row (axis 1: n x 1) or each column (axis 0: 1 x d)."""
+
+    word, symbol = "logsumexp", "lse"
+
+    def _adjoint_array(self, printer):
+        # the max-shift: m + log(sum(exp(a - m))), with m the largest entry of the row
+        f, ax = printer._array_fn, f"axis={self.axis}, keepdims=True"
+        lse = f"_m + {f('log')}({f('sum')}({f('exp')}(_a - _m), {ax}))"
+        shifted = f"(lambda _m: {lse})({f('max')}(_a, {ax}))"
+        return f"(lambda _a: {shifted})({printer._print(self.arg)})"
 
     @property
     def shape(self):
@@ -356,6 +461,13 @@ class LogSumExp(_AlongAxis):
 
 class Softmax(_AlongAxis):
     """``e^{A_ij} / sum_k e^{A_ik}`` along each row (axis 1) or column (axis 0); A's shape."""
+
+    word, symbol = "softmax", "softmax"
+
+    def _adjoint_array(self, printer):
+        f, ax = printer._array_fn, f"axis={self.axis}, keepdims=True"
+        ratio = f"(lambda _e: _e / {f('sum')}(_e, {ax}))({f('exp')}(_a - {f('max')}(_a, {ax})))"
+        return f"(lambda _a: {ratio})({printer._print(self.arg)})"
 
     @property
     def shape(self):
@@ -379,6 +491,18 @@ class UnitMatrix(_Helper):
 
     def _entry(self, a, b, **kwargs):
         return sp.KroneckerDelta(a, self.args[2]) * sp.KroneckerDelta(b, self.args[3])
+
+    def _adjoint_array(self, printer):
+        rows, cols, i, j = (printer._print(a) for a in self.args)
+        eye = printer._array_fn("eye")
+        return f"({eye}({rows}, 1, -({i})) @ {eye}(1, {cols}, {j}))"
+
+    def _adjoint_text(self, printer):
+        return _call(printer, "unit", *self.args)
+
+    def _latex(self, printer, exp=None):
+        i, j = (printer._print(a) for a in self.args[2:])
+        return rf"e_{{{i}}} e_{{{j}}}^{{\top}}"
 
     def doit(self, **hints):
         return self
@@ -409,6 +533,11 @@ class Entry(sp.Expr):
     def _sympystr(self, printer):
         M, i, j = self.args
         return f"{printer.parenthesize(M, 1000)}[{i}, {j}]"
+
+    def _adjoint_array(self, printer):
+        M, i, j = self.args
+        at = f"{printer._print(i)}, {printer._print(j)}"
+        return f"{printer.parenthesize(M, PRECEDENCE['Atom'])}[{at}]"
 
     def _latex(self, printer, exp=None):
         M, i, j = self.args
@@ -659,3 +788,27 @@ for _name, _word in {
 }.items():
     register_word(_name, _word)
 del _name, _word
+
+
+#: The operations this module declares. Each class is the one place the package
+#: learns an operation's facts: its value (sympy), its rules (``fdiff`` for a function
+#: of one number; a pullback in ``matrices.RULES`` and a tangent in
+#: ``matrices.TANGENTS`` for a matrix operation), how it prints (``_adjoint_array``
+#: for NumPy and JAX, ``_adjoint_text`` for text where the call is not its class name,
+#: ``_latex``) and the word text calls it by (registered above). ``tests/
+#: test_operations.py`` holds every one of them to all of it.
+OPERATIONS = (
+    sigmoid,
+    sigmoid_prime,
+    relu,
+    relu_prime,
+    softplus,
+    RowRepeat,
+    ColumnRepeat,
+    RowSums,
+    ColumnSums,
+    LogSumExp,
+    Softmax,
+    UnitMatrix,
+    Entry,
+)

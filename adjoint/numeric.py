@@ -75,6 +75,10 @@ class ArrayPrinting:
                 alias = None
             if alias is not None:
                 return alias
+        # the package's operations print themselves (adjoint.functions)
+        own = getattr(type(expr), "_adjoint_array", None)
+        if own is not None:
+            return own(expr, self)
         return super()._print(expr, **kwargs)
 
     def _array_fn(self, name: str) -> str:
@@ -255,31 +259,6 @@ class ArrayPrinting:
         mul = PRECEDENCE["Mul"]  # strict: a product of matrices prints in parentheses already
         return f"{total}({self.parenthesize(P, mul, True)}*{self.parenthesize(Q, mul, True)})"
 
-    # -- the vocabulary of adjoint.functions: one array call each, stable where it matters --
-
-    def _print_sigmoid(self, expr):
-        # SciPy's and JAX's logistic functions: no overflow at either end, full relative
-        # precision in the tail, one pass (exp(-logaddexp(0, -x)) took three)
-        x = self._print(expr.args[0])
-        if self._module == "numpy":
-            return f"{self._module_format('scipy.special.expit')}({x})"
-        return f"{self._module_format('jax.nn.sigmoid')}({x})"
-
-    def _print_sigmoid_prime(self, expr):
-        s = self._print_sigmoid(expr)
-        return f"(lambda _s: _s*(1.0 - _s))({s})"
-
-    def _print_relu(self, expr):
-        return f"{self._array_fn('maximum')}({self._print(expr.args[0])}, 0.0)"
-
-    def _print_relu_prime(self, expr):
-        # relu'(0) = 0 by convention; 0 from the left, 1 from the right
-        x = self._print(expr.args[0])
-        return self._at_kink(f"(1.0*(({x}) > 0))", x, (sp.S.Zero, sp.S.One))
-
-    def _print_softplus(self, expr):
-        return f"{self._array_fn('logaddexp')}(0.0, {self._print(expr.args[0])})"
-
     def _print_log(self, expr):
         if isinstance(expr.args[0], sp.Determinant):  # log det X: slogdet, nan if det X <= 0
             x = self._print(expr.args[0].arg)
@@ -288,48 +267,6 @@ class ArrayPrinting:
                 f"(lambda _s: {where}(_s[0] > 0, _s[1], {self._array_fn('nan')}))({slogdet}({x}))"
             )
         return super()._print_log(expr)
-
-    # The package broadcasts here and only here: where repeat_rows / repeat_columns stand.
-    # The repeated vector's own size is read from the array: a dimension inside a
-    # MatrixSymbol's shape is not renamed with the function's arguments.
-    def _broadcast(self, expr, shape: str):
-        arg, fn = self._print(expr.arg), self._array_fn("broadcast_to")
-        if arg.isidentifier():
-            return f"{fn}({arg}, {shape.replace('_v', arg)})"
-        return f"(lambda _v: {fn}(_v, {shape}))({arg})"
-
-    def _print_RowRepeat(self, expr):
-        return self._broadcast(expr, f"({self._print(expr.args[1])}, _v.shape[1])")
-
-    def _print_ColumnRepeat(self, expr):
-        return self._broadcast(expr, f"(_v.shape[0], {self._print(expr.args[1])})")
-
-    def _print_RowSums(self, expr):
-        return f"{self._array_fn('sum')}({self._print(expr.arg)}, axis=1, keepdims=True)"
-
-    def _print_ColumnSums(self, expr):
-        return f"{self._array_fn('sum')}({self._print(expr.arg)}, axis=0, keepdims=True)"
-
-    def _print_LogSumExp(self, expr):
-        # the max-shift: m + log(sum(exp(a - m))), with m the largest entry of the row
-        f, ax = self._array_fn, f"axis={expr.axis}, keepdims=True"
-        lse = f"_m + {f('log')}({f('sum')}({f('exp')}(_a - _m), {ax}))"
-        shifted = f"(lambda _m: {lse})({f('max')}(_a, {ax}))"
-        return f"(lambda _a: {shifted})({self._print(expr.arg)})"
-
-    def _print_Softmax(self, expr):
-        f, ax = self._array_fn, f"axis={expr.axis}, keepdims=True"
-        ratio = f"(lambda _e: _e / {f('sum')}(_e, {ax}))({f('exp')}(_a - {f('max')}(_a, {ax})))"
-        return f"(lambda _a: {ratio})({self._print(expr.arg)})"
-
-    def _print_Entry(self, expr):
-        M, i, j = expr.args
-        return f"{self.parenthesize(M, PRECEDENCE['Atom'])}[{self._print(i)}, {self._print(j)}]"
-
-    def _print_UnitMatrix(self, expr):
-        rows, cols, i, j = (self._print(a) for a in expr.args)
-        eye = self._array_fn("eye")
-        return f"({eye}({rows}, 1, -({i})) @ {eye}(1, {cols}, {j}))"
 
     def _print_Inverse_solved(self, mats) -> str:
         """A product with inverses in it, ``P^-1 Q`` as ``solve(P, Q)`` (``Q P^-1`` as

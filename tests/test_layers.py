@@ -72,3 +72,12 @@ def test_grading_sits_below_the_code_generator():
         deps.add_edges_from((name, other) for other in _imports(tree) if other != name)
     assert "codegen" not in nx.descendants(deps, "grading")
     assert "checks" not in nx.descendants(deps, "grading")
+
+
+def test_the_checkers_sit_below_the_code_generator():
+    """A checker's reference (the function, for differences) is the forward sweep, not
+    the generated program: a code generator's mistake cannot agree with itself."""
+    deps = nx.DiGraph()
+    for name, tree in MODULES.items():
+        deps.add_edges_from((name, other) for other in _imports(tree) if other != name)
+    assert "codegen" not in nx.descendants(deps, "checks")
