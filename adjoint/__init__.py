@@ -16,21 +16,7 @@ forward for ``z`` (Step 1), in reverse for ``lambda`` (Step 2), so that
 from . import functions
 from .api import Graph
 from .assignments import Assignment, assignment
-from .checks import (
-    GradientCheck,
-    HvpCheck,
-    NodeCheck,
-    TaylorTest,
-    VerifyReport,
-    check_gradient,
-    check_hvp,
-    dot_product_test,
-    taylor_test,
-    verify,
-)
-from .control import Minimum, minimize
-from .custom import elementary
-from .errors import (
+from .core.errors import (
     AdjointError,
     BadValueError,
     CycleError,
@@ -42,7 +28,23 @@ from .errors import (
     UnknownSymbolError,
     WriteError,
 )
-from .functions import (
+from .core.parsing import parse
+from .core.symbols import Multiplier
+from .coursework.checks import (
+    GradientCheck,
+    HvpCheck,
+    NodeCheck,
+    TaylorTest,
+    VerifyReport,
+    check_gradient,
+    check_hvp,
+    dot_product_test,
+    taylor_test,
+    verify,
+)
+from .coursework.grading import AdjointGrade, Grading, check_adjoints
+from .operations.custom import elementary
+from .operations.functions import (
     column_sums,
     cross_entropy,
     logdet,
@@ -55,22 +57,20 @@ from .functions import (
     softmax,
     softplus,
 )
-from .grading import AdjointGrade, Grading, check_adjoints
-from .graph import ConstraintGraph, Node, Recurrence
-from .implicit import Block, ConvergenceError, ImplicitAdjoint, ImplicitForward
-from .lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
-from .matrices import frobenius2, sum_entries
-from .parsing import parse
-from .recurrences import Schedule, ScheduleCounts, schedule
-from .second_order import (
+from .operations.matrices import frobenius2, sum_entries
+from .system.control import Minimum, minimize
+from .system.graph import ConstraintGraph, Node, Recurrence
+from .system.implicit import Block, ConvergenceError, ImplicitAdjoint, ImplicitForward
+from .system.lagrangian import AdjointCondition, Contribution, ForwardCondition, Role, Stationarity
+from .system.recurrences import Schedule, ScheduleCounts, schedule
+from .system.second_order import (
     HVP,
     SecondAdjointCondition,
     SecondOrder,
     TangentCondition,
     TangentSolution,
 )
-from .solve import NodeMap, Solution, grad
-from .symbols import Multiplier
+from .system.solve import NodeMap, Solution, grad
 
 __all__ = [
     "HVP",

@@ -1,6 +1,6 @@
 """The public :class:`Graph`: the constraint system with everything derived from it.
 
-:class:`~adjoint.graph.ConstraintGraph` (at the bottom of the package) holds the
+:class:`~adjoint.system.graph.ConstraintGraph` (at the bottom of the package) holds the
 constraints and their DAG; the modules above derive the Lagrangian, ``grad L = 0``,
 its solution, generated code, checks and displays as functions of a graph. This
 class gathers them as methods, each a one-line alias of the function that owns it.
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import checks, codegen, control, drawing, explain, lagrangian, second_order, solve, split
-from .display import graph_latex, text
-from .graph import ConstraintGraph
+from .core.display import graph_latex, text
+from .coursework import checks
+from .programs import codegen
+from .system import control, lagrangian, second_order, solve, split
+from .system.graph import ConstraintGraph
+from .teaching import drawing, explain
 
 __all__ = ["Graph"]
 
@@ -113,11 +116,11 @@ class Graph(ConstraintGraph):
     def minimize(self, output, over, at: Mapping, **options) -> control.Minimum:
         """Minimise the output over the inputs ``over`` from ``at``: Newton's method with
         Hessian-vector products (``method="newton"``) or gradient descent; for optimal
-        control, ``dL/du_t = 0``. See :func:`adjoint.control.minimize`."""
+        control, ``dL/du_t = 0``. See :func:`adjoint.system.control.minimize`."""
         return control.minimize(self, output, over, at, **options)
 
     def verify(self, at: Mapping | None = None, **options) -> checks.VerifyReport:
-        """Check Theorem 16.1 node by node; see :func:`adjoint.checks.verify`."""
+        """Check Theorem 16.1 node by node; see :func:`adjoint.coursework.checks.verify`."""
         return checks.verify(self, at, **options)
 
     def compile(
@@ -132,7 +135,7 @@ class Graph(ConstraintGraph):
         checkpoints: int | None = None,
     ):
         """The solved system as a fast function (NumPy, or ``backend="jax"`` for the same
-        program jitted by JAX); see :func:`adjoint.codegen.compile_graph`.
+        program jitted by JAX); see :func:`adjoint.programs.codegen.compile_graph`.
 
         ``f = g.compile(); value, gradient = f(x=1.5, y=-2.0)``; with ``hvp=True`` it
         also takes a direction (``v_x=...``) and returns the Hessian-vector product.
@@ -169,7 +172,7 @@ class Graph(ConstraintGraph):
     ) -> explain.Explanation:
         """The derivation step by step, as the lecture gives it (Markdown+LaTeX in
         Jupyter, plain text from ``str()``); with ``direction``, the tangent and
-        second-order sweeps too. See :func:`adjoint.explain.explain`."""
+        second-order sweeps too. See :func:`adjoint.teaching.explain.explain`."""
         return explain.explain(self, at, direction)
 
     def trace(self, at: Mapping) -> explain.Trace:

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .api import Graph
-from .display import latex, text
-from .errors import AdjointError
-from .grading import check_adjoints
-from .lagrangian import stationarity
+from .core.display import latex, text
+from .core.errors import AdjointError
+from .coursework.grading import check_adjoints
+from .system.lagrangian import stationarity
 
 __all__ = ["OPERATIONS", "Assignment", "assignment", "graph_text", "read_graph"]
 

@@ -28,10 +28,10 @@ import sys
 
 from .api import Graph
 from .assignments import MAX_FILE, assignment, read_graph, read_submission
-from .errors import AdjointError, BadValueError, ParseError, WriteError, write_text
+from .core.errors import AdjointError, BadValueError, ParseError, WriteError, write_text
+from .core.parsing import parse
+from .coursework.grading import check_adjoints
 from .examples import EXAMPLES
-from .grading import check_adjoints
-from .parsing import parse
 
 __all__ = ["main"]
 

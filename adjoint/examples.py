@@ -9,7 +9,7 @@ import numpy as np
 import sympy as sp
 
 from .api import Graph
-from .matrices import frobenius2
+from .operations.matrices import frobenius2
 
 __all__ = [
     "EXAMPLES",

@@ -19,7 +19,7 @@ import sympy as sp
 from compiled import best
 
 import adjoint
-from adjoint.solve import forward_sweep
+from adjoint.system.solve import forward_sweep
 
 
 def linear_solve(n: int = 500) -> None:

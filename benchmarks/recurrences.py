@@ -105,7 +105,7 @@ def rnn(steps: int, d: int = 16):
 
 
 def compiled(steps: int, d: int = 16, checkpoints: int = 1000) -> None:
-    from adjoint import checkpointing
+    from adjoint.operations import checkpointing
 
     g, at = rnn(steps, d)
     print(f"3. compiled RNN, d = {d}, T = {steps:,}, {checkpoints} checkpoints")

@@ -21,7 +21,7 @@ import sympy as sp
 from compiled import best
 
 import adjoint
-from adjoint.matrices import frobenius2
+from adjoint.operations.matrices import frobenius2
 
 
 def frobenius(rng) -> None:

@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 import adjoint
-from adjoint.errors import ShapeError
+from adjoint.core.errors import ShapeError
 from adjoint.examples import lecture_dag, two_layer_net
 
 x, y = sp.symbols("x y", real=True)
@@ -95,7 +95,7 @@ def test_adjoint_system_over_matrix_entries():
     g, at = two_layer_net(n=3, d=2)
     system = g.adjoint_system(at)
     sol = g.solve(at)
-    env = {**adjoint.values.read_values(g, at), **sol.values}
+    env = {**adjoint.core.values.read_values(g, at), **sol.values}
     sizes = {z: int(np.size(sol.values[z])) for z in g.nodes}
     start = dict(zip(g.nodes, np.cumsum([0, *sizes.values()])))
     J = np.array(system.J.tolist(), dtype=float)

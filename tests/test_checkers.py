@@ -47,7 +47,9 @@ def test_a_slightly_wrong_gradient_is_still_wrong(monkeypatch, expr, at):
     """Stricter than the code: 1e-4 off in one input, with the other one large."""
     g = adjoint.Graph.from_expr(expr)
     monkeypatch.setattr(
-        adjoint.checks, "solve", _perturbed(adjoint.checks.solve, g.inputs[0], 1e-4)
+        adjoint.coursework.checks,
+        "solve",
+        _perturbed(adjoint.coursework.checks.solve, g.inputs[0], 1e-4),
     )
     report = adjoint.check_gradient(g, at)
     assert report.wrong and not report.ok, report
@@ -66,7 +68,9 @@ def _perturbed(solve, node, amount):
 def test_a_gradient_at_a_critical_point_that_is_not_zero_is_wrong(monkeypatch):
     g = adjoint.Graph.from_expr(x**3 - 3 * x)
     monkeypatch.setattr(
-        adjoint.checks, "solve", _perturbed(adjoint.checks.solve, g.inputs[0], 1e-3)
+        adjoint.coursework.checks,
+        "solve",
+        _perturbed(adjoint.coursework.checks.solve, g.inputs[0], 1e-3),
     )
     report = adjoint.check_gradient(g, {x: 1.0})
     assert report.wrong, report
@@ -76,9 +80,11 @@ def test_where_no_step_resolves_the_derivative_the_verdict_is_inconclusive_not_w
     """A function noisy at the 1e-3 level has no derivative that differences can find:
     the estimates jump as the step shrinks, and the verdict says so and why."""
     rng = np.random.default_rng(1)
-    reference = adjoint.checks.differences(lambda h: 2.0 * h + 1e-3 * rng.standard_normal())
+    reference = adjoint.coursework.checks.differences(
+        lambda h: 2.0 * h + 1e-3 * rng.standard_normal()
+    )
     assert not reference.resolved
-    error, verdict, why = adjoint.checks.judge(5.0, reference, 1e-6)
+    error, verdict, why = adjoint.coursework.checks.judge(5.0, reference, 1e-6)
     assert verdict == "inconclusive" and "do not settle" in why
     report = adjoint.GradientCheck((error,), 1e-6, (verdict,), (why,))
     assert report.inconclusive and not report.ok and not report.wrong
@@ -92,7 +98,7 @@ def test_differences_bound_their_own_error():
         (np.exp, np.exp, 3.0),
         (np.log, lambda t: 1 / t, 1e-3),
     ]:
-        d = adjoint.checks.differences(lambda h, f=f, t0=t0: f(t0 + h * t0))
+        d = adjoint.coursework.checks.differences(lambda h, f=f, t0=t0: f(t0 + h * t0))
         assert abs(d.value - df(t0) * t0) <= 2 * d.bound + 1e-15, (f, d)
 
 
@@ -137,7 +143,9 @@ def test_a_taylor_test_entirely_at_rounding_level_is_exact():
 
 def test_a_wrong_gradient_fails_the_taylor_test_even_with_rounding_filtered(monkeypatch):
     g = adjoint.Graph.from_expr(sp.sin(x) * y)
-    monkeypatch.setattr(adjoint.checks, "solve", _perturbed(adjoint.checks.solve, x, 1e-3))
+    monkeypatch.setattr(
+        adjoint.coursework.checks, "solve", _perturbed(adjoint.coursework.checks.solve, x, 1e-3)
+    )
     report = adjoint.taylor_test(g, {x: 0.3, y: 2.0})
     assert not report.ok, report
 
@@ -177,17 +185,19 @@ def test_a_hanging_test_fails_instead_of_stalling_the_run(pytestconfig):
 def test_a_noisy_function_never_lets_a_wrong_derivative_agree():
     """Unsettled differences have a large bound; it must not excuse a wrong answer."""
     rng = np.random.default_rng(2)
-    reference = adjoint.checks.differences(lambda h: 2.0 * h + 1e-3 * rng.standard_normal())
+    reference = adjoint.coursework.checks.differences(
+        lambda h: 2.0 * h + 1e-3 * rng.standard_normal()
+    )
     assert not reference.resolved
     for wrong in (3.0, 2.5, -2.0):
-        assert adjoint.checks.judge(wrong, reference, 1e-6)[1] != "agrees"
+        assert adjoint.coursework.checks.judge(wrong, reference, 1e-6)[1] != "agrees"
 
 
 def test_a_large_constant_does_not_hide_a_wrong_small_slope(monkeypatch):
     """f = 1e6 + 1e-3 x: rounding of f bounds the differences near 1e-9, far below a
     slope off by a third."""
     g = adjoint.Graph.from_expr(10**6 + sp.Rational(1, 1000) * x * y)
-    solve = adjoint.checks.solve
+    solve = adjoint.coursework.checks.solve
 
     def a_third_off(graph, values=None, **kwargs):
         sol = solve(graph, values, **kwargs)
@@ -195,7 +205,7 @@ def test_a_large_constant_does_not_hide_a_wrong_small_slope(monkeypatch):
         return type(sol)(graph, dict(sol.values), bad, sol.symbolic)
 
     assert adjoint.check_gradient(g, {x: 1.0, y: 2.0}).ok
-    monkeypatch.setattr(adjoint.checks, "solve", a_third_off)
+    monkeypatch.setattr(adjoint.coursework.checks, "solve", a_third_off)
     report = adjoint.check_gradient(g, {x: 1.0, y: 2.0})
     assert report.wrong, report
 

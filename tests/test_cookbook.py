@@ -18,8 +18,8 @@ import pytest
 import sympy as sp
 
 import adjoint
-from adjoint.display import text
-from adjoint.numeric import numeric_function
+from adjoint.core.display import text
+from adjoint.operations.numeric import numeric_function
 
 T = np.transpose
 inv = np.linalg.inv

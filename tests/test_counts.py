@@ -5,7 +5,8 @@ from hypothesis import given
 from strategies import dags
 
 import adjoint
-from adjoint import lagrangian, partials
+from adjoint.operations import partials
+from adjoint.system import lagrangian
 
 
 def _edges(g):
@@ -117,7 +118,7 @@ def test_verify_is_linear_in_the_depth_of_a_graph(monkeypatch):
     """A chain of sin(z)*z + x nodes: verify took 0.1 s at depth 1, 6 s at 3 and a minute
     at 4 (each level doubles the composed expression). It now evaluates each
     constraint a bounded number of times per node that reads it."""
-    from adjoint.lagrangian import ForwardCondition
+    from adjoint.system.lagrangian import ForwardCondition
 
     calls = {"n": 0}
     solve = ForwardCondition.solve

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from strategies import dags
 
 import adjoint
-from adjoint.drawing import _edge_labels
 from adjoint.examples import fan_out, lecture_dag, two_layer_net, warm_up
+from adjoint.teaching.drawing import _edge_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURE = {
@@ -219,7 +219,7 @@ def test_readme_figures_exist_are_small_and_the_script_makes_them(tmp_path):
 
 
 def test_derivation_falls_back_to_text_where_mathtext_cannot_typeset():
-    from adjoint.explain import Section
+    from adjoint.teaching.explain import Section
 
     pieces = _make_figures()._pieces
     good, bad = r"\frac{\partial z_2}{\partial x} = 1", r"\begin{pmatrix} a \end{pmatrix}"

@@ -101,7 +101,7 @@ def test_draw_returns_axes_with_a_node_per_symbol():
     labels = [t.get_text() for t in ax.texts]
     assert "z1" in labels and "z = -3\nλ = -0.99" in labels  # name in, numbers under
     assert "cos(z1)" in labels  # an edge labelled with its local partial
-    from adjoint.drawing import layers
+    from adjoint.teaching.drawing import layers
 
     assert layers(g) == {g.inputs[0]: 0, g.inputs[1]: 0, g.defined[0]: 1, g.defined[1]: 2}
 
@@ -117,11 +117,11 @@ def test_to_dot():
 
 def test_an_explained_page_solves_once_and_reads_the_point_once(monkeypatch):
     """explain(at, direction).to_html() solved 5 times and validated the point 9 times."""
-    import adjoint.solve
-    import adjoint.values
+    import adjoint.core.values
+    import adjoint.system.solve
 
     calls = {"solve": 0, "read": 0}
-    solve, read = adjoint.solve.solve, adjoint.values.read_values
+    solve, read = adjoint.system.solve.solve, adjoint.core.values.read_values
 
     def counted_solve(*args, **kwargs):
         calls["solve"] += 1

@@ -186,7 +186,7 @@ def test_names_and_named_derivatives_not_lambdas():
     text = str(g.stationarity())
     assert "sigmoid.(H)" in text and "sigmoid_prime.(H)" in text
     assert "->" not in text and "Lambda(" not in text
-    tex = adjoint.display.latex(g.stationarity().gradient[0].rhs)
+    tex = adjoint.core.display.latex(g.stationarity().gradient[0].rhs)
     assert r"\sigma'_{\circ}" in tex
     t = sp.Symbol("t", real=True)
     assert sp.diff(fn.sigmoid(t), t) == fn.sigmoid_prime(t)
@@ -472,7 +472,7 @@ def test_the_vocabularys_latex_renders_in_katex(katex):
         fn.UnitMatrix(n, d, 0, 1),
         sp.diff(fn.sigmoid(sp.Symbol("x")) ** 2, sp.Symbol("x")),
     ]:
-        pieces.append((adjoint.display.latex(e), True))
+        pieces.append((adjoint.core.display.latex(e), True))
     errors = katex.errors(pieces)
     bad = [f"{src}: {err}" for (src, _), err in zip(pieces, errors) if err]
     assert not bad, "\n".join(bad)

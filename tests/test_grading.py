@@ -42,7 +42,7 @@ def test_checks_pass_on_the_lectures_examples(example):
 
 
 def _with_wrong_partial(monkeypatch, factor):
-    from adjoint import partials
+    from adjoint.operations import partials
 
     original = partials.Operation.partial
     monkeypatch.setattr(partials, "_OPERATIONS", {})
@@ -64,7 +64,7 @@ def test_a_wrong_gradient_fails_both_checks(monkeypatch):
 
 
 def test_dot_product_test_catches_a_wrong_matrix_rule(monkeypatch):
-    from adjoint import matrices
+    from adjoint.operations import matrices
 
     g, point = two_layer_net()
 
@@ -441,7 +441,7 @@ def test_single_mutations_are_wrong(g, data):
     assert [w.node for w in grading.wrong] == [node], (kind, grading)
     named = {"abs": "kink", "bump": "kink"}.get(kind, kind)
     if kind == "abs":
-        from adjoint.grading import _kink_args
+        from adjoint.coursework.grading import _kink_args
 
         # where the graph itself breaks at the same argument (atan2's cut at x0 = 0),
         # an |x0| there is no foreign kink: it is graded wrong by its values instead
@@ -549,7 +549,7 @@ def test_a_tolerance_that_would_pass_anything_is_refused(tmp_path):
 def test_the_graders_kinks_are_the_solvers():
     """Grading's idea of a kink (11 classes) was not the solver's: relu, which the
     solver marks, passed the grader's kink rule."""
-    from adjoint.primitives import kinked
+    from adjoint.operations.primitives import kinked
 
     g = adjoint.Graph.from_expr("x**2 + y")
     grading = check_adjoints(g, {"x": "lambda_z1*2*relu(x)"})
@@ -580,7 +580,7 @@ def test_a_node_out_of_time_is_stopped_in_any_thread():
 
 
 def test_nested_budgets_tell_theirs_apart():
-    from adjoint.budget import TimeBudget
+    from adjoint.core.budget import TimeBudget
 
     outer = TimeBudget(60.0)
     with outer:
@@ -642,7 +642,7 @@ def test_a_budget_whose_exception_is_swallowed_strikes_again():
     code = textwrap.dedent(
         """
         import time
-        from adjoint.budget import TimeBudget
+        from adjoint.core.budget import TimeBudget
 
         class Finaliser:
             def __del__(self):  # busy in Python: the first exception lands here, ignored

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from strategies import dags, points
 
 import adjoint
-from adjoint.implicit import ConvergenceError
+from adjoint.system.implicit import ConvergenceError
 
 
 def cubic():
@@ -71,8 +71,8 @@ def test_the_multiplier_is_the_price_of_the_residual():
     sol = g.solve(at)
     eps = 1e-6
     env = {x: 0.7}
-    up = adjoint.solve.forward_sweep(g, env, {y: eps})[g.output]
-    down = adjoint.solve.forward_sweep(g, env, {y: -eps})[g.output]
+    up = adjoint.system.solve.forward_sweep(g, env, {y: eps})[g.output]
+    down = adjoint.system.solve.forward_sweep(g, env, {y: -eps})[g.output]
     assert (up - down) / (2 * eps) == pytest.approx(sol.adjoints[y], rel=1e-7)
 
 
@@ -164,7 +164,7 @@ def test_a_linear_solve_node_has_the_closed_form_gradients():
 
 
 def test_a_linear_solve_node_factorises_once_for_both_sweeps(monkeypatch):
-    import adjoint.runtime as runtime
+    import adjoint.operations.runtime as runtime
 
     calls = []
     original = runtime.lu_factor
@@ -478,7 +478,7 @@ def test_verify_checks_every_multiplier_as_the_price_of_its_constraint(monkeypat
     report = g.verify({x: 0.3})
     assert report.ok and {c.method for c in report.checks} == {"price"}
     assert "price of its constraint" in repr(report)
-    import adjoint.implicit as implicit
+    import adjoint.system.implicit as implicit
 
     solve = implicit.ImplicitAdjoint.solve
 
@@ -557,7 +557,7 @@ def test_a_node_named_like_the_residuals_own_symbol_changes_no_gradient():
 def test_a_residual_read_by_many_nodes_is_not_evaluated_once_per_edge(monkeypatch):
     """Step 2 reads -lambda_y dr/dx_k for each of the 200 inputs: each partial, not the
     residual again for each (that was 200 evaluations of a 201-argument residual)."""
-    from adjoint.partials import Operation
+    from adjoint.operations.partials import Operation
 
     g = adjoint.Graph()
     xs = [g.input(f"x{k}") for k in range(200)]

@@ -16,7 +16,7 @@ from strategies import dags, points
 
 import adjoint
 from adjoint.examples import lecture_dag, two_layer_net
-from adjoint.matrices import frobenius2, sum_entries
+from adjoint.operations.matrices import frobenius2, sum_entries
 
 jax = pytest.importorskip("jax")
 

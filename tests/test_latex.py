@@ -21,7 +21,7 @@ from strategies import dags
 
 import adjoint
 from adjoint.cli import main
-from adjoint.display import float_latex, latex, number_latex
+from adjoint.core.display import float_latex, latex, number_latex
 from adjoint.examples import EXAMPLES, fan_out, lecture_dag, two_layer_net, warm_up
 
 

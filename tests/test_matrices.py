@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import adjoint
 from adjoint.examples import two_layer_net
-from adjoint.matrices import RULES, pullback
+from adjoint.operations.matrices import RULES, pullback
 
 A = sp.MatrixSymbol("A", 2, 3)
 B = sp.MatrixSymbol("B", 3, 2)

@@ -10,7 +10,7 @@ import sympy as sp
 
 import adjoint
 from adjoint.cli import demo
-from adjoint.errors import DuplicateNameError, ShapeError
+from adjoint.core.errors import DuplicateNameError, ShapeError
 from adjoint.examples import lecture_dag, two_layer_net, warm_up
 
 

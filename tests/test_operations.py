@@ -15,10 +15,10 @@ import pytest
 import sympy as sp
 
 import adjoint
-from adjoint import functions as F
-from adjoint.display import latex, text
-from adjoint.matrices import RULES, TANGENTS, pullback, tangent
-from adjoint.numeric import JaxNumericPrinter, NumericPrinter, namespace
+from adjoint.core.display import latex, text
+from adjoint.operations import functions as F
+from adjoint.operations.matrices import RULES, TANGENTS, pullback, tangent
+from adjoint.operations.numeric import JaxNumericPrinter, NumericPrinter, namespace
 
 A = sp.MatrixSymbol("A", 2, 3)
 b = sp.MatrixSymbol("b", 1, 3)

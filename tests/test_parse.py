@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import adjoint
-from adjoint import ParseError, parse, parsing
+from adjoint import ParseError, parse
+from adjoint.core import parsing
 
 x, y = sp.symbols("x y", real=True)
 
@@ -420,7 +421,7 @@ def test_the_time_limit_never_strikes_after_parse_returns(monkeypatch):
 
 
 def test_the_reader_watches_the_clock_without_the_watchdog(monkeypatch):
-    monkeypatch.setattr(adjoint.budget.TimeBudget, "_raise_in", None)
+    monkeypatch.setattr(adjoint.core.budget.TimeBudget, "_raise_in", None)
     monkeypatch.setattr(parsing, "TIME_LIMIT", 0.0)
     with pytest.raises(ParseError, match="time limit"):
         parse("x + y", symbols=[x, y])

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adjoint
-from adjoint.matrices import frobenius2, sum_entries
-from adjoint.numeric import JaxNumericPrinter, NumericPrinter, numeric_function
-from adjoint.primitives import undefined_at_zero
+from adjoint.operations.matrices import frobenius2, sum_entries
+from adjoint.operations.numeric import JaxNumericPrinter, NumericPrinter, numeric_function
+from adjoint.operations.primitives import undefined_at_zero
 
 m, k = sp.symbols("m k", integer=True, positive=True)
 A, B = sp.MatrixSymbol("A", m, k), sp.MatrixSymbol("B", m, k)

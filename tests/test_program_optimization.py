@@ -1,4 +1,4 @@
-"""Whole-program sharing in generated programs (adjoint.optimize) and the short way
+"""Whole-program sharing in generated programs (adjoint.programs.optimize) and the short way
 in for arrays: the programs compute what they computed before, exactly, with fewer
 passes over the data."""
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adjoint
-from adjoint.optimize import share
+from adjoint.programs.optimize import share
 
 
 def _logistic(n=40, d=3):

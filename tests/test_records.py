@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import adjoint
-from adjoint.records import plain
+from adjoint.core.records import plain
 
 
 def _json(obj) -> dict:
@@ -87,7 +87,7 @@ def test_plain_never_writes_a_number_json_cannot_read():
 
 
 def test_a_graded_point_with_a_non_finite_entry_still_writes_as_json():
-    from adjoint.grading import AdjointGrade
+    from adjoint.coursework.grading import AdjointGrade
 
     grade = AdjointGrade(
         sp.Symbol("x"), "wrong", "m", sp.S(0), None, {"W": np.array([[1.0, np.nan]]), "a": 2.0}

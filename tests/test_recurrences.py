@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adjoint
-from adjoint.recurrences import actions, minimal_advances
+from adjoint.system.recurrences import actions, minimal_advances
 
 STEPS = {
     "a*sin(z) + u": lambda z, a, u: a * sp.sin(z) + u,
@@ -146,7 +146,7 @@ def test_a_million_steps_with_a_thousand_snapshots_is_the_binomial_count():
 
 
 def test_the_derivation_does_not_grow_with_the_number_of_steps(monkeypatch):
-    import adjoint.recurrences as recurrences
+    import adjoint.system.recurrences as recurrences
 
     calls = []
     original = recurrences._pullback
@@ -446,7 +446,7 @@ def test_a_parameter_named_like_the_loops_own_symbols_changes_no_hessian():
 def test_a_checkpointed_hessian_vector_product_is_the_stored_one(T, checkpoints, seed):
     """Forward over reverse on the binomial schedule: the state and its tangent stored
     together at most s at a time, the costate and its tangent in one reverse loop."""
-    from adjoint import recurrences
+    from adjoint.system import recurrences
 
     runs = []
     forward = recurrences.forward
@@ -536,7 +536,7 @@ def test_the_program_is_a_loop_whatever_the_number_of_steps():
 @pytest.mark.parametrize("checkpoints", [None, 1, 3, 7])
 def test_the_compiled_numpy_program_takes_the_binomial_schedule(monkeypatch, checkpoints):
     """Counted in the program's own loops: step evaluations, and states stored at once."""
-    from adjoint import checkpointing
+    from adjoint.operations import checkpointing
 
     T, calls, runs = 40, [0], []
     forward, reverse = checkpointing.forward, checkpointing.reverse

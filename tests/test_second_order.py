@@ -21,10 +21,10 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 import adjoint
 from adjoint import functions as fn
 from adjoint.examples import two_layer_net
-from adjoint.matrices import RULES, TANGENTS, tangent
-from adjoint.numeric import numeric_function, watch_kinks
-from adjoint.partials import operation
-from adjoint.primitives import undefined_at_zero
+from adjoint.operations.matrices import RULES, TANGENTS, tangent
+from adjoint.operations.numeric import numeric_function, watch_kinks
+from adjoint.operations.partials import operation
+from adjoint.operations.primitives import undefined_at_zero
 
 
 def _direction(g, draw_values):
@@ -440,7 +440,7 @@ def test_the_cli_explains_the_second_order(capsys):
 
 
 def test_check_hvp_catches_a_slightly_wrong_product(monkeypatch):
-    import adjoint.checks as checks
+    import adjoint.coursework.checks as checks
 
     g = adjoint.Graph.from_expr("sin(x*y) + x^3")
     at = {"x": 0.3, "y": -0.2}

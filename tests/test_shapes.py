@@ -93,7 +93,7 @@ def test_every_multiplier_has_the_shape_of_its_node():
 )
 def test_a_gradient_of_the_wrong_shape_fails_every_checker(monkeypatch, wrong):
     g, point = adjoint.examples.two_layer_net()
-    real_solve = adjoint.solve.solve
+    real_solve = adjoint.system.solve.solve
 
     def broken(graph, values=None):
         sol = real_solve(graph, values)
@@ -109,8 +109,8 @@ def test_a_gradient_of_the_wrong_shape_fails_every_checker(monkeypatch, wrong):
             object.__setattr__(out, k, v)
         return out
 
-    monkeypatch.setattr(adjoint.solve, "solve", broken)
-    monkeypatch.setattr(adjoint.checks, "solve", broken)
+    monkeypatch.setattr(adjoint.system.solve, "solve", broken)
+    monkeypatch.setattr(adjoint.coursework.checks, "solve", broken)
     assert not adjoint.check_gradient(g, point).ok
     assert not adjoint.taylor_test(g, point).ok
 

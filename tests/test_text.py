@@ -13,9 +13,9 @@ from strategies import dags
 
 import adjoint
 from adjoint import functions as fn
-from adjoint.display import text
+from adjoint.core.display import text
 from adjoint.examples import two_layer_net
-from adjoint.primitives import undefined_at_zero
+from adjoint.operations.primitives import undefined_at_zero
 
 _D = sp.Dummy("d", real=True)
 

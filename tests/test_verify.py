@@ -7,8 +7,8 @@ from hypothesis import given
 from strategies import dags
 
 import adjoint
-from adjoint import partials, primitives
 from adjoint.examples import EXAMPLES
+from adjoint.operations import partials, primitives
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
@@ -24,7 +24,7 @@ def test_lecture_examples_verify(name):
 
 
 def test_a_wrong_matrix_adjoint_is_caught(monkeypatch):
-    from adjoint import matrices
+    from adjoint.operations import matrices
 
     # Claim 16.2 with a sign error on the left factor: -Lambda B^T.
     def wrong(expr, cot):
@@ -71,7 +71,7 @@ def test_a_wrong_local_partial_is_caught_at_the_node_that_reads_it(monkeypatch):
 
 
 def test_large_composed_expressions_are_checked_by_differences(monkeypatch):
-    from adjoint import checks
+    from adjoint.coursework import checks
 
     monkeypatch.setattr(checks, "SYMBOLIC_LIMIT", 3)
     g, point = EXAMPLES["dag"]()

@@ -1,0 +1,1 @@
+"""Teaching: the derivation step by step, drawings, and self-contained HTML."""
