@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import matrix_graphs
 
 import adjoint
 from adjoint.programs.optimize import share
@@ -211,3 +212,33 @@ def test_share_keeps_the_product_that_makes_a_float_of_a_boolean():
     d, _ = _run(out, ["x"], [np.array([-1.0, 2.0])])
     assert d.dtype == np.float64 and list(d) == [0.0, 1.0]
     assert "e = x" in out  # a float argument times 1.0 is itself
+
+
+@settings(max_examples=25, deadline=None)
+@given(matrix_graphs(), st.integers(0, 2**32 - 1))
+def test_compiled_hvps_of_random_matrix_graphs_are_the_solvers(g, seed):
+    """Whatever the optimiser and the printer did to a random matrix graph's program,
+    its value, gradient and H v are those of the solver's sweeps (g.solve, g.hvp, which
+    the checkers hold to differences), on NumPy and JAX."""
+    rng = np.random.default_rng(seed)
+    sizes = {"X": (4, 3), "W": (3, 3), "b": (1, 3)}
+    at = {s: rng.normal(size=sizes[s.name]) * 0.5 for s in (*g.inputs, *g.constants)}
+    v = {x: rng.normal(size=sizes[x.name]) for x in g.inputs}
+    solution = g.solve(at)
+    want = g.hvp(at, v)
+    kw = {s.name: value for s, value in at.items()}
+    kw.update({f"v_{x.name}": v[x] for x in g.inputs})
+    backends = ["numpy"]
+    try:
+        import jax  # noqa: F401
+
+        backends.append("jax")
+    except ImportError:
+        pass
+    for backend in backends:
+        value, grad, hv = g.compile(hvp=True, backend=backend)(**kw)
+        assert value == pytest.approx(float(np.asarray(solution.output)), rel=1e-10, abs=1e-12)
+        for x, gx, hx in zip(g.inputs, grad, hv):
+            scale = 1 + np.max(np.abs(want[x]))
+            np.testing.assert_allclose(gx, solution.gradient[x], rtol=1e-9, atol=1e-11 * scale)
+            np.testing.assert_allclose(hx, want[x], rtol=1e-8, atol=1e-10 * scale)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from strategies import dags
+from strategies import dags, matrix_graphs
 
 import adjoint
 from adjoint import functions as fn
@@ -51,41 +50,6 @@ def every_condition(g):
 def test_every_condition_of_a_random_graph_reads_back(g):
     for rhs in every_condition(g):
         assert_reads_back(g, rhs)
-
-
-@st.composite
-def matrix_graphs(draw):
-    """A random matrix graph over the vocabulary the package prints."""
-    n, d = sp.symbols("n d", integer=True, positive=True)
-    g = adjoint.Graph()
-    X = g.constant("X", shape=(n, d))
-    W = g.input("W", shape=(d, d))
-    b = g.input("b", shape=(1, d))
-    H = g.define("H", X * W + fn.repeat_rows(b, n))
-    steps = draw(st.lists(st.sampled_from(range(6)), min_size=1, max_size=4))
-    for k, step in enumerate(steps):
-        if step == 0:
-            H = g.define(f"Z{k}", H.applyfunc(sp.tanh))
-        elif step == 1:
-            H = g.define(f"Z{k}", fn.sigmoid(H))
-        elif step == 2:
-            H = g.define(f"Z{k}", fn.relu(H))
-        elif step == 3:
-            H = g.define(f"Z{k}", sp.HadamardProduct(H, X * W))
-        elif step == 4:
-            H = g.define(f"Z{k}", fn.softmax(H))
-        else:
-            H = g.define(f"Z{k}", H * W.T)
-    ending = draw(st.sampled_from(["frobenius", "logsumexp", "column_sums", "squares"]))
-    if ending == "frobenius":
-        g.define("f", adjoint.frobenius2(H))
-    elif ending == "logsumexp":
-        g.define("f", adjoint.sum_entries(fn.logsumexp(H)))
-    elif ending == "column_sums":
-        g.define("f", adjoint.sum_entries(fn.column_sums(H) * W))
-    else:
-        g.define("f", adjoint.sum_entries(H.applyfunc(lambda t: t**2)))
-    return g
 
 
 @settings(max_examples=25)
