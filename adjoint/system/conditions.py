@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..core.display import equation, text
+from ..core.errors import AdjointError
 from ..core.values import finite
 
 __all__ = ["AdjointCondition", "Contribution", "ForwardCondition", "Lazy", "Role", "substitute"]
@@ -183,6 +184,10 @@ class ForwardCondition(Lazy):
         """``z_i`` from the values of what ``f_i`` reads."""
         return self.op.value([env[r] for r in self.reads], env)
 
+    def sweep(self, env, state) -> None:
+        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
+        env[self.unknown] = self.solve_symbolic(env) if state.symbolic else self.solve(env)
+
     def solve_symbolic(self, env):
         return substitute(self.rhs, env)
 
@@ -271,6 +276,22 @@ class AdjointCondition(Lazy):
 
     def solve_symbolic(self, env):
         return substitute(self.rhs, env)
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``; a numeric multiplier is checked to have its node's shape."""
+        if state.symbolic:
+            env[self.unknown] = self.solve_symbolic(env)
+            return
+        env[self.unknown] = lam = self.solve(env, state.live, state.kinks)
+        value = env[self.wrt]
+        if isinstance(value, float) and isinstance(lam, float):  # scalars: the common case
+            return
+        if np.shape(lam) != np.shape(value):  # an invariant, checked as it is made
+            raise AdjointError(
+                f"internal error: lambda_{self.wrt} came out {np.shape(lam)}, but "
+                f"{self.wrt} is {np.shape(value)}; please report this with the graph",
+                node=self.wrt,
+            )
 
 
 def substitute(expr, env):

@@ -498,6 +498,14 @@ class ImplicitForward(Lazy):
         J = self.jacobian(env, own, shape)
         return Linearization(J, self.factor(J, env, "at the solution"), shape)
 
+    def sweep(self, env, state) -> None:
+        """Solve into ``env`` (Newton's method; symbolically, each unknown stays its
+        symbol, tied to its residual)."""
+        if state.symbolic:
+            env.update(zip(self.nodes, self.solve_symbolic(env)))
+        else:
+            self.solve(env, state.work)
+
     def solve_symbolic(self, env):
         """An implicit node stays its own symbol, tied to its residual."""
         return self.block
@@ -625,6 +633,15 @@ class ImplicitAdjoint(Lazy):
             return tuple(J.T.LUsolve(rhs))
 
         return self._kept("solved", build)
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``: one solve with the transposed Jacobian of the block."""
+        found = (
+            self.solve_symbolic(env)
+            if state.symbolic
+            else self.solve(env, state.live, state.kinks, state.work)
+        )
+        env.update(zip(self.multipliers, found))
 
     def solve_symbolic(self, env):
         return tuple(substitute(s, env) for s in self.solved())

@@ -317,6 +317,12 @@ class RecurrenceForward(Lazy):
             env[rec.cost] = _as_cost(total, rec)
         return tuple(env[s] for s in self.nodes)
 
+    def sweep(self, env, state) -> None:
+        """The forward loop into ``env`` (every state, or the schedule's snapshots)."""
+        if state.symbolic:
+            self.solve_symbolic(env)  # says how to solve a recurrence instead
+        self.solve(env, state.work, state.checkpoints)
+
     def solve_symbolic(self, env):
         raise AdjointError(
             f"the recurrence {self.rec.state} is solved at a point, g.solve({{...}}): its "
@@ -603,6 +609,10 @@ class RecurrenceAdjoint(Lazy):
             env[key] = _shaped(env.get(key, 0.0) + part, env[r])
         return (env[f.wrt],)
 
+    def sweep(self, env, state) -> None:
+        """The reverse loop into ``env``: the costates and the gradient parts."""
+        self.solve(env, state.live, state.kinks, state.work)
+
     def solve_symbolic(self, env):
         return self.forward.solve_symbolic(env)
 
@@ -785,6 +795,10 @@ class RecurrenceTangent:
         start = np.stack(np.broadcast_arrays(np.asarray(z0, float), np.asarray(zdot0, float)))
         return start, advance2, (None if stage is None else stage2)
 
+    def sweep(self, env, state) -> None:
+        """The loop into ``env`` (under the schedule too, with ``state.checkpoints``)."""
+        env.update(zip(self.unknowns, self.solve(env, None, state.checkpoints, state.work)))
+
     def solve(self, env, linearization=None, checkpoints=None, work=None):
         f, rec = self.forward, self.rec
         if checkpoints is not None:  # the state and its tangent under one schedule
@@ -903,6 +917,10 @@ class RecurrenceSecondAdjoint:
                 shown[self.dots[s]] = indexed(s, 0, self.dots[s].name)
         rhs = _tangent(a.local(rec.state), moving).xreplace(shown)
         return [equation(indexed(rec.state, 0, ldot.name), rhs)]
+
+    def sweep(self, env, state) -> None:
+        """The loop into ``env`` (under the schedule too, with ``state.checkpoints``)."""
+        env.update(zip(self.unknowns, self.solve(env, None, state.checkpoints, state.work)))
 
     def solve(self, env, linearization=None, checkpoints=None, work=None):
         if checkpoints is not None:

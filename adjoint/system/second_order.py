@@ -51,6 +51,7 @@ from .conditions import AdjointCondition
 from .lagrangian import Role, stationarity
 from .recurrences import RecurrenceSecondAdjoint, RecurrenceTangent, TangentPart
 from .solve import NodeMap, forward_sweep, solve
+from .sweep import Sweep, sweep
 
 __all__ = [
     "HVP",
@@ -158,6 +159,10 @@ class TangentCondition:
     def eq(self) -> sp.Eq:
         return equation(self.unknown, self.rhs)
 
+    def sweep(self, env, state) -> None:
+        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
+        env[self.unknown] = self.solve(env)
+
     def solve(self, env):
         op, reads, out = self.forward.op, self.forward.reads, env[self.node]
         if op.pullback:
@@ -246,6 +251,10 @@ class SecondAdjointCondition:
     def eq(self) -> sp.Eq:
         return equation(self.unknown, self.rhs)
 
+    def sweep(self, env, state) -> None:
+        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
+        env[self.unknown] = self.solve(env)
+
     def solve(self, env):
         total = 0.0
         if isinstance(self.unknown, sp.MatrixSymbol):
@@ -305,6 +314,10 @@ class ImplicitTangent:
             equation(sp.Add(*(sp.diff(r, z) * dot for z, dot in moving.items())), sp.Integer(0))
             for r in f.residuals
         ]
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``, with the block linearised once for both sweeps."""
+        env.update(zip(self.unknowns, self.solve(env, _linearized(self, env, state.work))))
 
     def solve(self, env, linearization=None):
         f = self.forward
@@ -390,6 +403,10 @@ class ImplicitSecondAdjoint:
             )
             rows.append(equation(lhs, self.outside[j].rhs - own))
         return rows
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``, with the block linearised once for both sweeps."""
+        env.update(zip(self.unknowns, self.solve(env, _linearized(self, env, state.work))))
 
     def solve(self, env, linearization=None):
         f = self.adjoint.forward
@@ -612,30 +629,22 @@ def _sweeps(graph, so, env, v, checkpoints=None):
     env = dict(env)
     for x, value in v.items():
         env[so.directions[x]] = value
-    # one factorisation per implicit block, a schedule per recurrence, for both sweeps
-    linearizations: dict = {}
+    # one linearisation per implicit block, a schedule per recurrence, for both sweeps
+    state = Sweep(checkpoints=checkpoints)
     with np.errstate(all="ignore"):
-        for c in so.tangent_conditions:
-            _solve_into(c, env, linearizations, checkpoints)
-        for c in so.backward_conditions:
-            _solve_into(c, env, linearizations, checkpoints)
+        sweep(so.tangent_conditions, env, state)
+        sweep(so.backward_conditions, env, state)
     return env
 
 
-def _solve_into(condition, env, linearizations, checkpoints=None) -> None:
-    """Solve one condition of the second-order sweeps into ``env``."""
-    if getattr(condition, "recurrent", False):  # a loop over t
-        solved = condition.solve(env, None, checkpoints, linearizations)
-        env.update(zip(condition.unknowns, solved))
-        return
-    if not getattr(condition, "implicit", False):
-        env[condition.unknown] = condition.solve(env)
-        return
+def _linearized(condition, env, work):
+    """The linearisation of an implicit block at the solution, made once per sweep
+    and kept in ``work`` for the block's other conditions."""
     block = condition.nodes
-    if block not in linearizations:
+    if block not in work:
         forward = getattr(condition, "forward", None) or condition.adjoint.forward
-        linearizations[block] = forward.linearize(env)
-    env.update(zip(condition.unknowns, condition.solve(env, linearizations[block])))
+        work[block] = forward.linearize(env)
+    return work[block]
 
 
 def _solved(graph, at, kinks="convention", solution=None):
@@ -658,10 +667,8 @@ def tangent(
     _check_direction_shapes(graph, env, v)
     for x, value in v.items():
         env[so.directions[x]] = value
-    linearizations: dict = {}
     with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan"):
-        for c in so.tangent_conditions:
-            _solve_into(c, env, linearizations)
+        sweep(so.tangent_conditions, env, Sweep())
     nodes = (*graph.inputs, *graph.defined)
     tangents = {z: finish(env[so.dots[z]]) for z in nodes}
     return TangentSolution({z: finish(env[z]) for z in nodes}, tangents, graph.output)

@@ -27,6 +27,7 @@ from .implicit import report
 from .lagrangian import ForwardCondition, stationarity
 from .recurrences import recurrence_formula
 from .split import split
+from .sweep import Sweep, sweep
 
 __all__ = ["Kink", "NodeMap", "Solution", "forward_sweep", "grad", "solve"]
 
@@ -87,46 +88,22 @@ def solve(
         env: dict = {s: s for s in (*graph.inputs, *graph.constants, *graph.dims)}
     else:
         env = read_values(graph, values)
-    condition = None
-    work: dict = {}  # what implicit blocks keep between the sweeps (factorisations)
+    # what implicit blocks and recurrences keep between the sweeps (factorisations,
+    # trajectories), the kinks met and the live readers: the one sweep's state
+    state = Sweep(symbolic=symbolic, checkpoints=checkpoints)
     try:
         with np.errstate(all="ignore"), watch_kinks(nan=kinks == "nan") as met:
+            state.kinks = met
             # Step 1: dL/dlambda_i = 0  <=>  z_i = f_i(z_alpha(i)), in topological order
             # (an implicit block: r_B = 0, by Newton's method).
-            for condition in kkt.forward_conditions:
-                if getattr(condition, "recurrent", False):
-                    if symbolic:
-                        condition.solve_symbolic(env)
-                    condition.solve(env, work, checkpoints)
-                    continue
-                if getattr(condition, "implicit", False):
-                    if symbolic:  # each unknown stays its symbol, tied to its residual
-                        env.update(zip(condition.nodes, condition.solve_symbolic(env)))
-                    else:
-                        condition.solve(env, work)
-                    continue
-                env[condition.unknown] = _solve(condition, env, symbolic)
+            sweep(kkt.forward_conditions, env, state)
             # Step 2: dL/dz_j = 0  <=>  lambda_j = [j = n] + sum_{i in beta(j)} lambda_i
             # df_i/dz_j, in reverse order: every reader i of z_j comes before j (an
             # implicit block: one solve with (dr_B/dz_B)^T).
-            live = _reaching(graph, graph.output)
-            for condition in kkt.backward_conditions:
-                if getattr(condition, "recurrent", False):
-                    condition.solve(env, live, met, work)
-                    continue
-                if getattr(condition, "implicit", False):
-                    found = (
-                        condition.solve_symbolic(env)
-                        if symbolic
-                        else condition.solve(env, live, met, work)
-                    )
-                    env.update(zip(condition.multipliers, found))
-                elif symbolic:
-                    env[condition.unknown] = condition.solve_symbolic(env)
-                else:
-                    env[condition.unknown] = condition.solve(env, live, met)
-                    _check_shape(condition, env)
+            state.live = _reaching(graph, graph.output)
+            sweep(kkt.backward_conditions, env, state)
     except RecursionError:
+        condition = state.condition
         raise AdjointError(
             f"the symbolic solution for {condition.unknown} is deeper than sympy can build "
             "(its simplifications recurse through the whole expression): solve at a point, "
@@ -135,6 +112,7 @@ def solve(
             node=condition.wrt,
         ) from None
     except np.linalg.LinAlgError as exc:
+        condition = state.condition
         node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
         raise AdjointError(
             f"cannot solve for {condition.unknown} = {text(condition.rhs)} here: numpy says "
@@ -142,6 +120,7 @@ def solve(
             node=node,
         ) from None
     except NoNumericRule:
+        condition = state.condition
         node = condition.unknown if isinstance(condition, ForwardCondition) else condition.wrt
         raise AdjointError(
             f"cannot evaluate {condition.unknown} = {text(condition.rhs)} numerically: it "
@@ -163,6 +142,7 @@ def solve(
     adjoints = {z: env[graph.multiplier(z)] for z in graph.nodes}
     undefined = {} if symbolic else _undefined(graph, node_values, adjoints)
     found = _kinks(met, kinks)
+    work = state.work
     blocks = tuple(
         report(c, work[c.block])
         for c in (kkt.forward_conditions if graph.blocks else ())
@@ -234,21 +214,6 @@ def _undefined(graph, values: dict, adjoints: dict) -> dict:
     return notes
 
 
-def _check_shape(condition, env) -> None:
-    """Every multiplier has its node's shape: an invariant, checked as it is made."""
-    node = condition.wrt
-    value, lam = env[node], env[condition.unknown]
-    if isinstance(value, float) and isinstance(lam, float):  # scalars: the common case
-        return
-    want, got = np.shape(value), np.shape(lam)
-    if got != want:
-        raise AdjointError(
-            f"internal error: lambda_{node} came out {got}, but {node} is {want}; please "
-            "report this with the graph",
-            node=node,
-        )
-
-
 def _reaching(graph, output) -> set:
     """The nodes the output depends on (itself included): the only readers whose
     multiplier is not 0."""
@@ -259,10 +224,6 @@ def _reaching(graph, output) -> set:
                 live.add(p)
                 stack.append(p)
     return live
-
-
-def _solve(condition, env, symbolic: bool):
-    return condition.solve_symbolic(env) if symbolic else condition.solve(env)
 
 
 def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
