@@ -1,0 +1,73 @@
+"""One sweep for every system: every kind of condition solves itself (``sweep``), and
+solving and second order run the one loop, once per sweep, over explicit nodes,
+implicit blocks and recurrences alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import adjoint
+from adjoint.examples import lecture_dag, two_layer_net
+from adjoint.system import second_order as second_order_module
+from adjoint.system import solve as solve_module
+
+
+def _implicit():
+    g = adjoint.Graph()
+    x = g.input("x")
+    y = g.implicit("y", "y**3 + y - x")
+    g.define("f", sp.sin(y) * x)
+    return g, {x: 1.3}
+
+
+def _recurrence():
+    g = adjoint.Graph()
+    a, x0 = g.input("a"), g.input("x0")
+    u = g.sequence("u", steps=6)
+    z = g.recurrence("z", step="a*sin(z) + u", init=x0, steps=6, cost="z**2")
+    g.define("J", z.cost + z.final**2)
+    return g, {a: 0.7, x0: 0.3, u: np.linspace(-0.5, 0.5, 6)}
+
+
+GRAPHS = {"lecture": lecture_dag, "two-layer": two_layer_net, "implicit": _implicit}
+GRAPHS["recurrence"] = _recurrence
+
+
+@pytest.mark.parametrize("build", GRAPHS.values(), ids=GRAPHS.keys())
+def test_every_condition_of_every_system_solves_itself(build):
+    g, _ = build()
+    kkt, so = g.stationarity(), g.second_order()
+    systems = [
+        kkt.forward_conditions,
+        kkt.backward_conditions,
+        so.tangent_conditions,
+        so.backward_conditions,
+    ]
+    kinds = {type(c).__name__ for system in systems for c in system}
+    assert all(callable(getattr(c, "sweep", None)) for system in systems for c in system), kinds
+
+
+@pytest.mark.parametrize("build", GRAPHS.values(), ids=GRAPHS.keys())
+def test_solving_and_second_order_run_the_one_loop_once_per_sweep(build, monkeypatch):
+    g, at = build()
+    calls = []
+    real = solve_module.sweep
+
+    def counted(conditions, env, state):
+        calls.append(len(conditions))
+        return real(conditions, env, state)
+
+    monkeypatch.setattr(solve_module, "sweep", counted)
+    monkeypatch.setattr(second_order_module, "sweep", counted)
+    g.solve(at)
+    kkt = g.stationarity()
+    assert calls == [len(kkt.forward_conditions), len(kkt.backward_conditions)]
+    calls.clear()
+    direction = {x: np.ones(np.shape(at[x])) if np.ndim(at[x]) else 1.0 for x in g.inputs}
+    g.hvp(at, direction)
+    so = g.second_order()
+    # Step 1 and Step 2 again, then the tangent and the second-order adjoint sweeps
+    assert calls[-2:] == [len(so.tangent_conditions), len(so.backward_conditions)]
+    assert len(calls) == 4
