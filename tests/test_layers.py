@@ -145,3 +145,15 @@ def test_the_layering_test_sees_imports():
     assert "system.lagrangian" in _imports("programs.codegen")
     assert "operations.functions" in _imports("functions")
     assert "coursework.checks" in _imports("api")
+
+
+def test_readers_touch_conditions_never_partials_or_matrix_rules():
+    """Code generation, checks, grading and teaching read the conditions and their
+    contributions; the local partials and the matrix rules are the system's business
+    (the conditions ask them), so a new kind of condition reaches every reader."""
+    readers = [m for m in MODULES if m.split(".")[0] in {"programs", "coursework", "teaching"}]
+    assert readers
+    reaching = {
+        m: sorted(_imports(m) & {"operations.partials", "operations.matrices"}) for m in readers
+    }
+    assert {m: r for m, r in reaching.items() if r} == {}

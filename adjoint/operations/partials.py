@@ -72,6 +72,12 @@ class Operation:
         "template",
     )
 
+    @staticmethod
+    def argument(a) -> int | None:
+        """The index ``k`` of a placeholder argument ``a_k`` of a template; None for
+        anything else (what a printer of the template maps to the node's reads)."""
+        return position(a)
+
     def __init__(self, template: sp.Expr, arity: int):
         self.template = template
         *args, self.out = placeholders(arity + 1)

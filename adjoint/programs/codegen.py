@@ -50,8 +50,6 @@ from ..core.expressions import free_symbols
 from ..core.symbols import CHECKS
 from ..core.values import as_array, as_points, as_sequence, bind_dimensions, check_square
 from ..operations.checkpointing import check_checkpoints
-from ..operations.matrices import reuse_output
-from ..operations.matrices import tangent as tangent_of
 from ..operations.numeric import (
     JaxNumericPrinter,
     NoNumericRule,
@@ -60,7 +58,6 @@ from ..operations.numeric import (
     namespace,
     on_host,
 )
-from ..operations.partials import position
 from ..system.graph import STEP
 from ..system.lagrangian import Role, stationarity
 from ..system.second_order import second_order
@@ -138,7 +135,7 @@ class _Aliases:
     def get(self, e, default=None):
         if e is self.op.out:
             return self.names[self.node]
-        k = position(e)
+        k = self.op.argument(e)
         if k is not None and k < len(self.reads):
             return self.names[self.reads[k]]
         return self.parts.get(e, default)
@@ -282,8 +279,8 @@ class Program:
                 stack.extend(e.args)
             elif e is op.out:
                 found.add(node)
-            elif isinstance(e, sp.Dummy) and position(e) is not None:
-                found.add(reads[position(e)])
+            elif isinstance(e, sp.Dummy) and op.argument(e) is not None:
+                found.add(reads[op.argument(e)])
             else:
                 stack.extend(e.args)
         return found
@@ -346,7 +343,7 @@ class Program:
         """``zdot_i = sum_j df_i/dz_j zdot_j`` with the numeric partials of Step 2."""
         c = t.forward
         if c.op.pullback:  # a matrix constraint: its tangent rules
-            rhs = reuse_output(t.rhs, c.rhs, c.unknown)
+            rhs = t.numeric_rhs
             return set(free_symbols(rhs)), f"{self.names[t.unknown]} = {self._print_matrix(rhs)}"
         op, pieces, reads = c.op, [], set()
         aliases = self._aliases(op, c.reads, t.node)
@@ -366,8 +363,7 @@ class Program:
                 continue
             if t.pullback:  # forward-over-reverse through the matrix rules
                 # lambda_n = 1 does not move: its tangent's terms are left out
-                term = c.matrix_term(t, moving=t.reader != output)
-                term = reuse_output(term, self.graph.expr(t.reader), t.reader)
+                term = c.numeric_matrix_term(t, self.graph.expr(t.reader), t.reader != output)
                 pieces.append(self._print_matrix(term))
                 reads |= set(free_symbols(term))
                 continue
@@ -525,7 +521,7 @@ class Program:
             unit = sp.MatrixSymbol("_unit", *z.shape)
             name = self.names.temporary(unit, "_unit")
             if self.backend == "jax":  # dR/dZ [E]: the tangent rules, vmapped over E
-                linear = tangent_of(c.residuals[0], {z: unit})
+                linear = c.residual_tangent(z, unit)
             else:  # (dR/dZ)^T E: the pullback, one row of the Jacobian per unit matrix
                 op, k = c.ops[0], c.reads_of[0].index(z)
                 linear = op.local(k).xreplace({c.wrt[0]: unit})
@@ -649,12 +645,11 @@ class Program:
         params = [r for r in f.params if r in needed]
         sequences = [u for u in f.sequences if u in needed]
         reads = (*params, *sequences)
-        exprs = sp.Tuple(c.local(rec.state), *(c.local(r) for r in reads))
         # a partial written with the step's own value reads z_{t+1}, which the loop
         # passes: tanh' = 1 - z_{t+1}**2, not the step again
         shape = getattr(rec.state, "shape", None)
         after = sp.Dummy("after") if shape is None else sp.MatrixSymbol("_after", *shape)
-        exprs = sp.Tuple(*(reuse_output(e, rec.step, after) for e in exprs))
+        exprs = sp.Tuple(*(c.local_after(w, after) for w in (rec.state, *reads)))
         following = self.names.temporary(after, f"_{z}_next")
         used, line = self._lambda(back, (z, nxt, t, following), exprs, now)
         used.discard(after)

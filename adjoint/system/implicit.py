@@ -35,7 +35,7 @@ from ..core.display import equation, number, text
 from ..core.errors import AdjointError
 from ..core.records import plain
 from ..operations import runtime
-from ..operations.matrices import MatrixOperation
+from ..operations.matrices import MatrixOperation, tangent
 from ..operations.numeric import numeric_function
 from ..operations.partials import operation
 from .conditions import Contribution, Lazy, Role, substitute
@@ -497,6 +497,11 @@ class ImplicitForward(Lazy):
         _, own = self.residual_values(env, None)
         J = self.jacobian(env, own, shape)
         return Linearization(J, self.factor(J, env, "at the solution"), shape)
+
+    def residual_tangent(self, z, direction):
+        """``dR/dZ [E]`` of the block's (first) residual along ``direction`` (E) for its
+        matrix unknown ``z``, by the tangent rules."""
+        return tangent(self.residuals[0], {z: direction})
 
     def sweep(self, env, state) -> None:
         """Solve into ``env`` (Newton's method; symbolically, each unknown stays its

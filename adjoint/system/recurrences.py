@@ -432,6 +432,11 @@ class RecurrenceAdjoint(Lazy):
 
     note = "for t = T-1 .. 0, in reverse"
 
+    def local_after(self, wrt, after):
+        """:meth:`local`, a partial written with the step's own value reading
+        ``after`` (z_{t+1}, which every reverse loop has) instead of the step again."""
+        return reuse_output(self.local(wrt), self.rec.step, after)
+
     def local(self, wrt):
         """``(df/dwrt)^T lambda_{t+1} + lambda_C (dl/dwrt)`` in the node symbols."""
         rec = self.rec
@@ -541,11 +546,10 @@ class RecurrenceAdjoint(Lazy):
         def build():
             f = self.forward
             reads = (*f.priced[0], *f.priced[1])
-            exprs = [self.local(self.rec.state), *(self.local(r) for r in reads)]
             # a partial written with the step's own value reads z_{t+1}, which the loop
             # passes: tanh' = 1 - z_{t+1}**2, not the step again
             after = self.after
-            exprs = [reuse_output(e, self.rec.step, after) for e in exprs]
+            exprs = [self.local_after(w, after) for w in (self.rec.state, *reads)]
             cost = [] if self.cost_lam is None else [self.cost_lam]
             args = (
                 self.rec.state,

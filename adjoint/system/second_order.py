@@ -45,6 +45,7 @@ from ..core.values import (
     read_values,
 )
 from ..operations.checkpointing import check_checkpoints
+from ..operations.matrices import reuse_output
 from ..operations.matrices import tangent as tangent_of
 from ..operations.numeric import check_kinks, numeric_function, watch_kinks
 from .conditions import AdjointCondition
@@ -156,6 +157,13 @@ class TangentCondition:
         return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
 
     @property
+    def numeric_rhs(self) -> sp.Expr:
+        """A matrix constraint's tangent as programs compute it: a derivative declared
+        with the node's own value (sigmoid' = s (1 - s)) reads the stored node."""
+        f = self.forward
+        return reuse_output(self.rhs, f.rhs, f.unknown)
+
+    @property
     def eq(self) -> sp.Eq:
         return equation(self.unknown, self.rhs)
 
@@ -212,6 +220,12 @@ class SecondAdjointCondition:
         if moving:
             dots[t.multiplier] = self.multiplier_dots[t.reader]
         return tangent_of(t.expr, dots)
+
+    def numeric_matrix_term(self, t, reader_rhs, moving: bool = True) -> sp.Expr:
+        """:meth:`matrix_term` as programs compute it, reading the stored value of the
+        reader (whose right-hand side is ``reader_rhs``) where a derivative is declared
+        with it."""
+        return reuse_output(self.matrix_term(t, moving), reader_rhs, t.reader)
 
     @property
     def rhs(self) -> sp.Expr:
