@@ -602,3 +602,30 @@ def test_a_batch_of_directions_is_checked_as_a_whole(backend):
     bad[2, 1, 1] = np.nan  # the last direction: checked too, not only the first
     with pytest.raises(adjoint.AdjointError, match="not finite"):
         c(W=at[W], b=at[b], X=at[X], v_W=bad, v_b=np.ones(3))
+
+
+def test_stacked_directions_run_the_forward_sweep_once_on_numpy():
+    """What reads no direction (the forward sweep, Step 2, the gradient) runs once for
+    k stacked directions, not once per direction: counted on a user's operation."""
+    calls = []
+
+    def numeric(t):
+        calls.append(1)
+        return np.sin(t)
+
+    wave = adjoint.elementary("wave_stacked", numeric, [sp.cos])
+    g = adjoint.Graph()
+    W = g.input("W", shape=(2, 2))
+    b = g.input("b")
+    g.define("s", wave(b))
+    g.define("f", sp.Symbol("s", real=True) * adjoint.sum_entries(W.applyfunc(sp.tanh)))
+    c = g.compile(hvp=True)
+    rng = np.random.default_rng(2)
+    at, V, vb = rng.normal(size=(2, 2)), rng.normal(size=(5, 2, 2)), rng.normal(size=5)
+    calls.clear()
+    _, _, (HW, Hb) = c(W=at, b=0.4, v_W=V, v_b=vb)
+    assert len(calls) == 1
+    H = g.hessian({W: at, b: 0.4})
+    want = H @ np.concatenate([V.reshape(5, 4), vb[:, None]], axis=1).T
+    np.testing.assert_allclose(HW.reshape(5, 4), want[:4].T, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(Hb, want[4], rtol=1e-12, atol=1e-13)

@@ -61,7 +61,7 @@ from ..operations.numeric import (
 from ..system.graph import STEP
 from ..system.lagrangian import Role, stationarity
 from ..system.second_order import second_order
-from .optimize import share
+from .optimize import batched, share
 
 __all__ = ["CompiledFunction", "compile_graph", "source"]
 
@@ -195,6 +195,7 @@ class Program:
         self.names = _variable_names(graph)
         self.temporaries: dict = {}
         self.hvp = hvp
+        self.batch_source = None  # the HVP program over stacked directions (NumPy)
         self.keywords = {p: p.name for p in self.params}
         self.shapes = {p: graph.node(p).shape for p in self.params}
         self.steps = {p: graph.node(p).steps for p in self.params if graph.node(p).steps}
@@ -416,7 +417,11 @@ class Program:
         lines = share([line for _, line in program], keep, floats=arguments)
         if lines is None:
             lines = self._with_frees(program, {g.output, *lams, *dots})
-        return self._dimensions("\n".join(lines)) + lines
+        lines = self._dimensions("\n".join(lines)) + lines
+        # NumPy, for directions given stacked: what does not read them runs once
+        directions = [self.names[d] for d in self.params if d in set(self.so.dots.values())]
+        self.batch_source = batched(lines, f"{self.name}_batch", self.arguments, directions)
+        return lines
 
     def _with_frees(self, program, returned) -> list[str]:
         """The lines, each value deleted after its last use, so that large arrays do not
@@ -941,8 +946,9 @@ def compile_graph(
         ``v_x``). For a graph with matrix nodes, directions stacked along a first axis
         (``v_W`` of shape (k, m, n), ``v_b`` of shape (k,)) give the k products
         stacked alike, H V in one call (JAX maps the program over them with
-        ``jax.vmap``; NumPy runs it once per direction). The program shares every
-        subexpression its conditions have in common (:mod:`adjoint.programs.optimize`).
+        ``jax.vmap``; NumPy runs what reads no direction once, the rest per
+        direction). The program shares every subexpression its conditions have in
+        common (:mod:`adjoint.programs.optimize`).
     kinks : "convention" or "nan"
         At a kink (``relu`` at 0, ``|x|`` at 0, ``max`` at a tie) a partial takes the
         conventional value (``relu'(0) = 0``, ``sign(0) = 0``, ``Heaviside(0) =
@@ -1084,6 +1090,11 @@ class CompiledFunction:
             self._shapes[p] is not None for p in self.params
         )
         self._vmap = None  # JAX: the program mapped over stacked directions, when asked
+        # NumPy: the program over stacked directions, what reads none of them run once
+        self._batch_fn = None
+        if self.backend == "numpy" and program.batch_source is not None:
+            exec(compile(program.batch_source, f"<adjoint:{program.name}_batch>", "exec"), scope)
+            self._batch_fn = scope[f"{program.name}_batch"]
         if self.backend == "jax":
             import jax
 
@@ -1204,8 +1215,12 @@ class CompiledFunction:
         """``(value, gradient, H V)`` for k directions: the program once per
         direction (the value and gradient are those of the first), the products
         stacked along a first axis."""
-        if self.backend == "jax" and k:
-            return self._vmapped(args, kwargs, given)
+        if k and (self.backend == "jax" or self._batch_fn is not None):
+            stacks = self._stacks(args, kwargs, given)
+            if self.backend == "jax":
+                return self._stacked_result(self._vmapped(stacks, given))
+            with np.errstate(all="ignore"):
+                return self._stacked_result(self._batch_fn(*stacks))
         args = list(args)
         runs = []
         for j in range(k):
@@ -1228,18 +1243,16 @@ class CompiledFunction:
         )
         return value, grad, hv
 
-    def _vmapped(self, args, kwargs, given):
-        """JAX: the program mapped over the stacked directions by ``jax.vmap``, one
-        XLA program; what does not read a direction (the value, the gradient) is
-        computed once."""
-        import jax
-
+    def _stacks(self, args, kwargs, given) -> list:
+        """The values in parameter order, each stacked direction one array: the point
+        and the first direction checked as a single call checks them, every direction
+        checked as one array (the first one that is wrong says why)."""
         first = {p: v[0] for p, v in given.items()}
         a = [first.get(p, v) for p, v in zip(self.params, args)]
         kw = {name: first.get(self._names[name], v) for name, v in kwargs.items()}
-        values, _ = self._bind(a, kw)  # the point and the first direction, checked
+        values, _ = self._bind(a, kw)
         stacked = {}
-        for p, stack in given.items():  # and every direction, as one array
+        for p, stack in given.items():
             try:
                 whole = np.asarray(stack, dtype=self.dtype)
             except (TypeError, ValueError):
@@ -1247,7 +1260,7 @@ class CompiledFunction:
             shape = values[self.params.index(p)].shape
             fine = whole is not None and whole.shape[1:] == shape
             if not (fine and np.all(np.isfinite(whole))):
-                for j in range(len(stack)):  # the first direction that is wrong says why
+                for j in range(len(stack)):
                     self._convert(p, stack[j])
                 if not fine:
                     raise ShapeError(
@@ -1256,12 +1269,23 @@ class CompiledFunction:
                         node=self._keyword[p],
                     )
             stacked[p] = whole
-        stacks = [stacked.get(p, v) for p, v in zip(self.params, values)]
+        return [stacked.get(p, v) for p, v in zip(self.params, values)]
+
+    def _vmapped(self, stacks, given):
+        """JAX: the program mapped over the stacked directions by ``jax.vmap``, one
+        XLA program; what does not read a direction (the value, the gradient) is
+        computed once."""
+        import jax
+
         if self._vmap is None:
             axes = [0 if p in given else None for p in self.params]
             self._vmap = jax.jit(jax.vmap(self._raw, in_axes=axes, out_axes=(None, None, 0)))
         with jax.enable_x64(self.dtype == np.float64):
-            value, grad, hv = jax.tree.map(_to_numpy, self._vmap(*stacks))
+            return jax.tree.map(_to_numpy, self._vmap(*stacks))
+
+    def _stacked_result(self, result):
+        value, grad, hv = result
+        hv = tuple(np.asarray(h, dtype=self.dtype) for h in hv)
         if not math.isfinite(value):
             grad = tuple(np.full(np.shape(g), np.nan) for g in grad)
             hv = tuple(np.full(np.shape(h), np.nan) for h in hv)

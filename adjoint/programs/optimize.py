@@ -373,3 +373,49 @@ def _with_frees(statements: list, keep: set, original: list) -> list[str]:
         out += heads.get(shown, [])
         shown += 1
     return out + pending
+
+
+def batched(lines: list[str], name: str, parameters: list[str], directions: list[str]):
+    """A program taking its ``directions`` stacked along a first axis, from ``lines``
+    (a Hessian-vector-product program ending in ``return (value, (gradient...),
+    (products...))``): what does not read a direction (the forward sweep, Step 2, the
+    gradient) runs once, what does runs once per direction, and the products come back
+    stacked. None when the program is not of that form."""
+    statements = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#") or text.startswith("del "):
+            continue
+        parsed = _parse(text)
+        if not parsed:
+            return None
+        statements.append(parsed[0])
+    if not statements or not isinstance(statements[-1], ast.Return):
+        return None
+    result = statements[-1].value
+    if not (isinstance(result, ast.Tuple) and len(result.elts) == 3):
+        return None
+    value, gradient, products = result.elts
+    moving, before, inside = set(directions), [], []
+    for s in statements[:-1]:
+        if _reads(s.value) & moving:
+            inside.append(s)
+            moving.add(s.targets[0].id)
+        else:
+            before.append(s)
+    if (_reads(value) | _reads(gradient)) & moving:
+        return None
+    used = {n.id for s in statements for n in ast.walk(s) if isinstance(n, ast.Name)}
+    out = "_stacked_products"
+    while out in used:
+        out += "_"
+    loop = ", ".join(directions) + ("," if len(directions) == 1 else "")
+    body = [ast.unparse(s) for s in before]
+    body += [f"{out} = []", f"for {loop} in zip({', '.join(directions)}):"]
+    body += [f"    {ast.unparse(s)}" for s in inside]
+    body.append(f"    {out}.append({ast.unparse(products)})")
+    body.append(
+        f"return ({ast.unparse(value)}, {ast.unparse(gradient)}, "
+        f"tuple(numpy.stack(_p) for _p in zip(*{out})))"
+    )
+    return "\n".join([f"def {name}({', '.join(parameters)}):", *(f"    {b}" for b in body)])
