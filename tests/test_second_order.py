@@ -629,3 +629,22 @@ def test_stacked_directions_run_the_forward_sweep_once_on_numpy():
     want = H @ np.concatenate([V.reshape(5, 4), vb[:, None]], axis=1).T
     np.testing.assert_allclose(HW.reshape(5, 4), want[:4].T, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(Hb, want[4], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_stacked_directions_with_a_one_by_one_output(backend):
+    """A 1 x 1 matrix output (x.T*x) with stacked directions: the products, and the
+    value, as one call per direction gives them."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    g = adjoint.Graph()
+    x = g.input("x", shape=(3, 1))
+    A = g.constant("A", shape=(3, 3))
+    g.define("f", x.T * A * x)
+    rng = np.random.default_rng(4)
+    at, M, V = rng.normal(size=(3, 1)), rng.normal(size=(3, 3)), rng.normal(size=(4, 3, 1))
+    c = g.compile(hvp=True, backend=backend)
+    value, _, (hx,) = c(x=at, A=M, v_x=V)
+    for k in range(4):  # (A + A^T) v
+        np.testing.assert_allclose(hx[k], (M + M.T) @ V[k], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(value).reshape(()), (at.T @ M @ at).item(), rtol=1e-13)

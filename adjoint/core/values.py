@@ -160,7 +160,7 @@ def as_array(symbol, value, shape, dtype=float) -> np.ndarray:
         )
     for declared, size in zip(shape, array.shape):
         # a compiled program calls this on every call: no sympy printing on the way
-        if type(declared) is not int and isinstance(declared, sp.Symbol):
+        if isinstance(declared, sp.Symbol):
             continue
         if int(declared) != size:
             raise ShapeError(

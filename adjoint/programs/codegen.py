@@ -419,8 +419,9 @@ class Program:
             lines = self._with_frees(program, {g.output, *lams, *dots})
         lines = self._dimensions("\n".join(lines)) + lines
         # NumPy, for directions given stacked: what does not read them runs once
-        directions = [self.names[d] for d in self.params if d in set(self.so.dots.values())]
-        self.batch_source = batched(lines, f"{self.name}_batch", self.arguments, directions)
+        if self.backend == "numpy":
+            directions = [self.names[self.so.dots[x]] for x in g.inputs]
+            self.batch_source = batched(lines, f"{self.name}_batch", self.arguments, directions)
         return lines
 
     def _with_frees(self, program, returned) -> list[str]:
@@ -1052,6 +1053,12 @@ class CompiledFunction:
         scope = {**namespace(self.backend), **implemented}
         exec(compile(self.source, f"<adjoint:{program.name}>", "exec"), scope)
         self._fn = scope[program.name]
+        # a value an assumption constrains (positive=True) is checked the long way
+        assumed = any(
+            getattr(p, "assumptions0", {}).get(fact) is not None
+            for p in self.params
+            for fact in CHECKS
+        )
         # Python floats to a NumPy program of scalars: nothing to bind, convert or
         # broadcast, so they take a short way (the same program, the same results)
         self._quick = (
@@ -1060,27 +1067,18 @@ class CompiledFunction:
             and not self.hvp
             and self._output_scalar
             and not self._steps
-            # a value an assumption constrains (positive=True) is checked the long way
-            and not any(
-                getattr(p, "assumptions0", {}).get(fact) is not None
-                for p in self.params
-                for fact in CHECKS
-            )
+            and not assumed
         )
         self._quiet = np.errstate(all="ignore")(self._fn)  # 1/0 is inf, said by no warning
         # NumPy float64 arrays of the declared sizes (and finite Python floats) are
         # checked in one pass each, without the general conversion: {keyword: (place,
         # shape)}; None when a parameter has a symbolic size or is a sequence
         self._plain = None
-        if self.dtype == np.float64 and not self._steps:
+        if self.dtype == np.float64 and not self._steps and not assumed:
             shapes = [self._shapes[p] for p in self.params]
             if all(
                 shape is None or all(isinstance(d, (int, sp.Integer)) for d in shape)
                 for shape in shapes
-            ) and not any(
-                getattr(p, "assumptions0", {}).get(fact) is not None
-                for p in self.params
-                for fact in CHECKS
             ):
                 self._plain = {
                     program.keywords[p]: (k, None if shape is None else tuple(map(int, shape)))
@@ -1285,11 +1283,7 @@ class CompiledFunction:
 
     def _stacked_result(self, result):
         value, grad, hv = result
-        hv = tuple(np.asarray(h, dtype=self.dtype) for h in hv)
-        if not math.isfinite(value):
-            grad = tuple(np.full(np.shape(g), np.nan) for g in grad)
-            hv = tuple(np.full(np.shape(h), np.nan) for h in hv)
-        return _number(value), tuple(_number(g) for g in grad), hv
+        return self._finish((value, grad, tuple(np.asarray(h, dtype=self.dtype) for h in hv)))
 
     def _run_checked(self, values, given):
         try:
