@@ -762,6 +762,18 @@ class TaylorTest:
             return True
         return bool(rates) and float(np.median(rates)) > self.order + 0.8
 
+    @property
+    def inconclusive(self) -> bool:
+        """Not judged: the remainders are numbers, but no two neighbours lie above
+        rounding level, so no rate can be measured (a larger ``h0`` may give one)."""
+        finite = all(math.isfinite(r) for r in self.remainders)
+        return finite and any(self._above_rounding()) and not self.resolved
+
+    @property
+    def wrong(self) -> bool:
+        """Judged and failed: a rate below ``order + 0.8``, or a remainder not a number."""
+        return not self.ok and not self.inconclusive
+
     def __repr__(self) -> str:
         rows = [f"  h = {h:.3g}: remainder {r:.3g}" for h, r in zip(self.steps, self.remainders)]
         rates = ", ".join(f"{r:.2f}" for r in self.rates)
