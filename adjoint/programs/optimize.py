@@ -302,13 +302,14 @@ def _is_read_of(value, assignment) -> bool:
 
 
 class _Temporaries:
+    """The temporaries made: ``made`` maps an expression's key to the name holding it."""
+
     def __init__(self, prefix: str, used: set):
-        self.prefix, self.used, self.made = prefix, used, {}
+        self.prefix, self.used, self.made, self.key_of = prefix, used, {}, {}
 
     def rename(self, old: str, new: str) -> None:
-        for key, name in self.made.items():
-            if name == old:
-                self.made[key] = new
+        key = self.key_of.pop(old)
+        self.made[key], self.key_of[new] = new, key
 
     def new(self, key: str) -> str:
         k = len(self.made)
@@ -316,7 +317,7 @@ class _Temporaries:
             k += 1
         name = f"{self.prefix}{k}"
         self.used.add(name)
-        self.made[key] = name
+        self.made[key], self.key_of[name] = name, key
         return name
 
 
