@@ -4,23 +4,44 @@ A condition has an unknown, a coefficient on it and its terms: for an explicit n
 the coefficient is the identity and the condition is already solved
 (``z_i = f_i``, ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``);
 :mod:`adjoint.system.implicit` adds conditions whose coefficient is a Jacobian. The terms of
-Step 2 are :class:`Contribution` s, one per edge. :mod:`adjoint.system.lagrangian` assembles
-them into systems; every reader (solving, generated code, explanations, grading)
-reads these objects.
+Step 2 are :class:`Contribution` s, one per edge, and the same contributions give the
+terms of the second-order conditions (:class:`TangentCondition`,
+:class:`SecondAdjointCondition`). A :class:`System` is an ordered list of conditions
+with roles: :mod:`adjoint.system.lagrangian` assembles ``grad L = 0``,
+:mod:`adjoint.system.second_order` the tangent and second-order adjoint systems; every
+reader (solving, generated code, explanations, grading) reads these objects.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
 
-from ..core.display import equation, text
+from ..core.display import aligned, equation, latex, text
 from ..core.errors import AdjointError
+from ..core.expressions import free_symbols
 from ..core.values import finite
+from ..operations.matrices import reuse_output
+from ..operations.matrices import tangent as tangent_of
+from ..operations.numeric import numeric_function
 
-__all__ = ["AdjointCondition", "Contribution", "ForwardCondition", "Lazy", "Role", "substitute"]
+__all__ = [
+    "AdjointCondition",
+    "Condition",
+    "Contribution",
+    "ForwardCondition",
+    "Lazy",
+    "NumericExpr",
+    "Role",
+    "SecondAdjointCondition",
+    "System",
+    "TangentCondition",
+    "shaped",
+    "substitute",
+]
 
 
 class Role(str, enum.Enum):
@@ -29,6 +50,10 @@ class Role(str, enum.Enum):
     FORWARD = "forward"  # dL/dlambda_i = 0: the value z_i (Step 1)
     ADJOINT = "adjoint"  # dL/dz_j = 0: the multiplier lambda_j (Step 2)
     GRADIENT = "gradient"  # dL/dx for an input: the gradient (Theorem 16.1)
+    # the second-order system: grad L = 0 differentiated along a direction v
+    TANGENT = "tangent"  # the forward conditions linearised: zdot_i
+    SECOND_ADJOINT = "second-order adjoint"  # the adjoint conditions' tangents: lambdadot_j
+    HVP = "hvp"  # the gradient's tangent: lambdadot_x = (H v)_x
 
 
 class Lazy:
@@ -44,6 +69,42 @@ class Lazy:
         if key not in self._memo:
             self._memo[key] = build()
         return self._memo[key]
+
+
+class Condition(Lazy):
+    """A condition solved for its own unknown: ``unknown = rhs``, its coefficient the
+    identity. Every condition of an explicit node is one: Step 1's ``z_i = f_i``,
+    Step 2's ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``, and their tangents.
+    (A block whose coefficient is a Jacobian, or a loop over steps, has ``equations``
+    instead of one ``rhs``: :mod:`adjoint.system.implicit`,
+    :mod:`adjoint.system.recurrences`.)
+
+    A subclass gives ``unknown``, ``rhs`` (sympy) and ``solve(env)`` (numbers); the
+    sweep, the equation and the symbolic solve follow from them.
+    """
+
+    __slots__ = ()
+    implicit = recurrent = False  # asked of every condition by the sweeps and readers
+    seed = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.unknown} = {text(self.rhs)})"
+
+    @property
+    def lhs(self):
+        """The unknown times its coefficient (here the identity): the unknown."""
+        return self.unknown
+
+    @property
+    def eq(self) -> sp.Eq:
+        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
+
+    def solve_symbolic(self, env):
+        return substitute(self.rhs, env)
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
+        env[self.unknown] = self.solve_symbolic(env) if state.symbolic else self.solve(env)
 
 
 class Contribution(Lazy):
@@ -131,14 +192,54 @@ class Contribution(Lazy):
             return None
         return self.op.local_value(self.k, self.reads, env[self.reader], env)
 
+    # -- the edge in the second-order adjoint condition of z_j ---------------------
 
-class ForwardCondition(Lazy):
+    def coupled(self, dots):
+        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` that moves (has a tangent in
+        ``dots``) and whose second partial with ``z_j`` is not zero."""
+        for m in self.op.coupled(self.k):
+            r = self.reads[m]
+            if r in dots:
+                yield m, r, dots[r]
+
+    def pullback_tangent(self, dots, ldot=None) -> sp.Expr:
+        """The pullback ``J^T Lambda_i`` differentiated along the tangents of the nodes
+        (forward-over-reverse, by the tangent rules) and of ``Lambda_i`` (``ldot``;
+        ``None`` holds it still, as the output's, which is 1)."""
+        moving = {r: dots[r] for r in self.reads if r in dots}
+        if ldot is not None:
+            moving[self.multiplier] = ldot
+        return tangent_of(self.expr, moving)
+
+    def second(self, ldot, dots) -> sp.Expr:
+        """The contribution differentiated along the tangent: ``lambdadot_i df_i/dz_j +
+        lambda_i sum_k d2f_i/dz_j dz_k zdot_k``."""
+        if self.pullback:
+            return self.pullback_tangent(dots, ldot)
+        return ldot * self.partial + self.multiplier * sp.Add(
+            *(self.second_local(m) * dot for m, _, dot in self.coupled(dots))
+        )
+
+    def add_second(self, total, env, ldot, dots):
+        """``total`` plus the value of :meth:`second` (nan where ``z_i`` is outside its
+        domain and ``lambda_i`` is not 0: no second derivative there)."""
+        if self.pullback:
+            term = self._kept("second", lambda: NumericExpr(self.pullback_tangent(dots, ldot)))
+            return total + term(env)
+        lam = env[self.multiplier]
+        total = total + env[ldot] * self.partial_value(env)
+        for m, _, dot in self.coupled(dots):
+            total = total + lam * self.second_value(m, env) * env[dot]
+        if not np.isfinite(env[self.reader]) and lam != 0:
+            return np.nan
+        return total
+
+
+class ForwardCondition(Condition):
     """``dL/dlambda_i = f_i - z_i = 0``, solved for its unknown: ``z_i = f_i(z_alpha(i))``
     (equation 7)."""
 
     role = Role.FORWARD
-    seed = 0
-    implicit = recurrent = False  # asked of every condition by the solving loops
     __slots__ = ("op", "reads", "rhs", "unknown", "wrt")
 
     def __init__(self, unknown, wrt, rhs, op, reads):
@@ -149,22 +250,10 @@ class ForwardCondition(Lazy):
         self.reads = reads  # every node f_i reads, constants too
         self._memo = None
 
-    def __repr__(self) -> str:
-        return f"ForwardCondition({self.unknown} = {self.rhs})"
-
     @property
     def nodes(self) -> tuple:
         """The nodes this condition gives values to."""
         return (self.unknown,)
-
-    @property
-    def lhs(self):
-        """The unknown times its coefficient (here the identity): the unknown."""
-        return self.unknown
-
-    @property
-    def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
 
     @property
     def residual(self) -> sp.Expr:
@@ -185,14 +274,16 @@ class ForwardCondition(Lazy):
         return self.op.value([env[r] for r in self.reads], env)
 
     def sweep(self, env, state) -> None:
-        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
-        env[self.unknown] = self.solve_symbolic(env) if state.symbolic else self.solve(env)
+        """Solve into ``env``; loosened to ``z_i = f_i + shift`` by ``state.shift``."""
+        if state.symbolic:
+            env[self.unknown] = self.solve_symbolic(env)
+        elif state.shift and self.unknown in state.shift:
+            env[self.unknown] = self.solve(env) + state.shift[self.unknown]
+        else:
+            env[self.unknown] = self.solve(env)
 
-    def solve_symbolic(self, env):
-        return substitute(self.rhs, env)
 
-
-class AdjointCondition(Lazy):
+class AdjointCondition(Condition):
     """``dL/dz_j = [j = n] - lambda_j + sum_{i in beta(j)} lambda_i df_i/dz_j = 0``,
     solved for its unknown: ``lambda_j = [j = n] + sum_i lambda_i df_i/dz_j``.
 
@@ -200,7 +291,6 @@ class AdjointCondition(Lazy):
     which ``lambda_x`` names.
     """
 
-    implicit = recurrent = False  # asked of every condition by the solving loops
     __slots__ = ("contributions", "role", "seed", "unknown", "wrt")
 
     def __init__(self, role, wrt, unknown, contributions, seed: int = 0):
@@ -211,18 +301,10 @@ class AdjointCondition(Lazy):
         self.seed = seed  # dz_n/dz_j: 1 for the output, else 0
         self._memo = None
 
-    def __repr__(self) -> str:
-        return f"AdjointCondition({self.unknown} = {self.rhs})"
-
     @property
     def nodes(self) -> tuple:
         """The nodes whose multipliers this condition gives."""
         return (self.wrt,)
-
-    @property
-    def lhs(self):
-        """The unknown times its coefficient (here the identity): the unknown."""
-        return self.unknown
 
     @property
     def rhs(self) -> sp.Expr:
@@ -239,10 +321,6 @@ class AdjointCondition(Lazy):
             return sp.Add(sp.Integer(self.seed), *(t.expr for t in self.contributions))
 
         return self._kept("rhs", build)
-
-    @property
-    def eq(self) -> sp.Eq:
-        return self._kept("eq", lambda: equation(self.unknown, self.rhs))
 
     @property
     def residual(self) -> sp.Expr:
@@ -274,9 +352,6 @@ class AdjointCondition(Lazy):
             return np.zeros(tuple(int(sp.sympify(d).xreplace(env)) for d in self.unknown.shape))
         return total
 
-    def solve_symbolic(self, env):
-        return substitute(self.rhs, env)
-
     def sweep(self, env, state) -> None:
         """Solve into ``env``; a numeric multiplier is checked to have its node's shape."""
         if state.symbolic:
@@ -292,6 +367,216 @@ class AdjointCondition(Lazy):
                 f"{self.wrt} is {np.shape(value)}; please report this with the graph",
                 node=self.wrt,
             )
+
+
+class TangentCondition(Condition):
+    """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised
+    along the direction (forward mode); its terms are the edges into ``z_i``."""
+
+    role = Role.TANGENT
+    __slots__ = ("forward", "node", "unknown", "wrt")
+
+    def __init__(self, forward, unknown, wrt):
+        self.forward = forward  # the ForwardCondition z_i = f_i
+        self.node = forward.unknown
+        self.unknown = unknown  # zdot_i
+        self.wrt = wrt  # {read: zdot_read} for the reads that are not constants
+        self._memo = None
+
+    @property
+    def nodes(self) -> tuple:
+        return (self.node,)
+
+    def edges(self):
+        """``(k, z_j, zdot_j)`` for each argument of ``f_i`` that moves with the inputs."""
+        for k, r in enumerate(self.forward.reads):
+            if r in self.wrt:
+                yield k, r, self.wrt[r]
+
+    @property
+    def rhs(self) -> sp.Expr:
+        def build():
+            op, reads = self.forward.op, self.forward.reads
+            if op.pullback:  # a matrix constraint: its tangent rules
+                return tangent_of(self.forward.rhs, self.wrt)
+            return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
+
+        return self._kept("rhs", build)
+
+    @property
+    def numeric_rhs(self) -> sp.Expr:
+        """A matrix constraint's tangent as programs compute it: a derivative declared
+        with the node's own value (sigmoid' = s (1 - s)) reads the stored node."""
+        f = self.forward
+        return reuse_output(self.rhs, f.rhs, f.unknown)
+
+    def solve(self, env):
+        op, reads, out = self.forward.op, self.forward.reads, env[self.node]
+        if op.pullback:
+            term = self._kept("numeric", lambda: NumericExpr(self.rhs))
+            return shaped(term(env), out)
+        total = 0.0
+        for k, _, dot in self.edges():
+            total = total + op.local_value(k, reads, out, env) * env[dot]
+        if not np.isfinite(out):
+            return np.nan  # z_i outside its domain: no derivative there
+        return total
+
+
+class SecondAdjointCondition(Condition):
+    """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
+    zdot_k)``: the adjoint condition of ``z_j`` differentiated along the tangent; its
+    terms are the same contributions, each differentiated (:meth:`Contribution.second`)."""
+
+    __slots__ = ("adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
+
+    def __init__(self, adjoint, unknown, multiplier_dots, dots):
+        self.adjoint = adjoint  # the AdjointCondition lambda_j = ...
+        self.role = Role.HVP if adjoint.role is Role.GRADIENT else Role.SECOND_ADJOINT
+        self.wrt = adjoint.wrt
+        self.unknown = unknown  # lambdadot_j
+        self.multiplier_dots = multiplier_dots  # {reader i: lambdadot_i}
+        self.dots = dots  # {node: zdot}
+        self._memo = None
+
+    @property
+    def nodes(self) -> tuple:
+        return (self.wrt,)
+
+    def pairs(self, t):
+        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
+        ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
+        return t.coupled(self.dots)
+
+    def numeric_matrix_term(self, t, reader_rhs, moving: bool = True) -> sp.Expr:
+        """A pullback's tangent as programs compute it, reading the stored value of the
+        reader (whose right-hand side is ``reader_rhs``) where a derivative is declared
+        with it; with ``moving=False``, ``Lambda_i`` held still (the output's)."""
+        ldot = self.multiplier_dots[t.reader] if moving else None
+        return reuse_output(t.pullback_tangent(self.dots, ldot), reader_rhs, t.reader)
+
+    @property
+    def rhs(self) -> sp.Expr:
+        def build():
+            ldots, dots = self.multiplier_dots, self.dots
+            terms = [t.second(ldots[t.reader], dots) for t in self.adjoint.contributions]
+            if any(t.recurrent for t in self.adjoint.contributions):
+                if all(isinstance(t, sp.MatrixExpr) for t in terms):
+                    return sp.MatAdd(*terms)
+                return sp.Add(*terms)
+            if isinstance(self.unknown, sp.MatrixSymbol):
+                terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
+                return sp.MatAdd(*terms) if terms else sp.ZeroMatrix(*self.unknown.shape)
+            return sp.Add(*terms)
+
+        return self._kept("rhs", build)
+
+    def solve(self, env):
+        total = 0.0
+        if isinstance(self.unknown, sp.MatrixSymbol):
+            total = np.zeros(np.shape(env[self.wrt]))
+        ldots, dots = self.multiplier_dots, self.dots
+        for t in self.adjoint.contributions:
+            total = t.add_second(total, env, ldots[t.reader], dots)
+        return shaped(total, env[self.wrt])
+
+
+class System:
+    """An ordered list of conditions with roles: what sweeps solve, group by group.
+
+    ``conditions(role)`` gives one role's conditions in solving order (all of them
+    without a role); ``equations`` their sympy ``Eq`` s. Printed as the lecture writes
+    it, one titled group per role.
+    """
+
+    TITLES: ClassVar[dict] = {}  # {role: a title in text}
+    LATEX_TITLES: ClassVar[dict] = {}
+
+    def __init__(self, groups: dict):
+        self._by_role = groups  # {Role: conditions in solving order}
+
+    def conditions(self, role: Role | str | None = None) -> tuple:
+        """The conditions of one role in solving order, or all of them."""
+        if role is None:
+            return tuple(c for group in self._by_role.values() for c in group)
+        return self._by_role[Role(role)]
+
+    def equations_of(self, role) -> list[sp.Eq]:
+        """The equations of one role's conditions (a block or a loop has several)."""
+        found = []
+        for c in self._by_role[Role(role)]:
+            if hasattr(c, "equations"):
+                found += c.equations
+            else:
+                found.append(c.eq)
+        return found
+
+    @property
+    def equations(self) -> list[sp.Eq]:
+        """Every condition's equations, in solving order."""
+        return [e for role in self._by_role for e in self.equations_of(role)]
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self._by_role.values())
+
+    def title(self, role) -> str:
+        return self.TITLES[role]
+
+    def note(self, condition) -> str:
+        """How a block or a loop is solved, printed beside its equations."""
+        return getattr(condition, "note", "solve")
+
+    def latex_note(self, condition) -> str:
+        return r"\quad \text{(" + self.note(condition) + ")}"
+
+    def _closing(self) -> tuple[list, list]:
+        """Lines and LaTeX rows printed after the groups."""
+        return [], []
+
+    def __repr__(self) -> str:
+        lines = []
+        for role, conditions in self._by_role.items():
+            lines.append(f"{self.title(role)}:")
+            for c in conditions:
+                if not hasattr(c, "equations"):
+                    lines.append(f"  {c.unknown} = {text(c.rhs)}")
+                    continue
+                note = f"   [{self.note(c)}]"
+                lines += [f"  {text(e.lhs)} = {text(e.rhs)}{note}" for e in c.equations]
+        return "\n".join(lines + self._closing()[0])
+
+    def _repr_latex_(self) -> str:
+        rows = []
+        for role, conditions in self._by_role.items():
+            rows.append((None, self.LATEX_TITLES[role]))
+            for c in conditions:
+                if not hasattr(c, "equations"):
+                    rows.append((latex(c.unknown), latex(c.rhs)))
+                    continue
+                note = self.latex_note(c)
+                rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
+        return aligned(rows + self._closing()[1])
+
+
+class NumericExpr:
+    """A sympy expression of nodes, multipliers and their tangents, evaluated from ``env``."""
+
+    __slots__ = ("args", "expr", "fn")
+
+    def __init__(self, expr):
+        self.expr = expr
+        self.args = tuple(free_symbols(expr))
+        self.fn = numeric_function(self.args, expr)
+
+    def __call__(self, env):
+        return self.fn(*(env[a] for a in self.args))
+
+
+def shaped(value, like):
+    """A matrix result with its node's shape (a zero tangent prints as a scalar 0)."""
+    if np.ndim(like) and np.shape(value) != np.shape(like):
+        return np.broadcast_to(value, np.shape(like)).astype(float)
+    return value
 
 
 def substitute(expr, env):

@@ -38,13 +38,24 @@ from ..operations import runtime
 from ..operations.matrices import MatrixOperation, tangent
 from ..operations.numeric import numeric_function
 from ..operations.partials import operation
-from .conditions import Contribution, Lazy, Role, substitute
+from .conditions import (
+    AdjointCondition,
+    Contribution,
+    Lazy,
+    NumericExpr,
+    Role,
+    SecondAdjointCondition,
+    shaped,
+    substitute,
+)
 
 __all__ = [
     "Block",
     "ConvergenceError",
     "ImplicitAdjoint",
     "ImplicitForward",
+    "ImplicitSecondAdjoint",
+    "ImplicitTangent",
     "ResidualContribution",
     "residual_operation",
 ]
@@ -508,6 +519,8 @@ class ImplicitForward(Lazy):
         symbol, tied to its residual)."""
         if state.symbolic:
             env.update(zip(self.nodes, self.solve_symbolic(env)))
+        elif state.shift and any(z in state.shift for z in self.block):
+            self.solve(env, state.work, [state.shift.get(z, 0.0) for z in self.block])
         else:
             self.solve(env, state.work)
 
@@ -726,3 +739,172 @@ def report(forward: ImplicitForward, memo: dict) -> Block:
         memo.get("backward"),
         memo.get("factorizations", 0),
     )
+
+
+# -- second order: the block's tangent and second-order adjoint conditions ----------
+
+
+class ImplicitTangent:
+    """An implicit block's residuals linearised along the tangent:
+    ``sum_k dr_i/dz_k zdot_k = 0``, solved for the block's tangents with ``dr_B/dz_B``
+    (the tangent form of the implicit function theorem)."""
+
+    implicit, recurrent = True, False
+    role = Role.TANGENT
+    __slots__ = ("_numeric", "dots", "forward", "unknowns")
+
+    def __init__(self, forward, dots):
+        self.forward = forward  # the ImplicitForward r_B = 0
+        self.dots = dots  # {node: zdot} for every node that moves
+        self.unknowns = tuple(dots[z] for z in forward.block)
+        self._numeric = None
+
+    @property
+    def nodes(self) -> tuple:
+        return self.forward.block
+
+    def _outside(self):
+        """``{read: zdot}`` for the reads outside the block that move."""
+        f = self.forward
+        return {r: self.dots[r] for r in f.reads if r in self.dots}
+
+    @property
+    def equations(self) -> list:
+        f = self.forward
+        if f.matrix:
+            dots = {**self._outside(), f.block[0]: self.dots[f.block[0]]}
+            return [equation(tangent(f.residuals[0], dots), f.rhs)]
+        moving = {**self._outside(), **{z: self.dots[z] for z in f.block}}
+        return [
+            equation(sp.Add(*(sp.diff(r, z) * dot for z, dot in moving.items())), sp.Integer(0))
+            for r in f.residuals
+        ]
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``, with the block linearised once for both sweeps."""
+        env.update(zip(self.unknowns, self.solve(env, linearized(self, env, state.work))))
+
+    def solve(self, env, linearization=None):
+        f = self.forward
+        linearization = linearization or f.linearize(env)
+        if f.matrix:
+            if self._numeric is None:  # the residual's tangent with the block's held still
+                self._numeric = NumericExpr(tangent(f.residuals[0], self._outside()))
+            b = shaped(self._numeric(env), env[f.block[0]])
+            return (-linearization.solve(b),)
+        _, own = f.residual_values(env, None)
+        b = np.zeros(len(f.block))
+        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
+            for k, r in enumerate(reads):
+                if r not in f.block and r in self.dots:
+                    b[i] += (
+                        float(op.contribution_value(k, reads, 1.0, own[i], env)) * env[self.dots[r]]
+                    )
+        return tuple(float(v) for v in -linearization.solve(b))
+
+    def __repr__(self) -> str:
+        return f"ImplicitTangent({'; '.join(text(e) for e in self.equations)})"
+
+
+class ImplicitSecondAdjoint:
+    """An implicit block's adjoint condition differentiated along the tangent:
+    ``sum_{i in B} (dr_i/dz_j) lambdadot_i = sum_{i outside} (lambdadot_i df_i/dz_j +
+    lambda_i sum_k d2f_i/dz_j dz_k zdot_k) - sum_{i in B} lambda_i sum_k d2r_i/dz_j dz_k
+    zdot_k``: one solve with ``(dr_B/dz_B)^T`` for the block's ``lambdadot``."""
+
+    implicit, recurrent = True, False
+    role = Role.SECOND_ADJOINT
+    __slots__ = ("_numeric", "adjoint", "dots", "ldots", "outside", "unknowns")
+
+    def __init__(self, adjoint, ldots, dots):
+        self.adjoint = adjoint  # the ImplicitAdjoint
+        self.ldots, self.dots = ldots, dots
+        f = adjoint.forward
+        self.unknowns = tuple(ldots[z] for z in f.block)
+        # the readers outside the block, as for an explicit node
+        self.outside = tuple(
+            SecondAdjointCondition(
+                AdjointCondition(Role.ADJOINT, z, lam, contributions, seed),
+                ldots[z],
+                ldots,
+                dots,
+            )
+            for z, lam, contributions, seed in zip(
+                f.block, f.wrt, adjoint.contributions, adjoint.seeds
+            )
+        )
+        self._numeric = None
+
+    @property
+    def nodes(self) -> tuple:
+        return self.adjoint.forward.block
+
+    def _own_matrix_term(self):
+        """For a matrix node: the pullback ``(dR/dS)^T Lambda_S`` differentiated along the
+        tangents of the nodes, with ``Lambda_S`` held still."""
+        f = self.adjoint.forward
+        op, reads = f.ops[0], f.reads_of[0]
+        dots = {r: self.dots[r] for r in reads if r in self.dots}
+        return tangent(op.local(reads.index(f.block[0])), dots)
+
+    @property
+    def equations(self) -> list:
+        f = self.adjoint.forward
+        if f.matrix:
+            op, reads = f.ops[0], f.reads_of[0]
+            z, lam, ldot = f.block[0], f.wrt[0], self.unknowns[0]
+            lhs = op.local(reads.index(z)).xreplace({lam: ldot})
+            return [equation(lhs, sp.MatAdd(self.outside[0].rhs, -self._own_matrix_term()))]
+        moving = {r: self.dots[r] for reads in f.reads_of for r in reads if r in self.dots}
+        rows = []
+        for j, z in enumerate(f.block):
+            lhs = sp.Add(*(sp.diff(r, z) * ld for r, ld in zip(f.residuals, self.unknowns)))
+            own = sp.Add(
+                *(
+                    lam * sp.diff(r, z, w) * dot
+                    for r, lam in zip(f.residuals, f.wrt)
+                    for w, dot in moving.items()
+                )
+            )
+            rows.append(equation(lhs, self.outside[j].rhs - own))
+        return rows
+
+    def sweep(self, env, state) -> None:
+        """Solve into ``env``, with the block linearised once for both sweeps."""
+        env.update(zip(self.unknowns, self.solve(env, linearized(self, env, state.work))))
+
+    def solve(self, env, linearization=None):
+        f = self.adjoint.forward
+        linearization = linearization or f.linearize(env)
+        if f.matrix:
+            if self._numeric is None:
+                self._numeric = NumericExpr(self._own_matrix_term())
+            z = f.block[0]
+            b = self.outside[0].solve(env) - shaped(self._numeric(env), env[z])
+            return (linearization.solve(b, transpose=True),)
+        _, own = f.residual_values(env, None)
+        b = np.array([float(c.solve(env)) for c in self.outside])
+        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
+            lam = env[f.wrt[i]]
+            for j, z in enumerate(f.block):
+                if z not in reads:
+                    continue
+                k = reads.index(z)
+                for m in op.coupled(k):
+                    if reads[m] in self.dots:
+                        second = op.second_local_value(k, m, reads, own[i], env)
+                        b[j] -= lam * float(second) * env[self.dots[reads[m]]]
+        return tuple(float(v) for v in linearization.solve(b, transpose=True))
+
+    def __repr__(self) -> str:
+        return f"ImplicitSecondAdjoint({'; '.join(text(e) for e in self.equations)})"
+
+
+def linearized(condition, env, work):
+    """The linearisation of an implicit block at the solution, made once per sweep
+    and kept in ``work`` for the block's other conditions."""
+    block = condition.nodes
+    if block not in work:
+        forward = getattr(condition, "forward", None) or condition.adjoint.forward
+        work[block] = forward.linearize(env)
+    return work[block]

@@ -34,14 +34,15 @@ explanations, drawings and grading all read.
 from __future__ import annotations
 
 import gc
+from typing import ClassVar
 
 import sympy as sp
 
-from ..core.display import aligned, latex, text
+from ..core.display import latex, text
 from ..core.errors import ShapeError
 from ..operations.matrices import MatrixOperation
 from ..operations.partials import operation
-from .conditions import AdjointCondition, Contribution, ForwardCondition, Role
+from .conditions import AdjointCondition, Contribution, ForwardCondition, Role, System
 from .implicit import (
     ImplicitAdjoint,
     ImplicitForward,
@@ -102,102 +103,80 @@ def scalar_output(graph):
     return out
 
 
-_TITLES = {
-    Role.FORWARD: "Step 1, forward (dL/dlambda_i = 0)",
-    Role.ADJOINT: "Step 2, backward (dL/dz_j = 0)",
-    Role.GRADIENT: "gradient (lambda_x = dL/dx)",
-}
-_LATEX_TITLES = {
-    Role.FORWARD: r"\text{Step 1 (forward): } \nabla_{\lambda}\mathcal{L} = 0",
-    Role.ADJOINT: r"\text{Step 2 (backward): } \nabla_{z}\mathcal{L} = 0",
-    Role.GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
-}
-
-
-class Stationarity:
-    """``grad L = 0`` for a graph.
+class Stationarity(System):
+    """``grad L = 0`` for a graph: a system of three roles, Step 1 (forward), Step 2
+    (adjoint) and the gradient.
 
     ``forward``, ``adjoint`` and ``gradient`` are lists of sympy ``Eq``;
     :attr:`forward_conditions` and :attr:`backward_conditions` (adjoint, then
     gradient) are the condition objects in solving order.
     """
 
-    def __init__(self, output, forward, adjoint, gradient):
-        self.output = output
-        self.forward_conditions: tuple[ForwardCondition, ...] = forward
-        self.backward_conditions: tuple[AdjointCondition, ...] = adjoint + gradient
-        self._by_role = {Role.FORWARD: forward, Role.ADJOINT: adjoint, Role.GRADIENT: gradient}
+    TITLES: ClassVar[dict] = {
+        Role.FORWARD: "Step 1, forward (dL/dlambda_i = 0)",
+        Role.ADJOINT: "Step 2, backward (dL/dz_j = 0)",
+        Role.GRADIENT: "gradient (lambda_x = dL/dx)",
+    }
+    LATEX_TITLES: ClassVar[dict] = {
+        Role.FORWARD: r"\text{Step 1 (forward): } \nabla_{\lambda}\mathcal{L} = 0",
+        Role.ADJOINT: r"\text{Step 2 (backward): } \nabla_{z}\mathcal{L} = 0",
+        Role.GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
+    }
 
-    def conditions(self, role: Role | str | None = None) -> tuple:
-        """The conditions of one role in solving order, or all of them."""
-        if role is None:
-            return self.forward_conditions + self.backward_conditions
-        return self._by_role[Role(role)]
+    def __init__(self, output, forward, adjoint, gradient):
+        super().__init__({Role.FORWARD: forward, Role.ADJOINT: adjoint, Role.GRADIENT: gradient})
+        self.output = output
+        self.forward_conditions: tuple = forward
+        self.backward_conditions: tuple = adjoint + gradient
 
     @property
     def forward(self) -> list[sp.Eq]:
         """``dL/dlambda_i = 0``, i.e. ``z_i = f_i(z_alpha(i))``, in topological order (for
         an implicit node, ``r_i = 0``)."""
-        return _equations(self._by_role[Role.FORWARD])
+        return self.equations_of(Role.FORWARD)
 
     @property
     def adjoint(self) -> list[sp.Eq]:
         """``dL/dz_j = 0``, i.e. ``lambda_j = sum lambda_i df_i/dz_j``, output first (for
         an implicit block, ``sum_i (dr_i/dz_j) lambda_i = ...``, one per node)."""
-        return _equations(self._by_role[Role.ADJOINT])
+        return self.equations_of(Role.ADJOINT)
 
     @property
     def gradient(self) -> list[sp.Eq]:
         """For each input x: ``lambda_x = dL/dx``, the gradient of f (Theorem 16.1)."""
-        return _equations(self._by_role[Role.GRADIENT])
-
-    @property
-    def equations(self) -> list[sp.Eq]:
-        """All the conditions, forward, adjoint, then gradient."""
-        return self.forward + self.adjoint + self.gradient
+        return self.equations_of(Role.GRADIENT)
 
     @property
     def implicit(self) -> bool:
         """Whether some conditions are implicit (a residual, a transposed-Jacobian solve)."""
-        return any(getattr(c, "implicit", False) for c in self.forward_conditions)
+        return any(c.implicit for c in self.forward_conditions)
 
-    def __len__(self) -> int:
-        return len(self.forward_conditions) + len(self.backward_conditions)
+    def title(self, role) -> str:
+        if self.implicit and role is not Role.GRADIENT:
+            return self.TITLES[role] + _IMPLICIT_TITLES[role]
+        return self.TITLES[role]
 
-    def __repr__(self) -> str:
-        lines = []
-        for role, conditions in self._by_role.items():
-            title = _TITLES[role]
-            if self.implicit and role is not Role.GRADIENT:
-                title += _IMPLICIT_TITLES[role]
-            lines.append(f"{title}:")
-            for c in conditions:
-                if not hasattr(c, "equations"):
-                    lines.append(f"  {c.unknown} = {text(c.rhs)}")
-                    continue
-                note = f"   [{_note(c)}]"
-                lines += [f"  {text(e.lhs)} = {text(e.rhs)}{note}" for e in c.equations]
+    def note(self, condition) -> str:
+        """How an implicit or recurrent condition is solved, printed beside it."""
+        if hasattr(condition, "note"):
+            return condition.note
+        if condition.role is Role.FORWARD:
+            return "linear solve" if condition.method == "linear solve" else "Newton's method"
+        return "solve with (dr/dz)^T"
+
+    def latex_note(self, condition) -> str:
+        return _LATEX_NOTES[self.note(condition)]
+
+    def _closing(self) -> tuple[list, list]:
+        """The Hamiltonian of each recurrence."""
         recurrences = [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
-        if recurrences:
-            lines.append(_HAMILTONIAN_TITLE + ":")
-            lines += [f"  H_t({c.rec.state}) = {text(c.hamiltonian)}" for c in recurrences]
-        return "\n".join(lines)
-
-    def _repr_latex_(self) -> str:
-        rows = []
-        for role, conditions in self._by_role.items():
-            rows.append((None, _LATEX_TITLES[role]))
-            for c in conditions:
-                if not hasattr(c, "equations"):
-                    rows.append((latex(c.unknown), latex(c.rhs)))
-                    continue
-                note = _LATEX_NOTES[_note(c)]
-                rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
-        recurrences = [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
-        if recurrences:
-            rows.append((None, _HAMILTONIAN_LATEX))
-            rows += [(f"H_t({latex(c.rec.state)})", latex(c.hamiltonian)) for c in recurrences]
-        return aligned(rows)
+        if not recurrences:
+            return [], []
+        lines = [_HAMILTONIAN_TITLE + ":"]
+        lines += [f"  H_t({c.rec.state}) = {text(c.hamiltonian)}" for c in recurrences]
+        rows = [(None, _HAMILTONIAN_LATEX)]
+        rows += [(f"H_t({latex(c.rec.state)})", latex(c.hamiltonian)) for c in recurrences]
+        return lines, rows
 
 
 _IMPLICIT_TITLES = {
@@ -221,25 +200,6 @@ _LATEX_NOTES = {
     "linear solve": r"\quad \text{(a linear solve)}",
     "solve with (dr/dz)^T": r"\quad \text{(a solve with }(\partial r/\partial z)^{T}\text{)}",
 }
-
-
-def _note(condition) -> str:
-    """How an implicit or recurrent condition is solved, printed beside it."""
-    if hasattr(condition, "note"):
-        return condition.note
-    if condition.role is Role.FORWARD:
-        return "linear solve" if condition.method == "linear solve" else "Newton's method"
-    return "solve with (dr/dz)^T"
-
-
-def _equations(conditions) -> list:
-    found = []
-    for c in conditions:
-        if hasattr(c, "equations"):
-            found += c.equations
-        else:
-            found.append(c.eq)
-    return found
 
 
 def stationarity(graph) -> Stationarity:

@@ -380,6 +380,13 @@ class RecurrenceContribution(Contribution):
     def partial_value(self, env):
         return None
 
+    def second(self, ldot, dots):
+        """Its tangent, which the second-order loop gathers: written ``d/ds`` of it."""
+        return sp.Derivative(self.expr, sp.Symbol("s"))
+
+    def add_second(self, total, env, ldot, dots):
+        return total + env[TangentPart(self.op.rec, self.node)]
+
 
 class RecurrenceAdjoint(Lazy):
     """``dL/dz_t = 0`` for every t: ``lambda_T = lambda_F`` and ``lambda_t = (df/dz_t)^T
@@ -717,7 +724,8 @@ class RecurrenceTangent:
     (df/du_t) udot_t``: the forward conditions linearised along the direction, one loop
     (with ``Cdot = sum_t dl[...]`` and ``zdot_F = zdot_T``)."""
 
-    recurrent = True
+    implicit, recurrent = False, True
+    role = Role.TANGENT
     note = "for t = 0 .. T-1, one loop"
 
     def __init__(self, forward: RecurrenceForward, dots: dict):
@@ -847,8 +855,8 @@ class RecurrenceSecondAdjoint:
     one loop in reverse, which also gathers the tangents of the gradient parts (the
     entries of the Hessian-vector product)."""
 
-    recurrent = True
-    role = Role.ADJOINT
+    implicit, recurrent = False, True
+    role = Role.SECOND_ADJOINT
     note = "for t = T-1 .. 0, in reverse"
 
     def __init__(self, adjoint: RecurrenceAdjoint, ldots: dict, dots: dict):

@@ -27,13 +27,12 @@ that share a node.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
 
-from ..core.display import aligned, equation, latex, text
 from ..core.errors import AdjointError, BadValueError, ShapeError
-from ..core.expressions import free_symbols
 from ..core.records import plain
 from ..core.values import (
     as_array,
@@ -45,12 +44,11 @@ from ..core.values import (
     read_values,
 )
 from ..operations.checkpointing import check_checkpoints
-from ..operations.matrices import reuse_output
-from ..operations.matrices import tangent as tangent_of
-from ..operations.numeric import check_kinks, numeric_function, watch_kinks
-from .conditions import AdjointCondition
-from .lagrangian import Role, stationarity
-from .recurrences import RecurrenceSecondAdjoint, RecurrenceTangent, TangentPart
+from ..operations.numeric import check_kinks, watch_kinks
+from .conditions import Role, SecondAdjointCondition, System, TangentCondition
+from .implicit import ImplicitSecondAdjoint, ImplicitTangent
+from .lagrangian import stationarity
+from .recurrences import RecurrenceSecondAdjoint, RecurrenceTangent
 from .solve import NodeMap, forward_sweep, solve
 from .sweep import Sweep, sweep
 
@@ -115,424 +113,56 @@ def _dot_symbols(graph, scalar, matrix) -> dict:
     return out
 
 
-class _Numeric:
-    """An expression of nodes, multipliers and their tangents, evaluated from ``env``."""
-
-    __slots__ = ("args", "expr", "fn")
-
-    def __init__(self, expr):
-        self.expr = expr
-        self.args = tuple(free_symbols(expr))
-        self.fn = numeric_function(self.args, expr)
-
-    def __call__(self, env):
-        return self.fn(*(env[a] for a in self.args))
-
-
-class TangentCondition:
-    """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised."""
-
-    implicit = recurrent = False  # asked of every condition by the sweeps
-
-    __slots__ = ("_numeric", "forward", "node", "unknown", "wrt")
-
-    def __init__(self, forward, unknown, wrt):
-        self.forward = forward  # the ForwardCondition z_i = f_i
-        self.node = forward.unknown
-        self.unknown = unknown  # zdot_i
-        self.wrt = wrt  # {read: zdot_read} for the reads that are not constants
-        self._numeric = None
-
-    def edges(self):
-        """``(k, z_j, zdot_j)`` for each argument of ``f_i`` that moves with the inputs."""
-        for k, r in enumerate(self.forward.reads):
-            if r in self.wrt:
-                yield k, r, self.wrt[r]
-
-    @property
-    def rhs(self) -> sp.Expr:
-        op, reads = self.forward.op, self.forward.reads
-        if op.pullback:  # a matrix constraint: its tangent rules (adjoint.operations.matrices)
-            return tangent_of(self.forward.rhs, self.wrt)
-        return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
-
-    @property
-    def numeric_rhs(self) -> sp.Expr:
-        """A matrix constraint's tangent as programs compute it: a derivative declared
-        with the node's own value (sigmoid' = s (1 - s)) reads the stored node."""
-        f = self.forward
-        return reuse_output(self.rhs, f.rhs, f.unknown)
-
-    @property
-    def eq(self) -> sp.Eq:
-        return equation(self.unknown, self.rhs)
-
-    def sweep(self, env, state) -> None:
-        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
-        env[self.unknown] = self.solve(env)
-
-    def solve(self, env):
-        op, reads, out = self.forward.op, self.forward.reads, env[self.node]
-        if op.pullback:
-            if self._numeric is None:
-                self._numeric = _Numeric(self.rhs)
-            return _shaped(self._numeric(env), env[self.node])
-        total = 0.0
-        for k, _, dot in self.edges():
-            total = total + op.local_value(k, reads, out, env) * env[dot]
-        if not np.isfinite(out):
-            return np.nan  # z_i outside its domain: no derivative there
-        return total
-
-    def __repr__(self) -> str:
-        return f"TangentCondition({self.unknown} = {text(self.rhs)})"
-
-
-class SecondAdjointCondition:
-    """``lambdadot_j = sum_i (lambdadot_i df_i/dz_j + lambda_i sum_k d2f_i/dz_j dz_k
-    zdot_k)``: the adjoint condition of ``z_j`` differentiated along the tangent."""
-
-    implicit = recurrent = False  # asked of every condition by the sweeps
-    __slots__ = ("_numeric", "adjoint", "dots", "multiplier_dots", "role", "unknown", "wrt")
-
-    def __init__(self, adjoint, unknown, multiplier_dots, dots):
-        self._numeric = {}
-        self.adjoint = adjoint  # the AdjointCondition lambda_j = ...
-        self.role = adjoint.role
-        self.wrt = adjoint.wrt
-        self.unknown = unknown  # lambdadot_j
-        self.multiplier_dots = multiplier_dots  # {reader i: lambdadot_i}
-        self.dots = dots  # {node: zdot}
-
-    def pairs(self, t):
-        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
-        ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
-        for m in t.op.coupled(t.k):
-            r = t.reads[m]
-            if r in self.dots:
-                yield m, r, self.dots[r]
-
-    def matrix_term(self, t, moving: bool = True) -> sp.Expr:
-        """A pullback ``J^T Lambda_i`` differentiated along the tangents of the nodes
-        and of ``Lambda_i`` (forward-over-reverse, by the tangent rules); with
-        ``moving=False``, ``Lambda_i`` held fixed (the output's, which is 1)."""
-        dots = {r: self.dots[r] for r in t.reads if r in self.dots}
-        if moving:
-            dots[t.multiplier] = self.multiplier_dots[t.reader]
-        return tangent_of(t.expr, dots)
-
-    def numeric_matrix_term(self, t, reader_rhs, moving: bool = True) -> sp.Expr:
-        """:meth:`matrix_term` as programs compute it, reading the stored value of the
-        reader (whose right-hand side is ``reader_rhs``) where a derivative is declared
-        with it."""
-        return reuse_output(self.matrix_term(t, moving), reader_rhs, t.reader)
-
-    @property
-    def rhs(self) -> sp.Expr:
-        terms = []
-        if any(getattr(t, "recurrent", False) for t in self.adjoint.contributions):
-            return self._with_recurrences()
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            terms = [self.matrix_term(t) for t in self.adjoint.contributions]
-            terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
-            return sp.MatAdd(*terms) if terms else sp.ZeroMatrix(*self.unknown.shape)
-        for t in self.adjoint.contributions:
-            if t.pullback:
-                terms.append(self.matrix_term(t))
-                continue
-            terms.append(self.multiplier_dots[t.reader] * t.partial)
-            second = sp.Add(*(t.second_local(m) * dot for m, _, dot in self.pairs(t)))
-            terms.append(t.multiplier * second)
-        return sp.Add(*terms)
-
-    def _with_recurrences(self):
-        """The right side when a recurrence reads the node: its part is the tangent of
-        what the costate loop gathered, written as ``d/ds`` of it."""
-        terms = []
-        for t in self.adjoint.contributions:
-            if getattr(t, "recurrent", False):
-                terms.append(sp.Derivative(t.expr, sp.Symbol("s")))
-            elif isinstance(self.unknown, sp.MatrixSymbol) or t.pullback:
-                terms.append(self.matrix_term(t))
-            else:
-                second = sp.Add(*(t.second_local(m) * dot for m, _, dot in self.pairs(t)))
-                terms.append(self.multiplier_dots[t.reader] * t.partial + t.multiplier * second)
-        if all(isinstance(t, sp.MatrixExpr) for t in terms):
-            return sp.MatAdd(*terms)
-        return sp.Add(*terms)
-
-    @property
-    def eq(self) -> sp.Eq:
-        return equation(self.unknown, self.rhs)
-
-    def sweep(self, env, state) -> None:
-        """Solve into ``env`` (see :func:`adjoint.system.sweep.sweep`)."""
-        env[self.unknown] = self.solve(env)
-
-    def solve(self, env):
-        total = 0.0
-        if isinstance(self.unknown, sp.MatrixSymbol):
-            total = np.zeros(np.shape(env[self.wrt]))
-        for t in self.adjoint.contributions:
-            if getattr(t, "recurrent", False):  # gathered by the recurrence's loop
-                total = total + env[TangentPart(t.op.rec, t.node)]
-                continue
-            lam, out = env[t.multiplier], env[t.reader]
-            if t.pullback:
-                if t not in self._numeric:
-                    self._numeric[t] = _Numeric(self.matrix_term(t))
-                total = total + self._numeric[t](env)
-                continue
-            total = total + env[self.multiplier_dots[t.reader]] * t.partial_value(env)
-            for m, _, dot in self.pairs(t):
-                total = total + lam * t.second_value(m, env) * env[dot]
-            if not np.isfinite(out) and lam != 0:
-                return np.nan
-        return _shaped(total, env[self.wrt])
-
-    def __repr__(self) -> str:
-        return f"SecondAdjointCondition({self.unknown} = {text(self.rhs)})"
-
-
-class ImplicitTangent:
-    """An implicit block's residuals linearised along the tangent:
-    ``sum_k dr_i/dz_k zdot_k = 0``, solved for the block's tangents with ``dr_B/dz_B``
-    (the tangent form of the implicit function theorem)."""
-
-    implicit = True
-    __slots__ = ("_numeric", "dots", "forward", "unknowns")
-
-    def __init__(self, forward, dots):
-        self.forward = forward  # the ImplicitForward r_B = 0
-        self.dots = dots  # {node: zdot} for every node that moves
-        self.unknowns = tuple(dots[z] for z in forward.block)
-        self._numeric = None
-
-    @property
-    def nodes(self) -> tuple:
-        return self.forward.block
-
-    def _outside(self):
-        """``{read: zdot}`` for the reads outside the block that move."""
-        f = self.forward
-        return {r: self.dots[r] for r in f.reads if r in self.dots}
-
-    @property
-    def equations(self) -> list:
-        f = self.forward
-        if f.matrix:
-            dots = {**self._outside(), f.block[0]: self.dots[f.block[0]]}
-            return [equation(tangent_of(f.residuals[0], dots), f.rhs)]
-        moving = {**self._outside(), **{z: self.dots[z] for z in f.block}}
-        return [
-            equation(sp.Add(*(sp.diff(r, z) * dot for z, dot in moving.items())), sp.Integer(0))
-            for r in f.residuals
-        ]
-
-    def sweep(self, env, state) -> None:
-        """Solve into ``env``, with the block linearised once for both sweeps."""
-        env.update(zip(self.unknowns, self.solve(env, _linearized(self, env, state.work))))
-
-    def solve(self, env, linearization=None):
-        f = self.forward
-        linearization = linearization or f.linearize(env)
-        if f.matrix:
-            if self._numeric is None:  # the residual's tangent with the block's held still
-                self._numeric = _Numeric(tangent_of(f.residuals[0], self._outside()))
-            b = _shaped(self._numeric(env), env[f.block[0]])
-            return (-linearization.solve(b),)
-        _, own = f.residual_values(env, None)
-        b = np.zeros(len(f.block))
-        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
-            for k, r in enumerate(reads):
-                if r not in f.block and r in self.dots:
-                    b[i] += (
-                        float(op.contribution_value(k, reads, 1.0, own[i], env)) * env[self.dots[r]]
-                    )
-        return tuple(float(v) for v in -linearization.solve(b))
-
-    def __repr__(self) -> str:
-        return f"ImplicitTangent({'; '.join(text(e) for e in self.equations)})"
-
-
-class ImplicitSecondAdjoint:
-    """An implicit block's adjoint condition differentiated along the tangent:
-    ``sum_{i in B} (dr_i/dz_j) lambdadot_i = sum_{i outside} (lambdadot_i df_i/dz_j +
-    lambda_i sum_k d2f_i/dz_j dz_k zdot_k) - sum_{i in B} lambda_i sum_k d2r_i/dz_j dz_k
-    zdot_k``: one solve with ``(dr_B/dz_B)^T`` for the block's ``lambdadot``."""
-
-    implicit = True
-    role = Role.ADJOINT
-    __slots__ = ("_numeric", "adjoint", "dots", "ldots", "outside", "unknowns")
-
-    def __init__(self, adjoint, ldots, dots):
-        self.adjoint = adjoint  # the ImplicitAdjoint
-        self.ldots, self.dots = ldots, dots
-        f = adjoint.forward
-        self.unknowns = tuple(ldots[z] for z in f.block)
-        # the readers outside the block, as for an explicit node
-        self.outside = tuple(
-            SecondAdjointCondition(
-                AdjointCondition(Role.ADJOINT, z, lam, contributions, seed),
-                ldots[z],
-                ldots,
-                dots,
-            )
-            for z, lam, contributions, seed in zip(
-                f.block, f.wrt, adjoint.contributions, adjoint.seeds
-            )
-        )
-        self._numeric = None
-
-    @property
-    def nodes(self) -> tuple:
-        return self.adjoint.forward.block
-
-    def _own_matrix_term(self):
-        """For a matrix node: the pullback ``(dR/dS)^T Lambda_S`` differentiated along the
-        tangents of the nodes, with ``Lambda_S`` held still."""
-        f = self.adjoint.forward
-        op, reads = f.ops[0], f.reads_of[0]
-        dots = {r: self.dots[r] for r in reads if r in self.dots}
-        return tangent_of(op.local(reads.index(f.block[0])), dots)
-
-    @property
-    def equations(self) -> list:
-        f = self.adjoint.forward
-        if f.matrix:
-            op, reads = f.ops[0], f.reads_of[0]
-            z, lam, ldot = f.block[0], f.wrt[0], self.unknowns[0]
-            lhs = op.local(reads.index(z)).xreplace({lam: ldot})
-            return [equation(lhs, sp.MatAdd(self.outside[0].rhs, -self._own_matrix_term()))]
-        moving = {r: self.dots[r] for reads in f.reads_of for r in reads if r in self.dots}
-        rows = []
-        for j, z in enumerate(f.block):
-            lhs = sp.Add(*(sp.diff(r, z) * ld for r, ld in zip(f.residuals, self.unknowns)))
-            own = sp.Add(
-                *(
-                    lam * sp.diff(r, z, w) * dot
-                    for r, lam in zip(f.residuals, f.wrt)
-                    for w, dot in moving.items()
-                )
-            )
-            rows.append(equation(lhs, self.outside[j].rhs - own))
-        return rows
-
-    def sweep(self, env, state) -> None:
-        """Solve into ``env``, with the block linearised once for both sweeps."""
-        env.update(zip(self.unknowns, self.solve(env, _linearized(self, env, state.work))))
-
-    def solve(self, env, linearization=None):
-        f = self.adjoint.forward
-        linearization = linearization or f.linearize(env)
-        if f.matrix:
-            if self._numeric is None:
-                self._numeric = _Numeric(self._own_matrix_term())
-            z = f.block[0]
-            b = self.outside[0].solve(env) - _shaped(self._numeric(env), env[z])
-            return (linearization.solve(b, transpose=True),)
-        _, own = f.residual_values(env, None)
-        b = np.array([float(c.solve(env)) for c in self.outside])
-        for i, (op, reads) in enumerate(zip(f.ops, f.reads_of)):
-            lam = env[f.wrt[i]]
-            for j, z in enumerate(f.block):
-                if z not in reads:
-                    continue
-                k = reads.index(z)
-                for m in op.coupled(k):
-                    if reads[m] in self.dots:
-                        second = op.second_local_value(k, m, reads, own[i], env)
-                        b[j] -= lam * float(second) * env[self.dots[reads[m]]]
-        return tuple(float(v) for v in linearization.solve(b, transpose=True))
-
-    def __repr__(self) -> str:
-        return f"ImplicitSecondAdjoint({'; '.join(text(e) for e in self.equations)})"
-
-
-def _shaped(value, like):
-    """A matrix result with its node's shape (a zero tangent prints as a scalar 0)."""
-    if np.ndim(like) and np.shape(value) != np.shape(like):
-        return np.broadcast_to(value, np.shape(like)).astype(float)
-    return value
-
-
-_TITLES = {
-    "tangent": "tangent, forward (zdot_i = sum_j df_i/dz_j zdot_j)",
-    "adjoint": "second-order adjoint, backward (lambdadot_j = d lambda_j along zdot)",
-    "hvp": "Hessian-vector product (lambdadot_x = (H v)_x)",
-}
-_LATEX_TITLES = {
-    "tangent": r"\text{tangent (forward): } \dot{z}_i = \sum_j \frac{\partial f_i}"
-    r"{\partial z_j} \dot{z}_j",
-    "adjoint": r"\text{second-order adjoint (backward): } \dot{\lambda}_j = \sum_i "
-    r"\Big(\dot{\lambda}_i \frac{\partial f_i}{\partial z_j} + \lambda_i \sum_k "
-    r"\frac{\partial^2 f_i}{\partial z_j \partial z_k} \dot{z}_k\Big)",
-    "hvp": r"\text{Hessian-vector product: } \dot{\lambda}_x = (\nabla^2 f\, v)_x",
-}
-
-
-class SecondOrder:
-    """The tangent and second-order adjoint conditions of a graph.
+class SecondOrder(System):
+    """The tangent and second-order adjoint conditions of a graph: a system of three
+    roles, the tangents (forward), the second-order adjoints (backward) and the
+    Hessian-vector product.
 
     ``tangent``, ``adjoint`` and ``hvp`` are lists of sympy ``Eq``;
     ``tangent_conditions`` and ``backward_conditions`` (adjoint, then hvp) the
     condition objects in solving order.
     """
 
+    TITLES: ClassVar[dict] = {
+        Role.TANGENT: "tangent, forward (zdot_i = sum_j df_i/dz_j zdot_j)",
+        Role.SECOND_ADJOINT: "second-order adjoint, backward (lambdadot_j = d lambda_j along zdot)",
+        Role.HVP: "Hessian-vector product (lambdadot_x = (H v)_x)",
+    }
+    LATEX_TITLES: ClassVar[dict] = {
+        Role.TANGENT: r"\text{tangent (forward): } \dot{z}_i = \sum_j \frac{\partial f_i}"
+        r"{\partial z_j} \dot{z}_j",
+        Role.SECOND_ADJOINT: r"\text{second-order adjoint (backward): } \dot{\lambda}_j = "
+        r"\sum_i \Big(\dot{\lambda}_i \frac{\partial f_i}{\partial z_j} + \lambda_i \sum_k "
+        r"\frac{\partial^2 f_i}{\partial z_j \partial z_k} \dot{z}_k\Big)",
+        Role.HVP: r"\text{Hessian-vector product: } \dot{\lambda}_x = (\nabla^2 f\, v)_x",
+    }
+
     def __init__(self, tangents, adjoint, gradient, dots, inputs):
-        self.tangent_conditions: tuple[TangentCondition, ...] = tangents
-        self.backward_conditions: tuple[SecondAdjointCondition, ...] = adjoint + gradient
+        super().__init__({Role.TANGENT: tangents, Role.SECOND_ADJOINT: adjoint, Role.HVP: gradient})
+        self.tangent_conditions: tuple = tangents
+        self.backward_conditions: tuple = adjoint + gradient
         self.dots = dots  # {node: zdot_node}
         self.directions = {x: dots[x] for x in inputs}  # the direction's symbols
-        self._groups = {"tangent": tangents, "adjoint": adjoint, "hvp": gradient}
 
     @property
     def tangent(self) -> list[sp.Eq]:
         """``zdot_i = sum_j df_i/dz_j zdot_j`` in topological order."""
-        return [c.eq for c in self._groups["tangent"]]
+        return self.equations_of(Role.TANGENT)
 
     @property
     def adjoint(self) -> list[sp.Eq]:
         """The second-order adjoint conditions, output first."""
-        return [c.eq for c in self._groups["adjoint"]]
+        return self.equations_of(Role.SECOND_ADJOINT)
 
     @property
     def hvp(self) -> list[sp.Eq]:
         """For each input x: ``lambdadot_x``, the entry x of (Hessian of f) v."""
-        return [c.eq for c in self._groups["hvp"]]
+        return self.equations_of(Role.HVP)
 
-    @property
-    def equations(self) -> list[sp.Eq]:
-        return self.tangent + self.adjoint + self.hvp
-
-    def __len__(self) -> int:
-        return len(self.tangent_conditions) + len(self.backward_conditions)
-
-    def __repr__(self) -> str:
-        lines = []
-        for key, conditions in self._groups.items():
-            lines.append(f"{_TITLES[key]}:")
-            for c in conditions:
-                if hasattr(c, "equations"):
-                    note = getattr(c, "note", "solve")
-                    lines += [f"  {text(e.lhs)} = {text(e.rhs)}   [{note}]" for e in c.equations]
-                else:
-                    lines.append(f"  {c.unknown} = {text(c.rhs)}")
-        return "\n".join(lines)
-
-    def _repr_latex_(self) -> str:
-        rows = []
-        for key, conditions in self._groups.items():
-            rows.append((None, _LATEX_TITLES[key]))
-            for c in conditions:
-                if hasattr(c, "equations"):
-                    note = r"\quad \text{(a solve)}"
-                    if getattr(c, "recurrent", False):
-                        note = r"\quad \text{(one loop over } t\text{)}"
-                    rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
-                else:
-                    rows.append((latex(c.unknown), latex(c.rhs)))
-        return aligned(rows)
+    def latex_note(self, condition) -> str:
+        if condition.recurrent:
+            return r"\quad \text{(one loop over } t\text{)}"
+        return r"\quad \text{(a solve)}"
 
 
 def second_order(graph) -> SecondOrder:
@@ -547,17 +177,17 @@ def _assemble(graph) -> SecondOrder:
     ldots = _dot_symbols(graph, MultiplierTangent, MatrixMultiplierTangent)
     tangents = tuple(
         RecurrenceTangent(c, dots)
-        if getattr(c, "recurrent", False)
+        if c.recurrent
         else ImplicitTangent(c, dots)
-        if getattr(c, "implicit", False)
+        if c.implicit
         else TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
         for c in kkt.forward_conditions
     )
     adjoint = tuple(
         RecurrenceSecondAdjoint(c, ldots, dots)
-        if getattr(c, "recurrent", False)
+        if c.recurrent
         else ImplicitSecondAdjoint(c, ldots, dots)
-        if getattr(c, "implicit", False)
+        if c.implicit
         else SecondAdjointCondition(c, ldots[c.wrt], ldots, dots)
         for c in kkt.conditions(Role.ADJOINT)
     )
@@ -651,16 +281,6 @@ def _sweeps(graph, so, env, v, checkpoints=None):
     return env
 
 
-def _linearized(condition, env, work):
-    """The linearisation of an implicit block at the solution, made once per sweep
-    and kept in ``work`` for the block's other conditions."""
-    block = condition.nodes
-    if block not in work:
-        forward = getattr(condition, "forward", None) or condition.adjoint.forward
-        work[block] = forward.linearize(env)
-    return work[block]
-
-
 def _solved(graph, at, kinks="convention", solution=None):
     so = second_order(graph)
     sol = solve(graph, at, kinks=kinks) if solution is None else solution
@@ -723,8 +343,7 @@ def hvp(
     so, _, env = _solved(graph, at, kinks, solution)
     with watch_kinks(nan=kinks == "nan"):
         env = _sweeps(graph, so, env, read_direction(graph, direction), checkpoints)
-    gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
-    return HVP({c.wrt: finish(env[c.unknown]) for c in gradient})
+    return HVP({c.wrt: finish(env[c.unknown]) for c in so.conditions(Role.HVP)})
 
 
 def hessian(graph, at: Mapping | None = None):
@@ -745,39 +364,24 @@ def hessian(graph, at: Mapping | None = None):
             "g.hessian(at), for the numeric one",
             node=graph.blocks[0][0],
         )
-    n = len(inputs)
+    if at is not None:
+        return _entrywise_hessian(graph, at)
     matrices = [x for x in inputs if graph.node(x).shape is not None]
     if matrices:
-        if at is None:
-            raise AdjointError(
-                f"the symbolic Hessian is for scalar inputs, and {matrices[0]} is a matrix: "
-                "give a point, g.hessian(at), for the Hessian over its entries",
-                node=matrices[0],
-            )
-        return _entrywise_hessian(graph, at)
-    if at is None:
-        so, sol = second_order(graph), solve(graph)
-        env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
-        columns = []
-        for x in inputs:
-            unit = {y: sp.Integer(int(y == x)) for y in inputs}
-            env_x = _symbolic_sweeps(so, env, unit)
-            columns.append([env_x[c.unknown] for c in so.backward_conditions[-n:]])
-        return sp.Matrix(n, n, lambda i, j: columns[j][i])
-    so, _, env = _solved(graph, at)
-    H = np.empty((n, n))
-    for j, x in enumerate(inputs):
-        out = _sweeps(graph, so, env, {y: float(y == x) for y in inputs})
-        H[:, j] = [out[c.unknown] for c in so.backward_conditions[-n:]]
-    finite = np.isfinite(H) & np.isfinite(H.T)
-    scale = max(1.0, float(np.max(np.abs(H[finite]), initial=0.0)))
-    if not np.allclose(H[finite], H.T[finite], rtol=1e-9, atol=1e-12 * scale):
         raise AdjointError(
-            "internal error: the Hessian from the second-order adjoint sweeps is not "
-            f"symmetric (worst asymmetry {np.max(np.abs(H - H.T)[finite]):.3g}); please "
-            "report this with the graph"
+            f"the symbolic Hessian is for scalar inputs, and {matrices[0]} is a matrix: "
+            "give a point, g.hessian(at), for the Hessian over its entries",
+            node=matrices[0],
         )
-    return H
+    so, sol = second_order(graph), solve(graph)
+    env = {**sol.values, **{graph.multiplier(z): lam for z, lam in sol.adjoints.items()}}
+    columns = []
+    for x in inputs:
+        env_x = {**env, **{so.directions[y]: sp.Integer(int(y == x)) for y in inputs}}
+        sweep(so.conditions(), env_x, Sweep(symbolic=True))
+        columns.append([env_x[c.unknown] for c in so.conditions(Role.HVP)])
+    n = len(inputs)
+    return sp.Matrix(n, n, lambda i, j: columns[j][i])
 
 
 def _entrywise_hessian(graph, at) -> np.ndarray:
@@ -787,7 +391,7 @@ def _entrywise_hessian(graph, at) -> np.ndarray:
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.cumsum([0, *sizes])
     H = np.empty((offsets[-1], offsets[-1]))
-    gradient = so.backward_conditions[len(so.backward_conditions) - len(graph.inputs) :]
+    gradient = so.conditions(Role.HVP)
     for k, (x, shape) in enumerate(zip(graph.inputs, shapes)):
         for e in range(sizes[k]):
             unit = {y: np.zeros(s) if s else 0.0 for y, s in zip(graph.inputs, shapes)}
@@ -800,6 +404,12 @@ def _entrywise_hessian(graph, at) -> np.ndarray:
             H[:, offsets[k] + e] = np.concatenate(
                 [np.ravel(np.asarray(out[c.unknown], dtype=float)) for c in gradient]
             )
+    return _symmetric(H)
+
+
+def _symmetric(H: np.ndarray) -> np.ndarray:
+    """``H``, checked symmetric where finite (the two sweeps do not make it so by
+    construction: an asymmetry is a bug)."""
     finite = np.isfinite(H) & np.isfinite(H.T)
     scale = max(1.0, float(np.max(np.abs(H[finite]), initial=0.0)))
     if not np.allclose(H[finite], H.T[finite], rtol=1e-9, atol=1e-12 * scale):
@@ -809,14 +419,3 @@ def _entrywise_hessian(graph, at) -> np.ndarray:
             "report this with the graph"
         )
     return H
-
-
-def _symbolic_sweeps(so, env, v):
-    env = dict(env)
-    for x, value in v.items():
-        env[so.directions[x]] = value
-    for c in so.tangent_conditions:
-        env[c.unknown] = c.rhs.xreplace(env)
-    for c in so.backward_conditions:
-        env[c.unknown] = c.rhs.xreplace(env)
-    return env

@@ -241,36 +241,21 @@ def forward_sweep(graph, env: dict, shift: Mapping | None = None) -> dict:
         if graph.node(z).kind != "defined":
             env[z] = env[z] + amount
             changed.add(z)
+    # what must be solved again: what is loosened, unsolved, or reads what changed
+    again = []
+    for c in stationarity(graph).forward_conditions:
+        loosened = any(z in shift for z in c.nodes)
+        if c.recurrent and loosened:
+            raise AdjointError(
+                f"a recurrence's nodes ({', '.join(map(str, c.nodes))}) cannot be "
+                "loosened one by one: shift the inputs it reads instead",
+                node=c.nodes[0],
+            )
+        if loosened or changed.intersection(c.reads) or not all(z in env for z in c.nodes):
+            again.append(c)
+            changed.update(c.nodes)
     with np.errstate(all="ignore"):
-        for c in stationarity(graph).forward_conditions:
-            if getattr(c, "recurrent", False):
-                if any(z in shift for z in c.nodes):
-                    raise AdjointError(
-                        f"a recurrence's nodes ({', '.join(map(str, c.nodes))}) cannot be "
-                        "loosened one by one: shift the inputs it reads instead",
-                        node=c.nodes[0],
-                    )
-                if all(z in env for z in c.nodes) and not changed.intersection(c.reads):
-                    continue
-                c.solve(env)
-                changed.update(c.nodes)
-                continue
-            if getattr(c, "implicit", False):
-                loosened = any(z in shift for z in c.nodes)
-                if (
-                    all(z in env for z in c.nodes)
-                    and not loosened
-                    and not changed.intersection(c.reads)
-                ):
-                    continue
-                c.solve(env, shift=[shift.get(z, 0.0) for z in c.nodes] if loosened else None)
-                changed.update(c.nodes)
-                continue
-            z = c.unknown
-            if z in env and z not in shift and not changed.intersection(c.reads):
-                continue
-            env[z] = c.solve(env) + shift.get(z, 0.0)
-            changed.add(z)
+        sweep(again, env, Sweep(shift=shift))
     return env
 
 

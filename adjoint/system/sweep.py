@@ -24,7 +24,9 @@ class Sweep:
     recorder of kinks met (:func:`adjoint.operations.numeric.watch_kinks`). ``work``:
     what implicit blocks and recurrences keep between the sweeps of one system (a
     factorisation, a trajectory or its schedule, a linearisation). ``checkpoints``: the
-    states a recurrence may store. ``condition``: the condition being solved, for the
+    states a recurrence may store. ``shift``: ``{node: amount}`` loosening Step 1's
+    constraints to ``z_i = f_i + amount`` (``r_i = amount`` for an implicit node; see
+    :func:`adjoint.system.solve.forward_sweep`). ``condition``: the condition being solved, for the
     messages of errors raised on the way.
     """
 
@@ -33,6 +35,7 @@ class Sweep:
     kinks: object = None
     work: dict = field(default_factory=dict)
     checkpoints: int | None = None
+    shift: dict | None = None
     condition: object = None
 
 
