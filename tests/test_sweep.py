@@ -71,3 +71,29 @@ def test_solving_and_second_order_run_the_one_loop_once_per_sweep(build, monkeyp
     # Step 1 and Step 2 again, then the tangent and the second-order adjoint sweeps
     assert calls[-2:] == [len(so.tangent_conditions), len(so.backward_conditions)]
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("build", [lecture_dag, two_layer_net], ids=["lecture", "two-layer"])
+def test_each_edge_is_one_contribution_read_by_step_2_the_tangent_and_second_order(build):
+    # one object per edge j -> i: Step 2 sums it into lambda_j, the tangent of z_i sums
+    # it with zdot_j, the second-order adjoint of z_j differentiates it
+    g, _ = build()
+    kkt, so = g.stationarity(), second_order_module.second_order(g)
+    step2 = [t for c in kkt.backward_conditions for t in c.contributions]
+    tangent = [t for c in so.tangent_conditions for t in c.contributions]
+    second = [t for c in so.backward_conditions for t in c.adjoint.contributions]
+    edges = sum(1 for z in g.defined for r in g.node(z).reads if r not in g.constants)
+    assert len(step2) == edges
+    assert {id(t) for t in tangent} == {id(t) for t in step2} == {id(t) for t in second}
+    assert all(isinstance(c, adjoint.system.conditions.Condition) for c in so.conditions())
+    assert all(isinstance(c, adjoint.system.conditions.Condition) for c in kkt.conditions())
+
+
+def test_a_tangent_of_a_node_reading_constants_sums_only_the_moving_edges():
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.constant("c")
+    g.define("f", sp.sin(x) * c**2 + x * c)
+    (t,) = second_order_module.second_order(g).tangent_conditions
+    assert [e.node for e in t.contributions] == [x]
+    got = g.tangent({x: 0.4, c: 1.5}, {x: 2.0}).derivative
+    assert got == pytest.approx((np.cos(0.4) * 1.5**2 + 1.5) * 2.0, rel=1e-14)

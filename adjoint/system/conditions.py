@@ -371,16 +371,19 @@ class AdjointCondition(Condition):
 
 class TangentCondition(Condition):
     """``zdot_i = sum_j df_i/dz_j zdot_j``: the forward condition of ``z_i`` linearised
-    along the direction (forward mode); its terms are the edges into ``z_i``."""
+    along the direction (forward mode). Its terms are the contributions of the edges
+    into ``z_i``, the same objects Step 2 sums at the other end of each edge: the
+    partial times ``zdot_j`` here, ``lambda_i`` times it there."""
 
     role = Role.TANGENT
-    __slots__ = ("forward", "node", "unknown", "wrt")
+    __slots__ = ("contributions", "forward", "node", "unknown", "wrt")
 
-    def __init__(self, forward, unknown, wrt):
+    def __init__(self, forward, unknown, contributions, dots):
         self.forward = forward  # the ForwardCondition z_i = f_i
         self.node = forward.unknown
         self.unknown = unknown  # zdot_i
-        self.wrt = wrt  # {read: zdot_read} for the reads that are not constants
+        self.contributions = contributions  # one per argument of f_i that moves, in order
+        self.wrt = {t.node: dots[t.node] for t in contributions}  # {read: zdot_read}
         self._memo = None
 
     @property
@@ -389,17 +392,15 @@ class TangentCondition(Condition):
 
     def edges(self):
         """``(k, z_j, zdot_j)`` for each argument of ``f_i`` that moves with the inputs."""
-        for k, r in enumerate(self.forward.reads):
-            if r in self.wrt:
-                yield k, r, self.wrt[r]
+        for t in self.contributions:
+            yield t.k, t.node, self.wrt[t.node]
 
     @property
     def rhs(self) -> sp.Expr:
         def build():
-            op, reads = self.forward.op, self.forward.reads
-            if op.pullback:  # a matrix constraint: its tangent rules
+            if self.forward.op.pullback:  # a matrix constraint: its tangent rules
                 return tangent_of(self.forward.rhs, self.wrt)
-            return sp.Add(*(op.local(k, reads, None) * dot for k, _, dot in self.edges()))
+            return sp.Add(*(t.partial * self.wrt[t.node] for t in self.contributions))
 
         return self._kept("rhs", build)
 
@@ -411,13 +412,13 @@ class TangentCondition(Condition):
         return reuse_output(self.rhs, f.rhs, f.unknown)
 
     def solve(self, env):
-        op, reads, out = self.forward.op, self.forward.reads, env[self.node]
-        if op.pullback:
+        out = env[self.node]
+        if self.forward.op.pullback:
             term = self._kept("numeric", lambda: NumericExpr(self.rhs))
             return shaped(term(env), out)
         total = 0.0
-        for k, _, dot in self.edges():
-            total = total + op.local_value(k, reads, out, env) * env[dot]
+        for t in self.contributions:
+            total = total + t.partial_value(env) * env[self.wrt[t.node]]
         if not np.isfinite(out):
             return np.nan  # z_i outside its domain: no derivative there
         return total

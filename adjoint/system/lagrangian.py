@@ -123,8 +123,9 @@ class Stationarity(System):
         Role.GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
     }
 
-    def __init__(self, output, forward, adjoint, gradient):
+    def __init__(self, output, forward, adjoint, gradient, edges=None):
         super().__init__({Role.FORWARD: forward, Role.ADJOINT: adjoint, Role.GRADIENT: gradient})
+        self._edges = edges or {}
         self.output = output
         self.forward_conditions: tuple = forward
         self.backward_conditions: tuple = adjoint + gradient
@@ -145,6 +146,12 @@ class Stationarity(System):
     def gradient(self) -> list[sp.Eq]:
         """For each input x: ``lambda_x = dL/dx``, the gradient of f (Theorem 16.1)."""
         return self.equations_of(Role.GRADIENT)
+
+    def edges_into(self, node) -> tuple:
+        """The contributions of the edges into an explicit ``node`` (one per argument of
+        its ``f_i`` that is not a constant, in order): Step 2 sums each at its other
+        end, and the tangent of ``node`` sums them here."""
+        return self._edges.get(node, ())
 
     @property
     def implicit(self) -> bool:
@@ -227,6 +234,7 @@ def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []
+    edges: dict[sp.Symbol, list[Contribution]] = {}
     implicit_forward, recurrent = {}, {}
     for z in graph.defined:
         node = graph.node(z)
@@ -252,9 +260,11 @@ def _conditions(graph) -> Stationarity:
             op = MatrixOperation(node.expr, node.reads, lam, z)
         forward.append(ForwardCondition(z, lam, node.expr, op, node.reads))
         # Each edge j -> i contributes lambda_i df_i/dz_j to the condition of z_j.
+        mine = edges[z] = []
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
-                incoming[j].append(Contribution(z, j, op, node.reads, k, lam))
+                mine.append(Contribution(z, j, op, node.reads, k, lam))
+                incoming[j].append(mine[-1])
     adjoint = []
     for z in reversed(graph.defined):
         node = graph.node(z)
@@ -282,7 +292,8 @@ def _conditions(graph) -> Stationarity:
         )
         for x in graph.inputs
     )
-    return Stationarity(output, tuple(forward), adjoint, gradient)
+    edges = {z: tuple(ts) for z, ts in edges.items()}
+    return Stationarity(output, tuple(forward), adjoint, gradient, edges)
 
 
 def _implicit(graph, block, incoming) -> ImplicitForward:

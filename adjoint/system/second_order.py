@@ -180,7 +180,7 @@ def _assemble(graph) -> SecondOrder:
         if c.recurrent
         else ImplicitTangent(c, dots)
         if c.implicit
-        else TangentCondition(c, dots[c.unknown], {r: dots[r] for r in c.reads if r in dots})
+        else TangentCondition(c, dots[c.unknown], kkt.edges_into(c.unknown), dots)
         for c in kkt.forward_conditions
     )
     adjoint = tuple(
