@@ -50,6 +50,26 @@ WORKLOADS = {
         "        f(**args)\n",
         "run()",
     ),
+    "second order: assemble, then 20 Hessian-vector products, random DAG of 300 nodes": (
+        "from adjoint.examples import random_dag\n"
+        "def run():\n"
+        "    g, point = random_dag(300, seed=2)\n"
+        "    sol = g.solve(point)\n"
+        "    for k in range(20):\n"
+        "        g.hvp(point, {x: 1.0 + k for x in g.inputs}, solution=sol)\n",
+        "run()",
+    ),
+    "g.hessian of a function of a 5 x 10 matrix (51 x 51)": (
+        "import numpy as np, sympy as sp, adjoint\n"
+        "def run():\n"
+        "    g = adjoint.Graph()\n"
+        "    W, s = g.input('W', shape=(5, 10)), g.input('s')\n"
+        "    H = g.define('H', W.applyfunc(sp.tanh))\n"
+        "    g.define('f', s * adjoint.frobenius2(H))\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    g.hessian({W: rng.normal(size=(5, 10)), s: 0.7})\n",
+        "run()",
+    ),
     "explain the lecture's DAG at a point, to HTML": (
         "from adjoint.examples import lecture_dag\n"
         "def run():\n"
