@@ -489,3 +489,21 @@ def test_sympys_entry_of_a_product_is_refused_with_the_fix():
     g.define("f", fn.scalar(w.T * x) ** 2)
     sol = g.solve({w: np.array([[1.0], [2.0]]), x: np.array([[3.0], [-1.0]])})
     np.testing.assert_allclose(sol.gradient[w], 2 * 1.0 * np.array([[3.0], [-1.0]]))
+
+
+def test_compiled_softplus_is_numpys_logaddexp_to_an_ulp_at_both_ends():
+    # NumPy prints softplus as max(x, 0) + log1p(e^-|x|), logaddexp's own formula in
+    # array passes: it must agree with logaddexp(0, x) where that underflows, overflows
+    # or is exact
+    x = sp.Symbol("x", real=True)
+    g = adjoint.Graph.from_expr(adjoint.softplus(x))
+    points = np.array([0.0, -0.0, 5e-324, 1e-300, -1e-300, 1e-8, -30.0, 30.0, 700.0, 800.0])
+    points = np.concatenate([points, -points, np.linspace(-40, 40, 801)])
+    for backend in ("numpy", "jax"):
+        value, (grad,) = g.compile(backend=backend)(points)
+        np.testing.assert_allclose(value, np.logaddexp(0.0, points), rtol=4e-16, atol=0)
+        with np.errstate(over="ignore"):  # the logistic function, by cases: no cancellation
+            e = np.exp(-np.abs(points))
+            logistic = np.where(points >= 0, 1 / (1 + e), e / (1 + e))
+        np.testing.assert_allclose(grad, logistic, rtol=1e-15, atol=0)
+    assert g.compile()(1e308)[0] == 1e308  # 1e308 + log1p(0), not an overflow
