@@ -223,17 +223,26 @@ def test_special_functions_at_their_poles_are_nan_not_an_error():
     "entries, ok",
     [
         ([[1e308, 1e308], [1e308, 1e308]], True),  # finite, though their sum overflows
+        ([[1e160, -1e160], [1.0, 1.0]], True),  # finite, though their squares overflow
         ([[np.inf, -np.inf], [1.0, 1.0]], False),  # sums to nan
         ([[np.inf, 1.0], [1.0, 1.0]], False),
+        ([[1.0, 1.0], [1.0, -np.inf]], False),
         ([[np.nan, 1.0], [1.0, 1.0]], False),
+        ([[1.0, 1.0], [-np.nan, 1.0]], False),
     ],
 )
 def test_matrix_values_must_be_finite_and_large_finite_values_are_accepted(entries, ok):
     g = adjoint.Graph()
     A = g.input("A", shape=(2, 2))
     g.define("f", adjoint.sum_entries(A.applyfunc(sp.atan)))
+    compiled, hvp = g.compile(), g.compile(hvp=True)
+    ways = (
+        lambda a: compiled(a)[0],
+        lambda a: hvp(a, np.ones((2, 2)))[0],
+        lambda a: g.solve({A: a}).output,
+    )
     for a in (np.array(entries), np.array(entries).T):  # contiguous, and a strided view
-        for value in (lambda a: g.compile()(a)[0], lambda a: g.solve({A: a}).output):
+        for value in ways:
             if ok:
                 assert value(a) == pytest.approx(np.sum(np.arctan(a)))
             else:

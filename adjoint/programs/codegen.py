@@ -1087,6 +1087,7 @@ class CompiledFunction:
         self._matrices_only = self._plain is not None and all(
             self._shapes[p] is not None for p in self.params
         )
+        self._short = self.backend == "numpy" and self._matrices_only and self.gradient
         self._vmap = None  # JAX: the program mapped over stacked directions, when asked
         # NumPy: the program over stacked directions, what reads none of them run once
         self._batch_fn = None
@@ -1101,6 +1102,10 @@ class CompiledFunction:
             self._flagged = jax.jit(_with_finite_flags(self._raw))
 
     def __call__(self, /, *args, **kwargs):
+        if self._short:
+            result = self._short_call(args, kwargs)
+            if result is not None:
+                return result
         if self.hvp and not self._output_scalar:
             batch = self._batch(args, kwargs)
             if batch is not None:
@@ -1117,7 +1122,10 @@ class CompiledFunction:
             values = self._plain_values(args, kwargs, on_device=True)
             if values is not None:
                 return self._finish(self._run_flagged(values))
-        values = self._plain_values(args, kwargs) if self._plain is not None else None
+        values = None
+        if self._plain is not None:
+            with np.errstate(all="ignore"):  # a sum that overflows is checked entry by entry
+                values = self._plain_values(args, kwargs)
         if values is None:
             values, given = self._bind(args, kwargs)
         elif self._matrices_only and self.gradient:
@@ -1336,27 +1344,51 @@ class CompiledFunction:
             if spot is None or spot[0] < len(args):
                 return None
             values[spot[0]] = value
-        with np.errstate(all="ignore"):  # a sum that overflows is checked entry by entry
-            for k, (value, (_, shape)) in enumerate(zip(values, plain.values())):
-                if shape is None:
-                    if type(value) is not float or value - value != 0.0:
-                        return None
-                    values[k] = np.float64(value)
-                elif on_device:
-                    if (
-                        not (type(value) is np.ndarray or _is_jax_array(value))
-                        or value.dtype != np.float64
-                        or value.shape != shape
-                    ):
-                        return None
-                elif (
-                    type(value) is not np.ndarray
+        # (called under np.errstate: a sum that overflows is checked entry by entry)
+        for k, (value, (_, shape)) in enumerate(zip(values, plain.values())):
+            if shape is None:
+                if type(value) is not float or value - value != 0.0:
+                    return None
+                values[k] = np.float64(value)
+            elif on_device:
+                if (
+                    not (type(value) is np.ndarray or _is_jax_array(value))
                     or value.dtype != np.float64
                     or value.shape != shape
-                    or not (np.isfinite(value.sum()) or np.all(np.isfinite(value)))
                 ):
                     return None
+            elif type(value) is not np.ndarray or value.dtype != np.float64 or value.shape != shape:
+                return None
+            else:
+                # Finite entries only: a sum of squares is not finite if an entry is not
+                # (its terms are >= 0: nothing cancels an inf, and nan stays nan); one
+                # BLAS pass, twice as fast as a sum. It overflows for entries beyond
+                # 1e154, which are then checked one by one. (x - x is 0 for a finite x.)
+                if value.flags.c_contiguous:
+                    flat = value.reshape(-1)
+                    total = _dot(flat, flat)
+                else:
+                    total = _add(value, None)
+                if total - total != 0.0 and not np.all(np.isfinite(value)):
+                    return None
         return values
+
+    def _short_call(self, args, kwargs):
+        """NumPy, every parameter a matrix: finite float64 arrays of their declared
+        shapes go straight into the program, checked and run under one errstate (a
+        stack of directions has another shape, and takes the long way); None for
+        anything else."""
+        with np.errstate(all="ignore"):
+            values = self._plain_values(args, kwargs)
+            if values is None:
+                return None
+            try:
+                result = self._fn(*values)
+            except np.linalg.LinAlgError as exc:
+                raise AdjointError(
+                    f"numpy says {exc}: a matrix the program inverts is singular at these values"
+                ) from None
+        return self._finish(result)
 
     def _quick_call(self, args):
         """The program on finite Python floats, read as NumPy numbers (1/0 is inf, as
@@ -1469,6 +1501,9 @@ def _with_finite_flags(fn):
         return fn(*args), jnp.stack([jnp.isfinite(jnp.sum(a)) for a in args])
 
     return flagged
+
+
+_add, _dot = np.add.reduce, np.dot
 
 
 def _is_jax_array(x) -> bool:
