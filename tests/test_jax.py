@@ -264,6 +264,11 @@ def test_jax_arrays_are_checked_on_the_device_as_numpy_arrays_are_on_the_host():
         jbad = jnp.asarray(bad)
     with pytest.raises(adjoint.AdjointError, match="not finite"):
         c(W=jW, X=jbad)
+    inf = X.copy()
+    inf[3, 0] = -np.inf
+    for W_given in (W, jW):  # NumPy arrays alone (checked on the host), or mixed
+        with pytest.raises(adjoint.AdjointError, match="not finite"):
+            c(W=W_given, X=inf)
     huge = np.full((4, 2), 1e308)  # finite entries, a sum that overflows
     value, (grad,) = c(W=W, X=huge)
     assert np.isfinite(value) and np.all(np.isfinite(grad))

@@ -1119,9 +1119,14 @@ class CompiledFunction:
         ):
             return self._quick_call(args)
         if self.backend == "jax" and self._matrices_only and self.gradient:
-            values = self._plain_values(args, kwargs, on_device=True)
+            with np.errstate(all="ignore"):
+                values = self._plain_values(args, kwargs, on_device=True)
             if values is not None:
-                return self._finish(self._run_flagged(values))
+                if any(type(v) is not np.ndarray for v in values):
+                    return self._finish(self._run_flagged(values))
+                # NumPy arrays, checked on the host already (a sum on the device took
+                # longer than the program): no flags to wait for
+                return self._finish(self._run_checked(values, values))
         values = None
         if self._plain is not None:
             with np.errstate(all="ignore"):  # a sum that overflows is checked entry by entry
@@ -1350,12 +1355,9 @@ class CompiledFunction:
                 if type(value) is not float or value - value != 0.0:
                     return None
                 values[k] = np.float64(value)
-            elif on_device:
-                if (
-                    not (type(value) is np.ndarray or _is_jax_array(value))
-                    or value.dtype != np.float64
-                    or value.shape != shape
-                ):
+            elif on_device and type(value) is not np.ndarray and _is_jax_array(value):
+                # checked on the device, in the program (_run_flagged)
+                if value.dtype != np.float64 or value.shape != shape:
                     return None
             elif type(value) is not np.ndarray or value.dtype != np.float64 or value.shape != shape:
                 return None
