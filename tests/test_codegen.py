@@ -291,3 +291,35 @@ def test_python_floats_on_the_short_way_keep_numpy_semantics():
     for bad in (float("nan"), float("inf")):  # not finite: the checked way refuses it
         with pytest.raises(adjoint.AdjointError):
             f(bad, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_symbolic_sizes_learn_their_shapes_and_still_refuse_what_is_wrong(backend):
+    """Matrices of symbolic sizes (n x d) take the general checks once; arrays of the
+    same shapes then take the short way, which refuses what the general checks refuse;
+    other shapes take the general checks again (and are bound afresh)."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    g, point = two_layer_net(n=6, d=3, seed=0)
+    c = g.compile(backend=backend)
+    args = {s.name: v for s, v in point.items()}
+    bound = []
+    general = c._bind
+    c._bind = lambda a, k: bound.append(1) or general(a, k)
+    first = c(**args)
+    again = c(**args)
+    assert len(bound) == 1  # the second call took the short way
+    assert again[0] == first[0] and all(np.array_equal(a, b) for a, b in zip(again[1], first[1]))
+    want = g.solve(point)
+    assert again[0] == pytest.approx(want.output, rel=1e-12)
+    np.testing.assert_allclose(again[1][0], want.gradient[g.lookup("W1")], rtol=1e-12)
+    for bad in (np.nan, np.inf, -np.inf):
+        X = args["X"].copy()
+        X[2, 1] = bad
+        with pytest.raises(adjoint.BadValueError, match="not finite"):
+            c(**{**args, "X": X})
+    g2, point2 = two_layer_net(n=9, d=3, seed=1)  # another n: bound afresh
+    args2 = {s.name: v for s, v in point2.items()}
+    np.testing.assert_allclose(c(**args2)[0], g2.solve(point2).output, rtol=1e-12)
+    with pytest.raises(adjoint.AdjointError):  # X of 9 rows, y of 6: n is not one size
+        c(**{**args2, "y": args["y"]})

@@ -1074,7 +1074,8 @@ class CompiledFunction:
         # checked in one pass each, without the general conversion: {keyword: (place,
         # shape)}; None when a parameter has a symbolic size or is a sequence
         self._plain = None
-        if self.dtype == np.float64 and not self._steps and not assumed:
+        self._learns = self.dtype == np.float64 and not self._steps and not assumed
+        if self._learns:
             shapes = [self._shapes[p] for p in self.params]
             if all(
                 shape is None or all(isinstance(d, (int, sp.Integer)) for d in shape)
@@ -1084,10 +1085,14 @@ class CompiledFunction:
                     program.keywords[p]: (k, None if shape is None else tuple(map(int, shape)))
                     for k, (p, shape) in enumerate(zip(self.params, shapes))
                 }
-        self._matrices_only = self._plain is not None and all(
-            self._shapes[p] is not None for p in self.params
+                self._learns = False
+        self._matrices_only = all(self._shapes[p] is not None for p in self.params)
+        self._short = (
+            self.backend == "numpy"
+            and self._matrices_only
+            and self.gradient
+            and self._plain is not None
         )
-        self._short = self.backend == "numpy" and self._matrices_only and self.gradient
         self._vmap = None  # JAX: the program mapped over stacked directions, when asked
         # NumPy: the program over stacked directions, what reads none of them run once
         self._batch_fn = None
@@ -1118,7 +1123,12 @@ class CompiledFunction:
             and all(type(a) is float and a - a == 0.0 for a in args)
         ):
             return self._quick_call(args)
-        if self.backend == "jax" and self._matrices_only and self.gradient:
+        if (
+            self.backend == "jax"
+            and self._matrices_only
+            and self.gradient
+            and self._plain is not None
+        ):
             with np.errstate(all="ignore"):
                 values = self._plain_values(args, kwargs, on_device=True)
             if values is not None:
@@ -1133,6 +1143,8 @@ class CompiledFunction:
                 values = self._plain_values(args, kwargs)
         if values is None:
             values, given = self._bind(args, kwargs)
+            if self._learns:
+                self._learn(values)
         elif self._matrices_only and self.gradient:
             return self._finish(self._run_checked(values, values))
         else:
@@ -1374,6 +1386,22 @@ class CompiledFunction:
                 if total - total != 0.0 and not np.all(np.isfinite(value)):
                     return None
         return values
+
+    def _learn(self, values) -> None:
+        """After the general checks accepted matrices of symbolic sizes: their shapes,
+        so that arrays of these same shapes take the short way in (their sizes are
+        consistent, having been bound once); arrays of other shapes take the general
+        checks, which learn those."""
+        if any(
+            (shape is None) != (np.ndim(v) == 0)
+            for v, shape in zip(values, (self._shapes[p] for p in self.params))
+        ):
+            return  # scalars broadcast over points: their shapes are the points'
+        self._plain = {
+            self._keyword[p]: (k, None if self._shapes[p] is None else np.shape(v))
+            for k, (p, v) in enumerate(zip(self.params, values))
+        }
+        self._short = self.backend == "numpy" and self._matrices_only and self.gradient
 
     def _short_call(self, args, kwargs):
         """NumPy, every parameter a matrix: finite float64 arrays of their declared
