@@ -227,11 +227,11 @@ class Contribution(Lazy):
             term = self._kept("second", lambda: NumericExpr(self.pullback_tangent(dots, ldot)))
             return total + term(env)
         lam = env[self.multiplier]
+        if lam != 0 and not np.isfinite(env[self.reader]):
+            return np.nan  # (the one nan object: the condition stops summing at it)
         total = total + env[ldot] * self.partial_value(env)
         for m, _, dot in self.coupled(dots):
             total = total + lam * self.second_value(m, env) * env[dot]
-        if not np.isfinite(env[self.reader]) and lam != 0:
-            return np.nan
         return total
 
 
@@ -412,13 +412,13 @@ class TangentCondition(Condition):
         return reuse_output(self.rhs, f.rhs, f.unknown)
 
     def solve(self, env):
-        out = env[self.node]
-        if self.forward.op.pullback:
+        op, reads, out = self.forward.op, self.forward.reads, env[self.node]
+        if op.pullback:
             term = self._kept("numeric", lambda: NumericExpr(self.rhs))
             return shaped(term(env), out)
-        total = 0.0
+        total, wrt = 0.0, self.wrt
         for t in self.contributions:
-            total = total + t.partial_value(env) * env[self.wrt[t.node]]
+            total = total + op.local_value(t.k, reads, out, env) * env[wrt[t.node]]
         if not np.isfinite(out):
             return np.nan  # z_i outside its domain: no derivative there
         return total
@@ -479,6 +479,8 @@ class SecondAdjointCondition(Condition):
         ldots, dots = self.multiplier_dots, self.dots
         for t in self.adjoint.contributions:
             total = t.add_second(total, env, ldots[t.reader], dots)
+            if total is np.nan:  # a reader outside its domain: no second derivative
+                return total
         return shaped(total, env[self.wrt])
 
 

@@ -33,7 +33,6 @@ explanations, drawings and grading all read.
 
 from __future__ import annotations
 
-import gc
 from typing import ClassVar
 
 import sympy as sp
@@ -123,9 +122,9 @@ class Stationarity(System):
         Role.GRADIENT: r"\text{gradient: } \lambda_x = \nabla_{x}\mathcal{L}",
     }
 
-    def __init__(self, output, forward, adjoint, gradient, edges=None):
+    def __init__(self, output, forward, adjoint, gradient):
         super().__init__({Role.FORWARD: forward, Role.ADJOINT: adjoint, Role.GRADIENT: gradient})
-        self._edges = edges or {}
+        self._edges = None  # {reader: its edges' contributions}, made when asked
         self.output = output
         self.forward_conditions: tuple = forward
         self.backward_conditions: tuple = adjoint + gradient
@@ -151,6 +150,14 @@ class Stationarity(System):
         """The contributions of the edges into an explicit ``node`` (one per argument of
         its ``f_i`` that is not a constant, in order): Step 2 sums each at its other
         end, and the tangent of ``node`` sums them here."""
+        if self._edges is None:  # second order asks: first order makes no index
+            edges: dict = {}
+            for c in self.backward_conditions:
+                for group in c.contributions if c.implicit else (c.contributions,):
+                    for t in group:
+                        if type(t) is Contribution:  # an edge of an explicit node
+                            edges.setdefault(t.reader, []).append(t)
+            self._edges = {z: tuple(sorted(ts, key=_place)) for z, ts in edges.items()}
         return self._edges.get(node, ())
 
     @property
@@ -209,32 +216,20 @@ _LATEX_NOTES = {
 }
 
 
+def _place(contribution) -> int:
+    return contribution.k
+
+
 def stationarity(graph) -> Stationarity:
     """``grad L = 0`` for ``graph``, assembled from the local partials of each ``f_i``;
     kept with the graph until it changes."""
-    return graph.derived("stationarity", _assemble)
-
-
-def _assemble(graph) -> Stationarity:
-    # Each full collection of the cyclic garbage collector rescans every object alive,
-    # here the graph's sympy objects, none of them garbage: that doubled the time of
-    # this linear assembly. They are set aside (gc.freeze) while it runs, unless
-    # someone else keeps objects frozen; the collector itself keeps running.
-    mine = gc.get_freeze_count() == 0
-    if mine:
-        gc.freeze()
-    try:
-        return _conditions(graph)
-    finally:
-        if mine:
-            gc.unfreeze()
+    return graph.derived("stationarity", _conditions)
 
 
 def _conditions(graph) -> Stationarity:
     output = scalar_output(graph)
     incoming: dict[sp.Symbol, list[Contribution]] = {z: [] for z in graph.nodes}
     forward = []
-    edges: dict[sp.Symbol, list[Contribution]] = {}
     implicit_forward, recurrent = {}, {}
     for z in graph.defined:
         node = graph.node(z)
@@ -260,11 +255,9 @@ def _conditions(graph) -> Stationarity:
             op = MatrixOperation(node.expr, node.reads, lam, z)
         forward.append(ForwardCondition(z, lam, node.expr, op, node.reads))
         # Each edge j -> i contributes lambda_i df_i/dz_j to the condition of z_j.
-        mine = edges[z] = []
         for k, j in enumerate(node.reads):
             if j in incoming:  # constants are data: no condition of their own
-                mine.append(Contribution(z, j, op, node.reads, k, lam))
-                incoming[j].append(mine[-1])
+                incoming[j].append(Contribution(z, j, op, node.reads, k, lam))
     adjoint = []
     for z in reversed(graph.defined):
         node = graph.node(z)
@@ -292,8 +285,7 @@ def _conditions(graph) -> Stationarity:
         )
         for x in graph.inputs
     )
-    edges = {z: tuple(ts) for z, ts in edges.items()}
-    return Stationarity(output, tuple(forward), adjoint, gradient, edges)
+    return Stationarity(output, tuple(forward), adjoint, gradient)
 
 
 def _implicit(graph, block, incoming) -> ImplicitForward:
