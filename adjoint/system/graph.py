@@ -51,6 +51,9 @@ INPUT, CONSTANT, DEFINED = "input", "constant", "defined"
 _A_KIND = {INPUT: "an input", CONSTANT: "a constant", DEFINED: "a defined node"}
 
 
+_SETTING_ASIDE = False  # whether a derived view being built has set the collector's objects aside
+
+
 @dataclass(frozen=True, eq=False)
 class Recurrence:
     """A rolled recurrence ``z_{t+1} = step(z_t, ..., t)``, ``z_0 = init``, for ``t = 0 ..
@@ -664,14 +667,19 @@ class ConstraintGraph:
             # the time of the linear assemblies (grad L = 0, second order). They are set
             # aside (gc.freeze) while a view is built, unless someone else keeps objects
             # frozen; the collector itself keeps running.
-            mine = gc.get_freeze_count() == 0
+            # (A view built inside another finds them set aside already: asking
+            # gc.get_freeze_count then would count every frozen object.)
+            global _SETTING_ASIDE
+            mine = not _SETTING_ASIDE and gc.get_freeze_count() == 0
             if mine:
+                _SETTING_ASIDE = True
                 gc.freeze()
             try:
                 self._cache[key] = build(self)
             finally:
                 if mine:
                     gc.unfreeze()
+                    _SETTING_ASIDE = False
         return self._cache[key]
 
     # -- alternative constructors -----------------------------------------
