@@ -594,3 +594,24 @@ def test_a_subnormal_right_side_is_no_false_alarm():
     # equal to the rounding of subnormal numbers (-5e-324 / 3 rounds to -0)
     assert sol.gradient[x] == pytest.approx(twin.solve({x2: 5e-324}).gradient[x2], abs=1e-320)
     assert sol.blocks[0].backward_residual <= 1e-15
+
+
+def test_the_hessian_through_an_explicit_reader_of_an_implicit_node_is_the_gradients_derivative():
+    # the tangent of f sums its edge from the block node y: the index of edges must
+    # find it among the block's contributions
+    g = adjoint.Graph()
+    x, c = g.input("x"), g.input("c")
+    g.implicit("y", "y**3 + y - x")
+    g.define("u", "sin(y)*x")  # read by f: its tangent enters f's second-order terms
+    g.define("f", "u**2*c + y**2")
+    point = np.array([1.3, 0.7])
+
+    def gradient(p):
+        s = g.solve({x: p[0], c: p[1]})
+        return np.array([s.gradient[x], s.gradient[c]])
+
+    h = 1e-5
+    columns = [(gradient(point + h * e) - gradient(point - h * e)) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(
+        g.hessian({x: 1.3, c: 0.7}), np.column_stack(columns), rtol=1e-8, atol=1e-9
+    )
