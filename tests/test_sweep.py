@@ -97,3 +97,13 @@ def test_a_tangent_of_a_node_reading_constants_sums_only_the_moving_edges():
     assert [e.node for e in t.contributions] == [x]
     got = g.tangent({x: 0.4, c: 1.5}, {x: 2.0}).derivative
     assert got == pytest.approx((np.cos(0.4) * 1.5**2 + 1.5) * 2.0, rel=1e-14)
+
+
+def test_a_system_refuses_a_role_it_has_not_by_name():
+    g, _ = lecture_dag()
+    kkt, so = g.stationarity(), second_order_module.second_order(g)
+    assert kkt.conditions("adjoint") == kkt.conditions(adjoint.Role.ADJOINT)
+    assert len(so.conditions("hvp")) == len(g.inputs)
+    for system, role in ((kkt, "tangent"), (so, "forward"), (kkt, "nonsense"), (kkt, 3)):
+        with pytest.raises(adjoint.AdjointError, match="roles are"):
+            system.conditions(role)

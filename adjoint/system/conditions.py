@@ -502,12 +502,21 @@ class System:
         """The conditions of one role in solving order, or all of them."""
         if role is None:
             return tuple(c for group in self._by_role.values() for c in group)
-        return self._by_role[Role(role)]
+        return self._by_role[self._role(role)]
+
+    def _role(self, role) -> Role:
+        found = role if isinstance(role, Role) else next((r for r in Role if r.value == role), None)
+        if found not in self._by_role:
+            roles = ", ".join(repr(r.value) for r in self._by_role)
+            raise AdjointError(
+                f"{type(self).__name__} has no conditions of role {role!r}; its roles are {roles}"
+            )
+        return found
 
     def equations_of(self, role) -> list[sp.Eq]:
         """The equations of one role's conditions (a block or a loop has several)."""
         found = []
-        for c in self._by_role[Role(role)]:
+        for c in self._by_role[self._role(role)]:
             if hasattr(c, "equations"):
                 found += c.equations
             else:
