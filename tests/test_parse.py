@@ -350,8 +350,9 @@ def test_long_chains_are_built_in_one_step_and_agree_with_sympy():
         ("A**A", ["matrix", "power"]),
         ("2**N", ["matrix", "power"]),
         ("1/A", ["dividing by", "A**-1"]),
-        ("x/A", ["dividing by", "element-wise"]),
+        ("x/A", ["dividing by", "entry by entry, `divide(x, A)`"]),
         ("A/B", ["dividing by"]),
+        ("x/(A+A.T)", ["written (A+A.T)**-1", "`divide(x, (A+A.T))`"]),  # not A+A.T**-1
         ("1/N", ["dividing by"]),
         ("1/M", ["dividing by"]),
         ("B**2", ["square", "2 x 3"]),
@@ -562,3 +563,26 @@ def test_parse_agrees_with_sympy_operators(pair):
         assert "limit" in str(result), str(result)
         return
     assert result == expected
+
+
+def test_a_number_added_to_a_matrix_or_a_division_by_one_is_told_the_text_that_works():
+    # the messages once sent students to build matrices in Python; text has ones(m, n)
+    # and divide(A, B), and the rewrite each message suggests must parse
+    import re
+
+    g = adjoint.Graph()
+    g.constant("y", shape=(6, 1))
+    g.input("p", shape=(6, 1))
+    with pytest.raises(adjoint.AdjointError) as added:
+        g.define("f", "sum_entries(1 - y)")
+    suggestion = re.search(r"`([^`]*)`", str(added.value)).group(1)
+    assert "ones(6, 1)" in suggestion
+    g.define("f", f"sum_entries({suggestion})")
+    h = adjoint.Graph()
+    h.constant("y", shape=(6, 1))
+    h.input("p", shape=(6, 1))
+    with pytest.raises(adjoint.AdjointError) as divided:
+        h.define("f", "sum_entries(y / p)")
+    suggestion = re.search(r"`([^`]*)`", str(divided.value)).group(1)
+    assert suggestion == "divide(y, p)"
+    h.define("f", f"sum_entries({suggestion})")

@@ -485,6 +485,12 @@ class _Reader:
             return text
         return "..." + text[3 - limit :] if tail else text[: limit - 3] + "..."
 
+    def operand(self, node: ast.AST) -> str:
+        """The source text of an operand, in parentheses unless it stands alone (a name,
+        a number, a call), for a rewrite a message suggests (shortened if long)."""
+        text = self.snippet(node, limit=60)
+        return text if isinstance(node, (ast.Name, ast.Constant, ast.Call)) else f"({text})"
+
     # --- syntax -------------------------------------------------------------------------
 
     def syntax_tree(self) -> ast.Expression:
@@ -1139,16 +1145,27 @@ class _Reader:
             raise self.fail(
                 node,
                 f"dividing by a matrix ({this}) is not defined: multiply by its inverse, "
-                f"written {self.snippet(node)}**-1, or, for element-wise division, build "
-                f"sp.HadamardProduct({self.snippet(step.left, tail=True)}, "
-                f"sp.HadamardPower({self.snippet(node)}, -1)) in Python",
+                f"written {self.operand(node)}**-1, or divide entry by entry, "
+                f"`divide({self.operand(step.left)}, {self.operand(node)})`",
             )
         elif kind in (ast.Add, ast.Sub):
             if left != right:
+                matrix = a if left else b
+                ones = f"ones({matrix.rows}, {matrix.cols})"
+                sign = "+" if kind is ast.Add else "-"
+
+                def spread(number):  # the number times ones; 1 is the ones themselves
+                    text = self.operand(number)
+                    return ones if text in ("1", "1.0") else f"{text}*{ones}"
+
+                if left:
+                    rewrite = f"{self.operand(step.left)} {sign} {spread(node)}"
+                else:
+                    rewrite = f"{spread(step.left)} {sign} {self.operand(node)}"
                 raise self.fail(
                     node,
                     f"cannot add a scalar and a matrix (at {this}); to add a number to every "
-                    "entry, multiply it by a matrix of ones built in Python",
+                    f"entry, multiply it by ones of the matrix's shape: `{rewrite}`",
                 )
             if _differ(a.shape, b.shape):
                 raise self.fail(
