@@ -1149,12 +1149,7 @@ class CompiledFunction:
             return self._finish(self._run_checked(values, values))
         else:
             given = values
-        try:
-            result = self._run(values, given)
-        except np.linalg.LinAlgError as exc:
-            raise AdjointError(
-                f"numpy says {exc}: a matrix the program inverts is singular at these values"
-            ) from None
+        result = self._run_checked(values, given)
         hv = None
         if self.hvp:
             value, grad, hv = result
@@ -1314,9 +1309,7 @@ class CompiledFunction:
         try:
             return self._run(values, given)
         except np.linalg.LinAlgError as exc:
-            raise AdjointError(
-                f"numpy says {exc}: a matrix the program inverts is singular at these values"
-            ) from None
+            raise _singular(exc) from None
 
     def _finish(self, result):
         """The results of a program whose parameters are all matrices: nothing to
@@ -1412,12 +1405,10 @@ class CompiledFunction:
             values = self._plain_values(args, kwargs)
             if values is None:
                 return None
-            try:
+            try:  # (not _run_checked: its own errstate would be a second one)
                 result = self._fn(*values)
             except np.linalg.LinAlgError as exc:
-                raise AdjointError(
-                    f"numpy says {exc}: a matrix the program inverts is singular at these values"
-                ) from None
+                raise _singular(exc) from None
         return self._finish(result)
 
     def _quick_call(self, args):
@@ -1534,6 +1525,12 @@ def _with_finite_flags(fn):
 
 
 _add, _dot = np.add.reduce, np.dot
+
+
+def _singular(exc) -> AdjointError:
+    return AdjointError(
+        f"numpy says {exc}: a matrix the program inverts is singular at these values"
+    )
 
 
 def _is_jax_array(x) -> bool:
