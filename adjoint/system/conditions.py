@@ -541,9 +541,13 @@ class System:
     def latex_note(self, condition) -> str:
         return r"\quad \text{(" + self.note(condition) + ")}"
 
-    def _closing(self) -> tuple[list, list]:
-        """Lines and LaTeX rows printed after the groups."""
-        return [], []
+    def _closing_lines(self) -> list:
+        """Lines printed after the groups."""
+        return []
+
+    def _closing_rows(self) -> list:
+        """LaTeX rows printed after the groups."""
+        return []
 
     def __repr__(self) -> str:
         lines = []
@@ -555,7 +559,7 @@ class System:
                     continue
                 note = f"   [{self.note(c)}]"
                 lines += [f"  {text(e.lhs)} = {text(e.rhs)}{note}" for e in c.equations]
-        return "\n".join(lines + self._closing()[0])
+        return "\n".join(lines + self._closing_lines())
 
     def _repr_latex_(self) -> str:
         rows = []
@@ -567,7 +571,7 @@ class System:
                     continue
                 note = self.latex_note(c)
                 rows += [(latex(e.lhs), latex(e.rhs) + note) for e in c.equations]
-        return aligned(rows + self._closing()[1])
+        return aligned(rows + self._closing_rows())
 
 
 class NumericExpr:

@@ -181,16 +181,25 @@ class Stationarity(System):
     def latex_note(self, condition) -> str:
         return _LATEX_NOTES[self.note(condition)]
 
-    def _closing(self) -> tuple[list, list]:
+    def _recurrences(self) -> list:
+        return [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
+
+    def _closing_lines(self) -> list:
         """The Hamiltonian of each recurrence."""
-        recurrences = [c for c in self.backward_conditions if hasattr(c, "hamiltonian")]
+        recurrences = self._recurrences()
         if not recurrences:
-            return [], []
-        lines = [_HAMILTONIAN_TITLE + ":"]
-        lines += [f"  H_t({c.rec.state}) = {text(c.hamiltonian)}" for c in recurrences]
-        rows = [(None, _HAMILTONIAN_LATEX)]
-        rows += [(f"H_t({latex(c.rec.state)})", latex(c.hamiltonian)) for c in recurrences]
-        return lines, rows
+            return []
+        return [_HAMILTONIAN_TITLE + ":"] + [
+            f"  H_t({c.rec.state}) = {text(c.hamiltonian)}" for c in recurrences
+        ]
+
+    def _closing_rows(self) -> list:
+        recurrences = self._recurrences()
+        if not recurrences:
+            return []
+        return [(None, _HAMILTONIAN_LATEX)] + [
+            (f"H_t({latex(c.rec.state)})", latex(c.hamiltonian)) for c in recurrences
+        ]
 
 
 _IMPLICIT_TITLES = {
