@@ -375,7 +375,7 @@ class Program:
                 dot = c.multiplier_dots[t.reader]
                 pieces.append(self._times(dot, partial, aliases))
                 reads |= self._read(partial, op, t.reads, t.reader) | {dot}
-            coupled = list(c.pairs(t))
+            coupled = list(t.coupled(c.dots))
             second = sp.Add(*(op.numeric_second_partial(t.k, m) * dot for m, _, dot in coupled))
             if second != 0:
                 pieces.append(self._times(t.multiplier, second, aliases))

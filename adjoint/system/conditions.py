@@ -444,11 +444,6 @@ class SecondAdjointCondition(Condition):
     def nodes(self) -> tuple:
         return (self.wrt,)
 
-    def pairs(self, t):
-        """``(m, z_k, zdot_k)`` for each argument of ``f_i`` whose second partial with
-        ``z_j`` is not zero (``t`` is the contribution of reader ``i``)."""
-        return t.coupled(self.dots)
-
     def numeric_matrix_term(self, t, reader_rhs, moving: bool = True) -> sp.Expr:
         """A pullback's tangent as programs compute it, reading the stored value of the
         reader (whose right-hand side is ``reader_rhs``) where a derivative is declared
