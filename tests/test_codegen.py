@@ -155,6 +155,27 @@ def test_matrix_shape_mistakes():
         f(**{**args, "W1": np.ones(3)})
 
 
+def test_calling_mistakes_on_the_short_way_of_matrix_programs():
+    """Arrays of their declared shapes skip the general binding; a name given twice,
+    missing or unknown still gets the general checks' error, naming it."""
+    g = adjoint.Graph()
+    A, B = g.input("A", shape=(2, 2)), g.input("B", shape=(2, 1))
+    g.define("f", adjoint.sum_entries(A * B))
+    f = g.compile()
+    a, b = np.eye(2), np.ones((2, 1))
+    assert f(a, b)[0] == f(A=a, B=b)[0] == f(a, B=b)[0] == 2.0
+    calls = [
+        (lambda: f(a, A=a), adjoint.BadValueError, "A is given twice"),
+        (lambda: f(a, b, A=a), adjoint.BadValueError, "too many|A is given twice"),
+        (lambda: f(a), adjoint.MissingValueError, "no value is given for B"),
+        (lambda: f(A=a, C=b), adjoint.MissingValueError, "C is not an input"),
+        (lambda: f(a, b.T), adjoint.ShapeError, "B"),
+    ]
+    for call, error, words in calls:
+        with pytest.raises(error, match=words):
+            call()
+
+
 def test_fan_out_program():
     g, _ = fan_out()
     _, (grad,) = g.compile()(0.75)

@@ -1071,8 +1071,9 @@ class CompiledFunction:
         )
         self._quiet = np.errstate(all="ignore")(self._fn)  # 1/0 is inf, said by no warning
         # NumPy float64 arrays of the declared sizes (and finite Python floats) are
-        # checked in one pass each, without the general conversion: {keyword: (place,
-        # shape)}; None when a parameter has a symbolic size or is a sequence
+        # checked in one pass each, without the general conversion: (the keywords, the
+        # shapes), in parameter order; None when a parameter has a symbolic size or is a
+        # sequence
         self._plain = None
         self._learns = self.dtype == np.float64 and not self._steps and not assumed
         if self._learns:
@@ -1081,10 +1082,10 @@ class CompiledFunction:
                 shape is None or all(isinstance(d, (int, sp.Integer)) for d in shape)
                 for shape in shapes
             ):
-                self._plain = {
-                    program.keywords[p]: (k, None if shape is None else tuple(map(int, shape)))
-                    for k, (p, shape) in enumerate(zip(self.params, shapes))
-                }
+                self._plain = (
+                    tuple(program.keywords[p] for p in self.params),
+                    tuple(None if shape is None else tuple(map(int, shape)) for shape in shapes),
+                )
                 self._learns = False
         self._matrices_only = all(self._shapes[p] is not None for p in self.params)
         self._short = (
@@ -1345,39 +1346,38 @@ class CompiledFunction:
         declared shape (or a finite Python float for a scalar), else None: anything
         else takes the general checks, which say what is wrong. ``on_device``: JAX
         arrays too, and their entries are checked in the program (``_run_flagged``)."""
-        plain = self._plain
-        if len(args) + len(kwargs) != len(plain) or len(args) > len(plain):
-            return None
-        values = [*args, *([None] * (len(plain) - len(args)))]
-        for name, value in kwargs.items():
-            spot = plain.get(name)
-            if spot is None or spot[0] < len(args):
+        names, shapes = self._plain
+        if kwargs:
+            if len(args) + len(kwargs) != len(names):
                 return None
-            values[spot[0]] = value
+            try:  # a name given twice leaves another one missing
+                values = [*args, *(kwargs[name] for name in names[len(args) :])]
+            except KeyError:
+                return None
+        elif len(args) == len(names):
+            values = list(args)
+        else:
+            return None
         # (called under np.errstate: a sum that overflows is checked entry by entry)
-        for k, (value, (_, shape)) in enumerate(zip(values, plain.values())):
+        for k, (value, shape) in enumerate(zip(values, shapes)):
             if shape is None:
                 if type(value) is not float or value - value != 0.0:
                     return None
                 values[k] = np.float64(value)
-            elif on_device and type(value) is not np.ndarray and _is_jax_array(value):
-                # checked on the device, in the program (_run_flagged)
+            elif type(value) is np.ndarray:
                 if value.dtype != np.float64 or value.shape != shape:
                     return None
-            elif type(value) is not np.ndarray or value.dtype != np.float64 or value.shape != shape:
-                return None
-            else:
                 # Finite entries only: a sum of squares is not finite if an entry is not
                 # (its terms are >= 0: nothing cancels an inf, and nan stays nan); one
                 # BLAS pass, twice as fast as a sum. It overflows for entries beyond
                 # 1e154, which are then checked one by one. (x - x is 0 for a finite x.)
-                if value.flags.c_contiguous:
-                    flat = value.reshape(-1)
-                    total = _dot(flat, flat)
-                else:
-                    total = _add(value, None)
+                total = _vdot(value, value)
                 if total - total != 0.0 and not np.all(np.isfinite(value)):
                     return None
+            elif not (on_device and _is_jax_array(value)):
+                return None
+            elif value.dtype != np.float64 or value.shape != shape:
+                return None  # (a JAX array's entries are checked in the program)
         return values
 
     def _learn(self, values) -> None:
@@ -1390,10 +1390,13 @@ class CompiledFunction:
             for v, shape in zip(values, (self._shapes[p] for p in self.params))
         ):
             return  # scalars broadcast over points: their shapes are the points'
-        self._plain = {
-            self._keyword[p]: (k, None if self._shapes[p] is None else np.shape(v))
-            for k, (p, v) in enumerate(zip(self.params, values))
-        }
+        self._plain = (
+            tuple(self._keyword[p] for p in self.params),
+            tuple(
+                None if self._shapes[p] is None else np.shape(v)
+                for p, v in zip(self.params, values)
+            ),
+        )
         self._short = self.backend == "numpy" and self._matrices_only and self.gradient
 
     def _short_call(self, args, kwargs):
@@ -1524,7 +1527,7 @@ def _with_finite_flags(fn):
     return flagged
 
 
-_add, _dot = np.add.reduce, np.dot
+_vdot = np.vdot
 
 
 def _singular(exc) -> AdjointError:
