@@ -176,6 +176,28 @@ def test_calling_mistakes_on_the_short_way_of_matrix_programs():
             call()
 
 
+def test_a_bad_direction_is_named_as_it_is_given():
+    """compile(hvp=True) takes directions as v_x; an error about one names v_x (and
+    nothing internal, such as zdot_x), whichever way the value was checked."""
+    g = adjoint.Graph()
+    A, b = g.input("A", shape=(2, 2)), g.input("b")
+    g.define("f", adjoint.sum_entries(A.applyfunc(sp.sin)) * b)
+    f = g.compile(hvp=True)
+    a = np.eye(2)
+    calls = [
+        lambda: f(a, 1.0, np.full((2, 2), np.nan), 1.0),
+        lambda: f(a, 1.0, np.ones((2, 2)), float("inf")),
+        lambda: f(A=a, b=1.0, v_A=np.ones((3, 2)), v_b=1.0),
+        lambda: f(a, 1.0, "up", 1.0),
+        lambda: f(a, np.ones(3), np.ones((2, 2)), np.ones(2)),
+    ]
+    for call in calls:
+        with pytest.raises(adjoint.AdjointError) as raised:
+            call()
+        assert "zdot" not in str(raised.value), str(raised.value)
+        assert re.search(r"\bv_[Ab]\b", str(raised.value)), str(raised.value)
+
+
 def test_fan_out_program():
     g, _ = fan_out()
     _, (grad,) = g.compile()(0.75)

@@ -1047,6 +1047,10 @@ class CompiledFunction:
         )
         self._names = {program.keywords[p]: p for p in self.params}
         self._keyword = {p: name for name, p in self._names.items()}
+        # what the checks call each parameter: its name as given (v_x, not zdot_x)
+        self._label = {
+            p: p if name == str(p) else _Label(name, p) for p, name in self._keyword.items()
+        }
         implemented = program.implementations()  # adjoint.elementary operations
         if self.backend == "jax":
             implemented = {name: on_host(fn) for name, fn in implemented.items()}
@@ -1347,37 +1351,9 @@ class CompiledFunction:
         else takes the general checks, which say what is wrong. ``on_device``: JAX
         arrays too, and their entries are checked in the program (``_run_flagged``)."""
         names, shapes = self._plain
-        if kwargs:
-            if len(args) + len(kwargs) != len(names):
-                return None
-            try:  # a name given twice leaves another one missing
-                values = [*args, *(kwargs[name] for name in names[len(args) :])]
-            except KeyError:
-                return None
-        elif len(args) == len(names):
-            values = list(args)
-        else:
+        values = _in_order(names, args, kwargs)
+        if values is None or not _plain(values, shapes, on_device):
             return None
-        # (called under np.errstate: a sum that overflows is checked entry by entry)
-        for k, (value, shape) in enumerate(zip(values, shapes)):
-            if shape is None:
-                if type(value) is not float or value - value != 0.0:
-                    return None
-                values[k] = np.float64(value)
-            elif type(value) is np.ndarray:
-                if value.dtype != np.float64 or value.shape != shape:
-                    return None
-                # Finite entries only: a sum of squares is not finite if an entry is not
-                # (its terms are >= 0: nothing cancels an inf, and nan stays nan); one
-                # BLAS pass, twice as fast as a sum. It overflows for entries beyond
-                # 1e154, which are then checked one by one. (x - x is 0 for a finite x.)
-                total = _vdot(value, value)
-                if total - total != 0.0 and not np.all(np.isfinite(value)):
-                    return None
-            elif not (on_device and _is_jax_array(value)):
-                return None
-            elif value.dtype != np.float64 or value.shape != shape:
-                return None  # (a JAX array's entries are checked in the program)
         return values
 
     def _learn(self, values) -> None:
@@ -1469,7 +1445,7 @@ class CompiledFunction:
         shapes = self._shapes
         dims = bind_dimensions(
             [
-                (p, shapes[p], v)
+                (self._label[p], shapes[p], v)
                 for p, v in zip(self.params, out)
                 if shapes[p] is not None and p not in self._steps
             ]
@@ -1481,10 +1457,10 @@ class CompiledFunction:
             for p, v in zip(self.params, out):
                 if self._shapes[p] is None and np.ndim(v) and p not in self._steps:
                     raise ShapeError(
-                        f"{p.name} is given an array of points, {np.shape(v)}, but this graph "
-                        f"has {what}, whose values are not separable by point: give "
-                        "one number, and call once per point",
-                        node=p,
+                        f"{self._keyword[p]} is given an array of points, {np.shape(v)}, but "
+                        f"this graph has {what}, whose values are not separable by point: "
+                        "give one number, and call once per point",
+                        node=self._label[p],
                     )
         scalars = [
             np.shape(v)
@@ -1497,7 +1473,7 @@ class CompiledFunction:
             raise ShapeError(
                 "the arrays given for the scalar inputs do not broadcast together: "
                 + ", ".join(
-                    f"{p.name} {np.shape(v)}"
+                    f"{self._keyword[p]} {np.shape(v)}"
                     for p, v in zip(self.params, out)
                     if self._shapes[p] is None
                 )
@@ -1505,15 +1481,67 @@ class CompiledFunction:
         return out, [given[p] for p in self.params]
 
     def _convert(self, p, value):
-        shape = self._shapes[p]
+        shape, label = self._shapes[p], self._label[p]
         if p in self._steps:
-            return as_sequence(p, value, self._steps[p], shape).astype(self.dtype, copy=False)
+            steps = self._steps[p]
+            return as_sequence(label, value, steps, shape).astype(self.dtype, copy=False)
         if shape is not None:
-            return as_array(p, value, shape, self.dtype)
-        return as_points(p, value, self.dtype)
+            return as_array(label, value, shape, self.dtype)
+        return as_points(label, value, self.dtype)
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(self._names)}>"
+
+
+class _Label(str):
+    """A parameter's name as it is given (``v_x`` for the direction ``zdot_x``), with
+    its symbol's assumptions, which the checks keep."""
+
+    def __new__(cls, name: str, symbol):
+        label = super().__new__(cls, name)
+        label.assumptions0 = getattr(symbol, "assumptions0", {})
+        return label
+
+
+def _in_order(names, args, kwargs) -> list | None:
+    """The values of ``names`` given by position and by name, in order; None when some
+    are missing, unknown or given twice (the general checks then say which)."""
+    if kwargs:
+        if len(args) + len(kwargs) != len(names):
+            return None
+        try:  # a name given twice leaves another one missing
+            return [*args, *(kwargs[name] for name in names[len(args) :])]
+        except KeyError:
+            return None
+    return list(args) if len(args) == len(names) else None
+
+
+def _plain(values, shapes, on_device=False) -> bool:
+    """Whether each value is a finite float64 NumPy array of its shape (a finite Python
+    float where the shape is None, made a NumPy number in ``values``); with
+    ``on_device``, a JAX float64 array of its shape too, its entries then to be checked
+    in the program. Called under ``np.errstate``: a sum that overflows is checked entry
+    by entry."""
+    for k, (value, shape) in enumerate(zip(values, shapes)):
+        if shape is None:
+            if type(value) is not float or value - value != 0.0:
+                return False
+            values[k] = np.float64(value)
+        elif type(value) is np.ndarray:
+            if value.dtype != np.float64 or value.shape != shape:
+                return False
+            # Finite entries only: a sum of squares is not finite if an entry is not
+            # (its terms are >= 0: nothing cancels an inf, and nan stays nan); one
+            # BLAS pass, twice as fast as a sum. It overflows for entries beyond
+            # 1e154, which are then checked one by one. (x - x is 0 for a finite x.)
+            total = _vdot(value, value)
+            if total - total != 0.0 and not np.all(np.isfinite(value)):
+                return False
+        else:  # a JAX array's entries are checked on the device, in the program
+            jax_array = on_device and _is_jax_array(value)
+            if not jax_array or value.dtype != np.float64 or value.shape != shape:
+                return False
+    return True
 
 
 def _with_finite_flags(fn):
