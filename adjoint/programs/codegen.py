@@ -1491,8 +1491,14 @@ class CompiledFunction:
         what this one returns. On NumPy, a call then checks only the values it is
         given: with data fixed in a loop, the data is not read again to be checked.
 
-        >>> hvp = g.compile(hvp=True).bind(X=X, y=y)   # doctest: +SKIP
-        >>> value, gradient, hv = hvp(w, v)            # doctest: +SKIP
+        >>> import adjoint, numpy as np
+        >>> g = adjoint.Graph()
+        >>> X, w = g.constant("X", shape=(3, 2)), g.input("w", shape=(2, 1))
+        >>> f = g.define("f", "sum_entries((X*w) .* (X*w))/2")
+        >>> loss = g.compile().bind(X=np.ones((3, 2)))
+        >>> value, (gradient,) = loss(np.array([[1.0], [2.0]]))
+        >>> float(value), gradient.ravel().tolist()
+        (13.5, [9.0, 9.0])
         """
         return self._bound({}, values)
 
