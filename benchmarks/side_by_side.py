@@ -81,6 +81,22 @@ WORKLOADS = {
         "        f(w=w, X=X, y=y, v_w=v)\n",
         "run()",
     ),
+    "the same, backend='jax' (NumPy arrays in), 200 calls": (
+        "import numpy as np, adjoint\n"
+        "g = adjoint.Graph()\n"
+        "g.constant('X', shape=(1000, 50)), g.constant('y', shape=(1000, 1))\n"
+        "g.input('w', shape=(50, 1)); g.define('z', 'X*w')\n"
+        "g.define('f', 'sum_entries(softplus.(z) - y .* z) + sum_entries(w .* w)/2')\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, w = rng.normal(size=(1000, 50)), rng.normal(size=(50, 1))\n"
+        "v = rng.normal(size=(50, 1))\n"
+        "y = (rng.uniform(size=(1000, 1)) < 0.5).astype(float)\n"
+        "f = g.compile(hvp=True, backend='jax')\n"
+        "def run():\n"
+        "    for _ in range(200):\n"
+        "        f(w=w, X=X, y=y, v_w=v)\n",
+        "run()",
+    ),
     "g.hessian of a function of a 5 x 10 matrix (51 x 51)": (
         "import numpy as np, sympy as sp, adjoint\n"
         "def run():\n"

@@ -149,15 +149,29 @@ def test_a_bound_hvp_takes_stacked_directions_and_agrees_with_differences():
         np.testing.assert_allclose(stacked[k], one, rtol=1e-12)
 
 
-def test_binding_on_the_jax_backend():
+def test_binding_on_the_jax_backend(monkeypatch):
+    """JAX: the bound data goes to the device once; a call checks and sends only what
+    it is given."""
     pytest.importorskip("jax")
     g, _, data = logistic()
     f = g.compile(hvp=True, backend="jax").bind(X=data["X"], y=data["y"])
     want = by_hand(data["X"], data["y"], data["w"], data["v_w"])
+    read = []
+    vdot = codegen._vdot
+    monkeypatch.setattr(codegen, "_vdot", lambda a, b: read.append(a.shape) or vdot(a, b))
     for _ in range(2):
+        read.clear()
         value, (grad,), (hv,) = f(data["w"], data["v_w"])
         assert value == pytest.approx(want[0], rel=1e-13)
         np.testing.assert_allclose(grad, want[1], rtol=1e-12)
         np.testing.assert_allclose(hv, want[2], rtol=1e-12)
-    with pytest.raises(adjoint.BadValueError, match="not finite"):
+    assert read == [data["w"].shape, data["v_w"].shape]  # X and y: checked when bound
+    flagged = []  # nor summed on the device, call after call
+    general = f.function._run_flagged
+    monkeypatch.setattr(f.function, "_run_flagged", lambda v: flagged.append(1) or general(v))
+    f(data["w"], data["v_w"])
+    assert flagged == []
+    with pytest.raises(adjoint.BadValueError, match="w.*not finite"):
         f(data["w"] * np.nan, data["v_w"])
+    with pytest.raises(adjoint.BadValueError, match="v_w.*not finite"):
+        f(data["w"], data["v_w"] * np.inf)

@@ -1504,21 +1504,30 @@ class CompiledFunction:
 
     def _bound(self, fixed: dict, values: dict) -> BoundFunction:
         fixed = {**fixed, **self._fixed(values)}
-        short = self.backend == "numpy" and self._matrices_only and self.gradient
+        held = fixed
+        if self.backend == "jax":  # on the device once, not copied there on every call
+            import jax
+
+            with jax.enable_x64(self.dtype == np.float64):
+                held = {p: jax.device_put(v) for p, v in fixed.items()}
+        short = self._matrices_only and self.gradient and self._plainable
         return BoundFunction(
             self,
-            fixed,
+            held,
             keywords=self._keyword,
             rebind=lambda more: self._bound(fixed, more),
-            short=self._short_run if short and self._plainable else None,
+            short=self._short_run if short else None,
         )
 
     def _short_run(self, full, given, shapes):
         """The checked results of the program on ``full`` (in parameter order) when
-        ``given``, some of them, are finite float64 arrays of ``shapes``; else None."""
+        ``given``, some of them, are finite float64 NumPy arrays of ``shapes`` (the
+        others checked before); else None. JAX arrays among ``full`` go in as they are."""
         with np.errstate(all="ignore"):
             if not _plain(given, shapes):
                 return None
+            if self.backend != "numpy":
+                return self._finish(self._run_checked(full, full))
             try:  # (not _run_checked: its own errstate would be a second one)
                 result = self._fn(*full)
             except np.linalg.LinAlgError as exc:
