@@ -171,7 +171,7 @@ def test_binding_on_the_jax_backend(monkeypatch):
     monkeypatch.setattr(f.function, "_run_flagged", lambda v: flagged.append(1) or general(v))
     f(data["w"], data["v_w"])
     assert flagged == []
-    with pytest.raises(adjoint.BadValueError, match="w.*not finite"):
+    with pytest.raises(adjoint.BadValueError, match=r"w.*not finite"):
         f(data["w"] * np.nan, data["v_w"])
-    with pytest.raises(adjoint.BadValueError, match="v_w.*not finite"):
+    with pytest.raises(adjoint.BadValueError, match=r"v_w.*not finite"):
         f(data["w"], data["v_w"] * np.inf)

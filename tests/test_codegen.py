@@ -107,6 +107,20 @@ def test_float32():
     )
 
 
+def test_dtype_takes_what_numpy_calls_a_dtype():
+    g, _ = lecture_dag()
+    want = g.solve({"x": 1.5, "y": -2.0}).gradient["x"]
+    for dtype in (np.float32, np.dtype("float32"), "f4"):
+        value, gradient = g.compile(dtype=dtype)(1.5, -2.0)
+        assert np.asarray(value).dtype == np.float32
+        assert float(gradient[0]) == pytest.approx(want, rel=1e-6)
+    for dtype in (np.float64, float, "double"):
+        assert np.asarray(g.compile(dtype=dtype)(1.5, -2.0)[0]).dtype == np.float64
+    for dtype in (np.int64, np.float16, "complex128", "cheese", [1]):
+        with pytest.raises(adjoint.AdjointError, match="dtype must be"):
+            g.compile(dtype=dtype)
+
+
 def test_kinks_take_the_convention_in_compiled_code_too_or_nan_when_asked():
     g = adjoint.Graph.from_expr(sp.Abs(sp.Symbol("x", real=True)) + sp.Symbol("x", real=True))
     _, (grad,) = g.compile()(np.array([-1.0, 0.0, 2.0]))

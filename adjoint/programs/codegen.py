@@ -934,7 +934,7 @@ def compile_graph(
         computed.
     gradient : bool
         False for the value alone (Step 1 only).
-    dtype : "float64" or "float32"
+    dtype : "float64" or "float32" (or what NumPy reads as either, ``np.float32``)
     backend : "numpy" or "jax"
         ``"jax"`` runs the same program, printed in ``jax.numpy``, through ``jax.jit``
         (``pip install adjoint[jax]``). float64 is computed in float64 whatever the
@@ -960,8 +960,13 @@ def compile_graph(
         JAX stores the first state of each of at most ``checkpoints`` segments and
         recomputes one segment at a time (2 T forward steps). Default: every state.
     """
-    if dtype not in ("float64", "float32"):
+    try:  # what NumPy reads as a dtype: np.float32, "f4", float ...
+        name = np.dtype(dtype).name
+    except (TypeError, ValueError):
+        name = None
+    if name not in ("float64", "float32"):
         raise AdjointError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    dtype = name
     if backend not in BACKENDS:
         raise AdjointError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
     check_kinks(kinks)
@@ -1599,10 +1604,9 @@ class BoundFunction:
                 if result is not None:
                     return result
         if len(args) > len(self._names):
-            raise BadValueError(
-                f"too many values: the bound function takes {len(self._names)} "
-                f"({', '.join(self._names)}; {', '.join(self._given)} bound)"
-            )
+            names, bound = ", ".join(self._names), ", ".join(self._given)
+            takes = f"{len(self._names)} ({names}; " if self._names else "none ("
+            raise BadValueError(f"too many values: the bound function takes {takes}{bound} bound)")
         given = dict(zip(self._names, args))
         for name, value in kwargs.items():
             self._not_bound(name)
