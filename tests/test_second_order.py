@@ -220,8 +220,8 @@ def test_constants_do_not_move_along_the_direction():
     [
         ({"x": 1.0}, "no value for y"),
         ({"x": 1.0, "y": 1.0, "w": 2.0}, "not a node"),
-        ({"x": 1.0, "y": "a"}, "y"),
-        ({"x": 1.0, "y": float("nan")}, "y"),
+        ({"x": 1.0, "y": "a"}, "the direction of y"),  # not the value of y at the point
+        ({"x": 1.0, "y": float("nan")}, "the direction of y"),
         ([1.0, 2.0], "dict"),
     ],
 )
@@ -492,12 +492,31 @@ def test_a_node_reading_thousands_costs_the_pairs_inside_its_summands():
         assert hv[x] == pytest.approx(2 * math.cos(a) - a * math.sin(a))
 
 
+def test_a_direction_may_point_where_its_input_may_not_go():
+    """A positive input's direction may be negative (a tangent, not a value): the
+    assumption holds the point, not the direction."""
+    x = sp.Symbol("x", positive=True)
+    f = sp.log(x) * x
+    g = adjoint.Graph.from_expr(f, inputs=[x])
+    second = float(sp.diff(f, x, 2).subs(x, 2.0))
+    assert g.hvp({x: 2.0}, {x: -1.0})[x] == pytest.approx(-second)
+    assert g.tangent({x: 2.0}, {x: -1.0}).derivative == pytest.approx(-(math.log(2.0) + 1))
+    assert g.compile(hvp=True)(2.0, -1.0)[2][0] == pytest.approx(-second)
+    with pytest.raises(adjoint.BadValueError, match="positive"):
+        g.hvp({x: -2.0}, {x: 1.0})  # the point still keeps it
+
+
 def test_a_direction_of_the_wrong_shape_is_refused():
     g, point = two_layer_net(n=3, d=2)
     v = {x: np.ones(np.shape(point[x])) for x in g.inputs}
     W1 = g.inputs[0]
     with pytest.raises(adjoint.ShapeError, match=f"direction of {W1}"):
         g.hvp(point, {**v, W1: np.ones((5, 5))})
+    with pytest.raises(adjoint.ShapeError, match=f"the direction of {W1} is a") as raised:
+        g.hvp(point, {**v, W1: np.ones(5)})  # not a matrix at all
+    assert raised.value.node == W1
+    with pytest.raises(adjoint.BadValueError, match=f"direction of {W1}.* not finite"):
+        g.tangent(point, {**v, W1: np.full(np.shape(point[W1]), np.inf)})
 
 
 def test_a_sum_times_a_matrix_is_evaluated_as_a_product():

@@ -218,10 +218,17 @@ def read_direction(graph, direction) -> dict:
     out = {}
     for x in graph.inputs:
         shape, steps = graph.node(x).shape, graph.node(x).steps
-        if steps is not None:
-            out[x] = as_sequence(x, given[x], steps, shape)
-        else:
-            out[x] = as_number(x, given[x]) if shape is None else as_array(x, given[x], shape)
+        # named as a direction, and free of x's assumptions: a positive x may move back
+        label = f"the direction of {x}"
+        try:
+            if steps is not None:
+                out[x] = as_sequence(label, given[x], steps, shape)
+            elif shape is None:
+                out[x] = as_number(label, given[x])
+            else:
+                out[x] = as_array(label, given[x], shape)
+        except (BadValueError, ShapeError) as exc:
+            raise type(exc)(str(exc), node=x) from None
     return out
 
 
