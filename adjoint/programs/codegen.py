@@ -1493,8 +1493,10 @@ class CompiledFunction:
         """This function with some of its values fixed, by name: checked once, here, and
         copied (changing your array later changes nothing). The bound function takes
         the others, by position (in this function's order) or by name, and returns
-        what this one returns. On NumPy, a call then checks only the values it is
-        given: with data fixed in a loop, the data is not read again to be checked.
+        what this one returns. A call then checks only the values it is given: with
+        data fixed in a loop, the data is not read again to be checked (JAX: nor sent
+        to the device again). Every parameter a matrix, arrays of the shapes a first
+        call established take this short way; anything else the function's own checks.
 
         >>> import adjoint, numpy as np
         >>> g = adjoint.Graph()
