@@ -1052,10 +1052,9 @@ class CompiledFunction:
         )
         self._names = {program.keywords[p]: p for p in self.params}
         self._keyword = {p: name for name, p in self._names.items()}
-        # what the checks call each parameter: its name as given (v_x, not zdot_x)
-        self._label = {
-            p: p if name == str(p) else _Label(name, p) for p, name in self._keyword.items()
-        }
+        # what the checks call each parameter: its name as given (v_x, not zdot_x; a
+        # direction has no assumptions to check, a positive x may move back)
+        self._label = {p: p if name == str(p) else name for p, name in self._keyword.items()}
         implemented = program.implementations()  # adjoint.elementary operations
         if self.backend == "jax":
             implemented = {name: on_host(fn) for name, fn in implemented.items()}
@@ -1429,29 +1428,15 @@ class CompiledFunction:
         given = dict(zip(self.params, args))
         for name, value in kwargs.items():
             if name not in self._names:
-                raise MissingValueError(
-                    f"{name} is not an input or constant of this function; it takes "
-                    f"{', '.join(self._names)}",
-                    node=name,
-                )
+                raise self._not_a_parameter(name)
             if self._names[name] in given:
                 raise BadValueError(f"{name} is given twice", node=name)
             given[self._names[name]] = value
-        keyword = {p: k for k, p in self._names.items()}
-        missing = [keyword[p] for p in self.params if p not in given]
+        missing = [self._keyword[p] for p in self.params if p not in given]
         if missing:
             raise MissingValueError(f"no value is given for {', '.join(missing)}", node=missing[0])
         out = [self._convert(p, given[p]) for p in self.params]
-        shapes = self._shapes
-        dims = bind_dimensions(
-            [
-                (self._label[p], shapes[p], v)
-                for p, v in zip(self.params, out)
-                if shapes[p] is not None and p not in self._steps
-            ]
-        )
-        if dims:
-            check_square(self._square, dims)
+        self._dimensions(zip(self.params, out))
         if not self._output_scalar:
             what = "recurrences" if self._recurrent else "matrix nodes"
             for p, v in zip(self.params, out):
@@ -1546,25 +1531,33 @@ class CompiledFunction:
         fixed = {}
         for name, value in values.items():
             if name not in self._names:
-                raise MissingValueError(
-                    f"{name} is not an input or constant of this function; it takes "
-                    f"{', '.join(self._names)}",
-                    node=name,
-                )
+                raise self._not_a_parameter(name)
             p = self._names[name]
             array = np.array(self._convert(p, value), dtype=self.dtype, copy=True)
             array.flags.writeable = False
             fixed[p] = array
+        self._dimensions(fixed.items())
+        return fixed
+
+    def _dimensions(self, values) -> None:
+        """The symbolic sizes that ``values`` ((parameter, array) pairs) give agree, and
+        the matrices the program inverts come out square."""
         dims = bind_dimensions(
             [
                 (self._label[p], self._shapes[p], v)
-                for p, v in fixed.items()
+                for p, v in values
                 if self._shapes[p] is not None and p not in self._steps
             ]
         )
         if dims:
             check_square(self._square, dims)
-        return fixed
+
+    def _not_a_parameter(self, name) -> MissingValueError:
+        return MissingValueError(
+            f"{name} is not an input or constant of this function; it takes "
+            f"{', '.join(self._names)}",
+            node=name,
+        )
 
     def __repr__(self) -> str:
         return f"<compiled adjoint program of {', '.join(self._names)}>"
@@ -1639,16 +1632,6 @@ class BoundFunction:
             f"<compiled adjoint program of {', '.join(self._names)} "
             f"({', '.join(self._given)} bound)>"
         )
-
-
-class _Label(str):
-    """A parameter's name as it is given (``v_x`` for the direction ``zdot_x``), with
-    its symbol's assumptions, which the checks keep."""
-
-    def __new__(cls, name: str, symbol):
-        label = super().__new__(cls, name)
-        label.assumptions0 = getattr(symbol, "assumptions0", {})
-        return label
 
 
 def _in_order(names, args, kwargs) -> list | None:
