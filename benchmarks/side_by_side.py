@@ -86,8 +86,8 @@ WORKLOADS = {
         _LOGISTIC.format(backend="numpy"),
         "run()",
     ),
-    # Noisy beyond what a ratio resolves: XLA's dispatch runs in a fast or a slow mode
-    # per process, and identical code measured 0.69 to 1.27 against itself here
+    # Noisy beyond what a ratio resolves: a process's time per call falls in one of two
+    # levels (cause not found), and identical code measured 0.69 to 1.27 against itself
     "the same, backend='jax' (NumPy arrays in), 200 calls": (
         _LOGISTIC.format(backend="jax"),
         "run()",
